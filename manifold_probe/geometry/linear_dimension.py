@@ -1,0 +1,49 @@
+"""Linear dimension of a point cloud: PCA components for 90 % of the variance, participation ratio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..device import resolve_device
+from ..validation import as_points
+
+
+@dataclass(frozen=True)
+class LinearDimension:
+    """PCA-based dimensions of one point cloud; `eigenvalues` of the covariance, largest first."""
+
+    pca90: int
+    participation_ratio: float
+    eigenvalues: np.ndarray
+
+
+def covariance_eigenvalues(points, *, device="cpu") -> np.ndarray:
+    """Eigenvalues of the sample covariance (1/(N-1)) X_c^T X_c, largest first, in float64.
+
+    Computed from the smaller of the two Gram matrices (D x D or N x N): both share the
+    nonzero spectrum, so a layer with D >> N never forms a D x D matrix.
+    """
+    x = as_points(points)
+    dev = resolve_device(device)
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev, torch.float64)
+    xt = xt - xt.mean(dim=0)
+    gram = xt.T @ xt if xt.shape[1] <= xt.shape[0] else xt @ xt.T
+    eig = torch.linalg.eigvalsh(gram).flip(0).clamp_min(0) / max(x.shape[0] - 1, 1)
+    return eig.cpu().numpy()
+
+
+def linear_dimension(points, *, variance: float = 0.9, device="cpu") -> LinearDimension:
+    """pca90: the fewest principal components whose variance reaches `variance` of the total;
+    participation ratio PR = (sum lambda)^2 / sum lambda^2 (Gao et al. 2017, "A theory of
+    multineuronal dimensionality"), between 1 and the rank.
+    """
+    eig = covariance_eigenvalues(points, device=device)
+    total = eig.sum()
+    if total <= 0:
+        return LinearDimension(0, 0.0, eig)
+    share = np.cumsum(eig) / total
+    n_components = int(np.searchsorted(share, variance - 1e-12) + 1)
+    return LinearDimension(n_components, float(total**2 / np.sum(eig**2)), eig)

@@ -1,0 +1,96 @@
+"""Exact k nearest neighbours, chunked, on CPU or GPU; one graph per layer, shared by estimators.
+
+Candidates are found with the Gram form ||x||^2 + ||y||^2 - 2 x.y on mean-centred float32
+data, one block of query rows at a time (memory O(chunk * N)). That form loses precision
+when points nearly coincide (relative error ~ eps * ||x||^2 / d^2), which is exactly where
+TwoNN reads its ratios r2/r1. So a few spare candidates are kept per point, their
+distances are recomputed exactly as ||x - y|| in float64, and the final k are sorted by
+those exact distances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..device import resolve_device
+from ..validation import as_points, check_k
+
+
+@dataclass(frozen=True)
+class NeighbourGraph:
+    """k nearest neighbours of every point, nearest first, the point itself excluded.
+
+    indices: (N, k) int64; distances: (N, k) float64, exact Euclidean distances.
+    """
+
+    indices: np.ndarray
+    distances: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return self.indices.shape[1]
+
+    def first(self, k: int) -> NeighbourGraph:
+        """The graph of the k nearest only (k <= self.k)."""
+        if k > self.k:
+            raise ValueError(f"graph holds {self.k} neighbours, asked for {k}")
+        return NeighbourGraph(self.indices[:, :k], self.distances[:, :k])
+
+
+def nearest_neighbours(
+    points,
+    k: int,
+    *,
+    device: str | torch.device = "cpu",
+    chunk_size: int | None = None,
+    spare: int | None = None,
+) -> NeighbourGraph:
+    """Exact kNN graph of `points` (N, D), excluding each point itself.
+
+    chunk_size: query rows per block (default: blocks of about 256 MB).
+    spare: extra candidates re-ranked by exact distance (default max(8, k // 4)).
+    """
+    x_np = as_points(points, min_points=2)
+    n = x_np.shape[0]
+    k = check_k(k, n)
+    dev = resolve_device(device)
+    spare = max(8, k // 4) if spare is None else spare
+    n_cand = min(n, k + 1 + spare)
+    if chunk_size is None:
+        # about 256 MB for the block of float32 distances and as much for the float64 differences
+        dim = x_np.shape[1]
+        chunk_size = max(1, min(n, 2**26 // n, 2**25 // (n_cand * dim)))
+
+    x64 = torch.from_numpy(np.ascontiguousarray(x_np, dtype=np.float64)).to(dev)
+    centred = (x64 - x64.mean(dim=0)).to(torch.float32)
+    sq_norms = (centred * centred).sum(dim=1)
+
+    indices = np.empty((n, k), dtype=np.int64)
+    distances = np.empty((n, k), dtype=np.float64)
+    for start in range(0, n, chunk_size):
+        stop = min(n, start + chunk_size)
+        q = centred[start:stop]
+        d2 = sq_norms[start:stop, None] + sq_norms[None, :] - 2.0 * (q @ centred.T)
+        cand = torch.topk(d2, n_cand, dim=1, largest=False, sorted=False).indices
+        # exact distances of the candidates, in float64
+        diff = x64[cand] - x64[start:stop, None, :]
+        exact = torch.linalg.vector_norm(diff, dim=2)
+        rows = torch.arange(start, stop, device=dev)[:, None]
+        exact = torch.where(cand == rows, torch.inf, exact)
+        order = torch.argsort(exact, dim=1, stable=True)[:, :k]
+        indices[start:stop] = torch.gather(cand, 1, order).cpu().numpy()
+        distances[start:stop] = torch.gather(exact, 1, order).cpu().numpy()
+    return NeighbourGraph(indices, distances)
+
+
+def drop_duplicates(points: np.ndarray) -> tuple[np.ndarray, int]:
+    """The points with exact duplicate rows removed (first occurrence kept, order preserved),
+    and how many were removed. Neighbour-distance estimators of intrinsic dimension need
+    distinct points: a duplicate makes r1 = 0 for itself and r1 = r2 for its neighbours."""
+    _, first = np.unique(points, axis=0, return_index=True)
+    if len(first) == len(points):
+        return points, 0
+    return points[np.sort(first)], len(points) - len(first)

@@ -1,0 +1,1 @@
+"""Estimators that need the model and its gradients (cutting planes)."""
