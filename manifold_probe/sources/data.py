@@ -1,0 +1,657 @@
+"""Data sets named by a spec string: the built-in `digits`, arrays in an `.npz`, image folders, and
+CIFAR-10/100 or MNIST from a local root. Nothing is ever downloaded.
+
+Specs (`load_data(spec, split=..., n_points=..., seed=...)`):
+
+- `digits`: scikit-learn's 8x8 handwritten digits (1,797 images, shipped with scikit-learn).
+  A fixed stratified split, 25 % of every class to `test` (451 test, 1,346 train images),
+  chosen by hashing each sample's index with the split seed 0 (`digits_split`), so it
+  never depends on a library's random-number stream. Pixels are scaled to [0, 1] (/16) and
+  then standardised with the mean and standard deviation of all training pixels; each image
+  is a (1, 8, 8) float32 tensor. See data/digits.md.
+- `npz:PATH`: a NumPy archive (read with allow_pickle=False) holding `x` (N, ...) and `y`
+  (N,) for the `train` split and, optionally, `x_test` and `y_test` for the `test` split;
+  asking for `test` when the archive has no `x_test` is an error. Arrays are used as
+  stored (cast to float32); labels are whole numbers 0..C-1, C = 1 + the largest label.
+- `imagefolder:ROOT`: torchvision's ImageFolder (one sub-folder per class). `ROOT/train` and
+  `ROOT/test` are the splits when ROOT has a `train` folder; otherwise ROOT itself is the
+  `train` split and there is no `test` split. Classes are the union of both splits' class
+  folders, sorted, so their indices agree. Images are loaded as RGB and turned into
+  [0, 1] tensors (ToTensor); they must share one size unless `image_size` is given
+  (resize of the short side, then centre crop).
+- `cifar10:ROOT`, `cifar100:ROOT`: the python versions of CIFAR (ROOT/cifar-10-batches-py,
+  ROOT/cifar-100-python, as torchvision lays them out; ROOT may also be that folder
+  itself), as (3, 32, 32) tensors in [0, 1]. The pickled batches are read with an
+  unpickler that only admits NumPy arrays, so a planted file cannot run code (torchvision's
+  CIFAR class uses the full pickle module and checks MD5 sums instead; shapes are checked here).
+- `mnist:ROOT`: torchvision's MNIST layout, the four uncompressed idx files in
+  ROOT/MNIST/raw, as (1, 28, 28) tensors in [0, 1].
+
+Image sets (imagefolder, cifar, mnist) take `normalize=`: a name in NORMALIZATIONS or a
+(mean, std) pair per channel, applied after the [0, 1] scaling, to match how a model was
+trained. `n_points` draws a reproducible stratified subset of the split with
+`np.random.default_rng(seed)` (kept in the split's original order).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import pickle
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+
+from ..errors import InputError
+from ..validation import as_labels, check_positive, existing_file
+
+SPEC_FORMS: tuple[str, ...] = (
+    "digits",
+    "npz:PATH",
+    "imagefolder:ROOT",
+    "cifar10:ROOT",
+    "cifar100:ROOT",
+    "mnist:ROOT",
+)
+"""The valid forms of a data spec."""
+
+SPLITS: tuple[str, ...] = ("train", "test")
+
+DIGITS_SPLIT_SEED = 0
+"""The seed of the built-in digits split; fixed forever (checkpoints record it)."""
+
+DIGITS_TEST_FRACTION = 0.25
+
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "mnist": ((0.1307,), (0.3081,)),
+}
+"""Per-channel (mean, std) of common training recipes, for `normalize=`."""
+
+_CIFAR = {
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "label_key": "labels",
+        "meta": ("batches.meta", "label_names"),
+        "num_classes": 10,
+        "title": "CIFAR-10",
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "train": ["train"],
+        "test": ["test"],
+        "label_key": "fine_labels",
+        "meta": ("meta", "fine_label_names"),
+        "num_classes": 100,
+        "title": "CIFAR-100",
+    },
+}
+
+_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+class TensorImages(Dataset):
+    """Images held in memory as one tensor, turned into float32 inputs item by item.
+
+    An item is `(images[i] * scale - mean) / std` with its label; `mean` and `std` hold one
+    value per channel (axis 0 of an item) or are None (no standardisation).
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: np.ndarray,
+        *,
+        scale: float = 1.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        self.images = images
+        self.labels = labels
+        self.scale = scale
+        self.mean = None if mean is None else tuple(float(v) for v in mean)
+        self.std = None if std is None else tuple(float(v) for v in std)
+        per_channel = (-1,) + (1,) * max(images.dim() - 2, 0)
+        self._mean = None if mean is None else torch.tensor(self.mean).view(per_channel)
+        self._std = None if std is None else torch.tensor(self.std).view(per_channel)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        """Float32 model inputs from stored images (one item or a batch with a leading axis)."""
+        x = images.to(torch.float32)
+        if self.scale != 1.0:
+            x = x * self.scale
+        if self._mean is not None:
+            x = (x - self._mean) / self._std
+        return x
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.images[index]), int(self.labels[index])
+
+    def subset(self, indices: np.ndarray) -> TensorImages:
+        """The images at `indices`, with the same scaling and standardisation."""
+        return TensorImages(
+            self.images[torch.from_numpy(indices)],
+            self.labels[indices],
+            scale=self.scale,
+            mean=self.mean,
+            std=self.std,
+        )
+
+    def standardised(self, mean: Sequence[float], std: Sequence[float]) -> TensorImages:
+        """The same images with per-channel (mean, std) standardisation after the scaling."""
+        return TensorImages(self.images, self.labels, scale=self.scale, mean=mean, std=std)
+
+
+@dataclass(frozen=True, eq=False)
+class LabelledData:
+    """A labelled data set ready for a model.
+
+    `dataset` yields (float32 input of shape `input_shape`, int label); `labels` holds all
+    labels in the same order; `indices` are the positions of the points in the whole split
+    (equal to arange(n) without `n_points`).
+    """
+
+    dataset: Dataset
+    labels: np.ndarray
+    num_classes: int
+    input_shape: tuple[int, ...]
+    spec: str
+    split: str
+    n_points: int
+    indices: np.ndarray
+    seed: int
+    split_seed: int = DIGITS_SPLIT_SEED
+    class_names: tuple[str, ...] | None = None
+
+    def inputs(self) -> torch.Tensor:
+        """All inputs as one (n_points, *input_shape) float32 tensor (for sets that fit in RAM).
+
+        For in-memory sets stored as float32 (digits, npz) this may share memory with the
+        data set: do not modify it in place.
+        """
+        if isinstance(self.dataset, TensorImages):
+            return self.dataset.transform(self.dataset.images)
+        return torch.stack([self.dataset[i][0] for i in range(len(self.dataset))])
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (inputs, labels) batches; with `shuffle`, in the order of `randperm(generator)`."""
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            chosen = order[start : start + batch_size]
+            if isinstance(self.dataset, TensorImages):
+                x = self.dataset.transform(self.dataset.images[chosen])
+            else:
+                x = torch.stack([self.dataset[int(i)][0] for i in chosen])
+            yield x, torch.from_numpy(self.labels[chosen.numpy()])
+
+
+# --- the digits split ------------------------------------------------------------------
+
+
+def digits_split(
+    labels: np.ndarray,
+    *,
+    seed: int = DIGITS_SPLIT_SEED,
+    test_fraction: float = DIGITS_TEST_FRACTION,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, test) indices: test_fraction * n_c of every class c (rounded half up) to test.
+
+    Within a class, samples are ordered by sha256(f"{seed}:{index}"), so the split depends on
+    nothing but the seed and the data order (no random-number generator whose stream could
+    change between library versions).
+    """
+    keys = np.array(
+        [
+            int.from_bytes(hashlib.sha256(f"{seed}:{i}".encode()).digest()[:8], "big")
+            for i in range(len(labels))
+        ],
+        dtype=np.uint64,
+    )
+    test = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        ranked = members[np.argsort(keys[members], kind="stable")]
+        test.append(ranked[: int(np.floor(test_fraction * len(members) + 0.5))])
+    test_idx = np.sort(np.concatenate(test))
+    train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
+    return train_idx, test_idx
+
+
+def _load_digits(split: str) -> tuple[TensorImages, np.ndarray, int, tuple[int, ...]]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    pixels = bunch.data.astype(np.float64) / 16.0
+    labels = bunch.target.astype(np.int64)
+    train_idx, test_idx = digits_split(labels)
+    mean = pixels[train_idx].mean()
+    std = pixels[train_idx].std()
+    chosen = train_idx if split == "train" else test_idx
+    images = ((pixels[chosen] - mean) / std).astype(np.float32).reshape(-1, 1, 8, 8)
+    dataset = TensorImages(torch.from_numpy(images), labels[chosen])
+    return dataset, labels[chosen], 10, (1, 8, 8)
+
+
+# --- npz ---------------------------------------------------------------------------------
+
+
+def _whole_labels(y: np.ndarray, n_points: int, *, name: str) -> np.ndarray:
+    """Class indices 0..C-1 (to move to validation.py)."""
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise InputError(f"{name} must hold whole-number class indices, got dtype {y.dtype}.")
+    labels = as_labels(y, n_points, name=name)
+    if labels.size and labels.min() < 0:
+        raise InputError(f"{name} holds negative labels; class indices must be 0..C-1.")
+    return labels
+
+
+def _load_npz(path_text: str, split: str):
+    path = existing_file(path_text, what="npz file")
+    if not zipfile.is_zipfile(path):
+        raise InputError(
+            f"could not read npz file {path}: it is not a NumPy .npz archive "
+            "(write one with np.savez)."
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise InputError(
+                f"{path} holds Python objects, which are not loaded for safety; "
+                "save plain numeric arrays x and y with np.savez."
+            ) from None
+        raise InputError(f"could not read npz file {path}: {exc}") from None
+    except Exception as exc:
+        raise InputError(f"could not read npz file {path}: {exc}") from None
+    if "x" not in arrays or "y" not in arrays:
+        found = ", ".join(sorted(arrays)) or "nothing"
+        raise InputError(f"{path} must hold arrays named x and y (found {found}).")
+    x_name, y_name = ("x", "y") if split == "train" else ("x_test", "y_test")
+    if x_name not in arrays or y_name not in arrays:
+        raise InputError(
+            f"{path} has no test split (arrays x_test and y_test); "
+            "add them to the archive or use --split train."
+        )
+    x = arrays[x_name]
+    if not np.issubdtype(x.dtype, np.number) or x.ndim < 2 or len(x) == 0:
+        raise InputError(
+            f"{x_name} in {path} must be a non-empty numeric array of shape (N, ...), "
+            f"got dtype {x.dtype} and shape {x.shape}."
+        )
+    if not np.isfinite(x).all():
+        raise InputError(f"{x_name} in {path} contains NaN or Inf; remove or impute them.")
+    labels = _whole_labels(arrays[y_name], len(x), name=f"{y_name} in {path}")
+    other_name = "y_test" if split == "train" else "y"
+    largest = labels.max()
+    if other_name in arrays and arrays[other_name].size:
+        other = arrays[other_name]
+        other_labels = _whole_labels(other, len(other), name=f"{other_name} in {path}")
+        largest = max(largest, other_labels.max())
+    num_classes = int(largest) + 1
+    images = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return TensorImages(images, labels), labels, num_classes, tuple(x.shape[1:])
+
+
+# --- image sets --------------------------------------------------------------------------
+
+
+def _normalization(normalize) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    if normalize is None:
+        return None
+    if isinstance(normalize, str):
+        if normalize not in NORMALIZATIONS:
+            raise InputError(
+                f"unknown normalization {normalize!r}: use one of {', '.join(NORMALIZATIONS)} "
+                "or a (mean, std) pair."
+            )
+        return NORMALIZATIONS[normalize]
+    try:
+        mean, std = normalize
+        mean = tuple(float(v) for v in mean)
+        std = tuple(float(v) for v in std)
+    except (TypeError, ValueError):
+        raise InputError(
+            "normalize must be a name or a (mean, std) pair of per-channel lists, "
+            f"got {normalize!r}."
+        ) from None
+    if len(mean) != len(std) or min(std) <= 0:
+        raise InputError("normalize needs as many positive stds as means, one per channel.")
+    return mean, std
+
+
+def _check_channels(norm, channels: int, spec: str) -> None:
+    if norm is not None and len(norm[0]) not in (1, channels):
+        raise InputError(
+            f"normalize has {len(norm[0])} channel values but {spec} images have "
+            f"{channels} channels."
+        )
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds NumPy arrays, lists, dicts and strings, and nothing else."""
+
+    _ALLOWED = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+    for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        _ALLOWED[(_module, "_reconstruct")] = np.zeros(1).__reduce__()[0]
+        _ALLOWED[(_module, "scalar")] = np.float64(0).__reduce__()[0]
+    del _module
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED:
+            return self._ALLOWED[(module, name)]
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _read_array_pickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            entry = _ArrayUnpickler(handle, encoding="latin1").load()
+    except Exception as exc:
+        raise InputError(f"could not read {path}: {exc}") from None
+    if not isinstance(entry, dict):
+        raise InputError(f"{path} does not hold a CIFAR batch (a dict of data and labels).")
+    return entry
+
+
+def _load_cifar(kind: str, root_text: str, split: str):
+    info = _CIFAR[kind]
+    root = Path(root_text).expanduser()
+    folder = root / info["folder"]
+    if not folder.is_dir() and root.name == info["folder"]:
+        folder = root
+    names = info[split]
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        raise InputError(
+            f"{info['title']} not found: expected {root / info['folder'] / missing[0]} "
+            f"(the python version of {info['title']}, extracted into {root}); "
+            "nothing is downloaded."
+        )
+    images, labels = [], []
+    for name in names:
+        entry = _read_array_pickle(folder / name)
+        if "data" not in entry or info["label_key"] not in entry:
+            raise InputError(
+                f"{folder / name} is not a {info['title']} batch (no data or {info['label_key']})."
+            )
+        data = np.asarray(entry["data"])
+        batch_labels = np.asarray(entry[info["label_key"]], dtype=np.int64).reshape(-1)
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise InputError(
+                f"{folder / name} holds data of shape {data.shape} ({data.dtype}); "
+                f"{info['title']} batches hold uint8 rows of 3072 pixels."
+            )
+        if len(batch_labels) != len(data):
+            raise InputError(
+                f"{folder / name} has {len(data)} images but {len(batch_labels)} labels."
+            )
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(batch_labels)
+    labels_all = np.concatenate(labels)
+    if labels_all.min() < 0 or labels_all.max() >= info["num_classes"]:
+        raise InputError(f"{folder} holds labels outside 0..{info['num_classes'] - 1}.")
+    class_names = None
+    meta_name, meta_key = info["meta"]
+    if (folder / meta_name).is_file():
+        meta = _read_array_pickle(folder / meta_name)
+        if isinstance(meta.get(meta_key), list):
+            class_names = tuple(str(v) for v in meta[meta_key])
+    dataset = TensorImages(torch.from_numpy(np.concatenate(images)), labels_all, scale=1 / 255)
+    return dataset, labels_all, info["num_classes"], (3, 32, 32), class_names
+
+
+def _load_mnist(root_text: str, split: str):
+    from torchvision.datasets import MNIST
+
+    root = Path(root_text).expanduser()
+    raw = root / "MNIST" / "raw"
+    needed = [name for pair in _MNIST_FILES.values() for name in pair]
+    missing = [name for name in needed if not (raw / name).is_file()]
+    if missing:
+        zipped = (raw / f"{missing[0]}.gz").is_file()
+        hint = "; uncompress the .gz files there with gunzip" if zipped else ""
+        raise InputError(
+            f"MNIST not found: expected {raw / missing[0]} (the four uncompressed MNIST idx files "
+            f"{', '.join(needed)} in ROOT/MNIST/raw){hint}; nothing is downloaded."
+        )
+    try:
+        source = MNIST(str(root), train=split == "train", download=False)
+    except Exception as exc:
+        raise InputError(f"could not read MNIST from {raw}: {exc}") from None
+    labels = source.targets.numpy().astype(np.int64)
+    dataset = TensorImages(source.data.unsqueeze(1), labels, scale=1 / 255)
+    return dataset, labels, 10, (1, 28, 28)
+
+
+def _image_folder(directory: Path, classes: list[str], transform):
+    """torchvision's ImageFolder with the class list given (so train and test indices agree)."""
+    from torchvision.datasets import ImageFolder
+
+    class _FixedClassesFolder(ImageFolder):
+        def find_classes(self, _directory):
+            return list(classes), {name: i for i, name in enumerate(classes)}
+
+    return _FixedClassesFolder(str(directory), transform=transform, allow_empty=True)
+
+
+def _class_folders(directory: Path) -> set[str]:
+    return {entry.name for entry in directory.iterdir() if entry.is_dir()}
+
+
+def _load_imagefolder(root_text: str, split: str, normalize, image_size: int | None):
+    from torchvision import transforms
+
+    root = Path(root_text).expanduser()
+    if not root.is_dir():
+        raise InputError(f"image folder not found: {root} (expected ROOT/<class>/<image> files).")
+    if (root / "train").is_dir():
+        split_dirs = {name: root / name for name in SPLITS if (root / name).is_dir()}
+    else:
+        split_dirs = {"train": root}
+    if split not in split_dirs:
+        raise InputError(
+            f"{root} has no {split} split: put the {split} images in {root / split} "
+            f"(and the training images in {root / 'train'}) or use --split train."
+        )
+    classes = sorted(set().union(*(_class_folders(d) for d in split_dirs.values())))
+    if not classes:
+        raise InputError(
+            f"{split_dirs[split]} has no class folders (expected <class>/<image> files)."
+        )
+    steps = []
+    if image_size is not None:
+        size = check_positive(image_size, name="image_size", integer=True)
+        steps += [transforms.Resize(size), transforms.CenterCrop(size)]
+    steps.append(transforms.ToTensor())
+    norm = _normalization(normalize)
+    if norm is not None:
+        _check_channels(norm, 3, f"imagefolder:{root}")
+        steps.append(transforms.Normalize(*norm))
+    folder = _image_folder(split_dirs[split], classes, transforms.Compose(steps))
+    if len(folder) == 0:
+        raise InputError(f"{split_dirs[split]} holds no images in its class folders.")
+    labels = np.asarray(folder.targets, dtype=np.int64)
+    try:
+        first = folder[0][0]
+    except Exception as exc:
+        raise InputError(f"could not read image {folder.samples[0][0]}: {exc}") from None
+    return folder, labels, len(classes), tuple(first.shape), tuple(classes)
+
+
+# --- spec parsing and subsets --------------------------------------------------------------
+
+
+def _spec_error(spec: str) -> InputError:
+    kind = spec.partition(":")[0].lower()
+    kinds = [form.partition(":")[0] for form in SPEC_FORMS]
+    if spec.endswith(".npz") and ":" not in spec:
+        guess = f"npz:{spec}"
+    else:
+        close = difflib.get_close_matches(kind, kinds, n=1, cutoff=0.5)
+        guess = close[0] if close else None
+    hint = f" (did you mean {guess}?)" if guess else ""
+    return InputError(f"unknown data spec {spec!r}{hint}: use one of {', '.join(SPEC_FORMS)}.")
+
+
+def stratified_subset(labels: np.ndarray, n_points: int, seed: int) -> np.ndarray:
+    """Sorted indices of `n_points` samples drawn with `np.random.default_rng(seed)`.
+
+    Each class gets floor(n_points * share) samples, the remainder going to the classes with
+    the largest fractional parts (ties: smaller class index); with fewer points than classes
+    the subset is a plain random draw.
+    """
+    total = len(labels)
+    rng = np.random.default_rng(seed)
+    if n_points == total:
+        return np.arange(total)
+    classes, counts = np.unique(labels, return_counts=True)
+    if n_points < len(classes):
+        return np.sort(rng.choice(total, size=n_points, replace=False))
+    exact = n_points * counts / total
+    quota = np.floor(exact).astype(int)
+    remainder = n_points - quota.sum()
+    order = np.lexsort((classes, -(exact - quota)))
+    quota[order[:remainder]] += 1
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), size=q, replace=False)
+        for c, q in zip(classes, quota, strict=True)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def has_test_split(spec: str) -> bool:
+    """Whether `spec` names a data set with a `test` split (cheap: lists files, loads nothing).
+
+    False only for an npz archive without x_test and y_test and an image folder without
+    ROOT/train and ROOT/test; a bad spec or missing file is left for `load_data` to report.
+    """
+    kind, _, argument = str(spec).strip().partition(":")
+    kind = kind.lower()
+    if kind == "npz":
+        try:
+            with np.load(Path(argument).expanduser(), allow_pickle=False) as archive:
+                return {"x_test", "y_test"} <= set(archive.files)
+        except Exception:
+            return True
+    if kind == "imagefolder":
+        root = Path(argument).expanduser()
+        if not root.is_dir():
+            return True
+        return (root / "train").is_dir() and (root / "test").is_dir()
+    return True
+
+
+def load_data(
+    spec: str,
+    *,
+    split: str = "train",
+    n_points: int | None = None,
+    seed: int = 0,
+    normalize: str | tuple | None = None,
+    image_size: int | None = None,
+) -> LabelledData:
+    """The data set named by `spec` (see the module docstring), optionally a seeded subset.
+
+    Raises InputError for an unknown spec (suggesting the closest form), missing files (saying
+    what to put where), a bad split, or more points than the split holds.
+    """
+    spec = str(spec).strip()
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}: use train or test.")
+    kind, sep, argument = spec.partition(":")
+    kind = kind.lower()
+    class_names = None
+    if kind == "digits":
+        if sep:
+            raise InputError(f"the digits data set takes no argument, got {spec!r}; use digits.")
+        if normalize is not None or image_size is not None:
+            raise InputError("digits is already normalised; normalize and image_size do not apply.")
+        dataset, labels, num_classes, shape = _load_digits(split)
+    elif kind in ("npz", "imagefolder", "cifar10", "cifar100", "mnist"):
+        if not argument:
+            what = "PATH" if kind == "npz" else "ROOT"
+            raise InputError(f"the {kind} data spec needs a location: {kind}:{what}.")
+        if kind == "npz":
+            if normalize is not None or image_size is not None:
+                raise InputError(
+                    "npz arrays are used as stored; normalize and image_size do not apply."
+                )
+            dataset, labels, num_classes, shape = _load_npz(argument, split)
+        elif kind == "imagefolder":
+            dataset, labels, num_classes, shape, class_names = _load_imagefolder(
+                argument, split, normalize, image_size
+            )
+        else:
+            if image_size is not None:
+                raise InputError(f"{kind} images are fixed in size; image_size does not apply.")
+            if kind == "mnist":
+                dataset, labels, num_classes, shape = _load_mnist(argument, split)
+            else:
+                dataset, labels, num_classes, shape, class_names = _load_cifar(
+                    kind, argument, split
+                )
+            norm = _normalization(normalize)
+            if norm is not None:
+                _check_channels(norm, shape[0], spec)
+                dataset = dataset.standardised(*norm)
+    else:
+        raise _spec_error(spec)
+
+    total = len(labels)
+    if n_points is None:
+        indices = np.arange(total)
+    else:
+        n_points = check_positive(n_points, name="n_points", integer=True)
+        if n_points > total:
+            raise InputError(
+                f"n_points={n_points} but the {split} split of {spec} has {total} points; "
+                f"ask for at most {total}."
+            )
+        indices = stratified_subset(labels, n_points, seed)
+        if len(indices) < total:
+            if isinstance(dataset, TensorImages):
+                dataset = dataset.subset(indices)
+            else:
+                dataset = Subset(dataset, indices.tolist())
+            labels = labels[indices]
+    return LabelledData(
+        dataset=dataset,
+        labels=labels,
+        num_classes=num_classes,
+        input_shape=tuple(int(v) for v in shape),
+        spec=spec,
+        split=split,
+        n_points=len(labels),
+        indices=indices,
+        seed=seed,
+        split_seed=DIGITS_SPLIT_SEED,
+        class_names=class_names,
+    )

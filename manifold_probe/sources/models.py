@@ -1,0 +1,296 @@
+"""Loading a model from a file: the `--model` option.
+
+`load_model(path)` recognises, in this order:
+
+1. a `torch.export` program (`.pt2`, a zip archive with an `archive_format` entry):
+   `torch.export.load(path).module()`. The module keeps the train/eval mode it was exported
+   in (`.eval()` is not supported on it; export in eval mode) and its named children
+   include torch's `_guards_fn`.
+2. a TorchScript archive (a zip archive with `code/` and `constants.pkl` entries):
+   `torch.jit.load`. torch 2.14 deprecates TorchScript; the FutureWarning that
+   `torch.jit.load` emits is silenced here, since a user loading an archive cannot act on
+   it (this docstring is the notice: prefer `torch.export`).
+3. anything else through `torch.load(weights_only=True)`, which refuses pickled code:
+   - the project checkpoint (`checkpoint.FORMAT`): the zoo rebuilds `arch(**arch_args)`;
+   - a state_dict (also inside a {"state_dict": ...}, {"model": ...} or
+     {"model_state_dict": ...} wrapper, with a common `module.` or `_orig_mod.` prefix
+     removed) with `arch` (a zoo name or `torchvision:NAME`) and `num_classes`;
+   - a whole pickled nn.Module only with `trust_checkpoint=True`, which loads with
+     `torch.load(weights_only=False)` and can run arbitrary code from the file.
+
+Every failure is an InputError with one line for the user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..device import resolve_device
+from ..errors import InputError
+from ..validation import existing_file
+from . import zoo
+from .checkpoint import check_checkpoint, checkpoint_metadata, is_project_checkpoint
+
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+_PREFIXES = ("module.", "_orig_mod.")
+_MAX_LISTED_MISMATCHES = 3
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model ready for inference, with what is known about it.
+
+    `module` is in eval mode on the requested device (a torch.export module keeps the mode
+    it was exported in); `kind` is one of "checkpoint", "state_dict", "torchscript",
+    "export", "pickle"; `checkpoint` is a project checkpoint's metadata (no state_dict) or
+    None; `digest` is `weights_digest(module.state_dict())`.
+    """
+
+    module: nn.Module
+    description: str
+    kind: str
+    digest: str
+    checkpoint: dict | None = None
+    arch: str | None = None
+    arch_args: dict | None = None
+    input_shape: tuple[int, ...] | None = None
+    num_classes: int | None = None
+
+
+def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha256 hex digest of a state_dict: every entry's name, dtype, shape and raw bytes.
+
+    Entries are taken in sorted name order, so the digest depends only on the weights, not on
+    the process, the device or the order modules were registered in.
+    """
+    sha = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name]
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        raw = flat.view(torch.uint8).numpy().tobytes()
+        header = f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0{len(raw)}\0"
+        sha.update(header.encode())
+        sha.update(raw)
+    return sha.hexdigest()
+
+
+def _zip_names(path: Path) -> list[str]:
+    if not zipfile.is_zipfile(path):
+        return []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def _archive_kind(path: Path) -> str | None:
+    """"export", "torchscript" or None, from the entries of a zip archive."""
+    names = _zip_names(path)
+    tails = {name.split("/", 1)[-1] for name in names}
+    if "archive_format" in tails:
+        return "export"
+    if "constants.pkl" in tails and any(tail.startswith("code/") for tail in tails):
+        return "torchscript"
+    return None
+
+
+def _unsafe_global(message: str) -> str | None:
+    """The name of the global that a weights-only load refused, if the message names one."""
+    match = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", message)
+    return match.group(1) if match else None
+
+
+def _read_error(path: Path, exc: BaseException, note: str = "") -> InputError:
+    """'could not read checkpoint PATH: [note ]<the gist of the exception>' on one line."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:  # skip torch's long preamble to the actual reason
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    return InputError(f"could not read checkpoint {path}: {note}{reason[:200]}")
+
+
+def _torch_load(path: Path, trust_checkpoint: bool):
+    try:
+        with warnings.catch_warnings():
+            # a plain pickle of protocol > 2 makes torch warn before it fails; the error says it
+            warnings.filterwarnings(
+                "ignore", message="Detected pickle protocol", category=UserWarning
+            )
+            return torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
+    except pickle.UnpicklingError as exc:
+        name = _unsafe_global(str(exc))
+        if not trust_checkpoint and name:
+            raise InputError(
+                f"{path} holds pickled Python objects ({name}) that a safe load refuses; only if "
+                "you trust its source, pass --trust-checkpoint to load it with full pickle."
+            ) from None
+        note = "" if zipfile.is_zipfile(path) else "not a file written by torch.save: "
+        raise _read_error(path, exc, note) from None
+    except Exception as exc:
+        raise _read_error(path, exc) from None
+
+
+def _unwrap_state_dict(obj: Mapping) -> Mapping | None:
+    """The tensor dict inside a state_dict or a common wrapper, prefixes stripped; else None."""
+    for key in _WRAPPER_KEYS:
+        if isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return None
+    for prefix in _PREFIXES:
+        if all(str(k).startswith(prefix) for k in obj):
+            obj = {str(k)[len(prefix) :]: v for k, v in obj.items()}
+    return obj
+
+
+def _fit_state_dict(module: nn.Module, state_dict: Mapping, *, path: Path, label: str) -> None:
+    """Load `state_dict` into `module` strictly, or name the first mismatches in an InputError."""
+    expected = module.state_dict()
+    problems = []
+    for name, tensor in state_dict.items():
+        if name not in expected:
+            problems.append(f"unexpected {name}")
+        elif tuple(tensor.shape) != tuple(expected[name].shape):
+            problems.append(
+                f"{name} is {tuple(tensor.shape)} in the file but {tuple(expected[name].shape)} "
+                "in the model"
+            )
+    problems += [f"missing {name}" for name in expected if name not in state_dict]
+    if problems:
+        shown = "; ".join(problems[:_MAX_LISTED_MISMATCHES])
+        hidden = len(problems) - _MAX_LISTED_MISMATCHES
+        more = f" and {hidden} more" if hidden > 0 else ""
+        raise InputError(
+            f"the weights in {path} do not fit {label} ({shown}{more}); "
+            "check --arch and --num-classes."
+        )
+    module.load_state_dict(state_dict, strict=True)
+
+
+def _describe(arch: str, arch_args: Mapping) -> str:
+    args = ", ".join(f"{k}={v}" for k, v in arch_args.items())
+    return f"{arch}({args})"
+
+
+def _from_arch(arch: str, arch_args: dict, state_dict: Mapping, path: Path) -> nn.Module:
+    full = zoo.architecture_args(arch, arch_args)
+    module = zoo.build_model(arch, **full)
+    _fit_state_dict(module, state_dict, path=path, label=_describe(arch, full))
+    return module
+
+
+def _load_export(path: Path) -> tuple[nn.Module, tuple[int, ...] | None]:
+    try:
+        program = torch.export.load(str(path))
+        module = program.module()
+    except Exception as exc:
+        raise _read_error(path, exc) from None
+    args = program.example_inputs[0] if program.example_inputs else ()
+    single_tensor = len(args) == 1 and isinstance(args[0], torch.Tensor)
+    shape = tuple(args[0].shape[1:]) if single_tensor else None
+    return module, shape
+
+
+def _load_torchscript(path: Path, device: torch.device) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning
+        )
+        try:
+            return torch.jit.load(str(path), map_location=device)
+        except Exception as exc:
+            raise _read_error(path, exc) from None
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    arch_args: dict | None = None,
+    trust_checkpoint: bool = False,
+    device: str | torch.device = "cpu",
+) -> LoadedModel:
+    """The model stored at `path` (see the module docstring for the accepted forms).
+
+    `arch`, `num_classes` and further `arch_args` (e.g. width and depth of a zoo net)
+    describe a bare state_dict (num_classes defaults to the architecture's default: 10 for
+    the zoo, 1000 for torchvision); the other forms carry their own architecture and ignore
+    them. Raises InputError for a missing or unreadable file, a refused pickle, or weights
+    that do not fit.
+    """
+    path = existing_file(path, what="checkpoint")
+    torch_device = resolve_device(device)
+    archive = _archive_kind(path)
+    given_args = dict(arch_args or {})
+    if num_classes is not None:
+        given_args["num_classes"] = num_classes
+    fields: dict = {}
+
+    if archive == "export":
+        module, shape = _load_export(path)
+        fields = {"kind": "export", "description": f"{path} (torch.export)", "input_shape": shape}
+    elif archive == "torchscript":
+        module = _load_torchscript(path, torch_device)
+        fields = {"kind": "torchscript", "description": f"{path} (TorchScript)"}
+    else:
+        obj = _torch_load(path, trust_checkpoint)
+        if isinstance(obj, nn.Module):
+            module = obj
+            fields = {"kind": "pickle", "description": f"{path} (pickled {type(obj).__name__})"}
+        elif is_project_checkpoint(obj):
+            ckpt = check_checkpoint(obj, source=str(path))
+            full = zoo.architecture_args(ckpt["arch"], dict(ckpt["arch_args"]))
+            module = _from_arch(ckpt["arch"], full, ckpt["state_dict"], path)
+            fields = {
+                "kind": "checkpoint",
+                "description": f"{path} ({_describe(ckpt['arch'], full)})",
+                "checkpoint": checkpoint_metadata(ckpt),
+                "arch": ckpt["arch"],
+                "arch_args": full,
+                "input_shape": zoo.input_shape(ckpt["arch"], full),
+                "num_classes": full["num_classes"],
+            }
+        elif isinstance(obj, Mapping) and (state_dict := _unwrap_state_dict(obj)) is not None:
+            if arch is None:
+                raise InputError(
+                    f"{path} is a bare state_dict, which does not say what network it belongs "
+                    "to; pass --arch (torchvision:NAME or a zoo name) and --num-classes."
+                )
+            full = zoo.architecture_args(arch, given_args)
+            module = _from_arch(arch, full, state_dict, path)
+            fields = {
+                "kind": "state_dict",
+                "description": f"{path} ({_describe(arch, full)})",
+                "arch": arch,
+                "arch_args": full,
+                "input_shape": zoo.input_shape(arch, full),
+                "num_classes": full["num_classes"],
+            }
+        else:
+            raise InputError(
+                f"{path} holds a {type(obj).__name__}, not a model: expected a manifold-probe "
+                "checkpoint, a state_dict, a TorchScript archive or a torch.export program."
+            )
+
+    digest = weights_digest(module.state_dict())
+    if fields["kind"] != "export":
+        module.eval()
+    module.to(torch_device)
+    return LoadedModel(module=module, digest=digest, **fields)

@@ -1,0 +1,354 @@
+"""Training a classifier from the zoo (or torchvision) on a data spec, and saving the checkpoint.
+
+The recipe: cross-entropy, SGD with Nesterov momentum 0.9 and weight decay on every
+parameter, the learning rate following a cosine from `lr` to 0 over all steps (one step per
+batch), batches drawn by a seeded `torch.randperm` each epoch. The defaults (15 epochs, batch 128,
+lr 0.1, weight decay 5e-4) train `digits-cnn` (width 32, depth 3) on `digits` to 98.7-99.6 %
+test accuracy (seeds 0-4) in 2-6 s on one CPU thread.
+
+Reproducibility: the model's initial weights (and dropout, where an architecture has it)
+come from torch's global RNG, so training runs inside `torch.random.fork_rng` after
+`torch.manual_seed(seed)`; the caller's global RNG state is restored afterwards. Batch order
+comes from its own `torch.Generator` seeded with `seed`. On the CPU, the same seed and the
+same number of threads give the same weights bit for bit; CUDA kernels may not.
+
+`TrainingConfig` holds every hyper-parameter; later options (mixup, label smoothing, label
+noise, training-set size) become fields there and act in `_train_step` / `_training_data`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .device import resolve_device
+from .errors import InputError
+from .progress import track
+from .sources import zoo
+from .sources.checkpoint import make_checkpoint, save_checkpoint
+from .sources.data import LabelledData, has_test_split, load_data
+from .validation import check_positive
+
+_EVAL_BATCH = 512
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The hyper-parameters of one training run (stored as the checkpoint's "training")."""
+
+    arch: str = "digits-cnn"
+    arch_args: Mapping[str, Any] = field(default_factory=dict)
+    data: str = "digits"
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arch_args", dict(self.arch_args))
+        check_positive(self.epochs, name="epochs", integer=True)
+        check_positive(self.batch_size, name="batch_size", integer=True)
+        check_positive(self.lr, name="lr")
+        check_positive(self.momentum, name="momentum", allow_zero=True)
+        check_positive(self.weight_decay, name="weight_decay", allow_zero=True)
+        if self.momentum >= 1:
+            raise InputError(f"momentum must be below 1, got {self.momentum}.")
+        if int(self.seed) != self.seed:
+            raise InputError(f"seed must be a whole number, got {self.seed}.")
+
+    def as_dict(self) -> dict:
+        """The hyper-parameters as plain types."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingRun:
+    """A trained model and how it got there (at the end of training or at a snapshot epoch).
+
+    `arch_args` are all of the architecture's arguments (as filled in from the data);
+    `metrics` holds train/test accuracy and loss measured in eval mode (test ones are None
+    without a test split); `history` one dict per epoch so far.
+    """
+
+    module: nn.Module
+    config: TrainingConfig
+    arch_args: dict
+    metrics: dict
+    history: list[dict]
+    epoch: int
+    split_seed: int
+
+    def checkpoint(self) -> dict:
+        """The project checkpoint of this run (see sources/checkpoint.py)."""
+        return make_checkpoint(
+            arch=self.config.arch,
+            arch_args=self.arch_args,
+            state_dict=self.module.state_dict(),
+            data=self.config.data,
+            split_seed=self.split_seed,
+            seed=self.config.seed,
+            metrics=self.metrics,
+            epoch=self.epoch,
+            training=self.config.as_dict(),
+            history=self.history,
+        )
+
+
+def _arch_args_for(config: TrainingConfig, data: LabelledData) -> dict:
+    """The architecture's arguments, with the input shape and class count taken from the data."""
+    given = dict(config.arch_args)
+    if config.arch in zoo.ARCHITECTURES:
+        shape = data.input_shape
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise InputError(
+                f"{config.arch} takes square images (channels, size, size), but {data.spec} "
+                f"has inputs of shape {shape}."
+            )
+        given.setdefault("in_channels", shape[0])
+        given.setdefault("input_size", shape[1])
+    given.setdefault("num_classes", data.num_classes)
+    full = zoo.architecture_args(config.arch, given)
+    if full["num_classes"] < data.num_classes:
+        raise InputError(
+            f"num_classes={full['num_classes']} but {data.spec} has {data.num_classes} classes; "
+            "leave num_classes out to take it from the data."
+        )
+    return full
+
+
+@torch.no_grad()
+def evaluate(module: nn.Module, data: LabelledData, device: torch.device) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `module` in eval mode on all of `data`."""
+    module.eval()
+    total_loss, correct = 0.0, 0
+    for x, y in data.batches(_EVAL_BATCH):
+        x, y = x.to(device), y.to(device)
+        logits = module(x)
+        total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == y).sum())
+    return total_loss / data.n_points, correct / data.n_points
+
+
+def _metrics(
+    module: nn.Module, train_data: LabelledData, test_data: LabelledData | None, device
+) -> dict:
+    train_loss, train_accuracy = evaluate(module, train_data, device)
+    test_loss, test_accuracy = (
+        evaluate(module, test_data, device) if test_data is not None else (None, None)
+    )
+    return {
+        "train_accuracy": train_accuracy,
+        "test_accuracy": test_accuracy,
+        "train_loss": train_loss,
+        "test_loss": test_loss,
+    }
+
+
+def _training_data(config: TrainingConfig) -> tuple[LabelledData, LabelledData | None]:
+    train_data = load_data(config.data, split="train")
+    test_data = load_data(config.data, split="test") if has_test_split(config.data) else None
+    return train_data, test_data
+
+
+def _train_step(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> tuple[float, int]:
+    """One SGD step on a batch; returns (summed loss, number correct) for the running means."""
+    logits = module(x)
+    loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()) * len(y), int((logits.detach().argmax(dim=1) == y).sum())
+
+
+def fit(
+    config: TrainingConfig,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    snapshot_every: int | None = None,
+    on_snapshot: Callable[[TrainingRun], None] | None = None,
+) -> TrainingRun:
+    """Train a model as `config` says and return it with its metrics and per-epoch history.
+
+    Every `snapshot_every` epochs (if given) `on_snapshot` receives the run as it stands; its
+    `module` is the one still being trained, so the callback must use it (or copy it) at once.
+    """
+    torch_device = resolve_device(device)
+    if snapshot_every is not None:
+        snapshot_every = check_positive(snapshot_every, name="save_every", integer=True)
+    train_data, test_data = _training_data(config)
+    if train_data.n_points < 2:
+        raise InputError(
+            f"{config.data} has {train_data.n_points} training point(s); training needs 2 or more."
+        )
+    arch_args = _arch_args_for(config, train_data)
+    cuda = [torch_device.index or 0] if torch_device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(config.seed)
+        module = zoo.build_model(config.arch, **arch_args).to(torch_device)
+        optimizer = torch.optim.SGD(
+            module.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.momentum > 0,
+            weight_decay=config.weight_decay,
+        )
+        # BatchNorm cannot train on a batch of one: drop a last batch of a single example.
+        drop_last = train_data.n_points % config.batch_size == 1
+        steps_per_epoch = (
+            train_data.n_points // config.batch_size
+            if drop_last
+            else math.ceil(train_data.n_points / config.batch_size)
+        )
+        total_steps = steps_per_epoch * config.epochs
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+        )
+        order = torch.Generator().manual_seed(config.seed)
+        history: list[dict] = []
+        epochs = range(1, config.epochs + 1)
+        for epoch in track(epochs, description=f"training {config.arch}", enabled=progress):
+            module.train()
+            lr_at_start = optimizer.param_groups[0]["lr"]
+            loss_sum, correct, seen = 0.0, 0, 0
+            for x, y in train_data.batches(
+                config.batch_size, shuffle=True, generator=order, drop_last=drop_last
+            ):
+                batch_loss, batch_correct = _train_step(
+                    module, optimizer, x.to(torch_device), y.to(torch_device)
+                )
+                schedule.step()
+                loss_sum += batch_loss
+                correct += batch_correct
+                seen += len(y)
+            test_loss, test_accuracy = (
+                evaluate(module, test_data, torch_device) if test_data is not None else (None, None)
+            )
+            history.append(
+                {
+                    "epoch": epoch,
+                    "lr": lr_at_start,
+                    "train_loss": loss_sum / seen,
+                    "train_accuracy": correct / seen,
+                    "test_loss": test_loss,
+                    "test_accuracy": test_accuracy,
+                }
+            )
+            snapshot_due = bool(snapshot_every and on_snapshot and epoch % snapshot_every == 0)
+            if snapshot_due or epoch == config.epochs:
+                run = TrainingRun(
+                    module=module,
+                    config=config,
+                    arch_args=arch_args,
+                    metrics=_metrics(module, train_data, test_data, torch_device),
+                    history=list(history),
+                    epoch=epoch,
+                    split_seed=train_data.split_seed,
+                )
+                if snapshot_due:
+                    on_snapshot(run)
+    module.eval()
+    return run
+
+
+def _config(arch: str, arch_args: Mapping | None, **hyper) -> TrainingConfig:
+    return TrainingConfig(arch=arch, arch_args=dict(arch_args or {}), **hyper)
+
+
+def train(
+    arch: str = "digits-cnn",
+    arch_args: Mapping | None = None,
+    *,
+    data: str = "digits",
+    epochs: int = TrainingConfig.epochs,
+    lr: float = TrainingConfig.lr,
+    momentum: float = TrainingConfig.momentum,
+    weight_decay: float = TrainingConfig.weight_decay,
+    batch_size: int = TrainingConfig.batch_size,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> tuple[nn.Module, dict, list[dict]]:
+    """Train `arch` on `data`; returns (module in eval mode, final metrics, per-epoch history)."""
+    config = _config(
+        arch,
+        arch_args,
+        data=data,
+        epochs=epochs,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    run = fit(config, device=device, progress=progress)
+    return run.module, run.metrics, run.history
+
+
+def epoch_checkpoint_path(out: str | os.PathLike, epoch: int) -> Path:
+    """Where `save_every` puts the checkpoint of `epoch`: `<out stem>-epochNNN.pt` beside out."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}-epoch{epoch:03d}.pt")
+
+
+def train_and_save(
+    arch: str = "digits-cnn",
+    arch_args: Mapping | None = None,
+    *,
+    out: str | os.PathLike,
+    save_every: int | None = None,
+    data: str = "digits",
+    epochs: int = TrainingConfig.epochs,
+    lr: float = TrainingConfig.lr,
+    momentum: float = TrainingConfig.momentum,
+    weight_decay: float = TrainingConfig.weight_decay,
+    batch_size: int = TrainingConfig.batch_size,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> TrainingRun:
+    """Train as `train` does and write the project checkpoint to `out`.
+
+    With `save_every=N`, the checkpoint of every N-th epoch is also written beside `out`
+    (see `epoch_checkpoint_path`). Returns the finished run.
+    """
+    config = _config(
+        arch,
+        arch_args,
+        data=data,
+        epochs=epochs,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    out = Path(out)
+
+    def save_snapshot(run: TrainingRun) -> None:
+        save_checkpoint(epoch_checkpoint_path(out, run.epoch), run.checkpoint())
+
+    run = fit(
+        config,
+        device=device,
+        progress=progress,
+        snapshot_every=save_every,
+        on_snapshot=save_snapshot,
+    )
+    save_checkpoint(out, run.checkpoint())
+    return run
