@@ -1,0 +1,194 @@
+"""The on-disk activation cache: one `.npy` file per (model, data, layer, reduction, dtype).
+
+Layout under the cache directory (default: the user cache directory of `manifold-probe`):
+`activations/<d0d1>/<digest>.npy` holds the array and `<digest>.json` beside it the key,
+the shape, the dtype and caller information (such as the layer's output shape). The
+digest is a SHA-256 of the key written as canonical JSON.
+
+An entry is complete when its sidecar exists, names the same key, and the `.npy` has the
+shape and dtype the sidecar states. Writing keeps that true whatever happens:
+
+1. the array is written into a memmap with a unique name `<digest>.<host>-<pid>-<random>.partial`;
+2. it is flushed, then renamed to `<digest>.npy` (atomic);
+3. the sidecar is written last, itself atomically (`files.atomic_write`).
+
+A process killed before step 3 leaves no sidecar (or an old one for an identical array),
+so its work is never read; the next run recomputes. Concurrent writers of the same key
+write different partial files and each rename a complete array of the same content, so
+they cannot corrupt each other. Leftover partial files of dead processes on this host are
+removed when the same key is written again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+from ..errors import InputError
+from ..files import atomic_write
+
+CACHE_FORMAT = 1
+"""Bumped when the meaning of cached arrays changes, so old entries stop matching."""
+
+
+def default_cache_dir() -> Path:
+    """The user cache directory of manifold-probe (platformdirs)."""
+    return Path(platformdirs.user_cache_dir("manifold-probe"))
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What identifies a cached array.
+
+    `model` is a digest of the weights and `data` a description of the inputs (spec, split,
+    number of points, seed), both given by the caller; `reduction` is the reduction's cache
+    token (its spec, plus the seed for a projection).
+    """
+
+    model: str
+    data: str
+    layer: str
+    reduction: str
+    dtype: str = "float32"
+
+    def as_dict(self) -> dict:
+        """The key as stored in the sidecar (with the cache format)."""
+        return {"format": CACHE_FORMAT, **asdict(self)}
+
+    def digest(self) -> str:
+        """The SHA-256 of the key's canonical JSON, in hex (the entry's file name)."""
+        text = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A complete entry: the array (a read-only memmap) and the caller's information."""
+
+    array: np.memmap
+    info: dict
+
+
+def ensure_free_space(directory: Path, n_bytes: int, what: str) -> None:
+    """Raise an InputError when `directory`'s file system has less than `n_bytes` free."""
+    free = shutil.disk_usage(directory).free
+    if n_bytes > free:
+        raise InputError(
+            f"{what} needs {n_bytes / 2**30:.2f} GiB on disk in {directory} but only "
+            f"{free / 2**30:.2f} GiB is free; use another --cache-dir, a reduction "
+            "(avgpool or project:N) or fewer points."
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ActivationCache:
+    """Arrays stored under `root/activations`, looked up and written by `CacheKey`."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.directory = self.root / "activations"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"cannot create the cache directory {self.directory} ({exc.strerror}); "
+                "pass another --cache-dir or --no-cache."
+            ) from None
+        if not os.access(self.directory, os.W_OK):
+            raise InputError(
+                f"the cache directory {self.directory} is not writable; "
+                "pass another --cache-dir or --no-cache."
+            )
+
+    def _paths(self, key: CacheKey) -> tuple[Path, Path]:
+        digest = key.digest()
+        folder = self.directory / digest[:2]
+        return folder / f"{digest}.npy", folder / f"{digest}.json"
+
+    def lookup(self, key: CacheKey) -> CacheEntry | None:
+        """The complete entry for `key`, or None (missing, half-written or damaged)."""
+        array_path, sidecar_path = self._paths(key)
+        try:
+            sidecar = json.loads(sidecar_path.read_text())
+            array = np.load(array_path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        if (
+            not isinstance(sidecar, dict)
+            or sidecar.get("key") != key.as_dict()
+            or list(array.shape) != sidecar.get("shape")
+            or str(array.dtype) != key.dtype
+        ):
+            return None
+        return CacheEntry(array, sidecar.get("info", {}))
+
+    def create(
+        self, key: CacheKey, shape: tuple[int, ...], info: dict | None = None
+    ) -> PendingEntry:
+        """Start writing the entry for `key`: fill `.array`, then `commit()` (or `abort()`)."""
+        array_path, _ = self._paths(key)
+        array_path.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_dead_partials(array_path.parent, key.digest())
+        n_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(key.dtype).itemsize
+        ensure_free_space(array_path.parent, n_bytes, f"layer {key.layer!r}")
+        return PendingEntry(self, key, tuple(shape), info or {})
+
+    def _remove_dead_partials(self, folder: Path, digest: str) -> None:
+        host = socket.gethostname()
+        for partial in folder.glob(f"{digest}.*.partial"):
+            owner = partial.name[len(digest) + 1 : -len(".partial")]
+            parts = owner.rsplit("-", 2)
+            if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+                continue
+            if not _pid_alive(int(parts[1])):
+                with contextlib.suppress(FileNotFoundError):
+                    partial.unlink()
+
+
+class PendingEntry:
+    """An entry being written: `.array` is a writable memmap in a unique partial file."""
+
+    def __init__(self, cache: ActivationCache, key: CacheKey, shape: tuple[int, ...], info: dict):
+        self.cache, self.key, self.shape, self.info = cache, key, shape, info
+        self.array_path, self.sidecar_path = cache._paths(key)
+        owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.partial_path = self.array_path.with_name(f"{key.digest()}.{owner}.partial")
+        self.array = np.lib.format.open_memmap(
+            self.partial_path, mode="w+", dtype=np.dtype(key.dtype), shape=shape
+        )
+
+    def commit(self) -> CacheEntry:
+        """Flush, rename into place, write the sidecar; return the entry, read-only."""
+        self.array.flush()
+        del self.array
+        os.replace(self.partial_path, self.array_path)
+        sidecar = {"key": self.key.as_dict(), "shape": list(self.shape), "info": self.info}
+        with atomic_write(self.sidecar_path, "w") as handle:
+            json.dump(sidecar, handle, indent=1)
+        array = np.load(self.array_path, mmap_mode="r", allow_pickle=False)
+        return CacheEntry(array, self.info)
+
+    def abort(self) -> None:
+        """Drop the partial file (after an error); the cache is left as it was."""
+        self.__dict__.pop("array", None)
+        with contextlib.suppress(FileNotFoundError):
+            self.partial_path.unlink()

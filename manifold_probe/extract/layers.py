@@ -1,0 +1,257 @@
+"""Discovering a model's layers and choosing which ones to extract.
+
+`list_layers` runs one forward pass on an example batch with a hook on every module and
+lists each call that produced a per-sample tensor, in the order the outputs were produced
+(a container's output comes after those of the modules inside it), then `logits`, the
+model's output. Naming follows `hooks`: module paths, `path#k` for repeated calls.
+
+`default_layers` picks the outputs of the model's blocks, the layers a geometry profile
+plots. The rules, in order:
+
+1. The candidates are the model's top-level children. A plain container (exactly
+   `nn.Sequential`, `nn.ModuleList` or `nn.ModuleDict`, not a subclass with its own
+   meaning such as torchvision's `Conv2dNormActivation`) is replaced by its children,
+   recursively: ResNet's `layer2` becomes the blocks `layer2.0`, `layer2.1`; VGG's
+   `features` becomes its convolutions, activations and poolings.
+2. A top-level module that wraps a stack (a plain container of at least 3 blocks of one
+   type, like torchvision ViT's `encoder.layers`) contributes the stack's blocks and then
+   its own output.
+3. The calls of the candidates, in forward order, are grouped into units: a module with
+   submodules (a block) or any other leaf (convolution, linear, pooling, ...) starts a
+   unit; a parameter-free activation or a normalisation layer after it joins that unit,
+   as do pass-through modules (Identity, Flatten, Unflatten, dropout, which in eval mode
+   only repeat their input). A unit's layer is its last member that is not pass-through,
+   so `conv, bn, relu` gives the relu output once, and `pool, flatten` gives the pool
+   output with its spatial shape. A unit of pass-through modules alone (a leading
+   Flatten: the input itself) gives no layer.
+4. A unit whose output is the model's output itself (a final Linear) is listed as
+   `logits`, which always closes the list.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .hooks import LOGITS, OPAQUE_HINT, LayerRecorder, eval_mode, split_layer_name
+
+_PLAIN_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+_PASS_THROUGH = (
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
+_NORMALISATIONS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    nn.RMSNorm,
+)
+_MIN_STACK = 3
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer a model produces: a module call (or the model output, `logits`).
+
+    `output_shape` is per sample (the batch dimension dropped); `call_index` counts the
+    calls of the module within one forward pass from 1 (`name#2` has call_index 2).
+    """
+
+    name: str
+    module_type: str
+    output_shape: tuple[int, ...]
+    call_index: int
+
+    @property
+    def n_features(self) -> int:
+        """Number of values per sample (the flattened output size)."""
+        return math.prod(self.output_shape)
+
+
+@dataclass(frozen=True)
+class _Traced:
+    info: LayerInfo
+    module: nn.Module
+    output: torch.Tensor
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _trace(model: nn.Module, example_input: torch.Tensor) -> list[_Traced]:
+    """Every per-sample output of one forward pass on `example_input`, in production order."""
+    modules = dict(model.named_modules())
+    traced: list[_Traced] = []
+
+    def keep(name: str, tensor: torch.Tensor) -> None:
+        path, call = split_layer_name(name)
+        module = model if name == LOGITS else modules[path]
+        info = LayerInfo(name, type(module).__name__, tuple(tensor.shape[1:]), call)
+        traced.append(_Traced(info, module, tensor))
+
+    inputs = example_input.to(_model_device(model))
+    with torch.inference_mode(), eval_mode(model), LayerRecorder(model, None, keep) as recorder:
+        recorder.forward(inputs)
+    # The model output comes last; a module literally named `logits` would clash with it,
+    # and the output wins.
+    if not traced or traced[-1].info.name != LOGITS:
+        raise InputError(
+            "the model's output is not a tensor with one row per sample; "
+            "give a classifier that returns logits."
+        )
+    return [t for t in traced[:-1] if t.info.name != LOGITS] + [traced[-1]]
+
+
+def list_layers(model: nn.Module, example_input: torch.Tensor) -> list[LayerInfo]:
+    """Every layer of the model that one forward pass on `example_input` (a batch) produces.
+
+    In production order, `logits` last; calls whose output is not a per-sample tensor are
+    left out. For a TorchScript or torch.export model this is `logits` alone.
+    """
+    return [t.info for t in _trace(model, example_input)]
+
+
+def _is_plain_container(module: nn.Module) -> bool:
+    return type(module) in _PLAIN_CONTAINERS
+
+
+def _stack_inside(module: nn.Module) -> str | None:
+    """The name of a child of `module` that is a stack of blocks (rule 2), if any."""
+    for name, child in module.named_children():
+        blocks = list(child.children())
+        if (
+            _is_plain_container(child)
+            and len(blocks) >= _MIN_STACK
+            and all(any(True for _ in block.children()) for block in blocks)
+            and len({type(block) for block in blocks}) == 1
+        ):
+            return name
+    return None
+
+
+def _candidate_paths(model: nn.Module) -> set[str]:
+    """Module paths that can be default layers (rules 1 and 2)."""
+    paths: set[str] = set()
+
+    def visit(module: nn.Module, prefix: str, top: bool) -> None:
+        for name, child in module.named_children():
+            path = f"{prefix}.{name}" if prefix else name
+            if _is_plain_container(child):
+                visit(child, path, top=False)
+                continue
+            if top and (stack := _stack_inside(child)) is not None:
+                visit(getattr(child, stack), f"{path}.{stack}", top=False)
+            paths.add(path)
+
+    visit(model, "", top=True)
+    return paths
+
+
+def _role(module: nn.Module) -> str:
+    """`starts` (a block or a leaf that computes), `joins` (activation, norm), `passes`."""
+    if any(True for _ in module.children()):
+        return "starts"
+    if isinstance(module, _PASS_THROUGH):
+        return "passes"
+    if isinstance(module, _NORMALISATIONS):
+        return "joins"
+    is_activation = type(module).__module__ == "torch.nn.modules.activation"
+    if is_activation and not any(True for _ in module.parameters()):
+        return "joins"
+    return "starts"
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (
+        a.data_ptr() == b.data_ptr()
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+        and a.device == b.device
+    )
+
+
+def default_layers(model: nn.Module, example_input: torch.Tensor) -> list[str]:
+    """The outputs of the model's blocks plus `logits` (the rules in this module's docstring)."""
+    traced = _trace(model, example_input)
+    logits = traced[-1]
+    candidates = _candidate_paths(model)
+    units: list[list[tuple[_Traced, str]]] = []
+    for t in traced[:-1]:
+        path, _ = split_layer_name(t.info.name)
+        if path not in candidates:
+            continue
+        role = _role(t.module)
+        if role != "starts" and units:
+            units[-1].append((t, role))
+        else:
+            units.append([(t, role)])
+    names = []
+    for unit in units:
+        members = [t for t, role in unit if role != "passes"]
+        if members and not _same_tensor(members[-1].output, logits.output):
+            names.append(members[-1].info.name)
+    return [*names, LOGITS]
+
+
+def _split_patterns(patterns: Sequence[str]) -> list[str]:
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    split = [part.strip() for pattern in patterns for part in pattern.split(",")]
+    return [part for part in split if part]
+
+
+def select_layers(
+    model: nn.Module, example_input: torch.Tensor, patterns: Sequence[str] | None
+) -> list[str]:
+    """The layers named by `patterns` (names or fnmatch globs, commas also separate them), in
+    model order; `None` or an empty list gives `default_layers`.
+
+    A pattern that matches no layer is an input error naming a few valid layers.
+    """
+    wanted = _split_patterns(patterns or [])
+    if not wanted:
+        return default_layers(model, example_input)
+    names = [info.name for info in list_layers(model, example_input)]
+    chosen: set[str] = set()
+    for pattern in wanted:
+        hits = [name for name in names if name == pattern or fnmatch.fnmatchcase(name, pattern)]
+        if not hits:
+            raise InputError(_no_match_message(model, pattern, names))
+        chosen.update(hits)
+    return [name for name in names if name in chosen]
+
+
+def _no_match_message(model: nn.Module, pattern: str, names: list[str]) -> str:
+    if names == [LOGITS] and any(True for _ in model.children()):
+        return f"layer pattern {pattern!r} matches nothing: {OPAQUE_HINT}."
+    step = max(1, len(names) // 6)
+    examples = names[::step][:6]
+    if names[-1] not in examples:
+        examples.append(names[-1])
+    return (
+        f"layer pattern {pattern!r} matches no layer of this model (it has "
+        f"{', '.join(examples)}, ...); run `mprobe layers --model ...` to list them all."
+    )
