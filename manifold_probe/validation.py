@@ -42,8 +42,10 @@ def as_points(x, *, name: str = "points", min_points: int = 2) -> np.ndarray:
             f"{name} must be a 2-D array (n_points, n_features), got shape {arr.shape}; "
             "flatten or pool the features first."
         )
-    if arr.dtype != np.float32:
+    if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
+    if not arr.flags.writeable:  # a read-only memmap from the activation cache
+        arr = np.array(arr)
     n, dim = arr.shape
     if dim < 1:
         raise InputError(f"{name} has no features (shape {arr.shape}).")

@@ -51,7 +51,8 @@ def test_float32_input_and_first():
     x = np.random.default_rng(3).normal(size=(100, 8)).astype(np.float32)
     graph = nearest_neighbours(x, 6)
     idx, dist = brute_force(x.astype(np.float64), 6)
-    np.testing.assert_allclose(graph.distances, dist, rtol=1e-9)
+    # float32 differences are correctly rounded: relative error ~eps32 whatever the norms
+    np.testing.assert_allclose(graph.distances, dist, rtol=1e-6)
     assert graph.first(2).indices.shape == (100, 2)
 
 

@@ -1,0 +1,65 @@
+"""`mprobe id`: the intrinsic-dimension profile of a model's layers, or of one point cloud."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from manifold_probe.profiles.intrinsic_dimension import id_profile
+from manifold_probe.report.profile_page import layer_profile_figure, write_page
+
+from .options import HtmlOut, JsonOut, SourceArgs, source_options, split_list
+from .output import err_console, print_layers, write_outputs
+
+Method = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--method",
+        help="Estimators, comma-separated: twonn, mle, pca (PCA 90 % and participation ratio), or any "
+        "scikit-dimension estimator: corrint, danco, ess, fishers, gride, knn, lpca, mada, mind_ml, "
+        "mom, tle, ph.",
+        show_default="twonn,mle,pca",
+    ),
+]
+Bootstrap = Annotated[
+    int, typer.Option("--bootstrap", help="Bootstrap resamples for 95 % intervals (0: none).", min=0)
+]
+
+
+@source_options
+def id_command(
+    method: Method = None,
+    bootstrap: Bootstrap = 0,
+    json: JsonOut = None,
+    html: HtmlOut = None,
+    *,
+    source: SourceArgs,
+) -> None:
+    """Intrinsic dimension of every layer (TwoNN, MLE, PCA, scikit-dimension estimators).
+
+    One kNN graph per layer (exact distances) feeds every estimator. Give --model and --data
+    for a network's layers, or --points for any embedding array.
+    """
+    methods = split_list(method) or ("twonn", "mle", "pca")
+    with source.load(min_points=4) as arrays:
+        result = id_profile(
+            arrays,
+            methods,
+            bootstrap=bootstrap,
+            seed=source.seed,
+            device=source.device,
+            progress=not source.quiet,
+        )
+    metrics = [k for layer in result.layers for k in layer.metrics]
+    metrics = list(dict.fromkeys(metrics))
+    print_layers(result, metrics, title="intrinsic dimension by layer")
+    write_outputs(result, json)
+    if html is not None:
+        fig = layer_profile_figure([result], metrics, title="Intrinsic dimension by layer")
+        write_page(html, [fig], title="mprobe id", notes=f"source: {result.source}")
+        err_console.print(f"wrote {html}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("id")(id_command)

@@ -1,0 +1,57 @@
+"""`mprobe layers`: what can be measured in a model, with output shapes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from manifold_probe.errors import InputError
+from manifold_probe.extract.layers import default_layers, list_layers
+from manifold_probe.pipeline import ModelSpec, example_input, load_model_spec
+
+from .options import Arch, Data, Device, Model, NumClasses, TrustCheckpoint
+from .output import console
+
+
+def layers_command(
+    model: Model,
+    data: Data = "digits",
+    arch: Arch = None,
+    num_classes: NumClasses = None,
+    trust_checkpoint: TrustCheckpoint = False,
+    device: Device = "cpu",
+    defaults_only: Annotated[
+        bool, typer.Option("--defaults-only", help="List only the default layers.")
+    ] = False,
+) -> None:
+    """List the layers of a model (module paths, a module called twice as name#2) and their output shapes.
+
+    Layers marked `default` are measured when --layers is not given. The input shape comes
+    from the checkpoint when it is known, else from one sample of --data.
+    """
+    if model is None:
+        raise InputError("give --model (a checkpoint) to list its layers.")
+    loaded = load_model_spec(ModelSpec(model, arch, num_classes, trust_checkpoint), device=device)
+    example = example_input(loaded, data)
+    infos = list_layers(loaded.module, example)
+    defaults = set(default_layers(loaded.module, example))
+    table = Table(title=f"layers of {loaded.description}", header_style="bold")
+    for column in ("layer", "module", "output shape", "features", "default"):
+        table.add_column(column)
+    for info in infos:
+        if not defaults_only or info.name in defaults:
+            shape = "x".join(str(s) for s in info.output_shape)
+            table.add_row(
+                info.name,
+                info.module_type,
+                shape,
+                str(info.n_features),
+                "yes" if info.name in defaults else "",
+            )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("layers")(layers_command)

@@ -1,0 +1,83 @@
+"""`mprobe train`: train a built-in model on built-in (or local) data and save mprobe's checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from manifold_probe.device import resolve_device
+from manifold_probe.training import TrainingConfig, train_and_save
+
+from .output import console, err_console
+
+
+def train_command(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the checkpoint (.pt).")],
+    arch: Annotated[
+        str, typer.Option("--arch", help="digits-cnn, digits-mlp or torchvision:NAME.")
+    ] = "digits-cnn",
+    width: Annotated[
+        int | None,
+        typer.Option("--width", help="Channels (cnn) or units (mlp) per block.", show_default="32"),
+    ] = None,
+    depth: Annotated[
+        int | None,
+        typer.Option("--depth", help="Number of blocks (conv blocks or hidden layers).", show_default="3"),
+    ] = None,
+    data: Annotated[
+        str, typer.Option("--data", help="Training data spec (see `mprobe id --help`).")
+    ] = "digits",
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = TrainingConfig.epochs,
+    lr: Annotated[
+        float, typer.Option("--lr", help="Peak learning rate (SGD with momentum, cosine schedule).")
+    ] = TrainingConfig.lr,
+    weight_decay: Annotated[
+        float, typer.Option("--weight-decay", help="L2 weight decay.")
+    ] = TrainingConfig.weight_decay,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Mini-batch size.")
+    ] = TrainingConfig.batch_size,
+    save_every: Annotated[
+        int | None,
+        typer.Option(
+            "--save-every",
+            help="Also save every N-th epoch beside --out as <stem>-epochNNN.pt.",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed: same seed, same weights (on the CPU).")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "cpu",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a built-in model (default digits-cnn on the built-in digits) and save its checkpoint.
+
+    The checkpoint holds the architecture and its arguments, the weights, the data spec and
+    split seed, and train/test accuracy and loss; `--model` of every command reads it.
+    """
+    arch_args = {key: value for key, value in (("width", width), ("depth", depth)) if value is not None}
+    run = train_and_save(
+        arch,
+        arch_args,
+        out=out,
+        save_every=save_every,
+        data=data,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        seed=seed,
+        device=resolve_device(device),
+        progress=not quiet,
+    )
+    m = run.metrics
+    test = f", test accuracy {m['test_accuracy']:.4f}" if m.get("test_accuracy") is not None else ""
+    console.print(
+        f"{arch} {run.arch_args}: train accuracy {m['train_accuracy']:.4f}{test} after {run.epoch} epochs"
+    )
+    err_console.print(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)

@@ -1,0 +1,107 @@
+"""Entry point of `mprobe`: the Typer app, and the one place that turns errors into exit codes.
+
+Bad input (`InputError`, a usage error) prints one line and exits with code 2; an
+unexpected error prints one line and exits with 1; `--debug` (anywhere on the line) shows
+the traceback instead. Python warnings print as one `warning:` line each.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import typer
+from typer import Abort, Exit
+
+from manifold_probe import __version__
+from manifold_probe.errors import InputError
+
+from . import commands_demo, commands_id, commands_layers, commands_train
+from .output import err_console
+
+try:  # typer >= 0.20 vendors click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click import exceptions as click_exceptions
+
+ClickException, UsageError = click_exceptions.ClickException, click_exceptions.UsageError
+# `mprobe` alone prints the help; that is not an error
+NoArgsIsHelp = getattr(click_exceptions, "NoArgsIsHelpError", ())
+
+app = typer.Typer(
+    name="mprobe",
+    help="Measure the geometry of neural-network representations layer by layer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+commands_train.register(app)
+commands_layers.register(app)
+commands_id.register(app)
+commands_demo.register(app)
+
+
+def _version(value: bool):
+    if value:
+        print(f"mprobe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+):
+    """Add --debug anywhere to see tracebacks."""
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or bool(os.environ.get("MPROBE_DEBUG"))
+    args = [a for a in args if a != "--debug"]
+    warnings.showwarning = _show_warning
+    try:
+        app(args=args, prog_name="mprobe", standalone_mode=False)
+    except NoArgsIsHelp:
+        return 0
+    except InputError as exc:
+        if debug:
+            raise
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except UsageError as exc:
+        if debug:
+            raise
+        err_console.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
+        if exc.ctx is not None:
+            err_console.print(f"(see: mprobe {exc.ctx.info_name} --help)", highlight=False)
+        return 2
+    except Exit as exc:
+        return exc.exit_code
+    except (Abort, KeyboardInterrupt):
+        err_console.print("interrupted; finished results are kept, nothing was half-written.")
+        return 130
+    except ClickException as exc:
+        err_console.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
+        return 2
+    except Exception as exc:
+        if debug:
+            raise
+        err_console.print(
+            f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (run again with --debug for details)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

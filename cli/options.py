@@ -1,0 +1,249 @@
+"""Options shared by several commands, defined once, and how they become library arguments."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from manifold_probe.errors import InputError
+from manifold_probe.extract.reductions import parse_reduction_options
+from manifold_probe.pipeline import (
+    DataSelection,
+    ExtractionOptions,
+    LayerArrays,
+    ModelSpec,
+    layers_from_model,
+    layers_from_points,
+)
+
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Checkpoint: mprobe's own (from `mprobe train`), a state_dict (with --arch and --num-classes), "
+        "a TorchScript archive or a torch.export program (.pt2).",
+        show_default=False,
+    ),
+]
+Data = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="Data spec: digits (built in), npz:PATH (arrays x, y), imagefolder:ROOT, cifar10:ROOT, "
+        "cifar100:ROOT, mnist:ROOT (never downloads).",
+    ),
+]
+Points = Annotated[
+    Path | None,
+    typer.Option(
+        "--points",
+        help="A point cloud (.npy, N x D) measured as one layer named `points`.",
+        show_default=False,
+    ),
+]
+Labels = Annotated[
+    Path | None,
+    typer.Option("--labels", help="Class labels for --points (.npy, length N).", show_default=False),
+]
+Arch = Annotated[
+    str | None,
+    typer.Option(
+        "--arch",
+        help="Architecture of a bare state_dict: digits-cnn, digits-mlp or torchvision:NAME "
+        "(e.g. torchvision:resnet18).",
+        show_default=False,
+    ),
+]
+NumClasses = Annotated[
+    int | None,
+    typer.Option("--num-classes", help="Number of classes of a bare state_dict.", show_default=False),
+]
+TrustCheckpoint = Annotated[
+    bool,
+    typer.Option(
+        "--trust-checkpoint",
+        help="Allow a whole pickled module. Unpickling runs code from the file: only for files you trust.",
+    ),
+]
+Split = Annotated[str, typer.Option("--split", help="Which split of the data: train or test.")]
+NPoints = Annotated[
+    int | None,
+    typer.Option(
+        "--n-points", help="Use a reproducible seeded subset of this many samples.", show_default=False
+    ),
+]
+Seed = Annotated[
+    int, typer.Option("--seed", help="Seed for subsets, projections, bootstraps: same seed, same JSON.")
+]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+Layers = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--layers",
+        help="Layers by module name or glob (repeat or comma-separate; see `mprobe layers`). "
+        "Default: the outputs of the model's blocks plus the logits.",
+        show_default=False,
+    ),
+]
+Reduction = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reduction",
+        help="Reduction of each layer's output: none, avgpool (spatial mean) or project:N (seeded Gaussian "
+        "random projection to N dims); LAYER=SPEC (globs allowed) overrides one layer; repeatable.",
+        show_default="none",
+    ),
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass.")]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir", help="Activation cache (default: the user cache directory).", show_default=False
+    ),
+]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the activation cache.")]
+MaxMemory = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        help="Bound on resident memory for activations, e.g. 2GB or 500MB; larger layers stream to disk.",
+        show_default=False,
+    ),
+]
+JsonOut = Annotated[
+    Path | None,
+    typer.Option(
+        "--json", help="Write the result (JSON, schema manifold-probe/result@1).", show_default=False
+    ),
+]
+HtmlOut = Annotated[
+    Path | None,
+    typer.Option("--html", help="Write an interactive, self-contained Plotly page.", show_default=False),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_memory(text: str | None) -> int | None:
+    """'2GB', '500MB', '1GiB' or a number of bytes."""
+    if text is None:
+        return None
+    s = text.strip().upper().replace(" ", "")
+    number = s.rstrip("KMGIB")
+    unit = s[len(number) :]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or value <= 0:
+        raise InputError(f"--max-memory {text!r} is not a size; write e.g. 2GB, 500MB or 1GiB.")
+    return int(value * _UNITS[unit])
+
+
+def split_list(values: list[str] | None) -> tuple[str, ...] | None:
+    """Repeated and comma-separated option values as one tuple."""
+    if not values:
+        return None
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class SourceArgs:
+    """The options that say what to measure: --model with --data, or --points."""
+
+    model: str | None = None
+    points: Path | None = None
+    labels: Path | None = None
+    data: str = "digits"
+    arch: str | None = None
+    num_classes: int | None = None
+    trust_checkpoint: bool = False
+    split: str = "train"
+    n_points: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    layers: list[str] | None = None
+    reduction: list[str] | None = None
+    batch_size: int = 256
+    cache_dir: Path | None = None
+    no_cache: bool = False
+    max_memory: str | None = None
+    quiet: bool = False
+
+    def load(self, *, min_points: int = 2) -> LayerArrays:
+        """Either --model (with --data) or --points: the layers a command measures."""
+        if (self.model is None) == (self.points is None):
+            raise InputError("give either --model (with --data) or --points.")
+        if self.points is not None:
+            return layers_from_points(
+                str(self.points), str(self.labels) if self.labels else None, min_points=min_points
+            )
+        if self.split not in ("train", "test"):
+            raise InputError(f"--split must be train or test, got {self.split!r}.")
+        return layers_from_model(
+            ModelSpec(self.model, self.arch, self.num_classes, self.trust_checkpoint),
+            DataSelection(self.data, self.split, self.n_points, self.seed),
+            ExtractionOptions(
+                layers=split_list(self.layers),
+                reduction=parse_reduction_options(self.reduction or ["none"]),
+                batch_size=self.batch_size,
+                cache_dir=str(self.cache_dir) if self.cache_dir else None,
+                use_cache=not self.no_cache,
+                max_memory=parse_memory(self.max_memory),
+            ),
+            device=self.device,
+            seed=self.seed,
+            progress=not self.quiet,
+        )
+
+
+_SOURCE_OPTIONS = {
+    "model": (Model, None),
+    "data": (Data, "digits"),
+    "points": (Points, None),
+    "labels": (Labels, None),
+    "arch": (Arch, None),
+    "num_classes": (NumClasses, None),
+    "trust_checkpoint": (TrustCheckpoint, False),
+    "split": (Split, "train"),
+    "n_points": (NPoints, None),
+    "layers": (Layers, None),
+    "reduction": (Reduction, None),
+    "batch_size": (BatchSize, 256),
+    "cache_dir": (CacheDir, None),
+    "no_cache": (NoCache, False),
+    "max_memory": (MaxMemory, None),
+    "seed": (Seed, 0),
+    "device": (Device, "auto"),
+    "quiet": (Quiet, False),
+}
+
+
+def source_options(command):
+    """Give a command the shared source options (--model, --data, --points, --layers, ...).
+
+    The command declares a parameter `source: SourceArgs` and receives them all in it;
+    Typer sees them as ordinary options after the command's own.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "source"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, (annotation, default) in _SOURCE_OPTIONS.items()
+    ]
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        source = SourceArgs(**{name: kwargs.pop(name) for name in _SOURCE_OPTIONS})
+        return command(source=source, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper

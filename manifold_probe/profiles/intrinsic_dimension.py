@@ -1,0 +1,35 @@
+"""The intrinsic-dimension profile: every requested estimator on every layer."""
+
+from __future__ import annotations
+
+from ..geometry.id_profile import DEFAULT_METHODS, check_methods, measure_dimensions
+from ..pipeline import LayerArrays
+from ..progress import track
+from ..results import Result
+from .layers import layer_result
+
+
+def id_profile(
+    arrays: LayerArrays,
+    methods=DEFAULT_METHODS,
+    *,
+    bootstrap: int = 0,
+    seed: int = 0,
+    device="cpu",
+    progress: bool = False,
+) -> Result:
+    """Result of `mprobe id`: metrics id_<method> (and id_pca90, participation_ratio) per layer."""
+    methods = check_methods(methods)
+    result = Result(
+        command="id",
+        source=dict(arrays.source),
+        params={"methods": list(methods), "bootstrap": bootstrap, "seed": seed},
+    )
+    n = len(arrays.layers)
+    for index, layer in enumerate(track(arrays.layers, description="intrinsic dimension", enabled=progress)):
+        measured = measure_dimensions(layer.points, methods, bootstrap=bootstrap, seed=seed, device=device)
+        entry = layer_result(layer, index, n)
+        entry.metrics.update(measured.metrics)
+        entry.intervals.update(measured.intervals)
+        result.layers.append(entry)
+    return result

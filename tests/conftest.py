@@ -1,0 +1,15 @@
+"""Shared fixtures: a small trained checkpoint of the built-in model, made once per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from manifold_probe.training import train_and_save
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoint(tmp_path_factory):
+    """A digits-cnn (width 8, depth 3) trained for 2 epochs: quick, but clearly better than chance."""
+    out = tmp_path_factory.mktemp("ckpt") / "digits-cnn.pt"
+    train_and_save("digits-cnn", {"width": 8, "depth": 3}, out=out, epochs=2, seed=0)
+    return out
