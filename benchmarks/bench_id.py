@@ -54,16 +54,18 @@ def main() -> None:
     _, t_both = timed(both)
 
     print(f"intrinsic dimension, N={n}, D={ambient}, true d={d}, device={args.device}")
-    print(f"{'estimator':<22}{'scikit-dim':>12}{'mprobe':>12}{'rel diff':>10}{'t skdim s':>11}{'t mprobe s':>12}{'speed-up':>10}")
+    header = ("estimator", "scikit-dim", "mprobe", "rel diff", "t skdim s", "t mprobe s", "speed-up")
+    print(f"{header[0]:<22}" + "".join(f"{h:>12}" for h in header[1:]))
     for name, ref, ours, t_ref, t_ours in (
         ("TwoNN", ref_twonn, ours_twonn, t_ref_twonn, t_twonn),
         ("MLE (k=20)", ref_mle, ours_mle, t_ref_mle, t_mle),
     ):
         rel = abs(ours - ref) / ref
-        print(f"{name:<22}{ref:>12.4f}{ours:>12.4f}{rel:>10.2e}{t_ref:>11.2f}{t_ours:>12.2f}{t_ref / t_ours:>9.1f}x")
+        row = f"{ref:>12.4f}{ours:>12.4f}{rel:>12.2e}{t_ref:>12.2f}{t_ours:>12.2f}"
+        print(f"{name:<22}{row}{t_ref / t_ours:>11.1f}x")
     print(
-        f"{'TwoNN+MLE, one graph':<22}{'':>12}{'':>12}{'':>10}{t_ref_twonn + t_ref_mle:>11.2f}{t_both:>12.2f}"
-        f"{(t_ref_twonn + t_ref_mle) / t_both:>9.1f}x"
+        f"{'TwoNN+MLE, one graph':<22}{'':>36}{t_ref_twonn + t_ref_mle:>12.2f}{t_both:>12.2f}"
+        f"{(t_ref_twonn + t_ref_mle) / t_both:>11.1f}x"
     )
 
 

@@ -29,7 +29,9 @@ def train_command(
     data: Annotated[
         str, typer.Option("--data", help="Training data spec (see `mprobe id --help`).")
     ] = "digits",
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = TrainingConfig.epochs,
+    epochs: Annotated[
+        int, typer.Option("--epochs", help="Training epochs (0: save the untrained network).")
+    ] = TrainingConfig.epochs,
     lr: Annotated[
         float, typer.Option("--lr", help="Peak learning rate (SGD with momentum, cosine schedule).")
     ] = TrainingConfig.lr,

@@ -17,7 +17,14 @@ from typer import Abort, Exit
 from manifold_probe import __version__
 from manifold_probe.errors import InputError
 
-from . import commands_demo, commands_id, commands_layers, commands_train
+from . import (
+    commands_collapse,
+    commands_curvature,
+    commands_demo,
+    commands_id,
+    commands_layers,
+    commands_train,
+)
 from .output import err_console
 
 try:  # typer >= 0.20 vendors click
@@ -40,6 +47,8 @@ app = typer.Typer(
 commands_train.register(app)
 commands_layers.register(app)
 commands_id.register(app)
+commands_curvature.register(app)
+commands_collapse.register(app)
 commands_demo.register(app)
 
 

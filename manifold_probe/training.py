@@ -56,7 +56,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch_args", dict(self.arch_args))
-        check_positive(self.epochs, name="epochs", integer=True)
+        check_positive(self.epochs, name="epochs", integer=True, allow_zero=True)  # 0: untrained
         check_positive(self.batch_size, name="batch_size", integer=True)
         check_positive(self.lr, name="lr")
         check_positive(self.momentum, name="momentum", allow_zero=True)
@@ -215,12 +215,25 @@ def fit(
             if drop_last
             else math.ceil(train_data.n_points / config.batch_size)
         )
-        total_steps = steps_per_epoch * config.epochs
+        total_steps = max(1, steps_per_epoch * config.epochs)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
         )
         order = torch.Generator().manual_seed(config.seed)
         history: list[dict] = []
+
+        def snapshot(epoch: int) -> TrainingRun:
+            return TrainingRun(
+                module=module,
+                config=config,
+                arch_args=arch_args,
+                metrics=_metrics(module, train_data, test_data, torch_device),
+                history=list(history),
+                epoch=epoch,
+                split_seed=train_data.split_seed,
+            )
+
+        run = snapshot(0) if config.epochs == 0 else None  # the untrained network
         epochs = range(1, config.epochs + 1)
         for epoch in track(epochs, description=f"training {config.arch}", enabled=progress):
             module.train()
@@ -251,15 +264,7 @@ def fit(
             )
             snapshot_due = bool(snapshot_every and on_snapshot and epoch % snapshot_every == 0)
             if snapshot_due or epoch == config.epochs:
-                run = TrainingRun(
-                    module=module,
-                    config=config,
-                    arch_args=arch_args,
-                    metrics=_metrics(module, train_data, test_data, torch_device),
-                    history=list(history),
-                    epoch=epoch,
-                    split_seed=train_data.split_seed,
-                )
+                run = snapshot(epoch)
                 if snapshot_due:
                     on_snapshot(run)
     module.eval()

@@ -36,8 +36,9 @@ def test_layers_lists_default_layers(digits_checkpoint, capsys):
 
 def test_id_on_a_model_writes_schema_json_and_page(digits_checkpoint, tmp_path, capsys):
     js, page = tmp_path / "id.json", tmp_path / "id.html"
-    code, out, _ = run(["id", "--model", digits_checkpoint, "--data", "digits", "--n-points", "600",
-                        "--json", js, "--html", page, "--cache-dir", tmp_path / "cache", "-q"], capsys)  # fmt: skip
+    args = ["id", "--model", digits_checkpoint, "--data", "digits", "--n-points", "600",
+            "--json", js, "--html", page, "--cache-dir", tmp_path / "cache", "-q"]  # fmt: skip
+    code, out, _ = run(args, capsys)
     assert code == 0
     raw = json.loads(js.read_text())
     assert raw["schema"] == SCHEMA and raw["command"] == "id"
@@ -90,7 +91,8 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, capsys, 
     nan[3, 1] = np.nan
     np.save(tmp_path / "nan.npy", nan)
     np.save(tmp_path / "few.npy", np.random.default_rng(0).normal(size=(10, 3)))
-    subst = {"BROKEN": broken, "CKPT": digits_checkpoint, "NAN": tmp_path / "nan.npy", "FEW": tmp_path / "few.npy"}
+    subst = {"BROKEN": broken, "CKPT": digits_checkpoint, "NAN": tmp_path / "nan.npy"}
+    subst["FEW"] = tmp_path / "few.npy"
     args = [subst.get(a, a) for a in args]
     code, out, err = run(args, capsys)
     assert code == 2

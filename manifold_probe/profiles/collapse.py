@@ -1,0 +1,443 @@
+"""Neural collapse and class/cross-class spectra over every layer: the results of
+`mprobe collapse` and `mprobe spectra`.
+
+Per layer, the metrics of `geometry.collapse` (nc1, nc1_trace_ratio, cdnv, the NC2 metrics of
+the class means, etf_distance) or of `geometry.spectra` (covariance spectra), streamed over
+slices of the layer's array (a memmap from the activation cache is never read whole) with
+float64 accumulators. Intermediate layers carry the same metrics as the last one, so NC1 and
+the ETF distance show how collapse builds up with depth ("intermediate neural collapse",
+Rangamani et al., ICML 2023).
+
+Where the classifier metrics go. The classifier (W, b) acts on the penultimate features h.
+Its metrics (nc2_*_weights, nc3_self_duality, nc4_ncc_mismatch; for spectra the fisher_*
+metrics) are attached to the layer whose array *is* h:
+- with a model, the layer whose rows equal the inputs of the model's last nn.Linear on the
+  first samples (for the built-in nets `pool` of digits-cnn and the last `hiddenK` of
+  digits-mlp, for torchvision ResNets `avgpool`), so no layer is measured twice;
+- when no selected layer is that input (`--layers` left it out, a projection reduced it, or
+  the model applies an operation between its last block and the head), the input is
+  captured with a forward pre-hook in a second streamed pass (cached like any layer) and
+  added as a layer named `penultimate`, just before `logits`;
+- with `--points` and `--classifier`, the one layer `points`.
+`summary.classifier` names the Linear and that layer (`{"module", "layer", "n_classes",
+"n_features", "bias"}`).
+
+Labels. Without a classifier the classes are the sorted distinct labels; with one, labels
+are class indices 0..C-1 (row c of W is class c). Every class needs at least 2 samples
+(an InputError otherwise: a single sample has no within-class spread, and counting it as
+zero would fake collapse). Unbalanced classes follow `geometry.collapse`'s conventions
+(mu_G is the mean of the class means; Sigma_W pools over samples).
+
+Training dynamics. `collapse_series(results)` turns one result per checkpoint into one
+result: `layers` are those of the last checkpoint (by epoch, else by name), and
+`summary.checkpoints` lists every checkpoint with its epoch, train/test accuracy, the
+metrics of the classifier's layer and every layer's metrics, from which the page draws
+metric-versus-epoch curves (Papyan et al. see NC emerge in the terminal phase of training).
+Checkpoints with identical weights (the final `run.pt` and its last `run-epochNNN.pt`) are
+kept once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..extract.classifier import (
+    ClassifierHead,
+    classifier_input_rows,
+    extract_classifier_inputs,
+    find_classifier,
+)
+from ..geometry.collapse import CollapseStatistics, as_class_indices, as_classifier
+from ..geometry.spectra import covariance_spectra_from_statistics, fisher_spectra
+from ..pipeline import LayerArray, LayerArrays
+from ..progress import track
+from ..results import LayerResult, Result
+from ..sources.data import stratified_subset
+from ..validation import as_labels, as_points
+from .layers import layer_result
+
+PENULTIMATE = "penultimate"
+"""The name of the added layer holding the classifier's inputs when no selected layer does."""
+
+COLLAPSE_MAX_FEATURES = 16384
+"""Widest layer for collapse: the pooled within-class scatter is p x p float64 (2 GiB here)."""
+
+SPECTRA_MAX_FEATURES = 4096
+"""Widest layer for spectra: two p x p eigendecompositions (about 20 s each at p = 4096)."""
+
+SPECTRUM_VALUES = 200
+"""Eigenvalues kept per spectrum in the JSON details (the largest ones)."""
+
+FISHER_POINTS = 2000
+"""Samples of the stratified subset on which the last layer's Fisher block is computed."""
+
+COLLAPSE_METRICS = (
+    "nc1",
+    "nc1_trace_ratio",
+    "cdnv",
+    "etf_distance",
+    "nc2_equinorm_means",
+    "nc2_equiangular_means",
+    "nc2_max_angle_means",
+)
+CLASSIFIER_METRICS = (
+    "nc2_equinorm_weights",
+    "nc2_equiangular_weights",
+    "nc2_max_angle_weights",
+    "nc3_self_duality",
+    "nc4_ncc_mismatch",
+)
+SPECTRA_METRICS = (
+    "n_outliers",
+    "outlier_variance_share",
+    "between_variance_share",
+    "outlier_bulk_ratio",
+    "class_means_abs_cos",
+)
+FISHER_METRICS = (
+    "fisher_n_outliers",
+    "fisher_outlier_bulk_ratio",
+    "fisher_same_class_share",
+    "fisher_class_means_share",
+    "fisher_cross_class_share",
+    "fisher_within_class_share",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class ClassifierLayer:
+    """A classifier and the name of the layer (of a LayerArrays) that holds its inputs."""
+
+    head: ClassifierHead
+    layer: str
+
+    def summary(self) -> dict:
+        return {
+            "module": self.head.name,
+            "layer": self.layer,
+            "n_classes": self.head.n_classes,
+            "n_features": self.head.n_features,
+            "bias": self.head.bias is not None,
+        }
+
+
+# --- finding the classifier ------------------------------------------------------------
+
+
+def classifier_from_arrays(weight, bias=None, *, name: str = "classifier") -> ClassifierHead:
+    """A ClassifierHead from a (C, p) weight array and an optional (C,) bias."""
+    weights = as_points(weight, name=f"classifier ({name})", min_points=2)
+    w, b = as_classifier(weights, bias, n_classes=weights.shape[0], n_features=weights.shape[1])
+    return ClassifierHead(name, w, b if bias is not None else None)
+
+
+def points_classifier(arrays: LayerArrays, head: ClassifierHead) -> ClassifierLayer:
+    """The classifier given with --points: it acts on the one layer `points`."""
+    layer = arrays.layers[-1]
+    if layer.points.shape[1] != head.n_features:
+        raise InputError(
+            f"the classifier has shape ({head.n_classes}, {head.n_features}) but the points have "
+            f"{layer.points.shape[1]} features; give W of shape (classes, {layer.points.shape[1]})."
+        )
+    return ClassifierLayer(head, layer.name)
+
+
+def _first_inputs(dataset, n: int) -> torch.Tensor:
+    items = [dataset[i] for i in range(min(n, len(dataset)))]
+    return torch.stack([item[0] if isinstance(item, (tuple, list)) else item for item in items])
+
+
+def _same_rows(stored: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether a layer's stored rows are the classifier's inputs (float32, possibly another
+    batch size or device: equal to a relative 1e-3 of the rows' scale)."""
+    if stored.shape != rows.shape:
+        return False
+    stored = np.asarray(stored, dtype=np.float64)
+    scale = max(float(np.abs(rows).max()), 1e-12)
+    return bool(np.allclose(stored, rows, rtol=1e-3, atol=1e-3 * scale))
+
+
+def model_classifier(
+    arrays: LayerArrays,
+    *,
+    data_key: str | None = None,
+    batch_size: int = 256,
+    device="cpu",
+    cache_dir: str | None = None,
+    use_cache: bool = True,
+    progress: bool = False,
+    n_check: int = 16,
+) -> ClassifierLayer:
+    """Find the classifier of `arrays.model` and the layer holding its inputs.
+
+    The classifier is the last nn.Linear called (`extract.classifier.find_classifier`). The
+    layer is the last one of `arrays.layers` whose first `n_check` rows equal the classifier's
+    inputs on the same samples; if none does, the inputs are extracted in a second streamed
+    pass (through the activation cache when `use_cache`, keyed by the weights digest and
+    `data_key`) and inserted into `arrays.layers` as a layer named `penultimate`.
+    """
+    if arrays.model is None or arrays.data is None:
+        raise ValueError("model_classifier needs LayerArrays from layers_from_model.")
+    module = arrays.model.module
+    example = _first_inputs(arrays.data.dataset, n_check)
+    head = find_classifier(module, example)
+    rows = classifier_input_rows(module, head.name, example)
+    for layer in reversed(arrays.layers):
+        if _same_rows(layer.points[: len(rows)], rows):
+            return ClassifierLayer(head, layer.name)
+    names = {layer.name for layer in arrays.layers}
+    name = PENULTIMATE if PENULTIMATE not in names else f"<input of {head.name}>"
+    array = extract_classifier_inputs(
+        module,
+        arrays.data.dataset,
+        head,
+        batch_size=batch_size,
+        device=device,
+        cache_dir=cache_dir,
+        use_cache=use_cache and bool(data_key),
+        model_key=arrays.model.digest,
+        data_key=data_key,
+        progress=progress,
+    )
+    position = len(arrays.layers)
+    if arrays.layers and arrays.layers[-1].name == "logits":
+        position -= 1
+    arrays.layers.insert(position, LayerArray(name, array, (head.n_features,)))
+    return ClassifierLayer(head, name)
+
+
+# --- labels and streaming --------------------------------------------------------------
+
+
+def class_labels(labels, n_points: int, n_classes: int | None = None) -> tuple[np.ndarray, int]:
+    """(class indices, number of classes), every class holding at least 2 samples.
+
+    Without `n_classes` the classes are the sorted distinct labels; with it (the classifier's
+    rows) labels must be indices 0..n_classes-1 and every class must be present.
+    """
+    if labels is None:
+        raise InputError("neural collapse needs class labels: give --labels with --points.")
+    arr = as_labels(labels, n_points)
+    if n_classes is None:
+        _, y = np.unique(arr, return_inverse=True)
+        y = y.astype(np.int64)
+        n_classes = int(y.max()) + 1 if len(y) else 0
+        if n_classes < 2:
+            raise InputError("the labels hold a single class; neural collapse needs at least 2 classes.")
+    else:
+        y = as_class_indices(arr, n_points, n_classes)
+    counts = np.bincount(y, minlength=n_classes)
+    small = np.flatnonzero(counts < 2)
+    if len(small):
+        c = int(small[0])
+        raise InputError(
+            f"class {c} has {counts[c]} sample(s); neural collapse needs at least 2 samples of every "
+            f"class{' of the classifier' if counts[c] == 0 else ''}: give more data (a larger "
+            "--n-points) or drop that class."
+        )
+    return y, n_classes
+
+
+def _check_widths(layers: Sequence[LayerArray], max_features: int, what: str) -> None:
+    for layer in layers:
+        width = layer.points.shape[1]
+        if width > max_features:
+            raise InputError(
+                f"layer {layer.name!r} has {width} features, more than {what} handles "
+                f"({max_features}: it needs p x p matrices); reduce it with --reduction avgpool or "
+                "project:N, or leave it out with --layers."
+            )
+
+
+def _chunk_rows(n_features: int) -> int:
+    """Rows per slice: about 64 MB of float64 per slice."""
+    return int(np.clip(2**23 // max(n_features, 1), 256, 65536))
+
+
+def _slices(points: np.ndarray, labels: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    step = _chunk_rows(points.shape[1])
+    for start in range(0, len(points), step):
+        yield points[start : start + step], labels[start : start + step]
+
+
+def layer_statistics(points: np.ndarray, labels: np.ndarray, n_classes: int) -> CollapseStatistics:
+    """The first-pass class statistics of one layer, streamed over slices of its array."""
+    stats = CollapseStatistics(n_classes)
+    for features, y in _slices(points, labels):
+        stats.update(features, y)
+    return stats
+
+
+def _labels_for(arrays: LayerArrays, classifier: ClassifierLayer | None) -> tuple[np.ndarray, int]:
+    if not arrays.layers:
+        raise InputError("no layers to measure.")
+    n_points = arrays.layers[0].points.shape[0]
+    return class_labels(arrays.labels, n_points, classifier.head.n_classes if classifier else None)
+
+
+def _new_result(command: str, arrays: LayerArrays, params: dict, classifier, y, n_classes) -> Result:
+    summary = {
+        "n_classes": n_classes,
+        "class_counts": np.bincount(y, minlength=n_classes).tolist(),
+        "classifier": classifier.summary() if classifier else None,
+    }
+    return Result(command=command, source=dict(arrays.source), params=params, summary=summary)
+
+
+# --- the profiles ----------------------------------------------------------------------
+
+
+def collapse_profile(
+    arrays: LayerArrays,
+    classifier: ClassifierLayer | None = None,
+    *,
+    max_features: int = COLLAPSE_MAX_FEATURES,
+    progress: bool = False,
+) -> Result:
+    """Result of `mprobe collapse`: the NC metrics of every layer, plus the classifier metrics
+    on the classifier's layer (nc4 takes a second pass over that layer)."""
+    y, n_classes = _labels_for(arrays, classifier)
+    _check_widths(arrays.layers, max_features, "collapse")
+    result = _new_result("collapse", arrays, {"max_features": max_features}, classifier, y, n_classes)
+    n = len(arrays.layers)
+    for index, layer in enumerate(track(arrays.layers, description="neural collapse", enabled=progress)):
+        entry = layer_result(layer, index, n)
+        stats = layer_statistics(layer.points, y, n_classes)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if classifier is not None and layer.name == classifier.layer:
+                head = classifier.head
+                ncc = stats.ncc_mismatch(head.weight, head.bias)
+                for features, _ in _slices(layer.points, y):
+                    ncc.update(features)
+                measured = stats.result(head.weight, ncc=ncc)
+                entry.details["classifier"] = classifier.summary()
+            else:
+                measured = stats.result()
+        entry.metrics.update(measured.metrics)
+        result.layers.append(entry)
+    return result
+
+
+def _top(values: np.ndarray, n: int) -> list[float]:
+    return [float(v) for v in values[:n]]
+
+
+def spectra_profile(
+    arrays: LayerArrays,
+    classifier: ClassifierLayer | None = None,
+    *,
+    n_values: int = SPECTRUM_VALUES,
+    fisher_points: int = FISHER_POINTS,
+    seed: int = 0,
+    max_features: int = SPECTRA_MAX_FEATURES,
+    progress: bool = False,
+) -> Result:
+    """Result of `mprobe spectra`: per layer the covariance spectra metrics, and the
+    eigenvalues (the top `n_values` of each spectrum) in `details["spectra"]`; on the
+    classifier's layer the Fisher block split (`fisher_*` metrics, eigenvalues in
+    `details["fisher"]`) on a stratified seeded subset of at most `fisher_points` samples.
+    """
+    y, n_classes = _labels_for(arrays, classifier)
+    _check_widths(arrays.layers, max_features, "spectra")
+    params = {
+        "n_values": n_values,
+        "fisher_points": fisher_points,
+        "seed": seed,
+        "max_features": max_features,
+    }
+    result = _new_result("spectra", arrays, params, classifier, y, n_classes)
+    n = len(arrays.layers)
+    for index, layer in enumerate(track(arrays.layers, description="spectra", enabled=progress)):
+        entry = layer_result(layer, index, n)
+        stats = layer_statistics(layer.points, y, n_classes)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spectra = covariance_spectra_from_statistics(stats)
+        entry.metrics.update(spectra.metrics)
+        entry.details["spectra"] = {
+            "total": _top(spectra.total, n_values),
+            "within": _top(spectra.within, n_values),
+            "between": _top(spectra.between, n_values),
+            "bulk_edge": float(spectra.within[0]),
+            "n_eigenvalues": int(len(spectra.total)),
+            "truncated_to": n_values,
+            "note": f"the largest {n_values} eigenvalues of each spectrum, descending",
+        }
+        if classifier is not None and layer.name == classifier.layer:
+            entry.metrics.update(_fisher(entry, layer.points, y, classifier, fisher_points, seed, n_values))
+        result.layers.append(entry)
+    return result
+
+
+def _fisher(entry: LayerResult, points, y, classifier: ClassifierLayer, n_points: int, seed, n_values):
+    chosen = stratified_subset(y, min(n_points, len(y)), seed)
+    head = classifier.head
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fisher = fisher_spectra(
+            np.asarray(points[chosen], dtype=np.float64), y[chosen], head.weight, head.bias, seed=seed
+        )
+    entry.details["fisher"] = {
+        "n_points": int(len(chosen)),
+        "total": _top(fisher.total, n_values),
+        "same_class": _top(fisher.same_class, n_values),
+        "class_means": _top(fisher.class_means, n_values),
+        "cross_class": _top(fisher.cross_class, n_values),
+        "within_class": _top(fisher.within_class, n_values),
+        "traces": dict(fisher.traces),
+        "bulk_edge": float(fisher.within_class[0]),
+        "note": "Gauss-Newton block of the classifier's weights and bias on a stratified subset; "
+        f"at most {n_values} eigenvalues per part, descending",
+    }
+    entry.details["classifier"] = classifier.summary()
+    return fisher.metrics
+
+
+# --- training dynamics -----------------------------------------------------------------
+
+
+def checkpoint_entry(result: Result) -> dict:
+    """One entry of `summary.checkpoints` from the result of one checkpoint."""
+    checkpoint = result.source.get("checkpoint") or {}
+    metrics = checkpoint.get("metrics") or {}
+    layer_name = (result.summary.get("classifier") or {}).get("layer")
+    layers = {layer.name: dict(layer.metrics) for layer in result.layers}
+    return {
+        "model": result.source.get("model"),
+        "epoch": checkpoint.get("epoch"),
+        "train_accuracy": metrics.get("train_accuracy"),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "weights_digest": result.source.get("weights_digest"),
+        "layer": layer_name,
+        "metrics": dict(layers.get(layer_name, {})) if layer_name else {},
+        "layers": layers,
+    }
+
+
+def _order(result: Result) -> tuple:
+    epoch = (result.source.get("checkpoint") or {}).get("epoch")
+    name = str(result.source.get("model"))
+    return (0, epoch, name) if isinstance(epoch, int) else (1, 0, name)
+
+
+def collapse_series(results: Sequence[Result]) -> Result:
+    """One result for several checkpoints (see the module docstring): the per-layer results of
+    the last checkpoint and `summary.checkpoints`, sorted by epoch (else by file name)."""
+    if not results:
+        raise ValueError("collapse_series needs at least one result")
+    ordered, seen = [], set()
+    for result in sorted(results, key=_order):
+        digest = result.source.get("weights_digest")
+        if digest is not None and digest in seen:
+            continue
+        seen.add(digest)
+        ordered.append(result)
+    last = ordered[-1]
+    source = dict(last.source)
+    source["models"] = [r.source.get("model") for r in ordered]
+    summary = dict(last.summary)
+    summary["checkpoints"] = [checkpoint_entry(r) for r in ordered]
+    return replace(last, source=source, summary=summary)
