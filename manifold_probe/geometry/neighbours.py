@@ -51,7 +51,7 @@ def nearest_neighbours(
 ) -> NeighbourGraph:
     """Exact kNN graph of `points` (N, D), excluding each point itself.
 
-    chunk_size: query rows per block (default: blocks of about 256 MB).
+    chunk_size: query rows per block of distances (default: blocks of about 64 MB).
     spare: extra candidates re-ranked by exact distance (default max(8, k // 4)).
     """
     x_np = as_points(points, min_points=2)
@@ -60,31 +60,36 @@ def nearest_neighbours(
     dev = resolve_device(device)
     spare = max(8, k // 4) if spare is None else spare
     n_cand = min(n, k + 1 + spare)
+    dim = x_np.shape[1]
     if chunk_size is None:
-        # about 256 MB for the block of float32 distances and as much for the float64 differences
-        dim = x_np.shape[1]
-        chunk_size = max(1, min(n, 2**26 // n, 2**24 // (n_cand * dim)))
+        chunk_size = max(1, min(n, 2**24 // n))  # a 64 MB block of float32 distances
+    exact_rows = max(1, 2**21 // (n_cand * dim))  # 8 MB of gathered candidates at a time
 
     # exact distances use the data as given (float32 differences are correctly rounded, so
     # their relative error is eps32 whatever the norms); the search uses centred float32
     x = torch.from_numpy(np.ascontiguousarray(x_np)).to(dev)
     centred = (x.double() - x.double().mean(dim=0)).to(torch.float32)
-    sq_norms = (centred * centred).sum(dim=1)
+    sq_norms = (centred * centred).sum(dim=1)[None, :]
 
     indices = np.empty((n, k), dtype=np.int64)
     distances = np.empty((n, k), dtype=np.float64)
+    # buffers reused across blocks: fresh memory is slow to fault in on a busy machine
+    block = torch.empty((min(chunk_size, n), n), dtype=torch.float32, device=dev)
     for start in range(0, n, chunk_size):
         stop = min(n, start + chunk_size)
+        d2 = block[: stop - start]
         # ||q - y||^2 ranks like ||y||^2 - 2 q.y (||q||^2 is constant along a row)
-        d2 = torch.addmm(sq_norms[None, :], centred[start:stop], centred.T, alpha=-2.0)
-        cand = torch.topk(d2, n_cand, dim=1, largest=False, sorted=False).indices
-        del d2
-        exact = torch.linalg.vector_norm(x[cand] - x[start:stop, None, :], dim=2).double()
-        rows = torch.arange(start, stop, device=dev)[:, None]
-        exact = torch.where(cand == rows, torch.inf, exact)
-        order = torch.argsort(exact, dim=1, stable=True)[:, :k]
-        indices[start:stop] = torch.gather(cand, 1, order).cpu().numpy()
-        distances[start:stop] = torch.gather(exact, 1, order).cpu().numpy()
+        torch.addmm(sq_norms, centred[start:stop], centred.T, alpha=-2.0, out=d2)
+        candidates = torch.topk(d2, n_cand, dim=1, largest=False, sorted=False).indices
+        for sub in range(start, stop, exact_rows):
+            end = min(stop, sub + exact_rows)
+            cand = candidates[sub - start : end - start]
+            exact = torch.linalg.vector_norm(x[cand] - x[sub:end, None, :], dim=2).double()
+            rows = torch.arange(sub, end, device=dev)[:, None]
+            exact = torch.where(cand == rows, torch.inf, exact)
+            order = torch.argsort(exact, dim=1, stable=True)[:, :k]
+            indices[sub:end] = torch.gather(cand, 1, order).cpu().numpy()
+            distances[sub:end] = torch.gather(exact, 1, order).cpu().numpy()
     return NeighbourGraph(indices, distances)
 
 
