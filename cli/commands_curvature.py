@@ -1,0 +1,121 @@
+"""`mprobe curvature`: the principal-curvature profile of a model's layers, or of one point cloud."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from manifold_probe.profiles.curvature import CURVATURE_METRICS, curvature_profile
+from manifold_probe.report.profile_page import layer_profile_figure, write_page
+
+from .options import HtmlOut, JsonOut, SourceArgs, source_options
+from .output import console, err_console, print_layers, write_outputs
+
+NEIGHBOURHOOD_HELP = (
+    "knn: each point's K nearest neighbours in the layer itself (works for any layer and for --points). "
+    "perturb: the paper's construction for image models: each image's channels are rebuilt from their top "
+    "singular values with the smallest of them switched on and off, the perturbed copies go through the "
+    "model, and a point's neighbourhood in every layer is its own copies (the same input neighbourhood "
+    "in every layer)."
+)
+
+
+@source_options
+def curvature_command(
+    neighbourhood: Annotated[str, typer.Option("--neighbourhood", help=NEIGHBOURHOOD_HELP)] = "knn",
+    dim: Annotated[
+        int | None,
+        typer.Option(
+            "--dim", help="Tangent dimension d (default: each layer's TwoNN estimate, rounded).", min=1
+        ),
+    ] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "--k",
+            help="Neighbours per point (knn). Default 3 p, p = 1 + d + d(d+1)/2 unknowns of the quadratic "
+            "fit; K must exceed d + d(d+1)/2.",
+            min=2,
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", help="Bootstrap resamples of the points for intervals.", min=0)
+    ] = 1000,
+    compare: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--compare",
+            help="More checkpoints measured the same way and drawn on the same page (e.g. an untrained "
+            "copy); their JSON goes beside --json as <stem>.<checkpoint stem>.json.",
+            show_default=False,
+        ),
+    ] = None,
+    log_scale: Annotated[
+        bool, typer.Option("--log-scale", help="Curvature axes on a log scale in the page.")
+    ] = False,
+    json: JsonOut = None,
+    html: HtmlOut = None,
+    *,
+    source: SourceArgs,
+) -> None:
+    """Principal curvature of every layer's data manifold (Kaufman & Azencot 2023; Li 2017).
+
+    Per layer: mapc (the paper's mean absolute principal curvature), curvature_sff (the
+    second-fundamental-form norm, independent of the embedding, noise-corrected), their
+    dimensionless _scaled forms (times the median neighbourhood radius), and the TwoNN
+    dimension used as d. The summary holds the curvature gap, last minus penultimate layer.
+    """
+    if neighbourhood not in ("knn", "perturb"):
+        raise typer.BadParameter("use knn or perturb", param_hint="--neighbourhood")
+    if compare and source.model is None:
+        raise typer.BadParameter("--compare needs --model", param_hint="--compare")
+    sources = [source] + [dataclasses.replace(source, model=str(path)) for path in compare or []]
+    results = []
+    for src in sources:
+        with src.load(min_points=4) as arrays:
+            result = curvature_profile(
+                arrays,
+                dim=dim,
+                k=k,
+                bootstrap=bootstrap,
+                seed=src.seed,
+                device=src.device,
+                progress=not src.quiet,
+            )
+        results.append(result)
+        print_layers(
+            result, [*CURVATURE_METRICS, "id_twonn"], title=f"curvature by layer: {src.model or src.points}"
+        )
+        if "curvature_gap" in result.summary:
+            console.print(
+                f"curvature gap (last - penultimate): mapc {result.summary['curvature_gap']:.4g}, "
+                f"mapc_scaled {result.summary['curvature_gap_scaled']:.4g}, "
+                f"curvature_sff_scaled {result.summary['curvature_sff_gap_scaled']:.4g}"
+            )
+    write_outputs(results[0], json)
+    if json is not None:
+        for src, result in zip(sources[1:], results[1:], strict=True):
+            write_outputs(result, json.with_name(f"{json.stem}.{Path(src.model).stem}.json"))
+    if html is not None:
+        names = [str(src.model or src.points) for src in sources]
+        figure = layer_profile_figure(
+            results,
+            ["mapc", "curvature_sff", "mapc_scaled", "curvature_sff_scaled", "id_twonn"],
+            names=names,
+            log_y=["mapc", "curvature_sff", "mapc_scaled", "curvature_sff_scaled"] if log_scale else False,
+            title="Curvature by layer",
+        )
+        write_page(
+            html,
+            [figure],
+            title="mprobe curvature",
+            notes=results[0].summary.get("curvature_gap_definition", ""),
+        )
+        err_console.print(f"wrote {html}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("curvature")(curvature_command)

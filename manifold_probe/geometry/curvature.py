@@ -1,0 +1,546 @@
+"""Principal curvatures of the manifold a point cloud lies on, point by point (Li 2017).
+
+The estimator of Kaufman & Azencot 2023 ("Data representations' study of latent image
+manifolds", ICML, arXiv 2305.19730), which takes it from Li 2017 ("Curvature-aware
+manifold learning", Pattern Recognition), vectorised over points.
+
+For a point x with neighbours x_1..x_K (its kNN in the layer, or given explicitly):
+
+1. Delta = [x_j - x] (D x K), relative to x itself. Thin SVD Delta = U S V^T, r = min(D, K).
+   The local coordinates are Y = U^T Delta = S V^T, so only S and V are needed: they come
+   from the eigendecomposition of the K x K Gram matrix Delta^T Delta = V S^2 V^T (float64).
+2. Tangent coordinates u = the first d rows of Y, normal coordinates f_a = the other
+   m = r - d rows, a = 1..m, ordered by singular value.
+3. Least squares for every normal coordinate at once, design row
+   psi(u) = [u_1..u_d, 1/2 u_i^2 (i = 1..d), u_i u_j (i < j)]  (q = d + d(d+1)/2 unknowns):
+   f_a ~ b_a . u + 1/2 u^T H_a u.
+4. The principal curvatures at x along normal a are the eigenvalues of the symmetric H_a.
+
+Summaries of a layer (each per point first, then over points):
+
+- `mapc`, the reference's mean absolute principal curvature: the mean of |kappa| over all
+  m normal directions and all d eigenvalues, then the mean over points, with the fit of
+  step 3 exactly as in the reference (no constant term). Kept for comparison with the
+  paper; it depends on the embedding (every normal direction the data does not bend into
+  dilutes it: S^2(1) isometrically in R^50 gives about 0.04, not 1) and on noise.
+- `curvature_sff`, the norm of the second fundamental form,
+  ||II||^2 = sum_a ||H_a||_F^2 / d, which is independent of the normal basis and of how
+  many flat directions the embedding adds: on any sphere S^d(R), H = I/R along its one
+  curved normal, so ||II||^2 = (d / R^2) / d and ||II|| = 1/R. The layer value is the
+  root mean square over points, sqrt(mean_i ||II||_i^2), of the noise-corrected per-point
+  values below (so that the noise correction, unbiased per point, stays unbiased).
+
+Noise. Every normal direction that holds only noise adds a positive amount to
+sum_a ||H_a||_F^2, and a layer has hundreds of them. This estimator removes that bias from
+the fit itself:
+
+- it fits with a constant term, f_a ~ c_a + b_a . u + 1/2 u^T H_a u (p = q + 1 unknowns),
+  because the noise of the centre x itself shifts all K normal coordinates by the same
+  amount; without a constant the quadratic terms absorb that shift, a bias sqrt(K) times
+  larger than the neighbours' noise;
+- for independent noise of variance sigma_a^2 in normal coordinate a, the least-squares
+  coefficients have covariance sigma_a^2 (Psi^T Psi)^-1, so
+  E sum_a ||H_a||_F^2 = true value + sum_a sigma_a^2 tr(W (Psi^T Psi)^-1_HH), W weighting
+  diagonal entries by 1 and off-diagonal ones by 2; and RSS_a / (K - p) estimates
+  sigma_a^2 without bias. The estimator subtracts (sum_a RSS_a) / (K - p) tr(W (...)_HH).
+  Both sums run over all normal directions, so no normal basis is needed and no
+  direction has to be classified as signal or noise.
+
+On S^2 (R = 2) in R^100 with Gaussian noise of 0.5 % of R per coordinate (N = 3000 uniform
+points) the uncorrected norm is 1.3-2.7 times 1/R for K between 3p and 12p; corrected,
+it is within 4 % of 1/R for those K (tests/test_curvature.py checks it; numbers in the
+module's tests and the report).
+
+Scale. Curvature is 1/length. The `_scaled` forms multiply by the length
+`length_scale` = the median over points of the root-mean-square distance from a point to
+its K neighbours, so they are dimensionless and compare across layers of different scale;
+they are the typical bending angle across one neighbourhood (about 0.2 for S^2 with the
+default K and N = 2000), and so depend on the neighbourhood size, as the raw values do not.
+
+Default K: 3 p, p = 1 + d + d(d+1)/2 the unknowns of the fit with a constant, capped at
+N - 1: three equations per unknown keep the fit well determined (K close to q gives the
+reference's low bias: K = 2d is 0.7x on spheres) while the neighbourhood stays small
+enough that the quartic terms of the manifold (relative error about theta^2 / 8 at
+opening angle theta) stay under 1-2 %. The smallest K accepted is q + 2 = p + 1
+(one residual degree of freedom for the noise estimate).
+
+Per-point values come with quantiles (5, 25, 50, 75, 95 %) and a percentile bootstrap
+interval over points (seeded). With kNN neighbourhoods the per-point values are not
+independent (neighbourhoods overlap), so that interval is narrower than a fresh sample's.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..device import resolve_device
+from ..errors import InputError
+from ..progress import track
+from ..validation import as_points, check_k, check_positive
+from .neighbours import NeighbourGraph, nearest_neighbours
+
+QUANTILES = (5, 25, 50, 75, 95)
+LENGTH_SCALE = "median over points of the RMS distance from a point to its K neighbours"
+SFF_AVERAGE = "root mean square over points of the noise-corrected per-point SFF norm"
+# relative size under which a singular value or a pivot of the fit counts as zero
+_DEGENERATE = 1e-10
+# bytes of the float64 differences of one chunk of points: small enough for the allocator to
+# reuse memory between chunks (glibc maps blocks over 32 MB afresh, page faults every time)
+_CHUNK_BYTES = 2**24
+
+
+def n_unknowns(dim: int) -> int:
+    """Unknowns of the reference fit per normal direction: d linear + d(d+1)/2 quadratic."""
+    return dim + dim * (dim + 1) // 2
+
+
+def min_neighbours(dim: int) -> int:
+    """The smallest K accepted: q + 2 (one more for the constant, one residual degree of freedom)."""
+    return n_unknowns(dim) + 2
+
+
+def default_k(dim: int, n_points: int | None = None) -> int:
+    """max(3 p, 30) neighbours, p = q + 1 the unknowns of the fit with a constant; at most N - 1."""
+    k = max(3 * (n_unknowns(dim) + 1), 30)
+    return k if n_points is None else min(k, n_points - 1)
+
+
+@dataclass(frozen=True)
+class Curvature:
+    """Curvature of one point cloud (a layer): summaries, per-point values, quantiles, intervals.
+
+    mapc: reference mean |principal curvature| (mean over points, normal directions, eigenvalues).
+    curvature_sff: second-fundamental-form norm sqrt(sum_a ||H_a||_F^2 / d), noise-corrected,
+        root mean square over points (`sff_average`).
+    length_scale: the length the `_scaled` forms multiply by (`length_scale_definition`).
+    *_per_point: (N,) arrays, NaN where the neighbourhood is degenerate (rank below d).
+    sff_squared_per_point: the noise-corrected ||II||^2 per point (may be slightly negative).
+    noise_share: the fraction of the raw sum_a ||H_a||_F^2 (all points) removed as noise.
+    quantiles: {metric: {"q05": .., "q25": .., "q50": .., "q75": .., "q95": ..}} of per-point values.
+    intervals: {metric: (low, high)}, percentile bootstrap over points at `confidence`.
+    """
+
+    dim: int
+    k: int
+    n_points: int
+    n_degenerate: int
+    mapc: float
+    curvature_sff: float
+    length_scale: float
+    mapc_per_point: np.ndarray
+    sff_per_point: np.ndarray
+    sff_squared_per_point: np.ndarray
+    radius_per_point: np.ndarray
+    noise_share: float
+    quantiles: dict[str, dict[str, float]]
+    intervals: dict[str, tuple[float, float]]
+    confidence: float
+    n_bootstrap: int
+    seed: int
+    length_scale_definition: str = LENGTH_SCALE
+    sff_average: str = SFF_AVERAGE
+
+    @property
+    def mapc_scaled(self) -> float:
+        return self.mapc * self.length_scale
+
+    @property
+    def curvature_sff_scaled(self) -> float:
+        return self.curvature_sff * self.length_scale
+
+    def metrics(self) -> dict[str, float]:
+        """The four metrics under their schema names."""
+        return {
+            "mapc": self.mapc,
+            "curvature_sff": self.curvature_sff,
+            "mapc_scaled": self.mapc_scaled,
+            "curvature_sff_scaled": self.curvature_sff_scaled,
+        }
+
+    def details(self) -> dict:
+        """Everything else a result file should carry to be read without this code."""
+        return {
+            "dim": self.dim,
+            "k": self.k,
+            "n_degenerate": self.n_degenerate,
+            "length_scale": self.length_scale,
+            "length_scale_definition": self.length_scale_definition,
+            "curvature_sff_average": self.sff_average,
+            "noise_share": self.noise_share,
+            "quantiles": self.quantiles,
+            "confidence": self.confidence,
+            "n_bootstrap": self.n_bootstrap,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class _LocalFits:
+    """Per-point results of one chunk (torch tensors on the working device)."""
+
+    mapc: torch.Tensor  # (B,)
+    sff_squared: torch.Tensor  # (B,) noise-corrected sum_a ||H_a||_F^2 / d
+    sff_squared_raw: torch.Tensor  # (B,) uncorrected
+    radius: torch.Tensor  # (B,) RMS distance to the neighbours
+    valid: torch.Tensor  # (B,) bool
+    principal: torch.Tensor | None  # (B, m, d) eigenvalues of H_a (reference fit), if asked
+
+
+def curvature(
+    points,
+    dim: int,
+    *,
+    k: int | None = None,
+    graph: NeighbourGraph | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float64,
+    chunk_size: int | None = None,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    progress: bool = False,
+) -> Curvature:
+    """Curvature of `points` (N, D) with kNN neighbourhoods in the points themselves.
+
+    dim: tangent dimension d (the layer's TwoNN estimate rounded, or given by the user).
+    k: neighbours per point (default `default_k(dim, N)`); `graph`: a precomputed
+    NeighbourGraph holding at least k neighbours (its first k are used).
+    """
+    x = as_points(points, min_points=3)
+    n, ambient = x.shape
+    dim = _check_dim(dim, ambient)
+    k = default_k(dim, n) if k is None else check_k(k, n)
+    _check_enough(k, dim)
+    if graph is None:
+        graph = nearest_neighbours(x, k, device=device)
+    else:
+        if graph.indices.shape[0] != n:
+            raise InputError(
+                f"the neighbour graph has {graph.indices.shape[0]} rows but there are {n} points; "
+                "compute it on the same points."
+            )
+        if graph.k < k:
+            raise InputError(f"the neighbour graph holds {graph.k} neighbours, fewer than k={k}.")
+        graph = graph.first(k)
+    dev = resolve_device(device)
+    xt = torch.from_numpy(x).to(dev)
+
+    def chunk(start: int, stop: int) -> torch.Tensor:
+        idx = torch.from_numpy(graph.indices[start:stop]).to(dev)
+        return (xt[idx] - xt[start:stop, None, :]).to(dtype)
+
+    fits = _fit_all(chunk, n, k, ambient, dim, chunk_size, progress, dev)
+    return _summarise(fits, dim, k, n_bootstrap, confidence, seed)
+
+
+def curvature_of_neighbourhoods(
+    centres,
+    neighbourhoods,
+    dim: int,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float64,
+    chunk_size: int | None = None,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    progress: bool = False,
+) -> Curvature:
+    """Curvature with explicit neighbourhoods: `centres` (N, D), `neighbourhoods` (N, K, D).
+
+    Used by the `perturb` construction, where the neighbourhood of a point is the layer's
+    activations of its own perturbed copies (K = their number).
+    """
+    c, nb = _check_neighbourhoods(centres, neighbourhoods)
+    n, k, ambient = nb.shape
+    dim = _check_dim(dim, ambient)
+    _check_enough(k, dim)
+    dev = resolve_device(device)
+
+    def chunk(start: int, stop: int) -> torch.Tensor:
+        block = torch.from_numpy(nb[start:stop]).to(dev, dtype)
+        return block - torch.from_numpy(c[start:stop]).to(dev, dtype)[:, None, :]
+
+    fits = _fit_all(chunk, n, k, ambient, dim, chunk_size, progress, dev)
+    return _summarise(fits, dim, k, n_bootstrap, confidence, seed)
+
+
+def principal_curvatures(
+    centres,
+    neighbourhoods,
+    dim: int,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> np.ndarray:
+    """Principal curvatures (N, m, d) with explicit neighbourhoods (the reference fit).
+
+    Entry [i, a] holds the eigenvalues (ascending) of H_a at point i; normal directions a
+    are ordered by singular value, largest first; m = min(D, K) - d. Signs follow the SVD's
+    arbitrary orientation of each normal direction. NaN where the neighbourhood is degenerate.
+    """
+    c, nb = _check_neighbourhoods(centres, neighbourhoods)
+    _, k, ambient = nb.shape
+    dim = _check_dim(dim, ambient)
+    _check_enough(k, dim)
+    dev = resolve_device(device)
+    delta = torch.from_numpy(nb).to(dev, dtype) - torch.from_numpy(c).to(dev, dtype)[:, None, :]
+    fits = _local_fits(delta, dim, keep_principal=True)
+    principal = fits.principal.masked_fill(~fits.valid[:, None, None], torch.nan)
+    return principal.cpu().numpy()
+
+
+def _check_dim(dim, ambient: int) -> int:
+    dim = check_positive(dim, name="dim", integer=True)
+    if dim >= ambient:
+        raise InputError(
+            f"tangent dimension dim={dim} must be below the ambient dimension {ambient}; "
+            "a manifold as wide as its space has no normal directions to bend into."
+        )
+    return dim
+
+
+def _check_enough(k: int, dim: int) -> None:
+    need = min_neighbours(dim)
+    if k < need:
+        raise InputError(
+            f"K={k} neighbours cannot determine the quadratic fit in dim={dim} "
+            f"({n_unknowns(dim)} unknowns per normal direction, plus a constant); "
+            f"use K >= {need} (default {default_k(dim)})."
+        )
+
+
+def _check_neighbourhoods(centres, neighbourhoods) -> tuple[np.ndarray, np.ndarray]:
+    c = as_points(centres, name="centres", min_points=1)
+    try:
+        nb = np.asarray(neighbourhoods)
+    except Exception as exc:
+        raise InputError(f"neighbourhoods could not be read as an array: {exc}") from None
+    if nb.ndim != 3 or nb.shape[0] != c.shape[0] or nb.shape[2] != c.shape[1]:
+        raise InputError(
+            f"neighbourhoods must have shape (N, K, D) = ({c.shape[0]}, K, {c.shape[1]}) "
+            f"to match the centres, got {nb.shape}."
+        )
+    if not np.issubdtype(nb.dtype, np.number):
+        raise InputError(f"neighbourhoods must be numeric, got dtype {nb.dtype}.")
+    if not np.isfinite(nb).all():
+        raise InputError("neighbourhoods contain NaN or Inf; remove those points.")
+    return c, nb
+
+
+def _fit_all(chunk, n, k, ambient, dim, chunk_size, progress, device) -> _LocalFits:
+    """Run `_local_fits` over chunks of points; `chunk(start, stop)` gives their differences.
+
+    On the CPU the chunks run in a pool of torch.get_num_threads() threads: torch's batched
+    eigh loops over the batch on one core, and the pool spreads the chunks over all of them
+    (each chunk's result is the same as in a serial run).
+    """
+    if chunk_size is None:
+        chunk_size = max(1, min(n, _CHUNK_BYTES // (8 * k * max(ambient, k))))
+    chunk_size = check_positive(chunk_size, name="chunk_size", integer=True)
+    starts = range(0, n, chunk_size)
+
+    def fit(start: int) -> _LocalFits:
+        return _local_fits(chunk(start, min(n, start + chunk_size)), dim)
+
+    workers = min(len(starts), torch.get_num_threads()) if device.type == "cpu" else 1
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        done = track(pool.map(fit, starts), description="curvature", total=len(starts),
+                     enabled=progress)
+        parts = list(done)
+    return _LocalFits(
+        mapc=torch.cat([p.mapc for p in parts]),
+        sff_squared=torch.cat([p.sff_squared for p in parts]),
+        sff_squared_raw=torch.cat([p.sff_squared_raw for p in parts]),
+        radius=torch.cat([p.radius for p in parts]),
+        valid=torch.cat([p.valid for p in parts]),
+        principal=None,
+    )
+
+
+def _local_fits(delta: torch.Tensor, dim: int, keep_principal: bool = False) -> _LocalFits:
+    """The per-point fits for a chunk of points; delta: (B, K, D) differences x_j - x.
+
+    Everything after one product of Delta with itself works on K x K (or D x D, whichever
+    is smaller) matrices, in units of each point's own radius (RMS distance to its
+    neighbours), so that the columns of the designs have comparable size.
+    """
+    n_pts, k, ambient = delta.shape
+    gram_side = k <= ambient
+    small = delta @ delta.mT if gram_side else delta.mT @ delta  # (B, s, s), s = min(K, D)
+    radius = torch.diagonal(small, dim1=1, dim2=2).sum(dim=1).div(k).sqrt()
+    unit = torch.where(radius > 0, radius, torch.ones_like(radius))
+    small = small / unit.square()[:, None, None]
+    weights = _frobenius_weights(dim, delta)
+
+    # reference: thin SVD of Delta relative to x, fit without a constant per normal direction
+    sv2, vecs = torch.linalg.eigh(small)
+    sv2, vecs = sv2.flip(-1).clamp_min(0.0), vecs.flip(-1)
+    coords = vecs * sv2.sqrt()[:, None, :] if gram_side else (delta / unit[:, None, None]) @ vecs
+    u, f = coords[..., :dim], coords[..., dim:]  # Y^T = V S: tangent and normal coordinates
+    valid = (radius > 0) & (sv2[:, dim - 1] > _DEGENERATE * sv2[:, 0])
+    q_ref, r_ref = torch.linalg.qr(_design(u))
+    valid &= _well_posed(r_ref)
+    coef = _triangular_inverse(_guard(r_ref, valid))[:, dim:, :] @ (q_ref.mT @ f)  # (B, q-d, m)
+    hess = _hessians(coef.mT, dim) / unit[:, None, None, None]  # (B, m, d, d)
+    principal = torch.linalg.eigvalsh(hess)
+    mapc = principal.abs().mean(dim=(1, 2)) if f.shape[2] else radius.new_zeros(n_pts)
+
+    # SFF: tangent frame of the mean-centred neighbourhood (the centre's own noise, common to
+    # all K differences, stays out of it); joint fit with a constant of the normal parts of
+    # the differences as vectors in R^D, needed only through N = their Gram matrix (K x K)
+    # or the parts themselves (D < K); noise bias removed with the residuals
+    if gram_side:
+        centred = small - small.mean(dim=1, keepdim=True) - small.mean(dim=2, keepdim=True)
+        centred = centred + small.mean(dim=(1, 2), keepdim=True)
+        top, frame = (t[..., -dim:] for t in torch.linalg.eigh(centred))
+        frame = frame - frame.mean(dim=1, keepdim=True)  # exactly orthogonal to the ones
+        scale = torch.where(top > 0, top, torch.ones_like(top)).sqrt()
+        u_c = small @ frame / scale[:, None, :]  # tangent coordinates relative to x
+        normal_gram = small - u_c @ u_c.mT
+        energy = torch.diagonal(normal_gram, dim1=1, dim2=2).sum(dim=1)
+    else:
+        scaled = delta / unit[:, None, None]
+        mean = scaled.mean(dim=1)
+        centred = small - k * mean[:, :, None] * mean[:, None, :]
+        tangent = torch.linalg.eigh(centred)[1][..., -dim:]  # (B, D, d)
+        u_c = scaled @ tangent
+        normal = scaled - u_c @ tangent.mT
+        energy = normal.square().sum(dim=(1, 2))
+    design = torch.cat([torch.ones_like(u_c[..., :1]), _design(u_c)], dim=2)
+    n_unknown = design.shape[2]
+    q_c, r_c = torch.linalg.qr(design)
+    valid &= _well_posed(r_c)
+    r_inv = _triangular_inverse(_guard(r_c, valid))[:, 1 + dim :, :]  # quadratic rows of R^-1
+    if gram_side:
+        proj_gram = q_c.mT @ normal_gram @ q_c  # (B, p, p) Gram of Q^T (normal parts)
+    else:
+        proj = q_c.mT @ normal
+        proj_gram = proj @ proj.mT
+    # coefficients C = R^-1 Q^T (normal parts); sum_a ||H_a||_F^2 = sum_i w_i ||C_i||^2
+    raw = (weights * torch.diagonal(r_inv @ proj_gram @ r_inv.mT, dim1=1, dim2=2)).sum(dim=1)
+    rss = (energy - torch.diagonal(proj_gram, dim1=1, dim2=2).sum(dim=1)).clamp_min(0.0)
+    trace_cov = (weights[None, :, None] * r_inv.square()).sum(dim=(1, 2))
+    noise = rss / (k - n_unknown) * trace_cov
+    per_unit = unit.square() * dim
+    return _LocalFits(
+        mapc=mapc,
+        sff_squared=(raw - noise) / per_unit,
+        sff_squared_raw=raw / per_unit,
+        radius=radius,
+        valid=valid,
+        principal=principal if keep_principal else None,
+    )
+
+
+def _design(u: torch.Tensor) -> torch.Tensor:
+    """psi(u) = [u_1..u_d, 1/2 u_i^2, u_i u_j (i < j)] for every neighbour: (B, K, q)."""
+    dim = u.shape[-1]
+    rows, cols = torch.triu_indices(dim, dim, offset=1, device=u.device)
+    return torch.cat([u, 0.5 * u.square(), u[..., rows] * u[..., cols]], dim=-1)
+
+
+def _hessians(quad: torch.Tensor, dim: int) -> torch.Tensor:
+    """Symmetric H (..., d, d) from the quadratic coefficients (..., d(d+1)/2) in `_design` order."""
+    hess = quad.new_zeros(*quad.shape[:-1], dim, dim)
+    diag = torch.arange(dim, device=quad.device)
+    hess[..., diag, diag] = quad[..., :dim]
+    rows, cols = torch.triu_indices(dim, dim, offset=1, device=quad.device)
+    hess[..., rows, cols] = quad[..., dim:]
+    hess[..., cols, rows] = quad[..., dim:]
+    return hess
+
+
+def _frobenius_weights(dim: int, like: torch.Tensor) -> torch.Tensor:
+    """||H||_F^2 = sum_i H_ii^2 + 2 sum_{i<j} H_ij^2: weight 1 per diagonal, 2 per pair."""
+    n_pairs = dim * (dim - 1) // 2
+    ones = torch.ones(dim, dtype=like.dtype, device=like.device)
+    return torch.cat([ones, 2 * torch.ones(n_pairs, dtype=like.dtype, device=like.device)])
+
+
+def _well_posed(r: torch.Tensor) -> torch.Tensor:
+    """Whether the triangular factor of a design has no (relatively) zero pivot."""
+    pivots = torch.diagonal(r, dim1=-2, dim2=-1).abs()
+    return pivots.min(dim=-1).values > _DEGENERATE * pivots.max(dim=-1).values
+
+
+def _triangular_inverse(r: torch.Tensor) -> torch.Tensor:
+    """R^-1 of a batch of small upper-triangular factors (one solve with p right-hand sides,
+    much faster than a triangular solve against D right-hand sides)."""
+    eye = torch.eye(r.shape[-1], dtype=r.dtype, device=r.device).expand_as(r)
+    return torch.linalg.solve_triangular(r, eye, upper=True)
+
+
+def _guard(r: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Replace the factors of invalid points by the identity so their solves stay finite."""
+    eye = torch.eye(r.shape[-1], dtype=r.dtype, device=r.device)
+    return torch.where(valid[:, None, None], r, eye)
+
+
+def _summarise(fits: _LocalFits, dim, k, n_bootstrap, confidence, seed) -> Curvature:
+    n_bootstrap = check_positive(n_bootstrap, name="n_bootstrap", integer=True)
+    if not 0 < confidence < 1:
+        raise InputError(f"confidence must lie between 0 and 1, got {confidence}.")
+    valid = fits.valid.cpu().numpy()
+    if not valid.any():
+        raise InputError(
+            f"every neighbourhood is degenerate (rank below dim={dim}); "
+            "lower dim, raise K, or remove duplicate points."
+        )
+    nan = np.full(valid.shape, np.nan)
+    mapc = np.where(valid, fits.mapc.cpu().numpy(), nan)
+    sff_sq = np.where(valid, fits.sff_squared.cpu().numpy(), nan)
+    raw = fits.sff_squared_raw.cpu().numpy()[valid]
+    radius = fits.radius.cpu().numpy()
+    sff = np.sqrt(np.clip(sff_sq, 0.0, None))
+
+    good_mapc, good_sq = mapc[valid], sff_sq[valid]
+    rng = np.random.default_rng(seed)
+    boot_mapc = np.empty(n_bootstrap)
+    boot_sq = np.empty(n_bootstrap)
+    n_good = len(good_mapc)
+    block = max(1, 2**22 // n_good)
+    for start in range(0, n_bootstrap, block):
+        stop = min(n_bootstrap, start + block)
+        pick = rng.integers(0, n_good, size=(stop - start, n_good))
+        boot_mapc[start:stop] = good_mapc[pick].mean(axis=1)
+        boot_sq[start:stop] = good_sq[pick].mean(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    lo, hi = tail, 100 - tail
+    length = float(np.median(radius[valid]))
+    mapc_iv = tuple(float(v) for v in np.percentile(boot_mapc, [lo, hi]))
+    sff_iv = tuple(float(v) for v in np.sqrt(np.clip(np.percentile(boot_sq, [lo, hi]), 0, None)))
+    intervals = {
+        "mapc": mapc_iv,
+        "curvature_sff": sff_iv,
+        "mapc_scaled": (mapc_iv[0] * length, mapc_iv[1] * length),
+        "curvature_sff_scaled": (sff_iv[0] * length, sff_iv[1] * length),
+    }
+    raw_total = float(raw.sum())
+    return Curvature(
+        dim=dim,
+        k=k,
+        n_points=len(valid),
+        n_degenerate=int((~valid).sum()),
+        mapc=float(good_mapc.mean()),
+        curvature_sff=float(np.sqrt(max(good_sq.mean(), 0.0))),
+        length_scale=length,
+        mapc_per_point=mapc,
+        sff_per_point=sff,
+        sff_squared_per_point=sff_sq,
+        radius_per_point=radius,
+        noise_share=float((raw_total - good_sq.sum()) / raw_total) if raw_total > 0 else 0.0,
+        quantiles={"mapc": _quantiles(good_mapc), "curvature_sff": _quantiles(sff[valid])},
+        intervals=intervals,
+        confidence=float(confidence),
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
+
+
+def _quantiles(values: np.ndarray) -> dict[str, float]:
+    return {f"q{q:02d}": float(v) for q, v in zip(QUANTILES, np.percentile(values, QUANTILES), strict=True)}

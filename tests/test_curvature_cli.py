@@ -1,0 +1,58 @@
+"""`mprobe curvature` as a user runs it: a point cloud of known curvature, a model, a comparison page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from manifold_probe.results import read_result
+from manifold_probe.training import train_and_save
+from manifold_probe_cli.main import main
+
+
+def sphere(n: int, radius: float, ambient: int, seed: int = 0) -> np.ndarray:
+    """S^2 of `radius`, sampled uniformly, rotated into R^ambient."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    x *= radius / np.linalg.norm(x, axis=1, keepdims=True)
+    q, _ = np.linalg.qr(rng.normal(size=(ambient, ambient)))
+    return x @ q[:3]
+
+
+def test_points_of_a_sphere_give_its_curvature(tmp_path, capsys):
+    np.save(tmp_path / "s.npy", sphere(1500, 2.0, 20))
+    code = main(["curvature", "--points", str(tmp_path / "s.npy"), "--bootstrap", "50",
+                 "--json", str(tmp_path / "c.json"), "-q"])  # fmt: skip
+    assert code == 0
+    layer = read_result(tmp_path / "c.json").layers[0]
+    assert layer.details["dim"] == 2  # TwoNN, rounded
+    assert layer.metrics["curvature_sff"] == pytest.approx(0.5, rel=0.05)
+    low, high = layer.intervals["curvature_sff"]
+    assert low <= layer.metrics["curvature_sff"] <= high
+
+
+def test_given_dim_overrides_twonn_and_too_small_k_is_refused(tmp_path, capsys):
+    np.save(tmp_path / "s.npy", sphere(800, 1.0, 5))
+    code = main(["curvature", "--points", str(tmp_path / "s.npy"), "--dim", "2", "--k", "4", "-q"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "neighbour" in err or "K=" in err
+
+
+def test_model_profile_with_an_untrained_comparison_on_one_page(tmp_path, capsys):
+    trained, untrained = tmp_path / "t.pt", tmp_path / "u.pt"
+    train_and_save("digits-mlp", {"width": 16, "depth": 2}, out=trained, epochs=2, seed=0)
+    train_and_save("digits-mlp", {"width": 16, "depth": 2}, out=untrained, epochs=0, seed=0)
+    code = main(["curvature", "--model", str(trained), "--compare", str(untrained), "--data", "digits",
+                 "--n-points", "400", "--dim", "3", "--bootstrap", "20", "--cache-dir", str(tmp_path / "c"),
+                 "--json", str(tmp_path / "c.json"), "--html", str(tmp_path / "c.html"), "-q"])  # fmt: skip
+    assert code == 0
+    result = read_result(tmp_path / "c.json")
+    other = read_result(tmp_path / "c.u.json")
+    assert [layer.name for layer in result.layers] == [layer.name for layer in other.layers]
+    last, before = result.layers[-1].metrics, result.layers[-2].metrics
+    assert result.summary["curvature_gap"] == pytest.approx(last["mapc"] - before["mapc"])
+    scaled_gap = last["mapc_scaled"] - before["mapc_scaled"]
+    assert result.summary["curvature_gap_scaled"] == pytest.approx(scaled_gap)
+    page = (tmp_path / "c.html").read_text()
+    assert "t.pt" in page and "u.pt" in page
