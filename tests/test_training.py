@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from manifold_probe.errors import InputError
+from manifold_probe.sources import zoo
 from manifold_probe.sources.checkpoint import FORMAT
 from manifold_probe.sources.data import load_data
 from manifold_probe.sources.models import load_model
@@ -95,9 +96,19 @@ def test_data_without_test_split_trains_with_test_metrics_none(tmp_path):
     assert module.head.out_features == 2  # num_classes taken from the data
 
 
+def test_zero_epochs_saves_the_untrained_network(tmp_path):
+    run = train_and_save("digits-mlp", {"width": 8, "depth": 1}, out=tmp_path / "u.pt", epochs=0, seed=3)
+    assert run.epoch == 0 and run.history == []
+    assert run.metrics["test_accuracy"] < 0.5  # chance level is 0.1
+    torch.manual_seed(3)
+    fresh = zoo.build_model("digits-mlp", **run.arch_args)
+    for name, tensor in fresh.state_dict().items():
+        assert torch.equal(tensor, run.module.state_dict()[name])
+
+
 def test_bad_training_settings_are_input_errors():
-    with pytest.raises(InputError, match="epochs must be positive"):
-        TrainingConfig(epochs=0)
+    with pytest.raises(InputError, match="epochs must be non-negative"):
+        TrainingConfig(epochs=-1)
     with pytest.raises(InputError, match="momentum must be below 1"):
         TrainingConfig(momentum=1.0)
     with pytest.raises(InputError, match="num_classes=5 but digits has 10 classes"):
