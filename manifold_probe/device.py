@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from .errors import InputError
@@ -21,3 +24,17 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     raise InputError(f"unknown device {name!r}: use auto, cpu or cuda.")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with torch limited to `n` intra-op threads, then restore the setting.
+
+    For work that parallelises over a pool of Python threads instead: each pool thread then
+    runs its small torch operations on one core rather than all of them contending."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -8,7 +8,8 @@ For a point x with neighbours x_1..x_K (its kNN in the layer, or given explicitl
 
 1. Delta = [x_j - x] (D x K), relative to x itself. Thin SVD Delta = U S V^T, r = min(D, K).
    The local coordinates are Y = U^T Delta = S V^T, so only S and V are needed: they come
-   from the eigendecomposition of the K x K Gram matrix Delta^T Delta = V S^2 V^T (float64).
+   from the eigendecomposition of the K x K Gram matrix Delta^T Delta = V S^2 V^T (float64;
+   for D < K from Delta Delta^T = U S^2 U^T and Y = U^T Delta).
 2. Tangent coordinates u = the first d rows of Y, normal coordinates f_a = the other
    m = r - d rows, a = 1..m, ordered by singular value.
 3. Least squares for every normal coordinate at once, design row
@@ -31,38 +32,56 @@ Summaries of a layer (each per point first, then over points):
   values below (so that the noise correction, unbiased per point, stays unbiased).
 
 Noise. Every normal direction that holds only noise adds a positive amount to
-sum_a ||H_a||_F^2, and a layer has hundreds of them. This estimator removes that bias from
-the fit itself:
+sum_a ||H_a||_F^2, and a layer has hundreds of them. This estimator removes that bias in
+the fit itself, for `curvature_sff` only (`mapc` stays the reference's):
 
-- it fits with a constant term, f_a ~ c_a + b_a . u + 1/2 u^T H_a u (p = q + 1 unknowns),
-  because the noise of the centre x itself shifts all K normal coordinates by the same
-  amount; without a constant the quadratic terms absorb that shift, a bias sqrt(K) times
-  larger than the neighbours' noise;
-- for independent noise of variance sigma_a^2 in normal coordinate a, the least-squares
-  coefficients have covariance sigma_a^2 (Psi^T Psi)^-1, so
-  E sum_a ||H_a||_F^2 = true value + sum_a sigma_a^2 tr(W (Psi^T Psi)^-1_HH), W weighting
-  diagonal entries by 1 and off-diagonal ones by 2; and RSS_a / (K - p) estimates
-  sigma_a^2 without bias. The estimator subtracts (sum_a RSS_a) / (K - p) tr(W (...)_HH).
-  Both sums run over all normal directions, so no normal basis is needed and no
-  direction has to be classified as signal or noise.
+- the tangent frame is that of the neighbours centred on their own mean (the top d
+  principal directions), not of Delta relative to x: the centre's own noise is common to
+  all K differences and, relative to x, can outweigh the true normal displacement and
+  tilt the frame;
+- the fit has a constant term, f ~ c + b . u + 1/2 u^T H u (p = q + 1 unknowns), since the
+  centre's noise shifts every normal coordinate alike; without a constant the quadratic
+  terms absorb that shift, a bias sqrt(K) times larger than the neighbours' noise;
+- the fit is of the normal parts of the differences as vectors in R^D (coefficients
+  C = R^-1 Q^T [normal parts], Psi = QR), so sum_a ||H_a||_F^2 = sum_i w_i ||C_i||^2 over
+  the quadratic rows, w = 1 for u_i^2 and 2 for u_i u_j: no normal basis is needed and no
+  direction has to be declared signal or noise;
+- for independent noise of variance sigma_a^2 in normal direction a, the coefficients have
+  covariance sigma_a^2 (Psi^T Psi)^-1, so E sum_a ||H_a||_F^2 = true value
+  + sum_a sigma_a^2 tr(W (Psi^T Psi)^-1_HH), and RSS_a / (K - p) estimates sigma_a^2
+  without bias: the estimator subtracts RSS / (K - p) tr(W (Psi^T Psi)^-1_HH), RSS the
+  total residual over all directions (`noise_share` says what fraction that removed).
 
-On S^2 (R = 2) in R^100 with Gaussian noise of 0.5 % of R per coordinate (N = 3000 uniform
-points) the uncorrected norm is 1.3-2.7 times 1/R for K between 3p and 12p; corrected,
-it is within 4 % of 1/R for those K (tests/test_curvature.py checks it; numbers in the
-module's tests and the report).
+Measured on S^2 (R = 2) in R^100, Gaussian noise 0.5 % of R per coordinate, N = 3000
+uniform points, R * curvature_sff (1 is right), uncorrected -> corrected:
+K = 18: 6.66 -> 0.95; 24: 3.96 -> 0.94; 30 (the default): 2.79 -> 0.98..1.00 over three
+seeds; 36: 2.17 -> 1.00; 48: 1.57 -> 1.00; 72: 1.20 -> 1.02. Without the constant term
+the corrected values stay at 1.9-6.8; with the frame relative to x instead of centred,
+the correction breaks down at K <= 3 p (heavy-tailed per-point values, a negative mean)
+and is up to 1 % higher above. S^3 likewise: 1.60 -> 1.03 at the default K. Small K leaves the
+correction unbiased but noisy (a few ill-conditioned neighbourhoods dominate the mean):
+hence the floor of 30 neighbours in the default.
+
+Clean manifolds: the quartic terms bias a quadratic fit upward, on spheres by a relative
+0.45 curvature_sff_scaled^2 (the squared bending angle across a neighbourhood): +1.5 % for
+S^2 at N = 2000 and +3.8 % for S^3 at N = 3000 with the default K, more for larger K.
 
 Scale. Curvature is 1/length. The `_scaled` forms multiply by the length
 `length_scale` = the median over points of the root-mean-square distance from a point to
 its K neighbours, so they are dimensionless and compare across layers of different scale;
-they are the typical bending angle across one neighbourhood (about 0.2 for S^2 with the
+they are the typical bending angle across one neighbourhood (about 0.18 for S^2 with the
 default K and N = 2000), and so depend on the neighbourhood size, as the raw values do not.
 
-Default K: 3 p, p = 1 + d + d(d+1)/2 the unknowns of the fit with a constant, capped at
-N - 1: three equations per unknown keep the fit well determined (K close to q gives the
-reference's low bias: K = 2d is 0.7x on spheres) while the neighbourhood stays small
-enough that the quartic terms of the manifold (relative error about theta^2 / 8 at
-opening angle theta) stay under 1-2 %. The smallest K accepted is q + 2 = p + 1
-(one residual degree of freedom for the noise estimate).
+Default K: max(3 p, 30), p = 1 + d + d(d+1)/2 the unknowns of the fit with a constant,
+capped at N - 1: enough equations per unknown for the fit and its noise estimate (K near q
+biases the reference low: K = 2d gives 0.7x on spheres), few enough that the quartic bias
+above stays at a few per cent. The smallest K accepted is q + 2 = p + 1 (one residual
+degree of freedom for the noise estimate).
+
+Computation: per point, one product Delta Delta^T (or Delta^T Delta when D < K), then only
+K x K (or D x D) work: two symmetric eigendecompositions (the frame relative to x, the
+centred frame), two small QR factorisations and the eigenvalues of the m Hessians; batched
+over chunks of points in torch, float64, on the CPU (chunks in parallel threads) or a GPU.
 
 Per-point values come with quantiles (5, 25, 50, 75, 95 %) and a percentile bootstrap
 interval over points (seeded). With kNN neighbourhoods the per-point values are not
@@ -71,13 +90,14 @@ independent (neighbourhoods overlap), so that interval is narrower than a fresh 
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..device import resolve_device
+from ..device import resolve_device, torch_threads
 from ..errors import InputError
 from ..progress import track
 from ..validation import as_points, check_k, check_positive
@@ -115,7 +135,8 @@ class Curvature:
 
     mapc: reference mean |principal curvature| (mean over points, normal directions, eigenvalues).
     curvature_sff: second-fundamental-form norm sqrt(sum_a ||H_a||_F^2 / d), noise-corrected,
-        root mean square over points (`sff_average`).
+        root mean square over points (`sff_average`); 0 if the corrected mean is negative
+        (noise outweighs curvature: see `noise_share`).
     length_scale: the length the `_scaled` forms multiply by (`length_scale_definition`).
     *_per_point: (N,) arrays, NaN where the neighbourhood is degenerate (rank below d).
     sff_squared_per_point: the noise-corrected ||II||^2 per point (may be slightly negative).
@@ -202,6 +223,7 @@ def curvature(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    workers: int | None = None,
     progress: bool = False,
 ) -> Curvature:
     """Curvature of `points` (N, D) with kNN neighbourhoods in the points themselves.
@@ -209,6 +231,9 @@ def curvature(
     dim: tangent dimension d (the layer's TwoNN estimate rounded, or given by the user).
     k: neighbours per point (default `default_k(dim, N)`); `graph`: a precomputed
     NeighbourGraph holding at least k neighbours (its first k are used).
+    dtype: working precision (float64 by default); chunk_size: points per batch (default:
+    16 MB of differences); workers: batches in parallel threads (see `_fit_all`).
+    n_bootstrap, confidence, seed: the percentile bootstrap over points.
     """
     x = as_points(points, min_points=3)
     n, ambient = x.shape
@@ -231,9 +256,9 @@ def curvature(
 
     def chunk(start: int, stop: int) -> torch.Tensor:
         idx = torch.from_numpy(graph.indices[start:stop]).to(dev)
-        return (xt[idx] - xt[start:stop, None, :]).to(dtype)
+        return xt[idx].to(dtype) - xt[start:stop, None, :].to(dtype)
 
-    fits = _fit_all(chunk, n, k, ambient, dim, chunk_size, progress, dev)
+    fits = _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, dev)
     return _summarise(fits, dim, k, n_bootstrap, confidence, seed)
 
 
@@ -248,6 +273,7 @@ def curvature_of_neighbourhoods(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    workers: int | None = None,
     progress: bool = False,
 ) -> Curvature:
     """Curvature with explicit neighbourhoods: `centres` (N, D), `neighbourhoods` (N, K, D).
@@ -265,7 +291,7 @@ def curvature_of_neighbourhoods(
         block = torch.from_numpy(nb[start:stop]).to(dev, dtype)
         return block - torch.from_numpy(c[start:stop]).to(dev, dtype)[:, None, :]
 
-    fits = _fit_all(chunk, n, k, ambient, dim, chunk_size, progress, dev)
+    fits = _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, dev)
     return _summarise(fits, dim, k, n_bootstrap, confidence, seed)
 
 
@@ -332,12 +358,15 @@ def _check_neighbourhoods(centres, neighbourhoods) -> tuple[np.ndarray, np.ndarr
     return c, nb
 
 
-def _fit_all(chunk, n, k, ambient, dim, chunk_size, progress, device) -> _LocalFits:
+def _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, device) -> _LocalFits:
     """Run `_local_fits` over chunks of points; `chunk(start, stop)` gives their differences.
 
-    On the CPU the chunks run in a pool of torch.get_num_threads() threads: torch's batched
-    eigh loops over the batch on one core, and the pool spreads the chunks over all of them
-    (each chunk's result is the same as in a serial run).
+    The chunks run in a pool of `workers` threads (default: torch.get_num_threads() on the
+    CPU, 1 on a GPU): torch's batched eigh loops over the batch on one core, and the pool
+    spreads the chunks over all of them; each chunk's result is the same as in a serial run.
+    With several workers torch runs one intra-op thread per worker for the duration (the
+    setting is restored after): small batched solves contend badly when every worker also
+    spreads its own operations over all cores (15 s against 2.2 s at N = 5000 on 16 cores).
     """
     if chunk_size is None:
         chunk_size = max(1, min(n, _CHUNK_BYTES // (8 * k * max(ambient, k))))
@@ -347,10 +376,12 @@ def _fit_all(chunk, n, k, ambient, dim, chunk_size, progress, device) -> _LocalF
     def fit(start: int) -> _LocalFits:
         return _local_fits(chunk(start, min(n, start + chunk_size)), dim)
 
-    workers = min(len(starts), torch.get_num_threads()) if device.type == "cpu" else 1
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        done = track(pool.map(fit, starts), description="curvature", total=len(starts),
-                     enabled=progress)
+    if workers is None:
+        workers = torch.get_num_threads() if device.type == "cpu" else 1
+    workers = min(len(starts), check_positive(workers, name="workers", integer=True))
+    threads = torch_threads(1) if workers > 1 else contextlib.nullcontext()
+    with threads, ThreadPoolExecutor(max_workers=workers) as pool:
+        done = track(pool.map(fit, starts), description="curvature", total=len(starts), enabled=progress)
         parts = list(done)
     return _LocalFits(
         mapc=torch.cat([p.mapc for p in parts]),
@@ -369,7 +400,7 @@ def _local_fits(delta: torch.Tensor, dim: int, keep_principal: bool = False) -> 
     is smaller) matrices, in units of each point's own radius (RMS distance to its
     neighbours), so that the columns of the designs have comparable size.
     """
-    n_pts, k, ambient = delta.shape
+    _, k, ambient = delta.shape
     gram_side = k <= ambient
     small = delta @ delta.mT if gram_side else delta.mT @ delta  # (B, s, s), s = min(K, D)
     radius = torch.diagonal(small, dim1=1, dim2=2).sum(dim=1).div(k).sqrt()
@@ -387,8 +418,8 @@ def _local_fits(delta: torch.Tensor, dim: int, keep_principal: bool = False) -> 
     valid &= _well_posed(r_ref)
     coef = _triangular_inverse(_guard(r_ref, valid))[:, dim:, :] @ (q_ref.mT @ f)  # (B, q-d, m)
     hess = _hessians(coef.mT, dim) / unit[:, None, None, None]  # (B, m, d, d)
-    principal = torch.linalg.eigvalsh(hess)
-    mapc = principal.abs().mean(dim=(1, 2)) if f.shape[2] else radius.new_zeros(n_pts)
+    principal = torch.linalg.eigvalsh(hess)  # m = min(D, K) - d >= 1 normal directions
+    mapc = principal.abs().mean(dim=(1, 2))
 
     # SFF: tangent frame of the mean-centred neighbourhood (the centre's own noise, common to
     # all K differences, stays out of it); joint fit with a constant of the normal parts of
