@@ -8,7 +8,11 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.profiles.curvature import CURVATURE_METRICS, curvature_profile
+from manifold_probe.profiles.curvature import (
+    CURVATURE_METRICS,
+    curvature_profile,
+    perturbation_curvature_profile,
+)
 from manifold_probe.report.profile_page import layer_profile_figure, write_page
 
 from .options import HtmlOut, JsonOut, SourceArgs, source_options
@@ -39,6 +43,22 @@ def curvature_command(
             help="Neighbours per point (knn). Default 3 p, p = 1 + d + d(d+1)/2 unknowns of the quadratic "
             "fit; K must exceed d + d(d+1)/2.",
             min=2,
+        ),
+    ] = None,
+    n_top: Annotated[
+        int, typer.Option("--n-top", help="perturb: singular values kept per channel.", min=2)
+    ] = 22,
+    n_toggle: Annotated[
+        int,
+        typer.Option("--n-toggle", help="perturb: the smallest kept singular values switched on/off.", min=1),
+    ] = 10,
+    copies: Annotated[
+        int | None,
+        typer.Option(
+            "--copies",
+            help="perturb: a seeded subset of the 2^n_toggle - 1 patterns.",
+            min=1,
+            show_default="all",
         ),
     ] = None,
     bootstrap: Annotated[
@@ -76,15 +96,28 @@ def curvature_command(
     results = []
     for src in sources:
         with src.load(min_points=4) as arrays:
-            result = curvature_profile(
-                arrays,
-                dim=dim,
-                k=k,
-                bootstrap=bootstrap,
-                seed=src.seed,
-                device=src.device,
-                progress=not src.quiet,
-            )
+            if neighbourhood == "perturb":
+                result = perturbation_curvature_profile(
+                    arrays,
+                    n_top=n_top,
+                    n_toggle=n_toggle,
+                    n_copies=copies,
+                    dim=dim,
+                    bootstrap=bootstrap,
+                    seed=src.seed,
+                    device=src.device,
+                    progress=not src.quiet,
+                )
+            else:
+                result = curvature_profile(
+                    arrays,
+                    dim=dim,
+                    k=k,
+                    bootstrap=bootstrap,
+                    seed=src.seed,
+                    device=src.device,
+                    progress=not src.quiet,
+                )
         results.append(result)
         print_layers(
             result, [*CURVATURE_METRICS, "id_twonn"], title=f"curvature by layer: {src.model or src.points}"

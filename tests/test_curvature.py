@@ -257,3 +257,20 @@ def test_cuda_matches_cpu(small_sphere):
     gpu = curvature(small_sphere, 2, n_bootstrap=10, device="cuda")
     assert np.allclose(gpu.mapc_per_point, cpu.mapc_per_point, rtol=1e-8)
     assert np.allclose(gpu.sff_squared_per_point, cpu.sff_squared_per_point, rtol=1e-7)
+
+
+def test_neighbourhoods_fed_in_batches_equal_one_call():
+    from manifold_probe.geometry.curvature import NeighbourhoodCurvature, curvature_of_neighbourhoods
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(30, 6))
+    neighbourhoods = centres[:, None, :] + 0.1 * rng.normal(size=(30, 40, 6))
+    whole = curvature_of_neighbourhoods(centres, neighbourhoods, 2, n_bootstrap=50, seed=1)
+    batched = NeighbourhoodCurvature(2)
+    for start in (0, 7, 19):
+        stop = {0: 7, 7: 19, 19: 30}[start]
+        batched.add(centres[start:stop], neighbourhoods[start:stop])
+    parts = batched.result(n_bootstrap=50, seed=1)
+    assert parts.mapc == pytest.approx(whole.mapc, rel=1e-12)
+    assert parts.curvature_sff == pytest.approx(whole.curvature_sff, rel=1e-12)
+    assert parts.intervals == whole.intervals

@@ -56,3 +56,25 @@ def test_model_profile_with_an_untrained_comparison_on_one_page(tmp_path, capsys
     assert result.summary["curvature_gap_scaled"] == pytest.approx(scaled_gap)
     page = (tmp_path / "c.html").read_text()
     assert "t.pt" in page and "u.pt" in page
+
+
+def test_perturb_neighbourhoods_through_a_model(tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    train_and_save("digits-cnn", {"width": 8, "depth": 2}, out=model, epochs=1, seed=0)
+    code = main(["curvature", "--neighbourhood", "perturb", "--model", str(model), "--n-points", "40",
+                 "--dim", "3", "--bootstrap", "20", "--no-cache", "--json", str(tmp_path / "p.json"),
+                 "-q"])  # fmt: skip
+    assert code == 0
+    result = read_result(tmp_path / "p.json")
+    assert result.params["neighbourhood"] == "perturb"
+    assert result.params["n_copies"] == 2**7 - 1  # 8x8 images: n_top 8, n_toggle 7
+    for layer in result.layers:
+        assert layer.details["k"] == 127 and layer.n_points == 40
+        assert layer.metrics["mapc"] > 0
+
+
+def test_perturb_needs_a_model(tmp_path, capsys):
+    np.save(tmp_path / "s.npy", sphere(200, 1.0, 5))
+    code = main(["curvature", "--neighbourhood", "perturb", "--points", str(tmp_path / "s.npy"), "-q"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "perturb" in err

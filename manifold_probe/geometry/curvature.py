@@ -262,6 +262,54 @@ def curvature(
     return _summarise(fits, dim, k, n_bootstrap, confidence, seed)
 
 
+class NeighbourhoodCurvature:
+    """Curvature over explicit neighbourhoods that arrive in batches of points.
+
+    The `perturb` construction yields, batch of images by batch, every layer's
+    neighbourhoods at once; `add` fits a batch (centres (B, D), neighbourhoods (B, K, D))
+    and keeps only the per-point results, so memory holds one batch of neighbourhoods;
+    `result` summarises all points as `curvature_of_neighbourhoods` does.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float64,
+        chunk_size: int | None = None,
+        workers: int | None = None,
+    ):
+        self.dim, self.dtype, self.chunk_size, self.workers = dim, dtype, chunk_size, workers
+        self.device = resolve_device(device)
+        self.k: int | None = None
+        self._parts: list[_LocalFits] = []
+
+    def add(self, centres, neighbourhoods, *, progress: bool = False) -> None:
+        c, nb = _check_neighbourhoods(centres, neighbourhoods)
+        n, k, ambient = nb.shape
+        if self.k is None:
+            self.dim = _check_dim(self.dim, ambient)
+            _check_enough(k, self.dim)
+            self.k = k
+        elif k != self.k:
+            raise InputError(f"every neighbourhood must hold K={self.k} points, got {k}.")
+        dev, dtype = self.device, self.dtype
+
+        def chunk(start: int, stop: int) -> torch.Tensor:
+            block = torch.from_numpy(nb[start:stop]).to(dev, dtype)
+            return block - torch.from_numpy(c[start:stop]).to(dev, dtype)[:, None, :]
+
+        self._parts.append(
+            _fit_all(chunk, n, k, ambient, self.dim, self.chunk_size, self.workers, progress, dev)
+        )
+
+    def result(self, *, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0) -> Curvature:
+        if not self._parts:
+            raise InputError("no neighbourhoods were given.")
+        return _summarise(_concatenate(self._parts), self.dim, self.k, n_bootstrap, confidence, seed)
+
+
 def curvature_of_neighbourhoods(
     centres,
     neighbourhoods,
@@ -281,18 +329,11 @@ def curvature_of_neighbourhoods(
     Used by the `perturb` construction, where the neighbourhood of a point is the layer's
     activations of its own perturbed copies (K = their number).
     """
-    c, nb = _check_neighbourhoods(centres, neighbourhoods)
-    n, k, ambient = nb.shape
-    dim = _check_dim(dim, ambient)
-    _check_enough(k, dim)
-    dev = resolve_device(device)
-
-    def chunk(start: int, stop: int) -> torch.Tensor:
-        block = torch.from_numpy(nb[start:stop]).to(dev, dtype)
-        return block - torch.from_numpy(c[start:stop]).to(dev, dtype)[:, None, :]
-
-    fits = _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, dev)
-    return _summarise(fits, dim, k, n_bootstrap, confidence, seed)
+    accumulator = NeighbourhoodCurvature(
+        dim, device=device, dtype=dtype, chunk_size=chunk_size, workers=workers
+    )
+    accumulator.add(centres, neighbourhoods, progress=progress)
+    return accumulator.result(n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
 
 
 def principal_curvatures(
@@ -383,12 +424,17 @@ def _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, device) -
     with threads, ThreadPoolExecutor(max_workers=workers) as pool:
         done = track(pool.map(fit, starts), description="curvature", total=len(starts), enabled=progress)
         parts = list(done)
+    return _concatenate(parts)
+
+
+def _concatenate(parts: list[_LocalFits]) -> _LocalFits:
+    """One _LocalFits of all points of `parts`, in order (per-point tensors moved to the CPU)."""
     return _LocalFits(
-        mapc=torch.cat([p.mapc for p in parts]),
-        sff_squared=torch.cat([p.sff_squared for p in parts]),
-        sff_squared_raw=torch.cat([p.sff_squared_raw for p in parts]),
-        radius=torch.cat([p.radius for p in parts]),
-        valid=torch.cat([p.valid for p in parts]),
+        mapc=torch.cat([p.mapc.cpu() for p in parts]),
+        sff_squared=torch.cat([p.sff_squared.cpu() for p in parts]),
+        sff_squared_raw=torch.cat([p.sff_squared_raw.cpu() for p in parts]),
+        radius=torch.cat([p.radius.cpu() for p in parts]),
+        valid=torch.cat([p.valid.cpu() for p in parts]),
         principal=None,
     )
 

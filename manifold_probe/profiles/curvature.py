@@ -1,18 +1,27 @@
 """The curvature profile: principal curvature of every layer's data manifold (Kaufman & Azencot 2023).
 
-Per layer: the tangent dimension d is the layer's TwoNN estimate rounded (or given), the
-neighbourhoods are the K nearest neighbours in the layer (`knn`), and
-`geometry.curvature` fits the local quadratic model. The summary carries the curvature
-gap between the last two layers, the quantity Kaufman & Azencot relate to test accuracy.
+Per layer: the tangent dimension d is the layer's TwoNN estimate rounded (or given), and
+`geometry.curvature` fits the local quadratic model on each point's neighbourhood:
+- `knn`: the K nearest neighbours in the layer itself;
+- `perturb`: the paper's construction, each image's own perturbed copies
+  (`extract.perturbations`) propagated through the model, so every layer sees the same
+  input neighbourhood.
+The summary carries the curvature gap between the last two layers, the quantity Kaufman &
+Azencot relate to test accuracy.
 """
 
 from __future__ import annotations
 
+import numpy as np
+import torch
+
 from ..errors import InputError
-from ..geometry.curvature import curvature, default_k
+from ..extract.activations import extract
+from ..extract.perturbations import svd_perturbations
+from ..geometry.curvature import Curvature, NeighbourhoodCurvature, curvature, default_k
 from ..geometry.intrinsic_dimension import distinct_points, twonn
 from ..geometry.neighbours import nearest_neighbours
-from ..pipeline import LayerArrays
+from ..pipeline import LayerArray, LayerArrays
 from ..progress import track
 from ..results import LayerResult, Result
 from .layers import layer_result
@@ -41,6 +50,17 @@ def curvature_gap(layers: list[LayerResult]) -> dict[str, float]:
         "curvature_sff_gap_scaled": "curvature_sff_scaled",
     }
     return {gap: last[metric] - before[metric] for gap, metric in names.items()}
+
+
+def _layer_entry(
+    layer: LayerArray, index: int, n_layers: int, measured: Curvature, id_twonn: float
+) -> LayerResult:
+    entry = layer_result(layer, index, n_layers)
+    entry.metrics.update(measured.metrics())
+    entry.metrics["id_twonn"] = id_twonn
+    entry.intervals.update({name: list(bounds) for name, bounds in measured.intervals.items()})
+    entry.details.update(measured.details())
+    return entry
 
 
 def curvature_profile(
@@ -74,12 +94,85 @@ def curvature_profile(
         measured = curvature(
             x, d, k=k_layer, graph=graph, device=device, n_bootstrap=bootstrap, seed=seed, progress=progress
         )
-        entry = layer_result(layer, index, n_layers)
-        entry.metrics.update(measured.metrics())
-        entry.metrics["id_twonn"] = id_estimate
-        entry.intervals.update({name: list(bounds) for name, bounds in measured.intervals.items()})
-        entry.details.update(measured.details())
-        result.layers.append(entry)
+        result.layers.append(_layer_entry(layer, index, n_layers, measured, id_estimate))
+    result.summary.update(curvature_gap(result.layers))
+    result.summary["curvature_gap_definition"] = GAP_DEFINITION
+    return result
+
+
+def perturbation_curvature_profile(
+    arrays: LayerArrays,
+    *,
+    n_top: int = 22,
+    n_toggle: int = 10,
+    n_copies: int | None = None,
+    dim: int | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    device="cpu",
+    progress: bool = False,
+) -> Result:
+    """Result of `mprobe curvature --neighbourhood perturb` for the model and layers of `arrays`.
+
+    `arrays` holds the layers' activations of the images themselves (from `layers_from_model`):
+    they give each layer's TwoNN dimension. Then, a batch of images at a time, every image's
+    perturbed copies go through the model once, and in every layer the copies' activations
+    are the neighbourhood of the centre's (the rank-n_top reconstruction's) activation.
+    """
+    if arrays.model is None or arrays.data is None:
+        raise InputError(
+            "--neighbourhood perturb needs --model and --data (image inputs); use knn for --points."
+        )
+    images = arrays.data.inputs()
+    if images.ndim != 4:
+        raise InputError(
+            f"--neighbourhood perturb needs images (N, C, H, W), the data has inputs of shape "
+            f"{tuple(images.shape[1:])}; use --neighbourhood knn."
+        )
+    names = [layer.name for layer in arrays.layers]
+    reduction = arrays.source.get("reduction", "none")
+    ids = {layer.name: twonn(distinct_points(layer.points)).dimension for layer in arrays.layers}
+    accumulators = {
+        layer.name: NeighbourhoodCurvature(
+            dim if dim is not None else tangent_dimension(ids[layer.name], layer.points.shape[1]),
+            device=device,
+        )
+        for layer in arrays.layers
+    }
+    width = sum(layer.points.shape[1] for layer in arrays.layers)
+    first = svd_perturbations(images[:1], n_top=n_top, n_toggle=n_toggle, n_copies=n_copies, seed=seed)
+    n_per_image = first.copies.shape[1] + 1
+    per_batch = max(1, 2**26 // (n_per_image * max(width, int(np.prod(images.shape[1:])))))
+    starts = range(0, len(images), per_batch)
+    for start in track(starts, description="perturbed neighbourhoods", enabled=progress):
+        batch = images[start : start + per_batch]
+        perturbed = svd_perturbations(batch, n_top=n_top, n_toggle=n_toggle, n_copies=n_copies, seed=seed)
+        g, p = perturbed.copies.shape[:2]
+        inputs = torch.cat([perturbed.centres, perturbed.copies.reshape(g * p, *batch.shape[1:])])
+        with extract(
+            arrays.model.module, inputs, names, reduction=reduction, device=device, use_cache=False, seed=seed
+        ) as acts:
+            for name in names:
+                values = np.asarray(acts[name])
+                accumulators[name].add(values[:g], values[g:].reshape(g, p, -1))
+
+    result = Result(
+        command="curvature",
+        source=dict(arrays.source),
+        params={
+            "neighbourhood": "perturb",
+            "n_top": first.n_top,
+            "n_toggle": first.n_toggle,
+            "n_copies": p,
+            "centre": first.centre,
+            "dim": dim,
+            "bootstrap": bootstrap,
+            "seed": seed,
+        },
+    )
+    for index, layer in enumerate(arrays.layers):
+        measured = accumulators[layer.name].result(n_bootstrap=bootstrap, seed=seed)
+        result.layers.append(_layer_entry(layer, index, len(arrays.layers), measured, ids[layer.name]))
     result.summary.update(curvature_gap(result.layers))
     result.summary["curvature_gap_definition"] = GAP_DEFINITION
     return result
