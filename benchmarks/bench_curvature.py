@@ -1,7 +1,7 @@
 """Batched curvature estimator against the same estimator written the plain way.
 
     python benchmarks/bench_curvature.py [--quick] [--n 5000] [--ambient 512] [--k 128]
-        [--dim 6] [--device cpu,cuda]
+        [--dim 6] [--device cpu,cuda] [--threads 1 --workers 16]
 
 Data: a curved d-dimensional manifold in R^D: random Fourier features cos(W z + b) of a
 latent z uniform in [0, 1]^d (min(64, D) features, frequencies N(0, 2^2)), embedded isometrically
@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=128)
     parser.add_argument("--dim", type=int, default=6)
     parser.add_argument("--device", default="cpu", help="comma-separated, e.g. cpu,cuda")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads for the batched run")
+    parser.add_argument("--workers", type=int, help="chunks in parallel (default: torch threads)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     n = 300 if args.quick else args.n
     devices = args.device.split(",")
 
@@ -123,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     for device in devices:
         curvature(points[:50], args.dim, k=min(args.k, 49), device=device)  # warm-up
         start = time.perf_counter()
-        result = curvature(points, args.dim, k=args.k, graph=graph, device=device)
+        result = curvature(points, args.dim, k=args.k, graph=graph, device=device,
+                           workers=args.workers)
         batched_s = time.perf_counter() - start
         err_mapc = np.max(np.abs(result.mapc_per_point - plain_mapc) / np.abs(plain_mapc))
         err_sff = np.max(np.abs(result.sff_squared_per_point - plain_sq)) / np.abs(plain_sq).max()
@@ -134,11 +139,36 @@ def main(argv: list[str] | None = None) -> int:
 
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     print(f"N={n} D={args.ambient} K={args.k} d={args.dim}  (kNN graph shared, not timed; "
-          f"torch threads {torch.get_num_threads()})")
+          f"torch threads {torch.get_num_threads()}, workers {args.workers or 'default'})")
     for r in rows:
         print("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)))
     print("per-point values " + ("agree (relative difference < 1e-6)" if agree else "DISAGREE"))
+    time_perturb(100 if args.quick else 500)
     return 0 if agree else 1
+
+
+def time_perturb(n_images: int) -> None:
+    """The `perturb` neighbourhood on the built-in digits-cnn: n_images x 127 copies through the
+    model and the fits in all five default layers (the untrained net: same cost as a trained one)."""
+    import tempfile
+
+    from manifold_probe.pipeline import DataSelection, ExtractionOptions, ModelSpec, layers_from_model
+    from manifold_probe.profiles.curvature import perturbation_curvature_profile
+    from manifold_probe.training import train_and_save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = f"{tmp}/digits-cnn.pt"
+        train_and_save("digits-cnn", {}, out=checkpoint, epochs=0)
+        start = time.perf_counter()
+        data = DataSelection("digits", n_points=n_images)
+        with layers_from_model(ModelSpec(checkpoint), data, ExtractionOptions(use_cache=False)) as arrays:
+            result = perturbation_curvature_profile(arrays, bootstrap=200)
+        seconds = time.perf_counter() - start
+    copies = result.params["n_copies"]
+    print(
+        f"perturb neighbourhood on digits-cnn: {n_images} images x {copies} copies, "
+        f"{len(result.layers)} layers: {seconds:.1f} s ({1e3 * seconds / n_images:.1f} ms per image)"
+    )
 
 
 if __name__ == "__main__":
