@@ -44,6 +44,7 @@ def main() -> None:
         warnings.simplefilter("ignore")
         ref_twonn, t_ref_twonn = timed(lambda: skdim.id.TwoNN().fit(x64).dimension_)
         ref_mle, t_ref_mle = timed(lambda: skdim.id.MLE().fit(x64).dimension_)
+    nearest_neighbours(x[:200], 2, device=args.device)  # warm-up: CUDA start-up is not the estimator's
     ours_twonn, t_twonn = timed(lambda: twonn(graph=nearest_neighbours(x, 2, device=args.device)).dimension)
     ours_mle, t_mle = timed(lambda: mle(graph=nearest_neighbours(x, 20, device=args.device)).dimension)
 
