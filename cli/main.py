@@ -20,6 +20,7 @@ from manifold_probe.errors import InputError
 from . import (
     commands_collapse,
     commands_curvature,
+    commands_cutting_planes,
     commands_demo,
     commands_id,
     commands_layers,
@@ -49,6 +50,7 @@ commands_layers.register(app)
 commands_id.register(app)
 commands_curvature.register(app)
 commands_collapse.register(app)
+commands_cutting_planes.register(app)
 commands_demo.register(app)
 
 
