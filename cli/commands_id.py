@@ -27,10 +27,20 @@ Bootstrap = Annotated[
 ]
 
 
+KnnBackend = Annotated[
+    str,
+    typer.Option(
+        "--knn-backend",
+        help="Exact neighbour search: torch (CPU/GPU) or faiss (optional extra manifold-probe[faiss]).",
+    ),
+]
+
+
 @source_options
 def id_command(
     method: Method = None,
     bootstrap: Bootstrap = 0,
+    knn_backend: KnnBackend = "torch",
     json: JsonOut = None,
     html: HtmlOut = None,
     *,
@@ -49,6 +59,7 @@ def id_command(
             bootstrap=bootstrap,
             seed=source.seed,
             device=source.device,
+            backend=knn_backend,
             progress=not source.quiet,
         )
     metrics = [k for layer in result.layers for k in layer.metrics]

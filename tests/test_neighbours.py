@@ -63,3 +63,16 @@ def test_bad_k_and_nan_are_input_errors():
     x[3, 1] = np.nan
     with pytest.raises(InputError, match="NaN"):
         nearest_neighbours(x, 2)
+
+
+def test_faiss_backend_gives_the_same_graph():
+    pytest.importorskip("faiss")
+    x = np.random.default_rng(5).normal(size=(400, 12))
+    a, b = nearest_neighbours(x, 7), nearest_neighbours(x, 7, backend="faiss")
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.distances, b.distances)
+
+
+def test_unknown_backend_is_an_input_error():
+    with pytest.raises(InputError, match="backend"):
+        nearest_neighbours(np.random.default_rng(0).normal(size=(20, 3)), 2, backend="annoy")

@@ -47,6 +47,7 @@ def measure_dimensions(
     bootstrap: int = 0,
     seed: int = 0,
     device="cpu",
+    backend: str = "torch",
 ) -> DimensionProfile:
     """Every requested estimate on `points` (N, D); the kNN graph is computed once, with the
     largest k any method needs, and shared. Duplicate points are removed first (warning)."""
@@ -67,7 +68,7 @@ def measure_dimensions(
                 f"{len(x)} points are too few for {k_needed} nearest neighbours; "
                 "give more points or lower --k."
             )
-        graph = nearest_neighbours(x, k_needed, device=device)
+        graph = nearest_neighbours(x, k_needed, device=device, backend=backend)
 
     metrics: dict[str, float] = {}
     intervals: dict[str, list[float]] = {}

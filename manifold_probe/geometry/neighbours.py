@@ -11,12 +11,14 @@ the norms: about 1e-6 for float32 activations), and the final k are sorted by th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..device import resolve_device
+from ..errors import InputError
 from ..validation import as_points, check_k
 
 
@@ -41,26 +43,31 @@ class NeighbourGraph:
         return NeighbourGraph(self.indices[:, :k], self.distances[:, :k])
 
 
+BACKENDS = ("torch", "faiss")
+
+
 def nearest_neighbours(
     points,
     k: int,
     *,
     device: str | torch.device = "cpu",
+    backend: str = "torch",
     chunk_size: int | None = None,
     spare: int | None = None,
 ) -> NeighbourGraph:
     """Exact kNN graph of `points` (N, D), excluding each point itself.
 
+    backend: "torch" (CPU or GPU) or "faiss" (an exact flat index, CPU; optional, `pip install
+    manifold-probe[faiss]`) for the candidate search; the exact re-ranking is the same.
     chunk_size: query rows per block of distances (default: blocks of about 64 MB).
     spare: extra candidates re-ranked by exact distance (default max(8, k // 4)).
     """
     x_np = as_points(points, min_points=2)
-    n = x_np.shape[0]
+    n, dim = x_np.shape
     k = check_k(k, n)
     dev = resolve_device(device)
     spare = max(8, k // 4) if spare is None else spare
     n_cand = min(n, k + 1 + spare)
-    dim = x_np.shape[1]
     if chunk_size is None:
         chunk_size = max(1, min(n, 2**24 // n))  # a 64 MB block of float32 distances
     exact_rows = max(1, 2**21 // (n_cand * dim))  # 8 MB of gathered candidates at a time
@@ -69,20 +76,18 @@ def nearest_neighbours(
     # their relative error is eps32 whatever the norms); the search uses centred float32
     x = torch.from_numpy(np.ascontiguousarray(x_np)).to(dev)
     centred = (x.double() - x.double().mean(dim=0)).to(torch.float32)
-    sq_norms = (centred * centred).sum(dim=1)[None, :]
+    if backend == "torch":
+        blocks = _torch_candidates(centred, n_cand, chunk_size)
+    elif backend == "faiss":
+        blocks = _faiss_candidates(centred, n_cand, chunk_size)
+    else:
+        raise InputError(f"unknown neighbour backend {backend!r}; use one of {', '.join(BACKENDS)}.")
 
     indices = np.empty((n, k), dtype=np.int64)
     distances = np.empty((n, k), dtype=np.float64)
-    # buffers reused across blocks: fresh memory is slow to fault in on a busy machine
-    block = torch.empty((min(chunk_size, n), n), dtype=torch.float32, device=dev)
-    for start in range(0, n, chunk_size):
-        stop = min(n, start + chunk_size)
-        d2 = block[: stop - start]
-        # ||q - y||^2 ranks like ||y||^2 - 2 q.y (||q||^2 is constant along a row)
-        torch.addmm(sq_norms, centred[start:stop], centred.T, alpha=-2.0, out=d2)
-        candidates = torch.topk(d2, n_cand, dim=1, largest=False, sorted=False).indices
-        for sub in range(start, stop, exact_rows):
-            end = min(stop, sub + exact_rows)
+    for start, candidates in blocks:
+        for sub in range(start, start + len(candidates), exact_rows):
+            end = min(start + len(candidates), sub + exact_rows)
             cand = candidates[sub - start : end - start]
             exact = torch.linalg.vector_norm(x[cand] - x[sub:end, None, :], dim=2).double()
             rows = torch.arange(sub, end, device=dev)[:, None]
@@ -91,6 +96,38 @@ def nearest_neighbours(
             indices[sub:end] = torch.gather(cand, 1, order).cpu().numpy()
             distances[sub:end] = torch.gather(exact, 1, order).cpu().numpy()
     return NeighbourGraph(indices, distances)
+
+
+def _torch_candidates(
+    centred: torch.Tensor, n_cand: int, chunk_size: int
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first row, candidate indices) per block of query rows, from the Gram form in float32."""
+    n = len(centred)
+    sq_norms = (centred * centred).sum(dim=1)[None, :]
+    # one buffer reused across blocks: fresh memory is slow to fault in on a busy machine
+    block = torch.empty((min(chunk_size, n), n), dtype=torch.float32, device=centred.device)
+    for start in range(0, n, chunk_size):
+        stop = min(n, start + chunk_size)
+        d2 = block[: stop - start]
+        # ||q - y||^2 ranks like ||y||^2 - 2 q.y (||q||^2 is constant along a row)
+        torch.addmm(sq_norms, centred[start:stop], centred.T, alpha=-2.0, out=d2)
+        yield start, torch.topk(d2, n_cand, dim=1, largest=False, sorted=False).indices
+
+
+def _faiss_candidates(
+    centred: torch.Tensor, n_cand: int, chunk_size: int
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """The same candidates from faiss's exact flat L2 index (CPU)."""
+    try:
+        import faiss
+    except ImportError:
+        raise InputError("the faiss backend needs faiss: pip install 'manifold-probe[faiss]'.") from None
+    data = np.ascontiguousarray(centred.cpu().numpy())
+    index = faiss.IndexFlatL2(data.shape[1])
+    index.add(data)
+    for start in range(0, len(data), chunk_size):
+        _, found = index.search(data[start : start + chunk_size], n_cand)
+        yield start, torch.from_numpy(found).to(centred.device)
 
 
 def drop_duplicates(points: np.ndarray) -> tuple[np.ndarray, int]:

@@ -16,6 +16,7 @@ def id_profile(
     bootstrap: int = 0,
     seed: int = 0,
     device="cpu",
+    backend: str = "torch",
     progress: bool = False,
 ) -> Result:
     """Result of `mprobe id`: metrics id_<method> (and id_pca90, participation_ratio) per layer."""
@@ -23,11 +24,13 @@ def id_profile(
     result = Result(
         command="id",
         source=dict(arrays.source),
-        params={"methods": list(methods), "bootstrap": bootstrap, "seed": seed},
+        params={"methods": list(methods), "bootstrap": bootstrap, "seed": seed, "knn_backend": backend},
     )
     n = len(arrays.layers)
     for index, layer in enumerate(track(arrays.layers, description="intrinsic dimension", enabled=progress)):
-        measured = measure_dimensions(layer.points, methods, bootstrap=bootstrap, seed=seed, device=device)
+        measured = measure_dimensions(
+            layer.points, methods, bootstrap=bootstrap, seed=seed, device=device, backend=backend
+        )
         entry = layer_result(layer, index, n)
         entry.metrics.update(measured.metrics)
         entry.intervals.update(measured.intervals)
