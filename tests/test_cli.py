@@ -116,3 +116,26 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_id_on_a_torchvision_state_dict_and_a_cifar10_root(tmp_path, capsys):
+    """The user's own model and data: a resnet18 state_dict and a (fake, tiny) CIFAR-10 root."""
+    import torch
+    import torchvision
+    from fakes import write_fake_cifar10
+
+    write_fake_cifar10(tmp_path / "cifar", per_batch=8)
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.pt"
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), weights)
+    js = tmp_path / "id.json"
+    code, out, err = run(["id", "--model", weights, "--arch", "torchvision:resnet18", "--num-classes", "10",
+                          "--data", f"cifar10:{tmp_path / 'cifar'}", "--reduction", "avgpool",
+                          "--layers", "layer?.?,avgpool,logits", "--method", "twonn,pca", "--no-cache",
+                          "--json", js, "-q"], capsys)  # fmt: skip
+    assert code == 0, err
+    result = read_result(js)
+    names = [layer.name for layer in result.layers]
+    assert names[:2] == ["layer1.0", "layer1.1"] and names[-2:] == ["avgpool", "logits"]
+    assert result.layer("layer4.1").ambient_dim == 512  # avgpool: one value per channel
+    assert all(layer.n_points == 40 for layer in result.layers)

@@ -7,6 +7,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+from fakes import write_cifar_batch, write_fake_cifar10
 from PIL import Image
 from sklearn.datasets import load_digits
 
@@ -209,28 +210,8 @@ def test_imagefolder_without_split_folders_is_the_train_split(tmp_path):
 # --- CIFAR -------------------------------------------------------------------------------
 
 
-def _cifar_batch(path, images, labels, label_key):
-    with open(path, "wb") as handle:
-        pickle.dump({"data": images, label_key: list(labels), "batch_label": "fake"}, handle)
-
-
-def _fake_cifar10(root, per_batch=2):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    batches = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        images = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=per_batch)
-        _cifar_batch(folder / name, images, labels, "labels")
-        batches[name] = (images, labels)
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, handle)
-    return batches
-
-
 def test_cifar10_from_a_fake_root(tmp_path):
-    batches = _fake_cifar10(tmp_path)
+    batches = write_fake_cifar10(tmp_path)
     train = load_data(f"cifar10:{tmp_path}")
     assert train.n_points == 10 and train.input_shape == (3, 32, 32) and train.num_classes == 10
     images = np.concatenate([batches[f"data_batch_{i}"][0] for i in range(1, 6)])
@@ -251,7 +232,7 @@ def test_cifar100_from_a_fake_root(tmp_path):
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
     images = np.arange(2 * 3072).reshape(2, 3072).astype(np.uint8)
-    _cifar_batch(folder / "train", images, [99, 5], "fine_labels")
+    write_cifar_batch(folder / "train", images, [99, 5], "fine_labels")
     data = load_data(f"cifar100:{tmp_path}")
     assert data.num_classes == 100
     np.testing.assert_array_equal(data.labels, [99, 5])
@@ -276,7 +257,7 @@ class _Planted:
 
 
 def test_cifar_batch_with_code_is_refused_without_running_it(tmp_path):
-    _fake_cifar10(tmp_path)
+    write_fake_cifar10(tmp_path)
     marker = tmp_path / "ran"
     with open(tmp_path / "cifar-10-batches-py" / "data_batch_2", "wb") as handle:
         pickle.dump({"data": _Planted(marker), "labels": [0]}, handle)
