@@ -24,6 +24,7 @@ from . import (
     commands_demo,
     commands_id,
     commands_layers,
+    commands_report,
     commands_train,
 )
 from .output import err_console
@@ -51,6 +52,7 @@ commands_id.register(app)
 commands_curvature.register(app)
 commands_collapse.register(app)
 commands_cutting_planes.register(app)
+commands_report.register(app)
 commands_demo.register(app)
 
 

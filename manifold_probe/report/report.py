@@ -1,0 +1,433 @@
+"""From a sweep folder to the report: correlations of each measure with generalization, and its page.
+
+A sweep folder SWEEP holds `SWEEP/table.csv` (one row per checkpoint: its settings, its train
+and test accuracy, and one column per measure) and `SWEEP/results/<run_id>/<probe>.json` (one
+`Result` per checkpoint and probe). The report relates every measure column present
+(`MEASURES`) to every target (`TARGETS`: test accuracy and the generalization gap,
+train accuracy - test accuracy) with Pearson, Spearman and Kendall tau-b, each with a
+bootstrap percentile interval and a permutation p-value (`statistics.py`), over all models and
+within each architecture family. The question is Kaufman & Azencot's (2023): does the curvature
+gap between the last two layers predict test accuracy?
+
+Untrained models are left out by default: their extreme measures (untrained nets' curvature is
+orders of magnitude off) and chance-level accuracy would make any measure look predictive.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ..errors import InputError
+from ..files import atomic_write
+from ..progress import track
+from ..results import Result, read_result
+from .statistics import METHODS, correlations, linear_fit
+
+MEASURES = (
+    "curvature_gap",
+    "curvature_gap_scaled",
+    "curvature_sff_gap",
+    "curvature_sff_gap_scaled",
+    "last_layer_id_twonn",
+    "nc1_penultimate",
+    "mean_manifold_dim",
+)
+TARGETS = ("test_accuracy", "generalization_gap")
+REQUIRED_COLUMNS = ("run_id", "family", "untrained", "train_accuracy", "test_accuracy")
+SETTINGS = (
+    "arch", "width", "depth", "epochs", "weight_decay", "mixup", "label_smoothing", "label_noise",
+    "train_size", "seed",
+)  # fmt: skip
+PROFILE_PROBES = ("id", "curvature", "collapse")  # the probes whose results are per layer
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One checkpoint of the sweep table: the raw cells, and the parsed numbers it is judged by."""
+
+    cells: dict[str, str]
+    untrained: bool
+
+    @property
+    def run_id(self) -> str:
+        return self.cells["run_id"]
+
+    @property
+    def family(self) -> str:
+        return self.cells.get("family") or "unknown"
+
+    @property
+    def mixup(self) -> bool:
+        value = _number(self.cells.get("mixup", ""))
+        return math.isfinite(value) and value > 0
+
+    def number(self, column: str) -> float:
+        """The column as a float; NaN when empty or absent. The gap is derived when its cell is empty."""
+        value = _number(self.cells.get(column, ""))
+        if column == "generalization_gap" and not math.isfinite(value):
+            value = self.number("train_accuracy") - self.number("test_accuracy")
+        return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text) if text.strip() else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _flag(text: str, *, row: int) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no", ""):
+        return False
+    raise InputError(f"table.csv row {row}: untrained must be True or False, got {text!r}.")
+
+
+def read_sweep_table(sweep_dir: str | os.PathLike) -> tuple[list[SweepRow], list[str]]:
+    """The rows of SWEEP/table.csv and its column names (read with the csv module)."""
+    path = Path(sweep_dir).expanduser() / "table.csv"
+    if not path.is_file():
+        raise InputError(f"no sweep table at {path}; run `mprobe sweep ... --out {sweep_dir}` first.")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = list(reader.fieldnames or [])
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            raise InputError(f"{path} lacks the column(s) {', '.join(missing)}; is it a sweep table?")
+        rows = [
+            SweepRow(
+                {k: (v or "") for k, v in cells.items() if k is not None},
+                _flag(cells["untrained"] or "", row=i),
+            )
+            for i, cells in enumerate(reader, start=2)
+        ]
+    if not rows:
+        raise InputError(f"{path} has no rows; the sweep has not finished any checkpoint yet.")
+    return rows, columns
+
+
+def _relate(rows: list[SweepRow], measures: list[str], *, seed: int, n_boot: int, n_perm: int) -> dict:
+    """{<measure>_vs_<target>: {method: {value, interval, p_value, n}}} over `rows`."""
+    out: dict[str, Any] = {}
+    for measure in measures:
+        x = np.array([row.number(measure) for row in rows])
+        for target in TARGETS:
+            y = np.array([row.number(target) for row in rows])
+            found = correlations(x, y, seed=seed, n_boot=n_boot, n_perm=n_perm)
+            out[f"{measure}_vs_{target}"] = {m: found[m].to_dict() for m in METHODS}
+    return out
+
+
+def build_report(
+    sweep_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    n_boot: int = 1000,
+    n_perm: int = 1000,
+    include_untrained: bool = False,
+    progress: bool = False,
+) -> Result:
+    """The report Result (command "report") of a sweep folder.
+
+    summary.correlation.<measure>_vs_<target>.<pearson|spearman|kendall>.{value, interval, p_value, n}
+    over the models used, and summary.correlation_by_family.<family>.<same keys> within each
+    family. Value, interval and p-value are None when fewer than 3 models have both numbers.
+    """
+    rows, columns = read_sweep_table(sweep_dir)
+    used = [row for row in rows if include_untrained or not row.untrained]
+    if not used:
+        raise InputError(
+            f"the sweep in {sweep_dir} has only untrained models; add --include-untrained to relate them."
+        )
+    measures = [m for m in MEASURES if m in columns]
+    families = sorted({row.family for row in used})
+    groups = [("all", used)] + [(f, [row for row in used if row.family == f]) for f in families]
+    computed = {
+        name: _relate(group, measures, seed=seed, n_boot=n_boot, n_perm=n_perm)
+        for name, group in track(groups, description="correlations", enabled=progress)
+    }
+    return Result(
+        command="report",
+        source={"sweep": str(sweep_dir), "table": "table.csv", "n_models": len(rows)},
+        params={
+            "seed": seed,
+            "n_boot": n_boot,
+            "n_perm": n_perm,
+            "include_untrained": include_untrained,
+            "models": "trained and untrained" if include_untrained else "trained only (untrained left out)",
+            "measures": measures,
+            "targets": list(TARGETS),
+            "interval": "95 % bootstrap percentile interval, (x, y) pairs resampled",
+            "p_value": "two-sided permutation test, (count + 1) / (n_perm + 1)",
+        },
+        summary={
+            "n_models_used": len(used),
+            "n_untrained_left_out": sum(row.untrained for row in rows) if not include_untrained else 0,
+            "families": {f: sum(row.family == f for row in used) for f in families},
+            "correlation": computed["all"],
+            "correlation_by_family": {f: computed[f] for f in families},
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the page
+
+
+def _hover(row: SweepRow) -> str:
+    settings = "<br>".join(
+        f"{key} = {html.escape(row.cells[key])}" for key in SETTINGS if row.cells.get(key, "") != ""
+    )
+    return (
+        f"<b>{html.escape(row.run_id)}</b> ({html.escape(row.family)}"
+        f"{', untrained' if row.untrained else ''})<br>{settings}"
+        f"<br>train accuracy = {row.number('train_accuracy'):.4f}"
+        f"<br>test accuracy = {row.number('test_accuracy'):.4f}"
+    )
+
+
+def _colours(families: list[str]) -> dict[str, str]:
+    return {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(families)}
+
+
+def scatter_figure(result: Result, rows: list[SweepRow], *, target: str = "test_accuracy") -> go.Figure:
+    """Each measure against `target`, one point per model coloured by family, the least-squares
+    line with its 95 % bootstrap band; a dropdown picks the measure (the raw curvature gap first)."""
+    params = result.params
+    used = [row for row in rows if params["include_untrained"] or not row.untrained]
+    families = sorted({row.family for row in rows})
+    colour = _colours(families)
+    fig = go.Figure()
+    buttons, spans = [], []
+    for measure in params["measures"]:
+        start = len(fig.data)
+        for family in families:
+            group = [r for r in used if r.family == family and math.isfinite(r.number(measure))]
+            if not group:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=[r.number(measure) for r in group],
+                    y=[r.number(target) for r in group],
+                    mode="markers",
+                    name=family,
+                    marker={
+                        "color": colour[family],
+                        "size": 10,
+                        "symbol": ["circle-open" if r.untrained else "circle" for r in group],
+                        "line": {
+                            "width": 1.5,
+                            "color": [colour[family] if r.untrained else "#333" for r in group],
+                        },
+                    },
+                    hovertext=[_hover(r) for r in group],
+                    hoverinfo="text",
+                )
+            )
+        x = np.array([r.number(measure) for r in used])
+        y = np.array([r.number(target) for r in used])
+        fit = linear_fit(x, y, seed=params["seed"], n_boot=params["n_boot"])
+        if fit is not None:
+            band_x = np.concatenate([fit.grid, fit.grid[::-1]])
+            band_y = np.concatenate([fit.high, fit.low[::-1]])
+            fig.add_trace(
+                go.Scatter(x=band_x, y=band_y, fill="toself", fillcolor="rgba(80,80,80,0.15)",
+                           line={"width": 0}, hoverinfo="skip", name="95 % bootstrap band")
+            )  # fmt: skip
+            fig.add_trace(
+                go.Scatter(x=fit.grid, y=fit.intercept + fit.slope * fit.grid, mode="lines",
+                           line={"color": "#333", "width": 2},
+                           name=f"least squares: slope {fit.slope:.3g}", hoverinfo="name")
+            )  # fmt: skip
+        spans.append((start, len(fig.data)))
+        rho = result.summary["correlation"][f"{measure}_vs_{target}"]["spearman"]
+        label = (
+            "insufficient data"
+            if rho["value"] is None
+            else f"Spearman {rho['value']:.3f}, p {rho['p_value']:.2g}"
+        )
+        buttons.append((measure, f"{measure} against {target} ({label}, n = {rho['n']})"))
+    total = len(fig.data)
+    menu = []
+    for (measure, title), (start, stop) in zip(buttons, spans, strict=True):
+        visible = [start <= i < stop for i in range(total)]
+        layout = {"title.text": title, "xaxis.title.text": measure}
+        menu.append({"label": measure, "method": "update", "args": [{"visible": visible}, layout]})
+    if menu:
+        first_visible, first_title = menu[0]["args"][0]["visible"], buttons[0][1]
+        for trace, shown in zip(fig.data, first_visible, strict=True):
+            trace.visible = shown
+        fig.update_layout(title=first_title, xaxis_title=buttons[0][0])
+    fig.update_layout(
+        updatemenus=[{"buttons": menu, "direction": "down", "x": 1.0, "xanchor": "right", "y": 1.15,
+                      "yanchor": "top", "showactive": True}] if menu else [],
+        yaxis_title=target,
+        height=560,
+        template="plotly_white",
+        hovermode="closest",
+        margin={"t": 110},
+    )  # fmt: skip
+    return fig
+
+
+def load_profiles(sweep_dir: str | os.PathLike, rows: list[SweepRow]) -> list[tuple[SweepRow, Result]]:
+    """The per-layer results SWEEP/results/<run_id>/<probe>.json that exist, for every row."""
+    base = Path(sweep_dir).expanduser() / "results"
+    found = []
+    for row in rows:
+        for probe in PROFILE_PROBES:
+            path = base / row.run_id / f"{probe}.json"
+            if path.is_file():
+                found.append((row, read_result(path)))
+    return found
+
+
+def profile_figure(profiles: list[tuple[SweepRow, Result]]) -> go.Figure:
+    """Every per-layer metric against relative depth, all models overlaid, a dropdown for the metric.
+
+    Colour: family. Line style: solid = trained baseline, dash = trained with mixup, dot = untrained.
+    """
+    metrics: list[str] = []
+    for _, result in profiles:
+        for layer in result.layers:
+            metrics.extend(m for m in layer.metrics if m not in metrics)
+    colour = _colours(sorted({row.family for row, _ in profiles}))
+    fig = go.Figure()
+    spans = []
+    for metric in metrics:
+        start = len(fig.data)
+        for row, result in profiles:
+            layers = [layer for layer in result.layers if layer.metrics.get(metric) is not None]
+            if not layers:
+                continue
+            dash = "dot" if row.untrained else ("dash" if row.mixup else "solid")
+            kind = "untrained" if row.untrained else ("mixup" if row.mixup else "baseline")
+            fig.add_trace(
+                go.Scatter(
+                    x=[layer.depth for layer in layers],
+                    y=[layer.metrics[metric] for layer in layers],
+                    mode="lines+markers",
+                    name=f"{row.run_id} ({kind})",
+                    line={"color": colour[row.family], "dash": dash, "width": 1.5},
+                    marker={"size": 5},
+                    hovertext=[
+                        f"<b>{html.escape(row.run_id)}</b> ({html.escape(row.family)}, {kind})"
+                        f"<br>{html.escape(layer.name)}<br>{metric} = {layer.metrics[metric]:.4g}"
+                        for layer in layers
+                    ],
+                    hoverinfo="text",
+                )
+            )
+        spans.append((start, len(fig.data)))
+    total = len(fig.data)
+    menu = [
+        {"label": metric, "method": "update",
+         "args": [{"visible": [start <= i < stop for i in range(total)]},
+                  {"title.text": f"{metric} by layer, all models", "yaxis.title.text": metric}]}
+        for metric, (start, stop) in zip(metrics, spans, strict=True)
+    ]  # fmt: skip
+    if menu:
+        for trace, shown in zip(fig.data, menu[0]["args"][0]["visible"], strict=True):
+            trace.visible = shown
+        fig.update_layout(title=f"{metrics[0]} by layer, all models", yaxis_title=metrics[0])
+    fig.update_layout(
+        updatemenus=[{"buttons": menu, "direction": "down", "x": 1.0, "xanchor": "right", "y": 1.15,
+                      "yanchor": "top", "showactive": True}] if menu else [],
+        xaxis_title="relative depth (0 = first measured layer, 1 = logits)",
+        height=600,
+        template="plotly_white",
+        hovermode="closest",
+        margin={"t": 110},
+    )  # fmt: skip
+    return fig
+
+
+def _cell(entry: dict[str, Any]) -> str:
+    if entry["value"] is None:
+        return f"<td class='na'>insufficient (n = {entry['n']})</td>"
+    interval = entry["interval"]
+    text = f"<b>{entry['value']:+.3f}</b>"
+    if interval is not None:
+        text += f" [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+    if entry["p_value"] is not None:
+        text += f"<br><span class='p'>p = {entry['p_value']:.2g}, n = {entry['n']}</span>"
+    strong = entry["p_value"] is not None and entry["p_value"] < 0.05
+    return f"<td{' class=sig' if strong else ''}>{text}</td>"
+
+
+def correlation_table_html(correlation: dict[str, dict], *, caption: str) -> str:
+    """An HTML table: one row per <measure>_vs_<target>, one column per coefficient (value [interval], p)."""
+    head = "".join(f"<th>{m}</th>" for m in METHODS)
+    body = "".join(
+        f"<tr><th class='row'>{html.escape(key)}</th>{''.join(_cell(entry[m]) for m in METHODS)}</tr>"
+        for key, entry in correlation.items()
+    )
+    return f"<table><caption>{html.escape(caption)}</caption><tr><th></th>{head}</tr>{body}</table>"
+
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:1.5em;max-width:1300px} p.notes{color:#444;max-width:62em}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:14px} caption{text-align:left;font-weight:bold;"
+    "padding:.4em 0} td,th{border:1px solid #ccc;padding:.35em .6em;text-align:right} th.row{text-align:left}"
+    " td.sig{background:#eef6ee} td.na{color:#999} span.p{color:#555;font-size:12px}"
+)
+
+
+def write_report_page(result: Result, sweep_dir: str | os.PathLike, out_html: str | os.PathLike) -> Path:
+    """The self-contained report page (plotly.js inlined once, no network), written atomically.
+
+    The measure-versus-test-accuracy and measure-versus-generalization-gap scatters, the layer
+    profiles of all models, and the correlation tables (all models, then each family).
+    """
+    rows, _ = read_sweep_table(sweep_dir)
+    params = result.params
+    figures = [scatter_figure(result, rows), scatter_figure(result, rows, target="generalization_gap")]
+    profiles = load_profiles(sweep_dir, rows)
+    if profiles:
+        figures.append(profile_figure(profiles))
+    plots = [
+        fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"responsive": True})
+        for i, fig in enumerate(figures)
+    ]
+    summary = result.summary
+    tables = [
+        correlation_table_html(summary["correlation"], caption=f"All {summary['n_models_used']} models")
+    ]
+    tables += [
+        correlation_table_html(table, caption=f"Family {family} ({summary['families'][family]} models)")
+        for family, table in summary["correlation_by_family"].items()
+    ]
+    notes = (
+        f"{summary['n_models_used']} models of {result.source['n_models']} in {result.source['sweep']} "
+        f"({params['models']}). Each cell: coefficient [{params['interval']}]; p: {params['p_value']} "
+        f"({params['n_perm']} permutations, {params['n_boot']} resamples, seed {params['seed']}); green: "
+        "p < 0.05. Scatter: filled circles trained, open circles untrained; hover for each checkpoint's "
+        "settings. Profiles: solid = trained baseline, dashed = mixup, dotted = untrained; colour = family."
+    )
+    title = "mprobe report: geometry against generalization"
+    page = (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p class='notes'>{html.escape(notes)}</p>"
+        + plots[0]
+        + plots[1]
+        + ("<h2>Layer profiles</h2>" + plots[2] if profiles else "<p>No per-layer results found.</p>")
+        + "<h2>Correlations</h2>"
+        + "".join(tables)
+        + "</body></html>\n"
+    )
+    with atomic_write(out_html, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    return Path(out_html)
