@@ -41,6 +41,27 @@ def train_command(
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Mini-batch size.")
     ] = TrainingConfig.batch_size,
+    mixup: Annotated[
+        float, typer.Option("--mixup", help="Mixup alpha: lam ~ Beta(alpha, alpha) per batch (0: off).")
+    ] = TrainingConfig.mixup,
+    label_smoothing: Annotated[
+        float, typer.Option("--label-smoothing", help="Label smoothing eps of the cross-entropy, 0-1.")
+    ] = TrainingConfig.label_smoothing,
+    label_noise: Annotated[
+        float,
+        typer.Option(
+            "--label-noise",
+            help="Fraction of training labels replaced by a random other class (fixed by --seed).",
+        ),
+    ] = TrainingConfig.label_noise,
+    train_size: Annotated[
+        int | None,
+        typer.Option(
+            "--train-size",
+            help="Train on a seeded stratified subset of this many points.",
+            show_default="the whole training split",
+        ),
+    ] = None,
     save_every: Annotated[
         int | None,
         typer.Option(
@@ -69,12 +90,18 @@ def train_command(
         lr=lr,
         weight_decay=weight_decay,
         batch_size=batch_size,
+        mixup=mixup,
+        label_smoothing=label_smoothing,
+        label_noise=label_noise,
+        train_size=train_size,
         seed=seed,
         device=resolve_device(device),
         progress=not quiet,
     )
     m = run.metrics
     test = f", test accuracy {m['test_accuracy']:.4f}" if m.get("test_accuracy") is not None else ""
+    if "train_accuracy_clean" in m:
+        test = f" (true labels {m['train_accuracy_clean']:.4f}){test}"
     console.print(
         f"{arch} {run.arch_args}: train accuracy {m['train_accuracy']:.4f}{test} after {run.epoch} epochs"
     )

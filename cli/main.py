@@ -25,7 +25,9 @@ from . import (
     commands_id,
     commands_layers,
     commands_report,
+    commands_sweep,
     commands_train,
+    commands_zoo,
 )
 from .output import err_console
 
@@ -53,6 +55,8 @@ commands_curvature.register(app)
 commands_collapse.register(app)
 commands_cutting_planes.register(app)
 commands_report.register(app)
+commands_sweep.register(app)
+commands_zoo.register(app)
 commands_demo.register(app)
 
 

@@ -12,8 +12,21 @@ come from torch's global RNG, so training runs inside `torch.random.fork_rng` af
 comes from its own `torch.Generator` seeded with `seed`. On the CPU, the same seed and the
 same number of threads give the same weights bit for bit; CUDA kernels may not.
 
-`TrainingConfig` holds every hyper-parameter; later options (mixup, label smoothing, label
-noise, training-set size) become fields there and act in `_train_step` / `_training_data`.
+`TrainingConfig` holds every hyper-parameter, including the regularisers and data
+perturbations that spread a model zoo's test accuracy (see `TrainingConfig` for the formulas):
+
+- `mixup` (Zhang, Cisse, Dauphin & Lopez-Paz, "mixup: Beyond empirical risk minimization",
+  ICLR 2018): each batch is mixed with a permutation of itself, x = lam x_i + (1 - lam) x_j
+  and the one-hot targets likewise, lam ~ Beta(alpha, alpha), one lam per batch as in the
+  paper's code; 0 is off.
+- `label_smoothing`: torch's `cross_entropy(..., label_smoothing=eps)` (Szegedy et al. 2016):
+  the target becomes (1 - eps) onehot + eps / C.
+- `label_noise`: a fraction of the training labels replaced once, before training, by a
+  uniformly drawn *other* class (Zhang, Bengio, Hardt, Recht & Vinyals 2017); fixed by the seed.
+- `train_size`: a seeded stratified subset of the training split (`sources.data.stratified_subset`).
+
+`train` and `train_and_save` take these (and every other `TrainingConfig` field) as keyword
+`**options`, so the list of hyper-parameters lives in one place.
 """
 
 from __future__ import annotations
@@ -21,10 +34,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,9 +54,33 @@ from .validation import check_positive
 _EVAL_BATCH = 512
 
 
+def check_fraction(value, *, name: str) -> float:
+    """A number in [0, 1]. (An input check: belongs in validation.py.)"""
+    if not 0 <= value <= 1:
+        raise InputError(f"{name} must be between 0 and 1, got {value}.")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
-    """The hyper-parameters of one training run (stored as the checkpoint's "training")."""
+    """The hyper-parameters of one training run (stored as the checkpoint's "training").
+
+    - `mixup`: alpha of mixup's Beta(alpha, alpha) (0: off). Per batch, lam ~ Beta(alpha, alpha)
+      and a permutation pi of the batch give inputs lam x + (1 - lam) x[pi] and targets
+      lam onehot(y) + (1 - lam) onehot(y[pi]); the cross-entropy takes the soft targets.
+      lam and pi come from `np.random.default_rng` seeded from `seed` (a stream of its own, so
+      the batch order is the same as without mixup).
+    - `label_smoothing`: eps of `F.cross_entropy(..., label_smoothing=eps)`, in [0, 1].
+    - `label_noise`: the fraction p in [0, 1] of training labels replaced, once before training,
+      by a uniformly drawn other class (`noisy_labels`; round(p n) labels, chosen by the seed).
+      Train accuracy and loss in the metrics and history are measured against these noisy
+      labels, the ones the network was fitted to, so train minus test accuracy is the
+      generalization gap of what was learnt (Zhang et al. 2017); with noise the metrics also
+      hold `train_accuracy_clean`, the accuracy on the true labels.
+    - `train_size`: the number of training points, a stratified subset of the training split
+      drawn with `np.random.default_rng(seed)` (`sources.data.stratified_subset`); None: the
+      whole split. A finished run's config (and so the checkpoint) records the number used.
+    """
 
     arch: str = "digits-cnn"
     arch_args: Mapping[str, Any] = field(default_factory=dict)
@@ -52,6 +90,10 @@ class TrainingConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    mixup: float = 0.0
+    label_smoothing: float = 0.0
+    label_noise: float = 0.0
+    train_size: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +105,11 @@ class TrainingConfig:
         check_positive(self.weight_decay, name="weight_decay", allow_zero=True)
         if self.momentum >= 1:
             raise InputError(f"momentum must be below 1, got {self.momentum}.")
+        check_positive(self.mixup, name="mixup", allow_zero=True)
+        check_fraction(self.label_smoothing, name="label_smoothing")
+        check_fraction(self.label_noise, name="label_noise")
+        if self.train_size is not None:
+            check_positive(self.train_size, name="train_size", integer=True)
         if int(self.seed) != self.seed:
             raise InputError(f"seed must be a whole number, got {self.seed}.")
 
@@ -139,25 +186,86 @@ def evaluate(module: nn.Module, data: LabelledData, device: torch.device) -> tup
     return total_loss / data.n_points, correct / data.n_points
 
 
-def _metrics(
-    module: nn.Module, train_data: LabelledData, test_data: LabelledData | None, device
-) -> dict:
-    train_loss, train_accuracy = evaluate(module, train_data, device)
+@dataclass(frozen=True, eq=False)
+class TrainingData:
+    """What a run trains and evaluates on.
+
+    `fitted` is the training set with the labels the network is fitted to (noisy under
+    `label_noise`); `clean` the same points with their true labels (the same object without
+    noise); `test` the test split, or None when the data set has none. The noise lives in
+    `fitted.labels`, which `batches` yields; items read from `fitted.dataset` directly keep
+    their true labels.
+    """
+
+    fitted: LabelledData
+    clean: LabelledData
+    test: LabelledData | None
+
+
+def noisy_labels(labels: np.ndarray, fraction: float, num_classes: int, seed) -> np.ndarray:
+    """A copy of `labels` with round(fraction * n) of them replaced by a uniform other class.
+
+    The replaced positions are a uniform draw without replacement; each new label is
+    (y + k) mod C with k uniform in 1..C-1, so it always differs from y and is uniform over
+    the other C - 1 classes. `seed` seeds `np.random.default_rng`.
+    """
+    labels = np.asarray(labels)
+    count = int(round(fraction * len(labels)))
+    if count == 0:
+        return labels.copy()
+    if num_classes < 2:
+        raise InputError("label_noise needs at least 2 classes.")
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(labels), size=count, replace=False)
+    noisy = labels.copy()
+    noisy[chosen] = (labels[chosen] + rng.integers(1, num_classes, size=count)) % num_classes
+    return noisy
+
+
+def _metrics(module: nn.Module, data: TrainingData, device) -> dict:
+    """Train/test accuracy and loss in eval mode (train against the fitted labels; see TrainingConfig)."""
+    train_loss, train_accuracy = evaluate(module, data.fitted, device)
     test_loss, test_accuracy = (
-        evaluate(module, test_data, device) if test_data is not None else (None, None)
+        evaluate(module, data.test, device) if data.test is not None else (None, None)
     )
-    return {
+    metrics = {
         "train_accuracy": train_accuracy,
         "test_accuracy": test_accuracy,
         "train_loss": train_loss,
         "test_loss": test_loss,
     }
+    if data.clean is not data.fitted:
+        metrics["train_accuracy_clean"] = evaluate(module, data.clean, device)[1]
+    return metrics
 
 
-def _training_data(config: TrainingConfig) -> tuple[LabelledData, LabelledData | None]:
-    train_data = load_data(config.data, split="train")
-    test_data = load_data(config.data, split="test") if has_test_split(config.data) else None
-    return train_data, test_data
+def _streams(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    """Independent seeds for (label noise, mixup), both derived from the training seed."""
+    noise, mix = np.random.SeedSequence(seed).spawn(2)
+    return noise, mix
+
+
+def training_data(config: TrainingConfig) -> TrainingData:
+    """The (subset of the) training split, its noisy labels if asked for, and the test split."""
+    clean = load_data(config.data, split="train", n_points=config.train_size, seed=config.seed)
+    test = load_data(config.data, split="test") if has_test_split(config.data) else None
+    fitted = clean
+    if config.label_noise > 0:
+        labels = noisy_labels(clean.labels, config.label_noise, clean.num_classes, _streams(config.seed)[0])
+        fitted = replace(clean, labels=labels)
+    return TrainingData(fitted=fitted, clean=clean, test=test)
+
+
+def _mix(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, alpha: float, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mixup of one batch: (mixed inputs, soft targets, the label with the larger weight)."""
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.from_numpy(rng.permutation(len(y))).to(y.device)
+    onehot = F.one_hot(y, num_classes).to(x.dtype)
+    mixed_x = lam * x + (1.0 - lam) * x[perm]
+    targets = lam * onehot + (1.0 - lam) * onehot[perm]
+    return mixed_x, targets, y if lam >= 0.5 else y[perm]
 
 
 def _train_step(
@@ -165,14 +273,25 @@ def _train_step(
     optimizer: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
+    *,
+    config: TrainingConfig,
+    num_classes: int,
+    mix_rng: np.random.Generator,
 ) -> tuple[float, int]:
-    """One SGD step on a batch; returns (summed loss, number correct) for the running means."""
+    """One SGD step on a batch; returns (summed loss, number correct) for the running means.
+
+    Under mixup the loss is the cross-entropy to the mixed soft targets and the running
+    accuracy counts the label with the larger mixing weight.
+    """
+    targets, scored = y, y
+    if config.mixup > 0:
+        x, targets, scored = _mix(x, y, num_classes, config.mixup, mix_rng)
     logits = module(x)
-    loss = F.cross_entropy(logits, y)
+    loss = F.cross_entropy(logits, targets, label_smoothing=config.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return float(loss.detach()) * len(y), int((logits.detach().argmax(dim=1) == y).sum())
+    return float(loss.detach()) * len(y), int((logits.detach().argmax(dim=1) == scored).sum())
 
 
 def fit(
@@ -191,11 +310,13 @@ def fit(
     torch_device = resolve_device(device)
     if snapshot_every is not None:
         snapshot_every = check_positive(snapshot_every, name="save_every", integer=True)
-    train_data, test_data = _training_data(config)
+    data = training_data(config)
+    train_data = data.fitted
     if train_data.n_points < 2:
         raise InputError(
             f"{config.data} has {train_data.n_points} training point(s); training needs 2 or more."
         )
+    config = replace(config, train_size=train_data.n_points)  # the checkpoint records the number used
     arch_args = _arch_args_for(config, train_data)
     cuda = [torch_device.index or 0] if torch_device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
@@ -220,6 +341,7 @@ def fit(
             optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
         )
         order = torch.Generator().manual_seed(config.seed)
+        mix_rng = np.random.default_rng(_streams(config.seed)[1])
         history: list[dict] = []
 
         def snapshot(epoch: int) -> TrainingRun:
@@ -227,7 +349,7 @@ def fit(
                 module=module,
                 config=config,
                 arch_args=arch_args,
-                metrics=_metrics(module, train_data, test_data, torch_device),
+                metrics=_metrics(module, data, torch_device),
                 history=list(history),
                 epoch=epoch,
                 split_seed=train_data.split_seed,
@@ -243,14 +365,20 @@ def fit(
                 config.batch_size, shuffle=True, generator=order, drop_last=drop_last
             ):
                 batch_loss, batch_correct = _train_step(
-                    module, optimizer, x.to(torch_device), y.to(torch_device)
+                    module,
+                    optimizer,
+                    x.to(torch_device),
+                    y.to(torch_device),
+                    config=config,
+                    num_classes=arch_args["num_classes"],
+                    mix_rng=mix_rng,
                 )
                 schedule.step()
                 loss_sum += batch_loss
                 correct += batch_correct
                 seen += len(y)
             test_loss, test_accuracy = (
-                evaluate(module, test_data, torch_device) if test_data is not None else (None, None)
+                evaluate(module, data.test, torch_device) if data.test is not None else (None, None)
             )
             history.append(
                 {
@@ -271,37 +399,25 @@ def fit(
     return run
 
 
-def _config(arch: str, arch_args: Mapping | None, **hyper) -> TrainingConfig:
-    return TrainingConfig(arch=arch, arch_args=dict(arch_args or {}), **hyper)
+def _config(arch: str, arch_args: Mapping | None, options: Mapping[str, Any]) -> TrainingConfig:
+    return TrainingConfig(arch=arch, arch_args=dict(arch_args or {}), **options)
 
 
 def train(
     arch: str = "digits-cnn",
     arch_args: Mapping | None = None,
     *,
-    data: str = "digits",
-    epochs: int = TrainingConfig.epochs,
-    lr: float = TrainingConfig.lr,
-    momentum: float = TrainingConfig.momentum,
-    weight_decay: float = TrainingConfig.weight_decay,
-    batch_size: int = TrainingConfig.batch_size,
-    seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    **options: Any,
 ) -> tuple[nn.Module, dict, list[dict]]:
-    """Train `arch` on `data`; returns (module in eval mode, final metrics, per-epoch history)."""
-    config = _config(
-        arch,
-        arch_args,
-        data=data,
-        epochs=epochs,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        seed=seed,
-    )
-    run = fit(config, device=device, progress=progress)
+    """Train `arch` on `data`; returns (module in eval mode, final metrics, per-epoch history).
+
+    `options` are `TrainingConfig` fields (data, epochs, batch_size, lr, momentum,
+    weight_decay, mixup, label_smoothing, label_noise, train_size, seed), each defaulting
+    to the field's default; an unknown name is a TypeError.
+    """
+    run = fit(_config(arch, arch_args, options), device=device, progress=progress)
     return run.module, run.metrics, run.history
 
 
@@ -317,39 +433,22 @@ def train_and_save(
     *,
     out: str | os.PathLike,
     save_every: int | None = None,
-    data: str = "digits",
-    epochs: int = TrainingConfig.epochs,
-    lr: float = TrainingConfig.lr,
-    momentum: float = TrainingConfig.momentum,
-    weight_decay: float = TrainingConfig.weight_decay,
-    batch_size: int = TrainingConfig.batch_size,
-    seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    **options: Any,
 ) -> TrainingRun:
-    """Train as `train` does and write the project checkpoint to `out`.
+    """Train as `train` does (same `**options`) and write the project checkpoint to `out`.
 
     With `save_every=N`, the checkpoint of every N-th epoch is also written beside `out`
     (see `epoch_checkpoint_path`). Returns the finished run.
     """
-    config = _config(
-        arch,
-        arch_args,
-        data=data,
-        epochs=epochs,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        seed=seed,
-    )
     out = Path(out)
 
     def save_snapshot(run: TrainingRun) -> None:
         save_checkpoint(epoch_checkpoint_path(out, run.epoch), run.checkpoint())
 
     run = fit(
-        config,
+        _config(arch, arch_args, options),
         device=device,
         progress=progress,
         snapshot_every=save_every,

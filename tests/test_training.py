@@ -1,5 +1,6 @@
-"""Training: bit-for-bit determinism with a seed, a sane accuracy after a short run, and the
-checkpoint round trip through `load_model` (same logits, stored metrics reproduce)."""
+"""Training: bit-for-bit determinism with a seed, a sane accuracy after a short run, the
+checkpoint round trip through `load_model` (same logits, stored metrics reproduce), and the
+zoo options (mixup, label smoothing, label noise, training-set size) doing what they say."""
 
 import numpy as np
 import pytest
@@ -14,8 +15,10 @@ from manifold_probe.training import (
     TrainingConfig,
     epoch_checkpoint_path,
     evaluate,
+    noisy_labels,
     train,
     train_and_save,
+    training_data,
 )
 
 TINY = {"width": 8, "depth": 2}
@@ -65,7 +68,8 @@ def test_checkpoint_round_trip_gives_the_same_logits(tmp_path):
     stored = torch.load(out, weights_only=True)
     assert stored["format"] == FORMAT and stored["epoch"] == 2 and stored["data"] == "digits"
     assert stored["arch_args"] == {**TINY, "num_classes": 10, "in_channels": 1, "input_size": 8}
-    assert stored["training"] == TrainingConfig("digits-cnn", TINY, epochs=2, seed=1).as_dict()
+    config = TrainingConfig("digits-cnn", TINY, epochs=2, seed=1)
+    assert stored["training"] == {**config.as_dict(), "train_size": 1346}  # the whole split, counted
     assert stored["metrics"] == run.metrics and len(stored["history"]) == 2
 
     loaded = load_model(out)
@@ -115,3 +119,103 @@ def test_bad_training_settings_are_input_errors():
         train("digits-cnn", {"num_classes": 5}, epochs=1)
     with pytest.raises(InputError, match="did you mean digits-mlp"):
         train("digits-mpl", epochs=1)
+
+
+def _weights(module):
+    return {name: t.clone() for name, t in module.state_dict().items()}
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_train_size_trains_on_a_seeded_stratified_subset():
+    data = training_data(TrainingConfig(train_size=100, seed=2))
+    assert data.fitted.n_points == 100 and data.fitted is data.clean
+    assert set(np.bincount(data.fitted.labels, minlength=10)) <= {9, 10, 11}  # ~10 of every digit
+    again = training_data(TrainingConfig(train_size=100, seed=2))
+    other = training_data(TrainingConfig(train_size=100, seed=3))
+    assert np.array_equal(data.fitted.indices, again.fitted.indices)
+    assert not np.array_equal(data.fitted.indices, other.fitted.indices)
+    assert training_data(TrainingConfig()).fitted.n_points == 1346
+    _, small, _ = train("digits-mlp", {"width": 8, "depth": 1}, epochs=2, train_size=100)
+    _, whole, _ = train("digits-mlp", {"width": 8, "depth": 1}, epochs=2)
+    assert small["test_accuracy"] < whole["test_accuracy"]
+
+
+def test_label_noise_replaces_the_stated_fraction_by_other_classes_reproducibly():
+    labels = np.arange(1000) % 10
+    noisy = noisy_labels(labels, 0.3, 10, seed=5)
+    changed = noisy != labels
+    assert changed.sum() == 300  # exactly round(0.3 n), each to a different class
+    assert np.array_equal(noisy, noisy_labels(labels, 0.3, 10, seed=5))
+    assert not np.array_equal(noisy, noisy_labels(labels, 0.3, 10, seed=6))
+    offsets = (noisy[changed] - labels[changed]) % 10
+    assert set(np.unique(offsets)) == set(range(1, 10))  # every other class is reachable
+    assert np.array_equal(noisy_labels(labels, 0.0, 10, seed=5), labels)
+
+    data = training_data(TrainingConfig(label_noise=0.25, seed=1))
+    assert (data.fitted.labels != data.clean.labels).sum() == round(0.25 * 1346)
+    again = training_data(TrainingConfig(label_noise=0.25, seed=1))
+    assert np.array_equal(data.fitted.labels, again.fitted.labels)
+
+
+def test_label_noise_metrics_use_the_fitted_labels_and_report_the_true_ones():
+    module, metrics, history = train("digits-cnn", TINY, epochs=3, label_noise=0.5, seed=0)
+    data = training_data(TrainingConfig(label_noise=0.5, seed=0))
+    _, on_fitted = evaluate(module, data.fitted, torch.device("cpu"))
+    _, on_true = evaluate(module, data.clean, torch.device("cpu"))
+    assert metrics["train_accuracy"] == on_fitted and metrics["train_accuracy_clean"] == on_true
+    assert on_fitted < on_true  # half the fitted labels are wrong; a 3-epoch net cannot memorise them
+    _, clean_metrics, _ = train("digits-cnn", TINY, epochs=1, seed=0)
+    assert "train_accuracy_clean" not in clean_metrics
+
+
+def test_mixup_is_deterministic_with_a_seed_and_changes_training():
+    first, m1, h1 = train("digits-cnn", TINY, epochs=1, mixup=0.4, seed=0)
+    second, _, _ = train("digits-cnn", TINY, epochs=1, mixup=0.4, seed=0)
+    plain, m0, h0 = train("digits-cnn", TINY, epochs=1, seed=0)
+    assert _same(_weights(first), _weights(second))
+    assert not _same(_weights(first), _weights(plain))
+    assert h1[0]["train_loss"] > h0[0]["train_loss"]  # soft mixed targets cost more than hard ones
+    stronger, _, _ = train("digits-cnn", TINY, epochs=1, mixup=1.0, seed=0)
+    assert not _same(_weights(first), _weights(stronger))
+
+
+def test_label_smoothing_changes_training_and_raises_the_training_loss():
+    smooth, _, hs = train("digits-mlp", {"width": 32, "depth": 1}, epochs=10, label_smoothing=0.2, seed=0)
+    plain, _, hp = train("digits-mlp", {"width": 32, "depth": 1}, epochs=10, seed=0)
+    assert not _same(_weights(smooth), _weights(plain))
+    # the running loss is the cross-entropy to the smoothed targets (1 - eps) onehot + eps / C,
+    # bounded below by their entropy, which the unsmoothed loss falls below
+    uniform = torch.full((10,), 0.2 / 10) + 0.8 * torch.nn.functional.one_hot(torch.tensor(0), 10)
+    entropy = float(-(uniform * uniform.log()).sum())
+    assert hs[-1]["train_loss"] > entropy > hp[-1]["train_loss"]
+
+
+def test_options_round_trip_through_the_checkpoint(tmp_path):
+    options = {"mixup": 0.2, "label_smoothing": 0.1, "label_noise": 0.2, "train_size": 120}
+    run = train_and_save("digits-cnn", TINY, out=tmp_path / "m.pt", epochs=1, seed=4, **options)
+    stored = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert {key: stored["training"][key] for key in options} == options
+    assert stored["training"]["epochs"] == 1 and stored["training"]["weight_decay"] == 5e-4
+    assert TrainingConfig(**stored["training"]) == run.config
+    assert stored["metrics"]["train_accuracy_clean"] == run.metrics["train_accuracy_clean"]
+    retrained, _, _ = train("digits-cnn", TINY, **{k: v for k, v in stored["training"].items()
+                                                  if k not in ("arch", "arch_args")})  # fmt: skip
+    assert _same(_weights(retrained), stored["state_dict"])  # the stored settings reproduce the run
+
+
+def test_bad_zoo_options_are_input_errors():
+    with pytest.raises(InputError, match="label_noise must be between 0 and 1"):
+        TrainingConfig(label_noise=1.5)
+    with pytest.raises(InputError, match="label_smoothing must be between 0 and 1"):
+        TrainingConfig(label_smoothing=-0.1)
+    with pytest.raises(InputError, match="mixup must be non-negative"):
+        TrainingConfig(mixup=-1)
+    with pytest.raises(InputError, match="train_size must be positive"):
+        TrainingConfig(train_size=0)
+    with pytest.raises(InputError, match="has 1346 points"):
+        train("digits-mlp", epochs=1, train_size=5000)
+    with pytest.raises(TypeError, match="mixupp"):
+        train("digits-mlp", epochs=1, mixupp=0.2)

@@ -1,0 +1,124 @@
+"""`mprobe sweep`: the probes over many checkpoints, resumable, and one table of them all.
+
+The work is in manifold_probe.sweep; this module parses options and prints the summary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from manifold_probe.sweep import PROBES, run_sweep
+
+from .options import Data, Device, NPoints, Quiet, Seed, split_list
+from .output import console, err_console
+
+Checkpoints = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Checkpoints (.pt), or folders: every *.pt in a folder, with the family and settings of "
+        "its zoo.json when present.",
+        show_default=False,
+    ),
+]
+Probes = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--probes",
+        help=f"Probes, comma-separated: {', '.join(PROBES)} (sweep settings: see manifold_probe.sweep).",
+        show_default="id,curvature",
+    ),
+]
+Out = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        help="Sweep folder: results/<run_id>/<probe>.json, cache/, table.csv, table.parquet. Finished "
+        "results there are kept and skipped.",
+    ),
+]
+Executor = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="local (a process pool on this machine) or ray (a Ray cluster; pip install "
+        "'manifold-probe[ray]').",
+    ),
+]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="Parallel tasks: local processes (default min(2, CPUs); 1 runs in this process), or the CPUs "
+        "of a local Ray cluster.",
+        min=1,
+        show_default=False,
+    ),
+]
+Address = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="With --executor ray: the cluster's address (e.g. auto or ray://head:10001); default: start "
+        "a local cluster. The --out folder must be visible to every node.",
+        show_default=False,
+    ),
+]
+
+
+def sweep_command(
+    checkpoints: Checkpoints,
+    out: Out = Path("sweep"),
+    probes: Probes = None,
+    data: Data = "digits",
+    n_points: NPoints = None,
+    seed: Seed = 0,
+    device: Device = "cpu",
+    executor: Executor = "local",
+    workers: Workers = None,
+    address: Address = None,
+    quiet: Quiet = False,
+) -> None:
+    """Run probes over many checkpoints: one result per checkpoint and probe, and a table.
+
+    Resumable: a task whose result file exists is skipped, so a killed sweep run again redoes
+    only what is missing; results are written atomically. A failing task is recorded in
+    results/<run_id>/<probe>.error.txt and the others go on; the command then exits with 1.
+    """
+    summary = run_sweep(
+        [str(path) for path in checkpoints],
+        split_list(probes) or ("id", "curvature"),
+        out,
+        data=data,
+        n_points=n_points,
+        seed=seed,
+        device=device,
+        executor=executor,
+        workers=workers,
+        ray_address=address,
+        progress=not quiet,
+    )
+    table = Table(title=f"sweep of {summary.checkpoints} checkpoints", header_style="bold")
+    for name in ("done", "skipped", "failed"):
+        table.add_column(name, justify="right")
+    table.add_row(str(len(summary.done)), str(summary.skipped), str(len(summary.failed)))
+    console.print(table)
+    for failure in summary.failed:
+        err_console.print(
+            f"[red]failed:[/red] {failure.run_id} {failure.probe}: {failure.error} (see "
+            f"{summary.out_dir / 'results' / failure.run_id / f'{failure.probe}.error.txt'})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(f"table: {summary.table_csv}", highlight=False, soft_wrap=True)
+    if summary.table_parquet is not None:
+        console.print(f"table: {summary.table_parquet}", highlight=False, soft_wrap=True)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep")(sweep_command)

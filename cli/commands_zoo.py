@@ -1,0 +1,62 @@
+"""`mprobe zoo`: train a reproducible set of digits models (a preset) into a folder, resumably."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from manifold_probe.device import resolve_device
+from manifold_probe.zoo_presets import PRESETS, ZOO_INDEX, train_zoo
+
+from .output import console, err_console
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def zoo_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the checkpoints and zoo.json.")],
+    preset: Annotated[
+        str, typer.Option("--preset", help=f"Which set of models: {', '.join(PRESETS)}.")
+    ] = "demo",
+    seed: Annotated[int, typer.Option("--seed", help="Training seed of every model.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "cpu",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a zoo of digits models whose test accuracy spreads from chance to ~99 %.
+
+    The models vary width, depth, epochs, weight decay, mixup, label smoothing, label noise
+    and training-set size, plus untrained copies. Checkpoints that already exist in --out
+    are kept, so an interrupted zoo resumes; --out/zoo.json lists the models.
+    """
+    entries = train_zoo(out, preset, seed=seed, device=resolve_device(device), progress=not quiet)
+    table = Table(title=f"zoo {preset} (seed {seed})", header_style="bold")
+    table.add_column("model", style="cyan", overflow="fold")
+    table.add_column("family")
+    for column in ("train acc %", "test acc %", "gap"):
+        table.add_column(column, justify="right")
+    table.add_column("")
+    for entry in entries:
+        train, test = entry.metrics.get("train_accuracy"), entry.metrics.get("test_accuracy")
+        gap = "-" if train is None or test is None else f"{100 * (train - test):.1f}"
+        table.add_row(
+            entry.name,
+            entry.family,
+            _percent(train),
+            _percent(test),
+            gap,
+            "trained" if entry.trained else "kept",
+        )
+    console.print(table)
+    trained = sum(entry.trained for entry in entries)
+    err_console.print(
+        f"{trained} trained, {len(entries) - trained} kept; wrote {Path(out) / ZOO_INDEX}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("zoo")(zoo_command)
