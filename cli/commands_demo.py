@@ -7,28 +7,42 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.demo import run_demo
+from manifold_probe.demo import DEMO_POINTS, DEMO_PROBES, run_demo
 
-from .output import console, err_console, print_layers
+from .commands_report import correlation_tables
+from .output import console, err_console
 
 
 def demo_command(
-    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints, results and pages.")] = Path(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the zoo, the sweep and the report.")] = Path(
         "demo-out"
     ),
-    seed: Annotated[int, typer.Option("--seed", help="Seed for training and measuring.")] = 0,
+    n_points: Annotated[
+        int, typer.Option("--n-points", help="Training points measured per model.", min=50)
+    ] = DEMO_POINTS,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Sweep processes (default: up to 2).", min=1, show_default=False),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for training, subsets and statistics.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Train the built-in digits-cnn (reused when already in --out), then measure its layers.
+    """Train the demo zoo of digits models, measure every layer of each, and report.
 
-    Writes the checkpoint, the JSON results and an interactive page into --out and prints
-    the layer profile. A second run reuses the checkpoint and the activation cache.
+    Does the curvature gap between the last two layers predict test accuracy (Kaufman &
+    Azencot 2023), and how do intrinsic dimension and neural collapse relate? Writes
+    --out/zoo, --out/sweep and --out/report/index.html; a second run reuses all of it.
     """
-    demo = run_demo(out, seed=seed, progress=not quiet)
-    for result, title in demo.results:
-        print_layers(result, demo.metrics[result.command], title=title)
-    console.print(f"checkpoint: {demo.checkpoint}  (test accuracy {demo.test_accuracy:.4f})")
+    demo = run_demo(out, seed=seed, n_points=n_points, workers=workers, progress=not quiet)
+    console.print(
+        f"{len(demo.zoo)} models, probes {', '.join(DEMO_PROBES)}: {len(demo.sweep.done)} tasks run, "
+        f"{demo.sweep.skipped} reused, {len(demo.sweep.failed)} failed"
+    )
+    for table in correlation_tables(demo.report.summary["correlation"], title="all trained models"):
+        console.print(table)
     err_console.print(f"page: {demo.page}")
+    if demo.sweep.failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -308,10 +308,12 @@ def profile_figure(profiles: list[tuple[SweepRow, Result]]) -> go.Figure:
     spans = []
     for metric in metrics:
         start = len(fig.data)
+        drawn: set[str] = set()  # a metric two probes both report (id_twonn) is drawn once per model
         for row, result in profiles:
             layers = [layer for layer in result.layers if layer.metrics.get(metric) is not None]
-            if not layers:
+            if not layers or row.run_id in drawn:
                 continue
+            drawn.add(row.run_id)
             dash = "dot" if row.untrained else ("dash" if row.mixup else "solid")
             kind = "untrained" if row.untrained else ("mixup" if row.mixup else "baseline")
             fig.add_trace(

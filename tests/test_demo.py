@@ -1,0 +1,34 @@
+"""`mprobe demo` end to end on a micro zoo: zoo, sweep, report, page; a second run reuses everything."""
+
+from __future__ import annotations
+
+import json
+
+from manifold_probe import zoo_presets
+from manifold_probe.zoo_presets import ZooModel
+from manifold_probe_cli.main import main
+
+MICRO_DEMO = (
+    ZooModel("digits-mlp", 8, 1, 0),
+    ZooModel("digits-mlp", 8, 1, 1),
+    ZooModel("digits-mlp", 16, 2, 2, label_noise=0.3),
+    ZooModel("digits-mlp", 16, 2, 4),
+    ZooModel("digits-mlp", 16, 2, 4, mixup=0.4),
+)
+
+
+def test_demo_reports_correlations_and_reuses_its_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(zoo_presets.PRESETS, "demo", MICRO_DEMO)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n-points", "200", "--workers", "1", "-q"]) == 0
+    first, _ = capsys.readouterr()
+    assert "5 models" in first and "0 reused" in first and "curvature_gap" in first
+    report = json.loads((out / "report" / "report.json").read_text())
+    entry = report["summary"]["correlation"]["curvature_gap_vs_test_accuracy"]["spearman"]
+    assert entry["n"] == 4  # the trained models; the untrained one is left out
+    assert entry["value"] is not None and len(entry["interval"]) == 2 and 0 < entry["p_value"] <= 1
+    page = (out / "report" / "index.html").read_text()
+    assert "<script src=" not in page and "curvature_gap" in page
+    assert main(["demo", "--out", str(out), "--n-points", "200", "--workers", "1", "-q"]) == 0
+    second, _ = capsys.readouterr()
+    assert "0 tasks run, 15 reused" in second
