@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
+from timing import timed
 from torch import nn
 
 from manifold_probe.device import resolve_device
@@ -56,12 +57,6 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 15) 
     model.eval()
     with torch.no_grad():
         return float((model(x).argmax(1) == y).float().mean())
-
-
-def timed(fn):
-    start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start
 
 
 def main() -> None:

@@ -7,11 +7,11 @@ Run: python benchmarks/bench_id.py [--quick] [--device cpu|cuda]
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import numpy as np
 import skdim
+from timing import timed
 
 from manifold_probe.geometry.intrinsic_dimension import mle, twonn
 from manifold_probe.geometry.neighbours import nearest_neighbours
@@ -23,12 +23,6 @@ def curved_manifold(n: int, d: int, ambient: int, seed: int = 0) -> np.ndarray:
     z = rng.normal(size=(n, d))
     features = np.hstack([np.sin(z), np.cos(z), z])
     return (features @ rng.normal(size=(3 * d, ambient)) / np.sqrt(3 * d)).astype(np.float32)
-
-
-def timed(fn):
-    start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start
 
 
 def main() -> None:
