@@ -171,3 +171,10 @@ def test_bad_curves_raise_input_error(dims, hits, planes):
 def test_dims_beyond_the_input_dimension_raise():
     with pytest.raises(InputError, match="exceeds the input dimension"):
         critical_dimension([2, 100], [0, 1], [1, 1], input_dim=64)
+
+
+def test_a_crossing_at_the_last_dimension_stays_inside_the_range():
+    """hits [0, 0, 3] of 6 cross 0.5 exactly at d = 3: exp(log(3)) must not round past 3."""
+    result = critical_dimension([1, 2, 3], [0, 0, 3], [6, 6, 6], input_dim=200, n_bootstrap=5)
+    assert result.status == "crossed"
+    assert 1 <= result.critical_dim <= 3

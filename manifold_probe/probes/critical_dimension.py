@@ -227,7 +227,8 @@ def critical_dimension(
         interval = _widen_step_to_bracket(interval, dims, fractions, empirical)
     return CriticalDimension(
         input_dim=int(input_dim),
-        critical_dim=None if status != "crossed" else float(math.exp(log_star)),
+        # clamped again: exp(log(d)) can round just past the end of the swept range
+        critical_dim=None if status != "crossed" else float(np.clip(math.exp(log_star), dims[0], dims[-1])),
         status=status,
         interval=interval,
         empirical_dim=empirical,
