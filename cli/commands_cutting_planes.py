@@ -21,12 +21,12 @@ from manifold_probe.profiles.cutting_planes import (
     CAVEATS,
     HIT_DEFINITION,
     CuttingPlaneOptions,
-    check_dims,
     cutting_planes_profile,
     success_curve_points,
 )
 from manifold_probe.report.profile_page import write_page
 from manifold_probe.results import Result
+from manifold_probe.validation import check_dims
 
 from .options import (
     Arch,

@@ -62,6 +62,7 @@ from .profiles.intrinsic_dimension import id_profile
 from .progress import track
 from .results import Result, read_result
 from .sources.models import load_model
+from .validation import check_sweep_options
 
 PROBES: tuple[str, ...] = ("id", "curvature", "collapse", "cutting-planes")
 """The probes a sweep runs; each result's `command` is the probe's name."""
@@ -435,21 +436,6 @@ class SweepSummary:
         return len(self.done) + len(self.failed)
 
 
-def _check_options(probes: Sequence[str], executor: str, workers: int | None) -> tuple[str, ...]:
-    """Sweep options. (These checks belong in validation.py.)"""
-    chosen = tuple(dict.fromkeys(p.strip() for p in probes if p.strip()))
-    if not chosen:
-        raise InputError(f"give at least one probe: {', '.join(PROBES)}.")
-    unknown = [p for p in chosen if p not in PROBES]
-    if unknown:
-        raise InputError(f"unknown probe {unknown[0]!r}: use {', '.join(PROBES)}.")
-    if executor not in EXECUTORS:
-        raise InputError(f"unknown executor {executor!r}: use local or ray.")
-    if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
-        raise InputError(f"workers must be a whole number of at least 1, got {workers}.")
-    return chosen
-
-
 def run_sweep(
     checkpoints: Sequence[str | os.PathLike | SweepCheckpoint],
     probes: Sequence[str] = ("id", "curvature"),
@@ -467,7 +453,7 @@ def run_sweep(
     """Run every probe on every checkpoint into `out_dir`, skipping finished tasks, then
     write the table (see the module docstring). Failing tasks are recorded and reported in
     the summary; the others go on."""
-    chosen = _check_options(probes, executor, workers)
+    chosen = check_sweep_options(probes, executor, workers, known_probes=PROBES, executors=EXECUTORS)
     out = Path(out_dir).expanduser().resolve()
     infos = describe_checkpoints(checkpoints)
     if not infos:

@@ -49,16 +49,9 @@ from .progress import track
 from .sources import zoo
 from .sources.checkpoint import make_checkpoint, save_checkpoint
 from .sources.data import LabelledData, has_test_split, load_data
-from .validation import check_positive
+from .validation import check_fraction, check_positive
 
 _EVAL_BATCH = 512
-
-
-def check_fraction(value, *, name: str) -> float:
-    """A number in [0, 1]. (An input check: belongs in validation.py.)"""
-    if not 0 <= value <= 1:
-        raise InputError(f"{name} must be between 0 and 1, got {value}.")
-    return float(value)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,16 @@ names the problem and what to do about it.
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import InputError
+
+# --- files and disk space ----------------------------------------------------------------
 
 
 def existing_file(path: str | os.PathLike, *, what: str = "file") -> Path:
@@ -24,6 +29,31 @@ def existing_file(path: str | os.PathLike, *, what: str = "file") -> Path:
     if not os.access(p, os.R_OK):
         raise InputError(f"{what} is not readable (permissions): {p}")
     return p
+
+
+def check_free_space(directory: Path, n_bytes: int, what: str) -> None:
+    """Raise an InputError when `directory`'s file system has less than `n_bytes` free."""
+    free = shutil.disk_usage(directory).free
+    if n_bytes > free:
+        raise InputError(
+            f"{what} needs {n_bytes / 2**30:.2f} GiB on disk in {directory} but only "
+            f"{free / 2**30:.2f} GiB is free; use another --cache-dir, a reduction "
+            "(avgpool or project:N) or fewer points."
+        )
+
+
+# --- arrays ------------------------------------------------------------------------------
+
+
+def to_numpy(values) -> object:
+    """Torch tensors (on any device, any float type) to numpy; anything else unchanged."""
+    detach = getattr(values, "detach", None)
+    if not callable(detach):
+        return values
+    tensor = detach().cpu()
+    if tensor.is_floating_point() and tensor.element_size() < 4:
+        tensor = tensor.float()  # numpy has no bfloat16
+    return tensor.numpy()
 
 
 def as_points(x, *, name: str = "points", min_points: int = 2) -> np.ndarray:
@@ -57,6 +87,73 @@ def as_points(x, *, name: str = "points", min_points: int = 2) -> np.ndarray:
     return arr
 
 
+def as_neighbourhoods(centres, neighbourhoods) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (N, D) and their finite neighbourhoods (N, K, D), checked against each other."""
+    c = as_points(centres, name="centres", min_points=1)
+    try:
+        nb = np.asarray(neighbourhoods)
+    except Exception as exc:
+        raise InputError(f"neighbourhoods could not be read as an array: {exc}") from None
+    if nb.ndim != 3 or nb.shape[0] != c.shape[0] or nb.shape[2] != c.shape[1]:
+        raise InputError(
+            f"neighbourhoods must have shape (N, K, D) = ({c.shape[0]}, K, {c.shape[1]}) "
+            f"to match the centres, got {nb.shape}."
+        )
+    if not np.issubdtype(nb.dtype, np.number):
+        raise InputError(f"neighbourhoods must be numeric, got dtype {nb.dtype}.")
+    if not np.isfinite(nb).all():
+        raise InputError("neighbourhoods contain NaN or Inf; remove those points.")
+    return c, nb
+
+
+def as_pool(pool_inputs) -> np.ndarray:
+    """Pool inputs (e.g. images) as a finite float32 array (P, *input_shape)."""
+    pool = np.asarray(to_numpy(pool_inputs), dtype=np.float32)
+    if pool.ndim < 2 or pool.shape[0] < 1:
+        raise InputError(f"pool inputs must have shape (points, *input_shape), got {pool.shape}.")
+    if not np.isfinite(pool).all():
+        raise InputError("pool inputs contain NaN or Inf; remove those points.")
+    return pool
+
+
+def as_paired(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """Two measures of equal length as float64 vectors, pairs with a NaN or Inf dropped."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if x.shape != y.shape:
+        raise InputError(f"the two measures have different lengths ({len(x)} and {len(y)}).")
+    keep = np.isfinite(x) & np.isfinite(y)
+    return x[keep], y[keep]
+
+
+def count_samples(data) -> int:
+    """The number of samples of a data set (anything with a length), at least one."""
+    try:
+        n_points = len(data)
+    except TypeError:
+        raise InputError(
+            "the data set has no length; give a map-style Dataset or a tensor of inputs."
+        ) from None
+    if n_points < 1:
+        raise InputError("the data set is empty; give at least one sample.")
+    return n_points
+
+
+def check_widths(layers: Sequence[Any], max_features: int, what: str) -> None:
+    """Every layer (with `.name` and `.points`) has at most max_features features."""
+    for layer in layers:
+        width = layer.points.shape[1]
+        if width > max_features:
+            raise InputError(
+                f"layer {layer.name!r} has {width} features, more than {what} handles "
+                f"({max_features}: it needs p x p matrices); reduce it with --reduction avgpool or "
+                "project:N, or leave it out with --layers."
+            )
+
+
+# --- labels, classes and classifiers -----------------------------------------------------
+
+
 def as_labels(y, n_points: int, *, name: str = "labels", min_per_class: int = 1) -> np.ndarray:
     """A 1-D integer label array of length n_points, every class holding at least min_per_class samples."""
     arr = np.asarray(y)
@@ -83,6 +180,121 @@ def as_labels(y, n_points: int, *, name: str = "labels", min_per_class: int = 1)
     return arr
 
 
+def as_class_indices(
+    labels, n_points: int, n_classes: int | None = None, *, name: str = "labels"
+) -> np.ndarray:
+    """Integer class indices, one per point: in 0..n_classes-1, or merely non-negative without n_classes.
+
+    Streaming needs indices that mean the same class in every batch, so strings and other
+    non-numeric labels are refused here (the whole-array functions map them to indices first).
+    """
+    arr = np.asarray(to_numpy(labels))
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        span = "0..C-1" if n_classes is None else f"0..{n_classes - 1}"
+        raise InputError(
+            f"{name} must be integer class indices {span}, got dtype {arr.dtype}; "
+            "map the labels to indices first."
+        )
+    arr = as_labels(arr, n_points, name=name)
+    if n_classes is None:
+        if arr.size and arr.min() < 0:
+            raise InputError(f"{name} holds negative labels; class indices must be 0..C-1.")
+        return arr
+    if len(arr) and (arr.min() < 0 or arr.max() >= n_classes):
+        bad = arr[(arr < 0) | (arr >= n_classes)][0]
+        raise InputError(
+            f"{name} contain class {bad}, outside 0..{n_classes - 1}; "
+            f"give n_classes larger than every label (or a classifier with one row per class)."
+        )
+    return arr
+
+
+def as_collapse_labels(labels, n_points: int, n_classes: int | None = None) -> tuple[np.ndarray, int]:
+    """(class indices, number of classes) for neural collapse: two or more classes, each with 2+ samples.
+
+    Without `n_classes` the classes are the sorted distinct labels; with it (the classifier's
+    rows) labels must be indices 0..n_classes-1 and every class must be present.
+    """
+    if labels is None:
+        raise InputError("neural collapse needs class labels: give --labels with --points.")
+    arr = as_labels(labels, n_points)
+    if n_classes is None:
+        _, y = np.unique(arr, return_inverse=True)
+        y = y.astype(np.int64)
+        n_classes = int(y.max()) + 1 if len(y) else 0
+        if n_classes < 2:
+            raise InputError("the labels hold a single class; neural collapse needs at least 2 classes.")
+    else:
+        y = as_class_indices(arr, n_points, n_classes)
+    counts = np.bincount(y, minlength=n_classes)
+    small = np.flatnonzero(counts < 2)
+    if len(small):
+        c = int(small[0])
+        raise InputError(
+            f"class {c} has {counts[c]} sample(s); neural collapse needs at least 2 samples of every "
+            f"class{' of the classifier' if counts[c] == 0 else ''}: give more data (a larger "
+            "--n-points) or drop that class."
+        )
+    return y, n_classes
+
+
+def as_target_classes(target_classes) -> tuple[int, ...]:
+    """Target classes (one index or several) as a sorted tuple of distinct non-negative ints."""
+    raw = [target_classes] if np.ndim(target_classes) == 0 else list(target_classes)
+    if not raw or any(int(c) != c or c < 0 for c in raw):
+        raise InputError(f"target classes must be non-negative class indices, got {target_classes}.")
+    return tuple(sorted({int(c) for c in raw}))
+
+
+def select_targets(
+    classes: str | int | Sequence[int], num_classes: int, *, as_set: bool = False
+) -> list[tuple[int, ...]]:
+    """The targets to measure: 'all' (each class), one class, or a list (each, or one set)."""
+    if isinstance(classes, str) and classes.strip().lower() == "all":
+        chosen = list(range(num_classes))
+    else:
+        chosen = parse_int_list(classes, name="--class")
+    bad = [c for c in chosen if not 0 <= c < num_classes]
+    if bad:
+        raise InputError(
+            f"class {bad[0]} does not exist: the model has {num_classes} classes (0 to {num_classes - 1})."
+        )
+    chosen = list(dict.fromkeys(chosen))  # repeats dropped, order kept
+    if as_set:
+        if len(chosen) < 2:
+            raise InputError(
+                "--set needs two or more classes (e.g. --class 3,5 --set): a set of one is a class."
+            )
+        return [tuple(sorted(chosen))]
+    return [(c,) for c in chosen]
+
+
+def as_classifier(
+    classifier, bias, *, n_classes: int, n_features: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier W as (n_classes, n_features) float64 and the bias as (n_classes,) (zeros when None)."""
+    weights = as_points(to_numpy(classifier), name="classifier", min_points=1).astype(np.float64)
+    if weights.shape != (n_classes, n_features):
+        raise InputError(
+            f"classifier has shape {weights.shape} but the features need "
+            f"({n_classes}, {n_features}) (one row per class, one column per feature); "
+            "pass the last Linear's weight."
+        )
+    if bias is None:
+        return weights, np.zeros(n_classes)
+    offsets = np.asarray(to_numpy(bias), dtype=np.float64).reshape(-1)
+    if offsets.shape != (n_classes,):
+        raise InputError(
+            f"bias has {offsets.size} entries but the classifier has {n_classes} rows."
+        )
+    if not np.isfinite(offsets).all():
+        raise InputError("bias contains NaN or Inf; pass the last Linear's finite bias.")
+    return weights, offsets
+
+
+# --- numbers and options -----------------------------------------------------------------
+
+
 def check_k(k: int, n_points: int, *, name: str = "k") -> int:
     """A neighbour count with 1 <= k < n_points."""
     if int(k) != k or k < 1:
@@ -102,3 +314,98 @@ def check_positive(value, *, name: str, integer: bool = False, allow_zero: bool 
     if value < 0 or (value == 0 and not allow_zero):
         raise InputError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}.")
     return int(value) if integer else float(value)
+
+
+def check_fraction(value, *, name: str) -> float:
+    """A number in [0, 1]."""
+    if not 0 <= value <= 1:
+        raise InputError(f"{name} must be between 0 and 1, got {value}.")
+    return float(value)
+
+
+def check_tangent_dim(dim, ambient: int) -> int:
+    """A tangent dimension: a positive whole number below the ambient dimension."""
+    dim = check_positive(dim, name="dim", integer=True)
+    if dim >= ambient:
+        raise InputError(
+            f"tangent dimension dim={dim} must be below the ambient dimension {ambient}; "
+            "a manifold as wide as its space has no normal directions to bend into."
+        )
+    return dim
+
+
+def check_resample_counts(n_boot: int, n_perm: int) -> None:
+    """Bootstrap and permutation counts, both non-negative."""
+    if n_boot < 0 or n_perm < 0:
+        raise InputError(f"bootstrap and permutation counts must be >= 0, got {n_boot} and {n_perm}.")
+
+
+def parse_int_list(text: str | int | Sequence[int], *, name: str) -> list[int]:
+    """'8,16,32' (or a sequence of ints) as a list of whole numbers; empty is an error."""
+    if isinstance(text, str):
+        parts = [part.strip() for part in text.split(",")]
+        if not any(parts):
+            raise InputError(f"{name} is empty: give comma-separated whole numbers, e.g. 8,16,32.")
+        if not all(parts):
+            raise InputError(f"{name} {text!r} has an empty item: give comma-separated whole numbers.")
+        values: list[Any] = []
+        for part in parts:
+            try:
+                values.append(int(part))
+            except ValueError:
+                raise InputError(
+                    f"{name} {text!r}: {part!r} is not a whole number; give e.g. 8,16,32."
+                ) from None
+        return values
+    values = [text] if np.ndim(text) == 0 else list(text)
+    if not values:
+        raise InputError(f"{name} is empty: give at least one whole number.")
+    if any(isinstance(v, bool) or int(v) != v for v in values):
+        raise InputError(f"{name} must hold whole numbers, got {values}.")
+    return [int(v) for v in values]
+
+
+def check_dims(
+    dims: str | int | Sequence[int], input_dim: int | None = None, *, name: str = "--dims"
+) -> list[int]:
+    """Cutting dimensions: whole numbers from 1 to the input dimension, sorted, repeats dropped."""
+    values = parse_int_list(dims, name=name)
+    low = min(values)
+    if low < 1:
+        raise InputError(
+            f"cutting dimension {low} in {name} is not positive: cutting dimensions must be at least 1."
+        )
+    if input_dim is not None and max(values) > input_dim:
+        raise InputError(
+            f"cutting dimension {max(values)} in {name} exceeds the input dimension {input_dim}: "
+            f"cutting dimensions (planes) have at most {input_dim} dimensions."
+        )
+    return sorted(set(values))
+
+
+def parse_flag(text: str, *, name: str) -> bool:
+    """A true/false cell ('True', '1', 'yes' / 'False', '0', 'no', empty) as a bool."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no", ""):
+        return False
+    raise InputError(f"{name} must be True or False, got {text!r}.")
+
+
+def check_sweep_options(
+    probes: Sequence[str], executor: str, workers: int | None, *, known_probes: Sequence[str],
+    executors: Sequence[str],
+) -> tuple[str, ...]:
+    """A sweep's probes (distinct, known; returned in order), executor and worker count."""
+    chosen = tuple(dict.fromkeys(p.strip() for p in probes if p.strip()))
+    if not chosen:
+        raise InputError(f"give at least one probe: {', '.join(known_probes)}.")
+    unknown = [p for p in chosen if p not in known_probes]
+    if unknown:
+        raise InputError(f"unknown probe {unknown[0]!r}: use {', '.join(known_probes)}.")
+    if executor not in executors:
+        raise InputError(f"unknown executor {executor!r}: use {' or '.join(executors)}.")
+    if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
+        raise InputError(f"workers must be a whole number of at least 1, got {workers}.")
+    return chosen

@@ -11,15 +11,14 @@ from manifold_probe.errors import InputError
 from manifold_probe.pipeline import DataSelection, ModelSpec, load_model_spec
 from manifold_probe.profiles.cutting_planes import (
     CuttingPlaneOptions,
-    check_dims,
     class_manifolds,
     cutting_planes_profile,
-    select_targets,
     success_curve_points,
 )
 from manifold_probe.results import SCHEMA, read_result
 from manifold_probe.sources.data import load_data
 from manifold_probe.training import train_and_save
+from manifold_probe.validation import check_dims, select_targets
 from manifold_probe_cli import main as cli_main
 
 SWEEP = ["--dims", "4,16,64", "--planes", "3", "--steps", "60"]

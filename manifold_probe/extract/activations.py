@@ -34,8 +34,8 @@ from torch.utils.data import DataLoader, Dataset
 from ..device import resolve_device
 from ..errors import InputError
 from ..progress import track
-from ..validation import check_positive
-from .cache import ActivationCache, CacheKey, PendingEntry, default_cache_dir, ensure_free_space
+from ..validation import check_free_space, check_positive, count_samples
+from .cache import ActivationCache, CacheKey, PendingEntry, default_cache_dir
 from .hooks import LayerRecorder, eval_mode
 from .reductions import (
     DEFAULT_MAX_MATRIX_BYTES,
@@ -137,7 +137,7 @@ class _Storage:
             self.scratch_root.mkdir(parents=True, exist_ok=True)
             self.temp_dir = tempfile.TemporaryDirectory(prefix="spill-", dir=self.scratch_root)
         folder = Path(self.temp_dir.name)
-        ensure_free_space(folder, n_bytes, f"layer {info['layer']!r}")
+        check_free_space(folder, n_bytes, f"layer {info['layer']!r}")
         path = folder / f"{len(list(folder.iterdir()))}.npy"
         return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape), None, True
 
@@ -236,18 +236,6 @@ class _LayerWriter:
             self.pending = None
 
 
-def _count(data) -> int:
-    try:
-        n_points = len(data)
-    except TypeError:
-        raise InputError(
-            "the data set has no length; give a map-style Dataset or a tensor of inputs."
-        ) from None
-    if n_points < 1:
-        raise InputError("the data set is empty; give at least one sample.")
-    return n_points
-
-
 def _yields_labels(data) -> bool:
     if isinstance(data, torch.Tensor):
         return False
@@ -310,7 +298,7 @@ def extract(
         max_memory = check_positive(max_memory, name="max_memory", integer=True, allow_zero=True)
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(data)
-    n_points = _count(data)
+    n_points = count_samples(data)
     plan = resolve_reductions(reduction, layers)
     cache = ActivationCache(cache_dir) if use_cache else None
 

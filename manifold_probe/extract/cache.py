@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import platformdirs
 
 from ..errors import InputError
 from ..files import atomic_write
+from ..validation import check_free_space
 
 CACHE_FORMAT = 1
 """Bumped when the meaning of cached arrays changes, so old entries stop matching."""
@@ -77,17 +77,6 @@ class CacheEntry:
 
     array: np.memmap
     info: dict
-
-
-def ensure_free_space(directory: Path, n_bytes: int, what: str) -> None:
-    """Raise an InputError when `directory`'s file system has less than `n_bytes` free."""
-    free = shutil.disk_usage(directory).free
-    if n_bytes > free:
-        raise InputError(
-            f"{what} needs {n_bytes / 2**30:.2f} GiB on disk in {directory} but only "
-            f"{free / 2**30:.2f} GiB is free; use another --cache-dir, a reduction "
-            "(avgpool or project:N) or fewer points."
-        )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -149,7 +138,7 @@ class ActivationCache:
         array_path.parent.mkdir(parents=True, exist_ok=True)
         self._remove_dead_partials(array_path.parent, key.digest())
         n_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(key.dtype).itemsize
-        ensure_free_space(array_path.parent, n_bytes, f"layer {key.layer!r}")
+        check_free_space(array_path.parent, n_bytes, f"layer {key.layer!r}")
         return PendingEntry(self, key, tuple(shape), info or {})
 
     def _remove_dead_partials(self, folder: Path, digest: str) -> None:

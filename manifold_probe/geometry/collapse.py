@@ -59,7 +59,7 @@ from scipy.spatial.distance import pdist
 
 from ..errors import InputError
 from ..progress import track
-from ..validation import as_labels, as_points, check_positive
+from ..validation import as_class_indices, as_classifier, as_labels, as_points, check_positive, to_numpy
 
 # A feature/label batch as the caller yields it (numpy arrays or torch tensors).
 Batch = tuple[object, object]
@@ -78,63 +78,6 @@ class CollapseResult:
     n_samples: int
     class_counts: np.ndarray
     class_means: np.ndarray
-
-
-def to_numpy(values) -> object:
-    """Torch tensors (on any device, any float type) to numpy; anything else unchanged."""
-    detach = getattr(values, "detach", None)
-    if not callable(detach):
-        return values
-    tensor = detach().cpu()
-    if tensor.is_floating_point() and tensor.element_size() < 4:
-        tensor = tensor.float()  # numpy has no bfloat16
-    return tensor.numpy()
-
-
-def as_class_indices(labels, n_points: int, n_classes: int, *, name: str = "labels") -> np.ndarray:
-    """Integer class indices in [0, n_classes), one per point.
-
-    Streaming needs indices that mean the same class in every batch, so strings and other
-    non-numeric labels are refused here (the whole-array functions map them to indices first).
-    """
-    arr = np.asarray(to_numpy(labels))
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InputError(
-            f"{name} must be integer class indices 0..{n_classes - 1}, got dtype {arr.dtype}; "
-            "map the labels to indices first."
-        )
-    arr = as_labels(arr, n_points, name=name)
-    if len(arr) and (arr.min() < 0 or arr.max() >= n_classes):
-        bad = arr[(arr < 0) | (arr >= n_classes)][0]
-        raise InputError(
-            f"{name} contain class {bad}, outside 0..{n_classes - 1}; "
-            f"give n_classes larger than every label (or a classifier with one row per class)."
-        )
-    return arr
-
-
-def as_classifier(
-    classifier, bias, *, n_classes: int, n_features: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The classifier W as a (n_classes, n_features) float64 array and the bias as (n_classes,)
-    (zeros when bias is None)."""
-    weights = as_points(to_numpy(classifier), name="classifier", min_points=1).astype(np.float64)
-    if weights.shape != (n_classes, n_features):
-        raise InputError(
-            f"classifier has shape {weights.shape} but the features need "
-            f"({n_classes}, {n_features}) (one row per class, one column per feature); "
-            "pass the last Linear's weight."
-        )
-    if bias is None:
-        return weights, np.zeros(n_classes)
-    offsets = np.asarray(to_numpy(bias), dtype=np.float64).reshape(-1)
-    if offsets.shape != (n_classes,):
-        raise InputError(
-            f"bias has {offsets.size} entries but the classifier has {n_classes} rows."
-        )
-    if not np.isfinite(offsets).all():
-        raise InputError("bias contains NaN or Inf; pass the last Linear's finite bias.")
-    return weights, offsets
 
 
 class CollapseStatistics:

@@ -100,7 +100,7 @@ import torch
 from ..device import resolve_device, torch_threads
 from ..errors import InputError
 from ..progress import track
-from ..validation import as_points, check_k, check_positive
+from ..validation import as_neighbourhoods, as_points, check_k, check_positive, check_tangent_dim
 from .neighbours import NeighbourGraph, nearest_neighbours
 
 QUANTILES = (5, 25, 50, 75, 95)
@@ -237,7 +237,7 @@ def curvature(
     """
     x = as_points(points, min_points=3)
     n, ambient = x.shape
-    dim = _check_dim(dim, ambient)
+    dim = check_tangent_dim(dim, ambient)
     k = default_k(dim, n) if k is None else check_k(k, n)
     _check_enough(k, dim)
     if graph is None:
@@ -286,10 +286,10 @@ class NeighbourhoodCurvature:
         self._parts: list[_LocalFits] = []
 
     def add(self, centres, neighbourhoods, *, progress: bool = False) -> None:
-        c, nb = _check_neighbourhoods(centres, neighbourhoods)
+        c, nb = as_neighbourhoods(centres, neighbourhoods)
         n, k, ambient = nb.shape
         if self.k is None:
-            self.dim = _check_dim(self.dim, ambient)
+            self.dim = check_tangent_dim(self.dim, ambient)
             _check_enough(k, self.dim)
             self.k = k
         elif k != self.k:
@@ -350,25 +350,15 @@ def principal_curvatures(
     are ordered by singular value, largest first; m = min(D, K) - d. Signs follow the SVD's
     arbitrary orientation of each normal direction. NaN where the neighbourhood is degenerate.
     """
-    c, nb = _check_neighbourhoods(centres, neighbourhoods)
+    c, nb = as_neighbourhoods(centres, neighbourhoods)
     _, k, ambient = nb.shape
-    dim = _check_dim(dim, ambient)
+    dim = check_tangent_dim(dim, ambient)
     _check_enough(k, dim)
     dev = resolve_device(device)
     delta = torch.from_numpy(nb).to(dev, dtype) - torch.from_numpy(c).to(dev, dtype)[:, None, :]
     fits = _local_fits(delta, dim, keep_principal=True)
     principal = fits.principal.masked_fill(~fits.valid[:, None, None], torch.nan)
     return principal.cpu().numpy()
-
-
-def _check_dim(dim, ambient: int) -> int:
-    dim = check_positive(dim, name="dim", integer=True)
-    if dim >= ambient:
-        raise InputError(
-            f"tangent dimension dim={dim} must be below the ambient dimension {ambient}; "
-            "a manifold as wide as its space has no normal directions to bend into."
-        )
-    return dim
 
 
 def _check_enough(k: int, dim: int) -> None:
@@ -379,24 +369,6 @@ def _check_enough(k: int, dim: int) -> None:
             f"({n_unknowns(dim)} unknowns per normal direction, plus a constant); "
             f"use K >= {need} (default {default_k(dim)})."
         )
-
-
-def _check_neighbourhoods(centres, neighbourhoods) -> tuple[np.ndarray, np.ndarray]:
-    c = as_points(centres, name="centres", min_points=1)
-    try:
-        nb = np.asarray(neighbourhoods)
-    except Exception as exc:
-        raise InputError(f"neighbourhoods could not be read as an array: {exc}") from None
-    if nb.ndim != 3 or nb.shape[0] != c.shape[0] or nb.shape[2] != c.shape[1]:
-        raise InputError(
-            f"neighbourhoods must have shape (N, K, D) = ({c.shape[0]}, K, {c.shape[1]}) "
-            f"to match the centres, got {nb.shape}."
-        )
-    if not np.issubdtype(nb.dtype, np.number):
-        raise InputError(f"neighbourhoods must be numeric, got dtype {nb.dtype}.")
-    if not np.isfinite(nb).all():
-        raise InputError("neighbourhoods contain NaN or Inf; remove those points.")
-    return c, nb
 
 
 def _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, device) -> _LocalFits:

@@ -68,8 +68,8 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from ..errors import InputError
-from ..validation import as_labels, as_points, check_positive
-from .collapse import CollapseStatistics, as_class_indices, as_classifier, to_numpy
+from ..validation import as_class_indices, as_classifier, as_labels, as_points, check_positive, to_numpy
+from .collapse import CollapseStatistics
 
 
 @dataclass(frozen=True)

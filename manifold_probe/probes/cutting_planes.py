@@ -61,7 +61,7 @@ from torch import nn
 from ..device import resolve_device
 from ..errors import InputError
 from ..progress import track
-from ..validation import as_labels, check_positive
+from ..validation import as_labels, as_pool, as_target_classes, check_dims, check_positive
 from .critical_dimension import CriticalDimension, critical_dimension
 
 HIT_LEVEL = 0.5
@@ -182,12 +182,12 @@ def measure_class_manifold(
     See the module docstring for the procedure and `critical_dimension` for the reading.
     """
     models = _as_models(models)
-    pool = _as_pool(pool_inputs)
+    pool = as_pool(pool_inputs)
     labels = as_labels(pool_labels, pool.shape[0], name="pool_labels")
-    targets = _as_targets(target_classes)
+    targets = as_target_classes(target_classes)
     input_shape = tuple(pool.shape[1:])
     input_dim = int(np.prod(input_shape))
-    dims = _as_dims(dims, input_dim)
+    dims = check_dims(dims, input_dim, name="dims")
     planes = check_positive(planes, name="planes", integer=True)
 
     cutting = draw_planes(pool, labels, targets, dims, planes, offset=offset, seed=seed)
@@ -291,7 +291,7 @@ def optimise_planes(
     it ran (see the module docstring for the loss, the score and the early stop).
     """
     models = _as_models(models)
-    targets = _as_targets(target_classes)
+    targets = as_target_classes(target_classes)
     steps = check_positive(steps, name="steps", integer=True)
     patience = check_positive(patience, name="patience", integer=True)
     batch = check_positive(batch, name="batch", integer=True)
@@ -460,32 +460,3 @@ def _as_models(models) -> list[nn.Module]:
     return models
 
 
-def _as_pool(pool_inputs) -> np.ndarray:
-    """Pool inputs as a finite float32 array (P, *input_shape). Should move to validation.py."""
-    if isinstance(pool_inputs, torch.Tensor):
-        pool_inputs = pool_inputs.detach().cpu().numpy()
-    pool = np.asarray(pool_inputs, dtype=np.float32)
-    if pool.ndim < 2 or pool.shape[0] < 1:
-        raise InputError(f"pool inputs must have shape (points, *input_shape), got {pool.shape}.")
-    if not np.isfinite(pool).all():
-        raise InputError("pool inputs contain NaN or Inf; remove those points.")
-    return pool
-
-
-def _as_targets(target_classes) -> tuple[int, ...]:
-    """Target classes as a sorted tuple of distinct non-negative ints. Should move to validation.py."""
-    raw = [target_classes] if np.ndim(target_classes) == 0 else list(target_classes)
-    if not raw or any(int(c) != c or c < 0 for c in raw):
-        raise InputError(f"target classes must be non-negative class indices, got {target_classes}.")
-    return tuple(sorted({int(c) for c in raw}))
-
-
-def _as_dims(dims, input_dim: int) -> list[int]:
-    """Cutting dimensions: whole numbers in 1..input_dim, sorted, repeats dropped."""
-    values = [dims] if np.ndim(dims) == 0 else list(dims)
-    if not values or any(int(d) != d or not 1 <= d <= input_dim for d in values):
-        raise InputError(
-            f"cutting dimensions must be whole numbers from 1 to the input dimension {input_dim}, "
-            f"got {values}."
-        )
-    return sorted({int(d) for d in values})

@@ -52,13 +52,13 @@ from ..extract.classifier import (
     extract_classifier_inputs,
     find_classifier,
 )
-from ..geometry.collapse import CollapseStatistics, as_class_indices, as_classifier
+from ..geometry.collapse import CollapseStatistics
 from ..geometry.spectra import covariance_spectra_from_statistics, fisher_spectra
 from ..pipeline import LayerArray, LayerArrays
 from ..progress import track
 from ..results import LayerResult, Result
 from ..sources.data import stratified_subset
-from ..validation import as_labels, as_points
+from ..validation import as_classifier, as_collapse_labels, as_points, check_widths
 from .layers import layer_result
 
 PENULTIMATE = "penultimate"
@@ -214,46 +214,6 @@ def model_classifier(
 # --- labels and streaming --------------------------------------------------------------
 
 
-def class_labels(labels, n_points: int, n_classes: int | None = None) -> tuple[np.ndarray, int]:
-    """(class indices, number of classes), every class holding at least 2 samples.
-
-    Without `n_classes` the classes are the sorted distinct labels; with it (the classifier's
-    rows) labels must be indices 0..n_classes-1 and every class must be present.
-    """
-    if labels is None:
-        raise InputError("neural collapse needs class labels: give --labels with --points.")
-    arr = as_labels(labels, n_points)
-    if n_classes is None:
-        _, y = np.unique(arr, return_inverse=True)
-        y = y.astype(np.int64)
-        n_classes = int(y.max()) + 1 if len(y) else 0
-        if n_classes < 2:
-            raise InputError("the labels hold a single class; neural collapse needs at least 2 classes.")
-    else:
-        y = as_class_indices(arr, n_points, n_classes)
-    counts = np.bincount(y, minlength=n_classes)
-    small = np.flatnonzero(counts < 2)
-    if len(small):
-        c = int(small[0])
-        raise InputError(
-            f"class {c} has {counts[c]} sample(s); neural collapse needs at least 2 samples of every "
-            f"class{' of the classifier' if counts[c] == 0 else ''}: give more data (a larger "
-            "--n-points) or drop that class."
-        )
-    return y, n_classes
-
-
-def _check_widths(layers: Sequence[LayerArray], max_features: int, what: str) -> None:
-    for layer in layers:
-        width = layer.points.shape[1]
-        if width > max_features:
-            raise InputError(
-                f"layer {layer.name!r} has {width} features, more than {what} handles "
-                f"({max_features}: it needs p x p matrices); reduce it with --reduction avgpool or "
-                "project:N, or leave it out with --layers."
-            )
-
-
 def _chunk_rows(n_features: int) -> int:
     """Rows per slice: about 64 MB of float64 per slice."""
     return int(np.clip(2**23 // max(n_features, 1), 256, 65536))
@@ -277,7 +237,7 @@ def _labels_for(arrays: LayerArrays, classifier: ClassifierLayer | None) -> tupl
     if not arrays.layers:
         raise InputError("no layers to measure.")
     n_points = arrays.layers[0].points.shape[0]
-    return class_labels(arrays.labels, n_points, classifier.head.n_classes if classifier else None)
+    return as_collapse_labels(arrays.labels, n_points, classifier.head.n_classes if classifier else None)
 
 
 def _new_result(command: str, arrays: LayerArrays, params: dict, classifier, y, n_classes) -> Result:
@@ -302,7 +262,7 @@ def collapse_profile(
     """Result of `mprobe collapse`: the NC metrics of every layer, plus the classifier metrics
     on the classifier's layer (nc4 takes a second pass over that layer)."""
     y, n_classes = _labels_for(arrays, classifier)
-    _check_widths(arrays.layers, max_features, "collapse")
+    check_widths(arrays.layers, max_features, "collapse")
     result = _new_result("collapse", arrays, {"max_features": max_features}, classifier, y, n_classes)
     n = len(arrays.layers)
     for index, layer in enumerate(track(arrays.layers, description="neural collapse", enabled=progress)):
@@ -343,7 +303,7 @@ def spectra_profile(
     `details["fisher"]`) on a stratified seeded subset of at most `fisher_points` samples.
     """
     y, n_classes = _labels_for(arrays, classifier)
-    _check_widths(arrays.layers, max_features, "spectra")
+    check_widths(arrays.layers, max_features, "spectra")
     params = {
         "n_values": n_values,
         "fisher_points": fisher_points,

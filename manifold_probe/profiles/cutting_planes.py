@@ -43,7 +43,7 @@ from ..progress import track
 from ..results import Result
 from ..sources.data import SPLITS, load_data
 from ..sources.models import LoadedModel
-from ..validation import as_labels, check_positive
+from ..validation import as_labels, check_dims, check_positive, select_targets
 
 OFFSETS = ("data", "noise")
 
@@ -96,72 +96,6 @@ class CuttingPlaneOptions:
             raise InputError(f"confidence must lie strictly between 0 and 1, got {self.confidence}.")
         if self.dims is not None:
             object.__setattr__(self, "dims", tuple(check_dims(self.dims)))
-
-
-# Input checks of this command. They belong in validation.py (kept here while the file has
-# another owner): parse_int_list, check_dims, select_targets.
-
-
-def parse_int_list(text: str | int | Sequence[int], *, name: str) -> list[int]:
-    """'8,16,32' (or a sequence of ints) as a list of whole numbers; empty is an error."""
-    if isinstance(text, str):
-        parts = [part.strip() for part in text.split(",")]
-        if not any(parts):
-            raise InputError(f"{name} is empty: give comma-separated whole numbers, e.g. 8,16,32.")
-        if not all(parts):
-            raise InputError(f"{name} {text!r} has an empty item: give comma-separated whole numbers.")
-        values: list[Any] = []
-        for part in parts:
-            try:
-                values.append(int(part))
-            except ValueError:
-                raise InputError(
-                    f"{name} {text!r}: {part!r} is not a whole number; give e.g. 8,16,32."
-                ) from None
-        return values
-    values = [text] if np.ndim(text) == 0 else list(text)
-    if not values:
-        raise InputError(f"{name} is empty: give at least one whole number.")
-    if any(isinstance(v, bool) or int(v) != v for v in values):
-        raise InputError(f"{name} must hold whole numbers, got {values}.")
-    return [int(v) for v in values]
-
-
-def check_dims(dims: str | Sequence[int], input_dim: int | None = None) -> list[int]:
-    """Cutting dimensions: whole numbers from 1 to the input dimension, sorted, repeats dropped."""
-    values = parse_int_list(dims, name="--dims")
-    low = min(values)
-    if low < 1:
-        raise InputError(f"cutting dimension {low} in --dims is not positive: every d must be at least 1.")
-    if input_dim is not None and max(values) > input_dim:
-        raise InputError(
-            f"cutting dimension {max(values)} in --dims exceeds the input dimension {input_dim}: "
-            f"a plane has at most {input_dim} dimensions."
-        )
-    return sorted(set(values))
-
-
-def select_targets(
-    classes: str | int | Sequence[int], num_classes: int, *, as_set: bool = False
-) -> list[tuple[int, ...]]:
-    """The targets to measure: 'all' (each class), one class, or a list (each, or one set)."""
-    if isinstance(classes, str) and classes.strip().lower() == "all":
-        chosen = list(range(num_classes))
-    else:
-        chosen = parse_int_list(classes, name="--class")
-    bad = [c for c in chosen if not 0 <= c < num_classes]
-    if bad:
-        raise InputError(
-            f"class {bad[0]} does not exist: the model has {num_classes} classes (0 to {num_classes - 1})."
-        )
-    chosen = list(dict.fromkeys(chosen))  # repeats dropped, order kept
-    if as_set:
-        if len(chosen) < 2:
-            raise InputError(
-                "--set needs two or more classes (e.g. --class 3,5 --set): a set of one is a class."
-            )
-        return [tuple(sorted(chosen))]
-    return [(c,) for c in chosen]
 
 
 def target_seed(seed: int, targets: Sequence[int]) -> int:

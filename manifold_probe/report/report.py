@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..files import atomic_write
 from ..progress import track
 from ..results import Result, read_result
+from ..validation import parse_flag
 from .statistics import METHODS, correlations, linear_fit
 
 MEASURES = (
@@ -86,15 +87,6 @@ def _number(text: str) -> float:
         return math.nan
 
 
-def _flag(text: str, *, row: int) -> bool:
-    value = text.strip().lower()
-    if value in ("true", "1", "yes"):
-        return True
-    if value in ("false", "0", "no", ""):
-        return False
-    raise InputError(f"table.csv row {row}: untrained must be True or False, got {text!r}.")
-
-
 def read_sweep_table(sweep_dir: str | os.PathLike) -> tuple[list[SweepRow], list[str]]:
     """The rows of SWEEP/table.csv and its column names (read with the csv module)."""
     path = Path(sweep_dir).expanduser() / "table.csv"
@@ -109,7 +101,7 @@ def read_sweep_table(sweep_dir: str | os.PathLike) -> tuple[list[SweepRow], list
         rows = [
             SweepRow(
                 {k: (v or "") for k, v in cells.items() if k is not None},
-                _flag(cells["untrained"] or "", row=i),
+                parse_flag(cells["untrained"] or "", name=f"table.csv row {i}: untrained"),
             )
             for i, cells in enumerate(reader, start=2)
         ]

@@ -33,6 +33,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from ..errors import InputError
+from ..validation import as_paired, check_resample_counts
 
 METHODS = ("pearson", "spearman", "kendall")
 MIN_PAIRS = 3
@@ -126,20 +127,6 @@ def _kendall_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 _ROWS = {"pearson": _pearson_rows, "spearman": _spearman_rows, "kendall": _kendall_rows}
 
 
-def _paired(x, y) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(x, dtype=np.float64).reshape(-1)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    if x.shape != y.shape:
-        raise InputError(f"the two measures have different lengths ({len(x)} and {len(y)}).")
-    keep = np.isfinite(x) & np.isfinite(y)
-    return x[keep], y[keep]
-
-
-def _check_counts(n_boot: int, n_perm: int) -> None:
-    if n_boot < 0 or n_perm < 0:
-        raise InputError(f"bootstrap and permutation counts must be >= 0, got {n_boot} and {n_perm}.")
-
-
 def correlation(
     x, y, method: str = "spearman", *, seed: int = 0, n_boot: int = 1000, n_perm: int = 1000
 ) -> Correlation:
@@ -164,8 +151,8 @@ def correlations(
     unknown = [m for m in methods if m not in _ROWS]
     if unknown:
         raise InputError(f"unknown correlation method {unknown[0]!r}; choose from {', '.join(METHODS)}.")
-    _check_counts(n_boot, n_perm)
-    x, y = _paired(x, y)
+    check_resample_counts(n_boot, n_perm)
+    x, y = as_paired(x, y)
     n = len(x)
     if n < MIN_PAIRS:
         return {m: Correlation(m, None, None, None, n) for m in methods}
@@ -200,8 +187,8 @@ def linear_fit(x, y, *, grid_points: int = 50, seed: int = 0, n_boot: int = 1000
     The band at each grid point is the 2.5 % and 97.5 % quantiles of the resampled lines'
     values there. None when fewer than 3 finite pairs remain or x is constant.
     """
-    _check_counts(n_boot, 0)
-    x, y = _paired(x, y)
+    check_resample_counts(n_boot, 0)
+    x, y = as_paired(x, y)
     if len(x) < MIN_PAIRS or np.ptp(x) == 0:
         return None
     slope, intercept = np.polyfit(x, y, 1)

@@ -48,7 +48,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..errors import InputError
-from ..validation import as_labels, check_positive, existing_file
+from ..validation import as_class_indices, check_positive, existing_file
 
 SPEC_FORMS: tuple[str, ...] = (
     "digits",
@@ -259,16 +259,6 @@ def _load_digits(split: str) -> tuple[TensorImages, np.ndarray, int, tuple[int, 
 # --- npz ---------------------------------------------------------------------------------
 
 
-def _whole_labels(y: np.ndarray, n_points: int, *, name: str) -> np.ndarray:
-    """Class indices 0..C-1 (to move to validation.py)."""
-    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
-        raise InputError(f"{name} must hold whole-number class indices, got dtype {y.dtype}.")
-    labels = as_labels(y, n_points, name=name)
-    if labels.size and labels.min() < 0:
-        raise InputError(f"{name} holds negative labels; class indices must be 0..C-1.")
-    return labels
-
-
 def _load_npz(path_text: str, split: str):
     path = existing_file(path_text, what="npz file")
     if not zipfile.is_zipfile(path):
@@ -305,12 +295,12 @@ def _load_npz(path_text: str, split: str):
         )
     if not np.isfinite(x).all():
         raise InputError(f"{x_name} in {path} contains NaN or Inf; remove or impute them.")
-    labels = _whole_labels(arrays[y_name], len(x), name=f"{y_name} in {path}")
+    labels = as_class_indices(arrays[y_name], len(x), None, name=f"{y_name} in {path}")
     other_name = "y_test" if split == "train" else "y"
     largest = labels.max()
     if other_name in arrays and arrays[other_name].size:
         other = arrays[other_name]
-        other_labels = _whole_labels(other, len(other), name=f"{other_name} in {path}")
+        other_labels = as_class_indices(other, len(other), None, name=f"{other_name} in {path}")
         largest = max(largest, other_labels.max())
     num_classes = int(largest) + 1
     images = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
