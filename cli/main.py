@@ -60,6 +60,9 @@ commands_zoo.register(app)
 commands_demo.register(app)
 
 
+_INTERRUPTED = "interrupted; finished results are kept, nothing was half-written."
+
+
 def _version(value: bool):
     if value:
         print(f"mprobe {__version__}")
@@ -85,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     args = [a for a in args if a != "--debug"]
     warnings.showwarning = _show_warning
     try:
-        app(args=args, prog_name="mprobe", standalone_mode=False)
+        # typer >= 0.20 returns an Exit's code instead of raising it (KeyboardInterrupt -> 130)
+        code = app(args=args, prog_name="mprobe", standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+            if code == 130:
+                err_console.print(_INTERRUPTED)
+            return code
     except NoArgsIsHelp:
         return 0
     except InputError as exc:
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exit as exc:
         return exc.exit_code
     except (Abort, KeyboardInterrupt):
-        err_console.print("interrupted; finished results are kept, nothing was half-written.")
+        err_console.print(_INTERRUPTED)
         return 130
     except ClickException as exc:
         err_console.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
