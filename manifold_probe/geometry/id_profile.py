@@ -65,8 +65,9 @@ def measure_dimensions(
     if graph_methods:
         if k_needed >= len(x):
             raise InputError(
-                f"{len(x)} points are too few for {k_needed} nearest neighbours; "
-                "give more points or lower --k."
+                f"{len(x)} points are too few for {k_needed} nearest neighbours; give more than "
+                f"{k_needed} distinct points, or methods that need fewer neighbours (--method "
+                "twonn,pca works from 4 points)."
             )
         graph = nearest_neighbours(x, k_needed, device=device, backend=backend)
 
