@@ -306,3 +306,34 @@ def test_max_memory_on_the_command_line_gives_the_same_result(tmp_path, digits_c
     assert code == 0
     a, b = read_result(tmp_path / "a.json"), read_result(tmp_path / "b.json")
     assert a.layers[0].metrics == pytest.approx(b.layers[0].metrics, rel=1e-9)  # BLAS threads differ
+
+
+def test_max_memory_bounds_the_memory_held_for_activations():
+    """A 33 MB layer extracted under a 1 MB bound: the arrays Python holds at the peak stay near
+    one batch, not the layer (tracemalloc sees numpy's allocations); without the bound they hold it."""
+    import tracemalloc
+
+    import torch
+
+    from manifold_probe.extract.activations import extract
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 4096))
+    inputs = torch.randn(2000, 16)
+    layer_bytes = 2000 * 4096 * 4
+
+    def peak(max_memory):
+        tracemalloc.start()
+        with extract(model, inputs, ["0"], batch_size=100, use_cache=False, max_memory=max_memory) as acts:
+            first_row = np.array(acts["0"][0])
+            on_disk = acts.info["0"].on_disk
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top, on_disk, first_row
+
+    bounded, on_disk, row = peak(2**20)
+    unbounded, in_memory_on_disk, row_free = peak(None)
+    assert on_disk and not in_memory_on_disk
+    np.testing.assert_array_equal(row, row_free)
+    assert unbounded >= layer_bytes
+    assert bounded < layer_bytes / 4
