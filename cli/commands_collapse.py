@@ -6,9 +6,7 @@ this module parses options, expands checkpoint globs, prints tables and draws th
 
 from __future__ import annotations
 
-import functools
 import glob
-import inspect
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +19,7 @@ from plotly.subplots import make_subplots
 from rich.table import Table
 
 from manifold_probe.errors import InputError
-from manifold_probe.pipeline import DataSelection, LayerArrays, _data_key, _load_array
+from manifold_probe.pipeline import DataSelection, LayerArrays, data_key, load_array
 from manifold_probe.profiles.collapse import (
     CLASSIFIER_METRICS,
     COLLAPSE_METRICS,
@@ -40,7 +38,6 @@ from manifold_probe.profiles.collapse import (
 from manifold_probe.report.profile_page import layer_profile_figure, write_page
 from manifold_probe.results import Result
 
-from . import options as shared
 from .options import HtmlOut, JsonOut, SourceArgs, source_options
 from .output import _format, console, err_console, print_layers, write_outputs
 
@@ -83,29 +80,6 @@ NValues = Annotated[
 # --- options ---------------------------------------------------------------------------
 
 
-def _source_options_with_models(command):
-    """`options.source_options`, with --model repeatable: the command gets `models` (a list)
-    besides `source` (whose `model` is None)."""
-    table = dict(shared._SOURCE_OPTIONS)
-    table["model"] = (Models, None)
-    signature = inspect.signature(command, eval_str=True)
-    own = [p for p in signature.parameters.values() if p.name not in ("source", "models")]
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-        for name, (annotation, default) in table.items()
-    ]
-
-    @functools.wraps(command)
-    def wrapper(**kwargs):
-        models = kwargs.pop("model")
-        source = SourceArgs(model=None, **{name: kwargs.pop(name) for name in table if name != "model"})
-        return command(source=source, models=models, **kwargs)
-
-    wrapper.__signature__ = signature.replace(parameters=params)
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper
-
-
 def expand_models(values: list[str]) -> list[str]:
     """Checkpoint paths from repeated --model values, each a path or a glob (expanded here, so
     a quoted pattern works), duplicates dropped; the profile orders them by epoch."""
@@ -126,7 +100,7 @@ def expand_models(values: list[str]) -> list[str]:
 
 
 def _data_key_of(source: SourceArgs) -> str:
-    return _data_key(DataSelection(source.data, source.split, source.n_points, source.seed))
+    return data_key(DataSelection(source.data, source.split, source.n_points, source.seed))
 
 
 def _check_points_options(source: SourceArgs, classifier: Path | None, bias: Path | None) -> None:
@@ -143,8 +117,8 @@ def _check_points_options(source: SourceArgs, classifier: Path | None, bias: Pat
 def _points_classifier(arrays: LayerArrays, classifier: Path | None, bias: Path | None):
     if classifier is None:
         return None
-    weight = _load_array(str(classifier), "classifier file")
-    offsets = _load_array(str(bias), "bias file") if bias is not None else None
+    weight = load_array(str(classifier), "classifier file")
+    offsets = load_array(str(bias), "bias file") if bias is not None else None
     head = classifier_from_arrays(weight, offsets, name=Path(classifier).name)
     return points_classifier(arrays, head)
 
@@ -164,7 +138,7 @@ def _model_classifier(arrays: LayerArrays, source: SourceArgs) -> ClassifierLaye
 # --- mprobe collapse -------------------------------------------------------------------
 
 
-@_source_options_with_models
+@source_options(models=Models)
 def collapse_command(
     classifier: ClassifierFile = None,
     bias: BiasFile = None,

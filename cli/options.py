@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -225,24 +226,33 @@ _SOURCE_OPTIONS = {
 }
 
 
-def source_options(command):
+def source_options(command=None, *, models: Any = None):
     """Give a command the shared source options (--model, --data, --points, --layers, ...).
 
     The command declares a parameter `source: SourceArgs` and receives them all in it;
-    Typer sees them as ordinary options after the command's own.
+    Typer sees them as ordinary options after the command's own. With `models` (an option
+    annotation for a list, e.g. a repeatable --model), the command also declares
+    `models: list[str] | None` and receives --model there, `source.model` being None.
     """
+    if command is None:
+        return functools.partial(source_options, models=models)
+    table = dict(_SOURCE_OPTIONS)
+    if models is not None:
+        table["model"] = (models, None)
     signature = inspect.signature(command, eval_str=True)
-    own = [p for p in signature.parameters.values() if p.name != "source"]
+    own = [p for p in signature.parameters.values() if p.name not in ("source", "models")]
     shared = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-        for name, (annotation, default) in _SOURCE_OPTIONS.items()
+        for name, (annotation, default) in table.items()
     ]
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
 
     @functools.wraps(command)
     def wrapper(**kwargs):
-        source = SourceArgs(**{name: kwargs.pop(name) for name in _SOURCE_OPTIONS})
-        return command(source=source, **kwargs)
+        source = SourceArgs(**{name: kwargs.pop(name) for name in table})
+        if models is None:
+            return command(source=source, **kwargs)
+        return command(source=dataclasses.replace(source, model=None), models=source.model, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=params)
     wrapper.__annotations__ = {p.name: p.annotation for p in params}

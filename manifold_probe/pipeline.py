@@ -87,7 +87,7 @@ class LayerArrays:
         self.close()
 
 
-def _load_array(path: str, what: str) -> np.ndarray:
+def load_array(path: str, what: str) -> np.ndarray:
     p = existing_file(path, what=what)
     try:
         if p.suffix == ".npz":
@@ -115,12 +115,12 @@ def layers_from_points(
 ) -> LayerArrays:
     """A bare point cloud (`.npy`, or an `.npz` with one array) as one layer named `points`."""
     points = as_points(
-        _load_array(points_path, "points file"), name=f"points ({points_path})", min_points=min_points
+        load_array(points_path, "points file"), name=f"points ({points_path})", min_points=min_points
     )
     labels = None
     if labels_path is not None:
         labels = as_labels(
-            _load_array(labels_path, "labels file"), len(points), name=f"labels ({labels_path})"
+            load_array(labels_path, "labels file"), len(points), name=f"labels ({labels_path})"
         )
     source = {"points": str(points_path), "labels": labels_path, "n_points": len(points)}
     return LayerArrays([LayerArray("points", points, (points.shape[1],))], labels, source)
@@ -160,7 +160,7 @@ def _select(loaded: LoadedModel, example: torch.Tensor, patterns) -> list[str]:
         ) from None
 
 
-def _data_key(data: DataSelection) -> str:
+def data_key(data: DataSelection) -> str:
     """What identifies the inputs for the activation cache: the selection, and for data read
     from a file or folder its resolved path, size and modification time (a changed file
     gets new cache entries)."""
@@ -188,7 +188,6 @@ def layers_from_model(
     loaded = load_model_spec(model, device=dev)
     dataset = load_data(data.spec, split=data.split, n_points=data.n_points, seed=data.seed)
     names = _select(loaded, dataset.dataset[0][0].unsqueeze(0).to(dev), extraction.layers)
-    data_key = _data_key(data)
     acts = extract(
         loaded.module,
         dataset.dataset,
@@ -199,7 +198,7 @@ def layers_from_model(
         cache_dir=extraction.cache_dir,
         use_cache=extraction.use_cache,
         model_key=f"{loaded.description}|{loaded.digest}",  # code changes of an arch get new entries too
-        data_key=data_key,
+        data_key=data_key(data),
         max_memory=extraction.max_memory,
         seed=seed,
         progress=progress,

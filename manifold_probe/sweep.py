@@ -53,7 +53,7 @@ import numpy as np
 
 from .errors import InputError
 from .files import atomic_save, atomic_write
-from .pipeline import DataSelection, ExtractionOptions, LayerArrays, ModelSpec, _data_key, layers_from_model
+from .pipeline import DataSelection, ExtractionOptions, LayerArrays, ModelSpec, data_key, layers_from_model
 from .probes.critical_dimension import default_dims
 from .profiles.collapse import collapse_profile, model_classifier
 from .profiles.curvature import curvature_profile
@@ -283,7 +283,7 @@ def _probe_curvature(task: SweepTask) -> Result:
 def _probe_collapse(task: SweepTask) -> Result:
     with _arrays(task) as arrays:
         classifier = model_classifier(
-            arrays, data_key=_data_key(task.selection()), device=task.device, cache_dir=task.cache_dir
+            arrays, data_key=data_key(task.selection()), device=task.device, cache_dir=task.cache_dir
         )
         return collapse_profile(arrays, classifier)
 
