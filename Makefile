@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-out
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup system-packages demo test test-all bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,13 +17,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# chromium (page checks) and dataset-fashion-mnist (--data fashion-mnist), when root with apt-get
+system-packages:
+	@bash scripts/install-system-packages
+
 demo: $(STAMP)
 	$(VENV)/bin/mprobe demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(PY) -m pytest
 
-test-all: $(STAMP)
+test-all: $(STAMP) system-packages
 	$(PY) -m pytest -m ""
 
 bench: $(STAMP)

@@ -36,7 +36,7 @@ Data = Annotated[
     typer.Option(
         "--data",
         help="Data spec: digits (built in), npz:PATH (arrays x, y), imagefolder:ROOT, cifar10:ROOT, "
-        "cifar100:ROOT, mnist:ROOT (never downloads).",
+        "cifar100:ROOT, mnist:ROOT, fashion-mnist[:ROOT] (never downloads).",
     ),
 ]
 Points = Annotated[

@@ -1,7 +1,8 @@
 """Where models and data come from: checkpoints, torchvision architectures, data specs, the zoo.
 
 - `data`: `load_data(spec, split=, n_points=, seed=)` for `digits`, `npz:PATH`,
-  `imagefolder:ROOT`, `cifar10:ROOT`, `cifar100:ROOT`, `mnist:ROOT` (never downloading).
+  `imagefolder:ROOT`, `cifar10:ROOT`, `cifar100:ROOT`, `mnist:ROOT`, `fashion-mnist[:ROOT]`
+  (never downloading).
 - `zoo`: `build_model(arch, **arch_args)` for `digits-cnn`, `digits-mlp`, `torchvision:NAME`.
 - `checkpoint`: the project's checkpoint format `manifold-probe/checkpoint@1`.
 - `models`: `load_model(path, ...)` for checkpoints, state_dicts, TorchScript, torch.export

@@ -24,8 +24,12 @@ Specs (`load_data(spec, split=..., n_points=..., seed=...)`):
   itself), as (3, 32, 32) tensors in [0, 1]. The pickled batches are read with an
   unpickler that only admits NumPy arrays, so a planted file cannot run code (torchvision's
   CIFAR class uses the full pickle module and checks MD5 sums instead; shapes are checked here).
-- `mnist:ROOT`: torchvision's MNIST layout, the four uncompressed idx files in
-  ROOT/MNIST/raw, as (1, 28, 28) tensors in [0, 1].
+- `mnist:ROOT`, `fashion-mnist[:ROOT]`: the four IDX files of MNIST or Fashion-MNIST,
+  gzipped or not, in ROOT/MNIST/raw or ROOT/FashionMNIST/raw (torchvision's layouts),
+  ROOT/raw or flat in ROOT (see `manifold_probe.sources.idx`), as (1, 28, 28) tensors in
+  [0, 1], with class names (Fashion-MNIST's T-shirt/top ... Ankle boot; MNIST's 0..9).
+  `fashion-mnist` alone reads Debian's `dataset-fashion-mnist` package
+  (/usr/share/datasets/fashion-mnist). The files are parsed once per process.
 
 Image sets (imagefolder, cifar, mnist) take `normalize=`: a name in NORMALIZATIONS or a
 (mean, std) pair per channel, applied after the [0, 1] scaling, to match how a model was
@@ -49,6 +53,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..errors import InputError
 from ..validation import as_class_indices, check_positive, existing_file
+from .idx import read_split
 
 SPEC_FORMS: tuple[str, ...] = (
     "digits",
@@ -57,6 +62,7 @@ SPEC_FORMS: tuple[str, ...] = (
     "cifar10:ROOT",
     "cifar100:ROOT",
     "mnist:ROOT",
+    "fashion-mnist[:ROOT]",
 )
 """The valid forms of a data spec."""
 
@@ -72,6 +78,7 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "mnist": ((0.1307,), (0.3081,)),
+    "fashion-mnist": ((0.2860,), (0.3530,)),
 }
 """Per-channel (mean, std) of common training recipes, for `normalize=`."""
 
@@ -95,12 +102,6 @@ _CIFAR = {
         "title": "CIFAR-100",
     },
 }
-
-_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-
 
 class TensorImages(Dataset):
     """Images held in memory as one tensor, turned into float32 inputs item by item.
@@ -418,27 +419,11 @@ def _load_cifar(kind: str, root_text: str, split: str):
     return dataset, labels_all, info["num_classes"], (3, 32, 32), class_names
 
 
-def _load_mnist(root_text: str, split: str):
-    from torchvision.datasets import MNIST
-
-    root = Path(root_text).expanduser()
-    raw = root / "MNIST" / "raw"
-    needed = [name for pair in _MNIST_FILES.values() for name in pair]
-    missing = [name for name in needed if not (raw / name).is_file()]
-    if missing:
-        zipped = (raw / f"{missing[0]}.gz").is_file()
-        hint = "; uncompress the .gz files there with gunzip" if zipped else ""
-        raise InputError(
-            f"MNIST not found: expected {raw / missing[0]} (the four uncompressed MNIST idx files "
-            f"{', '.join(needed)} in ROOT/MNIST/raw){hint}; nothing is downloaded."
-        )
-    try:
-        source = MNIST(str(root), train=split == "train", download=False)
-    except Exception as exc:
-        raise InputError(f"could not read MNIST from {raw}: {exc}") from None
-    labels = source.targets.numpy().astype(np.int64)
-    dataset = TensorImages(source.data.unsqueeze(1), labels, scale=1 / 255)
-    return dataset, labels, 10, (1, 28, 28)
+def _load_idx_set(kind: str, root_text: str | None, split: str):
+    images, labels, class_names = read_split(root_text or None, split, kind)
+    # a private copy: the parsed files stay cached read-only for the next call in this process
+    dataset = TensorImages(torch.from_numpy(images[:, None].copy()), labels, scale=1 / 255)
+    return dataset, labels, len(class_names), (1, *images.shape[1:]), class_names
 
 
 def _image_folder(directory: Path, classes: list[str], transform):
@@ -501,7 +486,7 @@ def _load_imagefolder(root_text: str, split: str, normalize, image_size: int | N
 
 def _spec_error(spec: str) -> InputError:
     kind = spec.partition(":")[0].lower()
-    kinds = [form.partition(":")[0] for form in SPEC_FORMS]
+    kinds = [form.partition(":")[0].partition("[")[0] for form in SPEC_FORMS]
     if spec.endswith(".npz") and ":" not in spec:
         guess = f"npz:{spec}"
     else:
@@ -585,8 +570,8 @@ def load_data(
         if normalize is not None or image_size is not None:
             raise InputError("digits is already normalised; normalize and image_size do not apply.")
         dataset, labels, num_classes, shape = _load_digits(split)
-    elif kind in ("npz", "imagefolder", "cifar10", "cifar100", "mnist"):
-        if not argument:
+    elif kind in ("npz", "imagefolder", "cifar10", "cifar100", "mnist", "fashion-mnist"):
+        if not argument and kind != "fashion-mnist":
             what = "PATH" if kind == "npz" else "ROOT"
             raise InputError(f"the {kind} data spec needs a location: {kind}:{what}.")
         if kind == "npz":
@@ -602,8 +587,10 @@ def load_data(
         else:
             if image_size is not None:
                 raise InputError(f"{kind} images are fixed in size; image_size does not apply.")
-            if kind == "mnist":
-                dataset, labels, num_classes, shape = _load_mnist(argument, split)
+            if kind in ("mnist", "fashion-mnist"):
+                dataset, labels, num_classes, shape, class_names = _load_idx_set(
+                    kind, argument, split
+                )
             else:
                 dataset, labels, num_classes, shape, class_names = _load_cifar(
                     kind, argument, split
