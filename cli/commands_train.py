@@ -16,7 +16,7 @@ from .output import console, err_console
 def train_command(
     out: Annotated[Path, typer.Option("--out", help="Where to write the checkpoint (.pt).")],
     arch: Annotated[
-        str, typer.Option("--arch", help="digits-cnn, digits-mlp or torchvision:NAME.")
+        str, typer.Option("--arch", help="digits-cnn, digits-mlp, small-resnet or torchvision:NAME.")
     ] = "digits-cnn",
     width: Annotated[
         int | None,

@@ -55,7 +55,7 @@ Arch = Annotated[
     str | None,
     typer.Option(
         "--arch",
-        help="Architecture of a bare state_dict: digits-cnn, digits-mlp or torchvision:NAME "
+        help="Architecture of a bare state_dict: digits-cnn, digits-mlp, small-resnet or torchvision:NAME "
         "(e.g. torchvision:resnet18).",
         show_default=False,
     ),

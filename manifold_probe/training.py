@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -52,6 +53,13 @@ from .sources.data import LabelledData, has_test_split, load_data
 from .validation import check_fraction, check_positive
 
 _EVAL_BATCH = 512
+
+FEW_STEPS = 100
+"""A run with fewer optimiser steps than this in all gets a `FewStepsWarning`."""
+
+
+class FewStepsWarning(UserWarning):
+    """A training run takes so few SGD steps that it rarely reaches a trained network."""
 
 
 @dataclass(frozen=True)
@@ -330,6 +338,15 @@ def fit(
             else math.ceil(train_data.n_points / config.batch_size)
         )
         total_steps = max(1, steps_per_epoch * config.epochs)
+        if 0 < steps_per_epoch * config.epochs < FEW_STEPS:
+            warnings.warn(
+                f"{config.arch} on {train_data.n_points} training points in batches of "
+                f"{config.batch_size} takes {steps_per_epoch} optimiser step(s) per epoch, "
+                f"{steps_per_epoch * config.epochs} in all (fewer than {FEW_STEPS}); lower "
+                "batch_size or raise epochs to train the network further.",
+                FewStepsWarning,
+                stacklevel=3,
+            )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
         )

@@ -91,6 +91,34 @@ def test_digits_mlp_depth_one_is_the_one_hidden_layer_net():
     assert model(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
 
 
+@pytest.mark.parametrize(
+    "channels, size, expected",
+    [
+        (1, 8, [("stem", (16, 8, 8)), ("block1", (16, 8, 8)), ("block2", (32, 4, 4)),
+                ("block3", (32, 4, 4))]),
+        (1, 28, [("stem", (16, 28, 28)), ("block1", (16, 28, 28)), ("block2", (32, 14, 14)),
+                 ("block3", (64, 7, 7))]),
+        (3, 32, [("stem", (16, 32, 32)), ("block1", (16, 32, 32)), ("block2", (32, 16, 16)),
+                 ("block3", (64, 8, 8))]),
+    ],
+)
+def test_small_resnet_halves_the_map_and_doubles_channels_down_to_eight_pixels(channels, size, expected):
+    from manifold_probe.extract.layers import default_layers, list_layers
+
+    model = zoo.build_model("small-resnet", width=16, depth=3, in_channels=channels, input_size=size).eval()
+    x = torch.randn(2, channels, size, size)
+    shapes = {info.name: info.output_shape for info in list_layers(model, x)}
+    names = default_layers(model, x)
+    assert names == [name for name, _ in expected] + ["pool", "logits"]
+    assert [(name, shapes[name]) for name, _ in expected] == expected
+    assert model(x).shape == (2, 10)
+    block = model.block2  # a residual block really adds its input: zero conv2 and bn2 leave the shortcut
+    torch.nn.init.zeros_(block.bn2.weight)
+    torch.nn.init.zeros_(block.bn2.bias)
+    h = model.block1(model.stem(x))
+    torch.testing.assert_close(block(h), torch.relu(block.shortcut(h)))
+
+
 def test_zoo_errors_and_torchvision():
     with pytest.raises(InputError, match="did you mean digits-cnn"):
         zoo.build_model("digit-cnn")

@@ -2,6 +2,8 @@
 checkpoint round trip through `load_model` (same logits, stored metrics reproduce), and the
 zoo options (mixup, label smoothing, label noise, training-set size) doing what they say."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -55,6 +57,17 @@ def test_short_training_reaches_a_sane_accuracy():
     assert metrics["train_loss"] < history[0]["train_loss"]
     mlp, mlp_metrics, _ = train("digits-mlp", {"width": 32, "depth": 1}, epochs=3, seed=0)
     assert mlp_metrics["test_accuracy"] > 0.85
+
+
+def test_small_resnet_trains_and_few_steps_are_warned_about():
+    from manifold_probe.training import FewStepsWarning
+
+    with pytest.warns(FewStepsWarning, match="3 optimiser step\\(s\\) per epoch, 6 in all"):
+        train("small-resnet", {"width": 8, "depth": 2}, epochs=2, train_size=300, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewStepsWarning)
+        _, metrics, _ = train("small-resnet", {"width": 8, "depth": 2}, epochs=3, batch_size=32, seed=0)
+    assert metrics["test_accuracy"] > 0.8  # chance is 0.10
 
 
 def test_checkpoint_round_trip_gives_the_same_logits(tmp_path):

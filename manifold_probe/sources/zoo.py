@@ -12,10 +12,16 @@ can record `arch` and `arch_args` and rebuild the exact same module later:
 - `digits-mlp`: the input flattened, then `depth` hidden layers (`hidden1`, ...; each
   Linear - ReLU) and a linear `head`: layers `hidden1`, ..., `logits`. `depth=1` is the
   one-hidden-layer net.
+- `small-resnet`: a ResNet for small images (He, Zhang, Ren & Sun 2016): a `stem`
+  ConvBlock, then `depth` residual blocks `block1`, ... (two Conv3x3-BatchNorm with a ReLU
+  between, added to the input, then a ReLU; a 1x1 convolution on the shortcut where the shape
+  changes). From `block2` on, a block halves the feature map and doubles the channels while
+  the map is at least 8 pixels wide (28 -> 14 -> 7 for MNIST-sized inputs, 32 -> 16 -> 8 -> 4
+  for CIFAR), then `pool` and `head` as in digits-cnn.
 - `torchvision:NAME`: `torchvision.models.get_model(NAME, weights=None, num_classes=C)`;
   random weights, nothing is ever downloaded.
 
-Arguments of the digits nets: `width` (channels or hidden units, default 32), `depth`
+Arguments of the built-in nets: `width` (channels or hidden units, default 32), `depth`
 (default 3), `num_classes` (10), `in_channels` (1) and `input_size` (8, the side of the
 square input image), so the same families also fit MNIST (1, 28) or CIFAR (3, 32).
 """
@@ -31,7 +37,7 @@ from torch import nn
 from ..errors import InputError
 from ..validation import check_positive
 
-ARCHITECTURES: tuple[str, ...] = ("digits-cnn", "digits-mlp")
+ARCHITECTURES: tuple[str, ...] = ("digits-cnn", "digits-mlp", "small-resnet")
 """Names of the built-in architectures; `torchvision:NAME` names any torchvision classifier."""
 
 TORCHVISION_PREFIX = "torchvision:"
@@ -43,7 +49,7 @@ DIGITS_DEFAULTS: dict[str, int] = {
     "in_channels": 1,
     "input_size": 8,
 }
-"""Default arguments of `digits-cnn` and `digits-mlp` (all whole numbers)."""
+"""Default arguments of the built-in architectures (all whole numbers)."""
 
 TORCHVISION_DEFAULT_CLASSES = 1000
 
@@ -137,7 +143,57 @@ class DigitsMLP(nn.Sequential):
         return x
 
 
-_DIGITS_CLASSES = {"digits-cnn": DigitsCNN, "digits-mlp": DigitsMLP}
+class ResidualBlock(nn.Module):
+    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)): one profile layer of `small-resnet`.
+
+    `conv1` has stride `stride`; the shortcut is the identity when the shape is kept, else a
+    strided 1x1 convolution with BatchNorm (ResNet's option B).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class SmallResNet(nn.Sequential):
+    """A `stem` ConvBlock, `depth` ResidualBlocks, `pool` and `head` (see the module docstring)."""
+
+    def __init__(
+        self,
+        width: int = 32,
+        depth: int = 3,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        input_size: int = 8,
+    ) -> None:
+        children: OrderedDict[str, nn.Module] = OrderedDict(
+            stem=ConvBlock(in_channels, width, pool=False)
+        )
+        channels, size = width, input_size
+        for index in range(1, depth + 1):
+            downsample = index >= 2 and size >= 8
+            out_channels = channels * 2 if downsample else channels
+            children[f"block{index}"] = ResidualBlock(channels, out_channels, stride=2 if downsample else 1)
+            channels, size = out_channels, (size + 1) // 2 if downsample else size
+        children["pool"] = GlobalAvgPool()
+        children["head"] = nn.Linear(channels, num_classes)
+        super().__init__(children)
+
+
+_DIGITS_CLASSES = {"digits-cnn": DigitsCNN, "digits-mlp": DigitsMLP, "small-resnet": SmallResNet}
 
 
 def torchvision_names() -> list[str]:
