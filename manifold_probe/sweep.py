@@ -29,6 +29,8 @@ Per-probe options are fixed for sweeps (the CLI commands expose more):
 - `id`: TwoNN, MLE (k = 20), PCA 90 % and participation ratio; no bootstrap.
 - `curvature`: kNN neighbourhoods, default K, 200 bootstrap resamples.
 - `collapse`: NC metrics of every layer; the classifier's metrics on its input layer.
+- `spectra`: covariance spectra of every layer, the Fisher split on the classifier's input
+  layer (the command's defaults).
 - `cutting-planes`: every class, 7 log-spaced cutting dimensions from 1 to the input
   dimension, 3 planes per dimension, at most 100 Adam steps, 100 bootstrap resamples
   (the command's defaults are about 14 dimensions, 5 planes, 300 steps).
@@ -55,7 +57,7 @@ from .errors import InputError
 from .files import atomic_save, atomic_write
 from .pipeline import DataSelection, ExtractionOptions, LayerArrays, ModelSpec, data_key, layers_from_model
 from .probes.critical_dimension import default_dims
-from .profiles.collapse import collapse_profile, model_classifier
+from .profiles.collapse import collapse_profile, model_classifier, spectra_profile
 from .profiles.curvature import curvature_profile
 from .profiles.cutting_planes import CuttingPlaneOptions, cutting_planes_profile
 from .profiles.intrinsic_dimension import id_profile
@@ -64,7 +66,7 @@ from .results import Result, read_result
 from .sources.models import load_model
 from .validation import check_sweep_options
 
-PROBES: tuple[str, ...] = ("id", "curvature", "collapse", "cutting-planes")
+PROBES: tuple[str, ...] = ("id", "curvature", "collapse", "spectra", "cutting-planes")
 """The probes a sweep runs; each result's `command` is the probe's name."""
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
@@ -110,6 +112,7 @@ MEASURE_COLUMNS: dict[str, tuple[str, ...]] = {
     "curvature": ("curvature_gap", "curvature_gap_scaled", "curvature_sff_gap", "curvature_sff_gap_scaled"),
     "id": ("last_layer_id_twonn",),
     "collapse": ("nc1_penultimate",),
+    "spectra": ("n_outliers_penultimate",),
     "cutting-planes": ("mean_manifold_dim",),
 }
 """The measure columns of each probe (present when some checkpoint has that probe's result)."""
@@ -288,6 +291,14 @@ def _probe_collapse(task: SweepTask) -> Result:
         return collapse_profile(arrays, classifier)
 
 
+def _probe_spectra(task: SweepTask) -> Result:
+    with _arrays(task) as arrays:
+        classifier = model_classifier(
+            arrays, data_key=data_key(task.selection()), device=task.device, cache_dir=task.cache_dir
+        )
+        return spectra_profile(arrays, classifier, seed=task.seed)
+
+
 def _probe_cutting_planes(task: SweepTask) -> Result:
     dims = tuple(default_dims(task.input_dim, CUTTING_PLANE_DIMS)) if task.input_dim else None
     return cutting_planes_profile(
@@ -303,6 +314,7 @@ _PROBE_FUNCTIONS = {
     "id": _probe_id,
     "curvature": _probe_curvature,
     "collapse": _probe_collapse,
+    "spectra": _probe_spectra,
     "cutting-planes": _probe_cutting_planes,
 }
 
@@ -523,15 +535,25 @@ def _measures(results: Path) -> dict[str, dict[str, float | None]]:
     if ids is not None:
         last = ids.layers[-1].metrics.get("id_twonn") if ids.layers else None
         found["id"] = {"last_layer_id_twonn": _number(last)}
-    collapse = _read(results, "collapse")
-    if collapse is not None:
-        name = (collapse.summary.get("classifier") or {}).get("layer")
-        layer = next((entry for entry in collapse.layers if entry.name == name), None)
-        found["collapse"] = {"nc1_penultimate": _number(layer.metrics.get("nc1")) if layer else None}
+    penultimate = (
+        ("collapse", "nc1", "nc1_penultimate"),
+        ("spectra", "n_outliers", "n_outliers_penultimate"),
+    )
+    for probe, metric, column in penultimate:
+        result = _read(results, probe)
+        if result is not None:
+            layer = classifier_layer(result)
+            found[probe] = {column: _number(layer.metrics.get(metric)) if layer else None}
     planes = _read(results, "cutting-planes")
     if planes is not None:
         found["cutting-planes"] = {"mean_manifold_dim": _number(planes.summary.get("mean_manifold_dim"))}
     return found
+
+
+def classifier_layer(result: Result):
+    """The layer of a collapse or spectra result that feeds the classifier (None if not found)."""
+    name = (result.summary.get("classifier") or {}).get("layer")
+    return next((entry for entry in result.layers if entry.name == name), None)
 
 
 def _row(info: SweepCheckpoint, measures: dict[str, dict[str, float | None]]) -> dict[str, Any]:

@@ -77,12 +77,18 @@ class ZooModel:
     label_smoothing: float = 0.0
     label_noise: float = 0.0
     train_size: int | None = None
+    batch_size: int = TrainingConfig.batch_size
+    seed: int | None = None
+    save_every: int | None = None
 
     def name(self, seed: int) -> str:
-        """`<cnn|mlp>-w<width>-d<depth>-e<epochs>[-wd..][-mix..][-ls..][-ln..][-n..]-s<seed>`.
+        """`<cnn|mlp|small-resnet>-w<width>-d<depth>-e<epochs>[-wd..][-mix..][-ls..][-ln..][-n..][-b..]-s<seed>`.
 
-        Options at their defaults are left out of the name.
+        Options at their defaults are left out of the name; the model's own `seed`, when set,
+        replaces the zoo's. `save_every` is not in the name: it adds checkpoints
+        `<name>-epochNNN.pt` of the epochs it saves (see `training.epoch_checkpoint_path`).
         """
+        seed = self.seed if self.seed is not None else seed
         parts = [self.arch.removeprefix("digits-"), f"w{self.width}", f"d{self.depth}", f"e{self.epochs}"]
         if self.weight_decay != TrainingConfig.weight_decay:
             parts.append(f"wd{self.weight_decay:g}")
@@ -91,11 +97,13 @@ class ZooModel:
                 parts.append(f"{tag}{value:g}")
         if self.train_size is not None:
             parts.append(f"n{self.train_size}")
+        if self.batch_size != TrainingConfig.batch_size:
+            parts.append(f"b{self.batch_size}")
         parts.append(f"s{seed}")
         return "-".join(parts)
 
     def options(self, seed: int) -> dict:
-        """Keyword options of `training.train_and_save` for this model."""
+        """Keyword options of `training.train_and_save` for this model (its own seed wins)."""
         return {
             "epochs": self.epochs,
             "weight_decay": self.weight_decay,
@@ -103,7 +111,9 @@ class ZooModel:
             "label_smoothing": self.label_smoothing,
             "label_noise": self.label_noise,
             "train_size": self.train_size,
-            "seed": seed,
+            "batch_size": self.batch_size,
+            "seed": self.seed if self.seed is not None else seed,
+            "save_every": self.save_every,
         }
 
 
@@ -224,14 +234,16 @@ def train_zoo(
     preset: str | Sequence[ZooModel] = "demo",
     *,
     seed: int = 0,
+    data: str = "digits",
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> list[ZooEntry]:
-    """Train every model of `preset` into `out_dir` (skipping existing checkpoints); write zoo.json.
+    """Train every model of `preset` on `data` into `out_dir` (skipping existing checkpoints); write zoo.json.
 
-    Every model is trained with the same `seed` (so an untrained copy starts from the same
-    weights as its trained twin). `preset` is a name in PRESETS or a sequence of ZooModel.
-    Returns the entries in preset order.
+    Every model is trained with the same `seed` unless it names its own (so an untrained copy
+    starts from the same weights as its trained twin). `preset` is a name in PRESETS or a
+    sequence of ZooModel. Returns the entries in preset order (the epoch checkpoints that
+    `save_every` writes are not entries: the sweep reads their settings from the files).
 
     Training runs on one intra-op CPU thread (restored afterwards): these nets are so small
     that a second thread only adds synchronisation; a digits-cnn of width 16, depth 3 trains
@@ -261,6 +273,7 @@ def train_zoo(
                         model.arch,
                         {"width": model.width, "depth": model.depth},
                         out=path,
+                        data=data,
                         device=device,
                         **model.options(seed),
                     )

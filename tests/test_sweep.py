@@ -59,9 +59,9 @@ def copy_sweep(out: Path, tmp_path: Path) -> Path:
 
 def test_sweep_writes_every_result_and_the_table(swept):
     out, summary = swept
-    assert (len(summary.done), summary.skipped, summary.failed) == (8, 0, ())
+    assert (len(summary.done), summary.skipped, summary.failed) == (2 * len(PROBES), 0, ())
     files = result_files(out)
-    assert len(files) == 8
+    assert len(files) == 2 * len(PROBES)
     for path in files:
         assert read_result(path).command == path.stem
     with open(summary.table_csv, newline="") as handle:
@@ -95,7 +95,7 @@ def test_second_run_skips_everything(zoo, swept):
     out, _ = swept
     stamps = {p: p.stat().st_mtime_ns for p in result_files(out)}
     summary = run_sweep([zoo], PROBES, out, n_points=N_POINTS, workers=2)
-    assert (summary.executed, summary.skipped) == (0, 8)
+    assert (summary.executed, summary.skipped) == (0, 2 * len(PROBES))
     assert {p: p.stat().st_mtime_ns for p in result_files(out)} == stamps
 
 
@@ -108,7 +108,7 @@ def test_deleted_result_and_stray_temporary_redo_only_that_task(zoo, swept, tmp_
     stray.write_text('{"schema": "manifold-probe/res')  # what a killed writer leaves
     (target.parent / "id.json.tmp").write_text("not a result")
     summary = run_sweep([zoo], PROBES, out, n_points=N_POINTS, workers=1)
-    assert summary.executed == 1 and summary.skipped == 7
+    assert summary.executed == 1 and summary.skipped == 2 * len(PROBES) - 1
     assert (summary.done[0].run_id, summary.done[0].probe) == (target.parent.name, probe)
     assert read_result(target).command == probe
     assert not stray.exists()
