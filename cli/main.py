@@ -18,6 +18,7 @@ from manifold_probe import __version__
 from manifold_probe.errors import InputError
 
 from . import (
+    commands_claims,
     commands_collapse,
     commands_curvature,
     commands_cutting_planes,
@@ -58,6 +59,7 @@ commands_report.register(app)
 commands_sweep.register(app)
 commands_zoo.register(app)
 commands_demo.register(app)
+commands_claims.register(app)
 
 
 _INTERRUPTED = "interrupted; finished results are kept, nothing was half-written."

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .extract.reductions import parse_reduction
 from .files import atomic_save, atomic_write
 from .pipeline import DataSelection, ExtractionOptions, LayerArrays, ModelSpec, data_key, layers_from_model
 from .probes.critical_dimension import default_dims
@@ -241,6 +242,7 @@ class SweepTask:
     cache_dir: str | None = None
     input_dim: int | None = None
     torch_threads: int | None = None
+    reduction: str = "none"
 
     @property
     def error_path(self) -> Path:
@@ -267,7 +269,7 @@ def _arrays(task: SweepTask) -> LayerArrays:
     return layers_from_model(
         ModelSpec(task.checkpoint),
         task.selection(),
-        ExtractionOptions(cache_dir=task.cache_dir),
+        ExtractionOptions(cache_dir=task.cache_dir, reduction=task.reduction),
         device=task.device,
         seed=task.seed,
     )
@@ -456,6 +458,7 @@ def run_sweep(
     data: str = "digits",
     n_points: int | None = None,
     seed: int = 0,
+    reduction: str = "none",
     device: str = "cpu",
     executor: str = "local",
     workers: int | None = None,
@@ -464,8 +467,10 @@ def run_sweep(
 ) -> SweepSummary:
     """Run every probe on every checkpoint into `out_dir`, skipping finished tasks, then
     write the table (see the module docstring). Failing tasks are recorded and reported in
-    the summary; the others go on."""
+    the summary; the others go on. `reduction` applies to every extracted layer (a spec of
+    `extract.reductions`, e.g. `avgpool` or `project:512`; cutting planes work on the inputs)."""
     chosen = check_sweep_options(probes, executor, workers, known_probes=PROBES, executors=EXECUTORS)
+    parse_reduction(reduction)  # a bad spec stops here, not in every task
     out = Path(out_dir).expanduser().resolve()
     infos = describe_checkpoints(checkpoints)
     if not infos:
@@ -486,7 +491,7 @@ def run_sweep(
                 SweepTask(
                     checkpoint=info.path, run_id=info.run_id, probe=probe, result_path=str(path),
                     data=data, n_points=n_points, seed=seed, device=device, cache_dir=str(out / "cache"),
-                    input_dim=info.input_dim, torch_threads=threads,
+                    input_dim=info.input_dim, torch_threads=threads, reduction=reduction,
                 )
             )  # fmt: skip
     outcomes: list[TaskOutcome] = []

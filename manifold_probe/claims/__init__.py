@@ -1,0 +1,15 @@
+"""The five papers' claims re-tested on a zoo: `run_claims` (what `mprobe claims` runs).
+
+- `design`: the zoo each preset trains (baseline, seeds, untrained and mixup twins, label
+  noise, training-set sizes, saved epochs, one-hidden-layer MLPs);
+- `evidence`: one record per checkpoint and the comparisons found from its settings;
+- `verdicts`: each claim as a statistic, a 95 % interval and a verdict;
+- `study`: the orchestration (zoo, sweep, ensembles, findings) and `page`: the findings page.
+
+See docs/claims.md for each claim's statistic and the verdict rules.
+"""
+
+from .study import ClaimsOutcome, run_claims
+from .verdicts import CLAIMS, Finding
+
+__all__ = ["CLAIMS", "ClaimsOutcome", "Finding", "run_claims"]

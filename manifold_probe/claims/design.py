@@ -1,0 +1,134 @@
+"""The model zoo of a claims study: which models each claim needs, for each preset.
+
+Every claim compares models that differ in one thing, so the zoo is built from one baseline
+(an architecture, width, depth, epochs and batch size that fit the data set) and its
+variations; `evidence.py` finds the comparisons again from the checkpoints' own settings:
+
+- seeds of the baseline: the ensembles (Fort et al.), the terminal-phase runs (their epochs
+  are saved every `save_every`; Papyan, Han & Donoho) and the deep nets (E & Wojtowytsch);
+- untrained twins (epochs 0, same seed and shape): Kaufman & Azencot's untrained profile;
+- mixup twins (same seed): Kaufman & Azencot's mixup claim;
+- label noise levels and training-set sizes: Fort et al.'s label randomisation and data
+  size; with short runs they also spread test accuracy for the curvature-gap correlation;
+- one-hidden-layer MLPs of several widths: E & Wojtowytsch's shallow nets.
+
+Presets:
+
+- `tiny`: digits, digits-cnn width 16 and depth 2, cutting planes on 3 classes: a few
+  minutes on 2 cores; checks the pipeline end to end (its intervals are wide: few models).
+- `small`: a real data set (e.g. Fashion-MNIST) on a 2,000-image training subset,
+  digits-cnn width 16, 16 epochs, cutting planes on 5 of the classes (README for its cost).
+- `full`: `small` with more seeds, widths and levels, small-resnet beside digits-cnn: a GPU
+  or a night.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from ..errors import InputError
+from ..profiles.cutting_planes import CuttingPlaneOptions
+from ..zoo_presets import ZooModel
+
+PRESETS: tuple[str, ...] = ("tiny", "small", "full")
+
+
+PLANES = CuttingPlaneOptions(planes=3, steps=100, n_bootstrap=100)
+"""Cutting planes of a study: 3 planes per dimension, at most 100 Adam steps (the sweep's settings)."""
+PLANE_DIMS = 7
+"""Log-spaced cutting dimensions from 1 to the input dimension."""
+
+
+@dataclass(frozen=True)
+class ClaimsDesign:
+    """A study's zoo and how it is measured.
+
+    `n_points`: training points measured per model (a seeded stratified subset);
+    `reduction`: applied to every layer before the geometry (`extract.reductions`);
+    `plane_classes`: the classes whose manifolds the cutting planes measure ("all" or a tuple),
+    on the models Fort et al.'s claims compare (runs, baselines and their ensembles, the
+    label-noise and training-size series).
+    """
+
+    preset: str
+    models: tuple[ZooModel, ...]
+    n_points: int
+    reduction: str = "none"
+    plane_classes: str | tuple[int, ...] = "all"
+    planes: CuttingPlaneOptions = PLANES
+
+
+def _variations(
+    arch: str,
+    width: int,
+    depth: int,
+    epochs: int,
+    *,
+    seeds: tuple[int, ...],
+    untrained_seeds: tuple[int, ...],
+    mixup_seeds: tuple[int, ...],
+    label_noise: tuple[float, ...],
+    train_sizes: tuple[int, ...],
+    short_epochs: tuple[int, ...],
+    save_every: int,
+    train_size: int | None = None,
+    batch_size: int = 128,
+) -> list[ZooModel]:
+    def model(**changes) -> ZooModel:
+        settings = dict(
+            arch=arch, width=width, depth=depth, epochs=epochs, train_size=train_size, batch_size=batch_size
+        )
+        settings.update(changes)
+        return ZooModel(**settings)
+
+    models = [model(seed=seed, save_every=save_every) for seed in seeds]
+    models += [model(epochs=0, seed=seed) for seed in untrained_seeds]
+    models += [model(mixup=0.4, seed=seed) for seed in mixup_seeds]
+    models += [model(label_noise=level, seed=seeds[0]) for level in label_noise]
+    models += [model(train_size=size, seed=seeds[0]) for size in train_sizes]
+    models += [model(epochs=short, seed=seeds[0]) for short in short_epochs]
+    return models
+
+
+def _shallow(widths: tuple[int, ...], epochs: int, *, seed: int, **common) -> list[ZooModel]:
+    return [ZooModel("digits-mlp", width, 1, epochs, seed=seed, **common) for width in widths]
+
+
+def design(preset: str) -> ClaimsDesign:
+    """The zoo and measuring settings of `preset` (see the module docstring)."""
+    if preset == "tiny":
+        models = _variations(
+            "digits-cnn", 16, 2, 10,
+            seeds=(0, 1), untrained_seeds=(0, 1), mixup_seeds=(0, 1),
+            label_noise=(0.5,), train_sizes=(200,), short_epochs=(1,), save_every=3,
+        )  # fmt: skip
+        models += _shallow((32, 64), 10, seed=0)
+        return ClaimsDesign("tiny", tuple(models), n_points=150, plane_classes=(0, 1, 2))
+    if preset == "small":
+        common = {"train_size": 2000, "batch_size": 64}
+        models = _variations(
+            "digits-cnn", 16, 3, 16,
+            seeds=(0, 1, 2), untrained_seeds=(0, 1, 2), mixup_seeds=(0, 1, 2),
+            label_noise=(0.1, 0.3, 0.5), train_sizes=(250, 1000), short_epochs=(1, 3),
+            save_every=4, **common,
+        )  # fmt: skip
+        models += _shallow((64, 256, 1024), 16, seed=0, **common)
+        return ClaimsDesign(
+            "small", tuple(models), n_points=1000, reduction="project:512", plane_classes=(0, 2, 4, 6, 8)
+        )
+    if preset == "full":
+        common = {"train_size": 10000, "batch_size": 64}
+        models = []
+        for arch, width in (("digits-cnn", 32), ("small-resnet", 16)):
+            models += _variations(
+                arch, width, 3, 30,
+                seeds=(0, 1, 2, 3, 4), untrained_seeds=(0, 1, 2, 3, 4), mixup_seeds=(0, 1, 2, 3, 4),
+                label_noise=(0.1, 0.2, 0.3, 0.5, 0.7), train_sizes=(250, 500, 1000, 2500, 5000),
+                short_epochs=(1, 2, 4, 8), save_every=4, **common,
+            )  # fmt: skip
+        models += _shallow((64, 256, 1024, 4096), 30, seed=0, **common)
+        return ClaimsDesign("full", tuple(models), n_points=5000, reduction="project:512")
+    close = difflib.get_close_matches(preset, PRESETS, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise InputError(f"unknown claims preset {preset!r}{hint}: use one of {', '.join(PRESETS)}.")
