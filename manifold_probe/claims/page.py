@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -77,13 +78,15 @@ def _profiles_figure(study: Study) -> go.Figure:
             continue
         fig.add_trace(
             go.Scatter(
-                x=[layer.name for layer in layers], y=np.where(values > 0, values, np.nan),
-                mode="lines+markers", name=_label(record), line={"dash": styles[kind]}, legendgroup=kind,
+                x=[layer.depth for layer in layers], y=np.where(values > 0, values, np.nan),
+                text=[layer.name for layer in layers], mode="lines+markers", name=_label(record),
+                line={"dash": styles[kind]}, legendgroup=kind,
             )
         )  # fmt: skip
     fig.update_layout(
         title="Curvature profiles (Kaufman & Azencot): solid baseline, dashed mixup, dotted untrained",
-        xaxis_title="layer", yaxis_title="scaled MAPC (dimensionless)", yaxis_type="log", height=450,
+        xaxis_title="relative depth (first block 0, logits 1; hover for the layer)",
+        yaxis_title="scaled MAPC (dimensionless)", yaxis_type="log", height=450,
     )  # fmt: skip
     return fig
 
@@ -107,13 +110,17 @@ def _gap_figure(study: Study) -> go.Figure:
 def _training_figure(study: Study) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("NC1, penultimate layer", "class-manifold dimension"),
                         horizontal_spacing=0.12)  # fmt: skip
-    for name, members in study.runs().items():
+    palette = plotly.colors.qualitative.Plotly
+    for index, (name, members) in enumerate(study.runs().items()):
         epochs = [m.epoch for m in members]
         nc1 = [m.classifier_metric("collapse", "nc1") for m in members]
-        fig.add_trace(go.Scatter(x=epochs, y=nc1, mode="lines+markers", name=name, legendgroup=name), 1, 1)
+        line = {"color": palette[index % len(palette)]}
+        fig.add_trace(
+            go.Scatter(x=epochs, y=nc1, mode="lines+markers", name=name, legendgroup=name, line=line), 1, 1
+        )
         fig.add_trace(
             go.Scatter(x=epochs, y=[manifold_dim(m) for m in members], mode="lines+markers", name=name,
-                       legendgroup=name, showlegend=False),
+                       legendgroup=name, showlegend=False, line=line),
             1, 2,
         )  # fmt: skip
     fig.update_xaxes(title_text="epoch")
