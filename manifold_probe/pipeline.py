@@ -1,93 +1,38 @@
-"""From what the user names (a checkpoint and a data spec, or an array file) to per-layer arrays.
+"""From a model and data (or a bare point cloud) to `Activations`: the one way every measure,
+the CLI and the sweep get their per-layer arrays.
 
-Every command that measures layers starts here: `layers_from_model` loads the model and
-the data, selects layers and extracts their activations in one pass (cached on disk);
-`layers_from_points` reads a bare point cloud as a single layer named `points`.
+`model_activations` picks layers on an example batch, finds the classifier when asked, and
+extracts every chosen layer and the classifier's input in one forward pass (through the
+activation cache when a data key is known); `points_activations` wraps a bare point cloud
+as a single layer named `points`, and `layers_from_points` reads one from a file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
-from .device import resolve_device
 from .errors import InputError
-from .extract.activations import extract
+from .extract.activations import Activations, LayerRecord, extract
+from .extract.classifier import find_classifier
+from .extract.hooks import to_device
 from .extract.layers import select_layers
-from .sources.data import LabelledData, load_data
-from .sources.models import LoadedModel, load_model
+from .sources.data import LabelledData
+from .sources.models import LoadedModel
 from .validation import as_labels, as_points, existing_file
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to load a model: a path, and for a bare state_dict its architecture and class count."""
-
-    path: str
-    arch: str | None = None
-    num_classes: int | None = None
-    trust_checkpoint: bool = False
-
-
-@dataclass(frozen=True)
-class DataSelection:
-    """Which data: a spec (`digits`, `npz:PATH`, ...), the split, a seeded subset size."""
-
-    spec: str = "digits"
-    split: str = "train"
-    n_points: int | None = None
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class ExtractionOptions:
-    """Which layers and how to store them (see `manifold_probe.extract`)."""
-
-    layers: tuple[str, ...] | None = None
-    reduction: str | dict[str, str] = "none"  # a spec, or {"default": spec, layer pattern: spec}
-    batch_size: int = 256
-    cache_dir: str | None = None
-    use_cache: bool = True
-    max_memory: int | None = None
-
-
-@dataclass(frozen=True)
-class LayerArray:
-    """One layer's activations as points (N, features) and its per-sample output shape."""
-
-    name: str
-    points: np.ndarray
-    shape: tuple[int, ...]
-
-
-@dataclass
-class LayerArrays:
-    """The layers of one model on one data set (or one bare point cloud), in model order."""
-
-    layers: list[LayerArray]
-    labels: np.ndarray | None
-    source: dict[str, Any]
-    model: LoadedModel | None = None
-    data: LabelledData | None = None
-    _closers: list = field(default_factory=list, repr=False)
-
-    def close(self) -> None:
-        for close in self._closers:
-            close()
-        self._closers.clear()
-
-    def __enter__(self) -> LayerArrays:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+CLASSIFIER_CHECK_ROWS = 16
+"""Samples of the example batch on which the classifier is found and its input compared."""
 
 
 def load_array(path: str, what: str) -> np.ndarray:
+    """A numeric array from a `.npy` file or a one-array `.npz` (never a pickle)."""
     p = existing_file(path, what=what)
     try:
         if p.suffix == ".npz":
@@ -110,114 +55,193 @@ def load_array(path: str, what: str) -> np.ndarray:
         raise InputError(f"could not read {what} {p}: {exc}") from None
 
 
+def points_activations(
+    points, labels=None, *, source: Mapping[str, Any] | None = None, min_points: int = 2, name: str = "points"
+) -> Activations:
+    """A bare point cloud (N, D) as Activations with one layer named `points` (a float64 copy
+    is not made: the validated array is used as is)."""
+    x = as_points(points, name=name, min_points=min_points)
+    y = None if labels is None else as_labels(labels, len(x), name="labels")
+    record = LayerRecord("points", (x.shape[1],), "none", x.shape[1], False, False)
+    source = dict(source) if source is not None else {"points": "array", "labels": None, "n_points": len(x)}
+    return Activations({"points": x}, {"points": record}, y, source=source)
+
+
 def layers_from_points(
     points_path: str, labels_path: str | None = None, *, min_points: int = 2
-) -> LayerArrays:
+) -> Activations:
     """A bare point cloud (`.npy`, or an `.npz` with one array) as one layer named `points`."""
-    points = as_points(
-        load_array(points_path, "points file"), name=f"points ({points_path})", min_points=min_points
-    )
-    labels = None
-    if labels_path is not None:
-        labels = as_labels(
-            load_array(labels_path, "labels file"), len(points), name=f"labels ({labels_path})"
-        )
+    points = load_array(points_path, "points file")
+    labels = None if labels_path is None else load_array(labels_path, "labels file")
     source = {"points": str(points_path), "labels": labels_path, "n_points": len(points)}
-    return LayerArrays([LayerArray("points", points, (points.shape[1],))], labels, source)
+    x = as_points(points, name=f"points ({points_path})", min_points=min_points)
+    y = None if labels is None else as_labels(labels, len(x), name=f"labels ({labels_path})")
+    record = LayerRecord("points", (x.shape[1],), "none", x.shape[1], False, False)
+    return Activations({"points": x}, {"points": record}, y, source=source)
 
 
-def load_model_spec(model: ModelSpec, *, device="cpu") -> LoadedModel:
-    """The model named by `model`, in eval mode on `device`."""
-    return load_model(
-        model.path,
-        arch=model.arch,
-        num_classes=model.num_classes,
-        trust_checkpoint=model.trust_checkpoint,
-        device=resolve_device(device),
-    )
+def example_batch(data, n: int = 1):
+    """The first `n` inputs of `data` as one batch (a tensor, or a dict of tensors)."""
+    if isinstance(data, LabelledData):
+        data = data.dataset
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(data)
+    if isinstance(data, torch.Tensor):
+        return data[:n]
+    from .extract.activations import _split_batch  # the one reading of a batch's parts
+
+    if isinstance(data, DataLoader):
+        data = data.dataset
+    items = [data[i] for i in range(min(n, len(data)))]
+    if not items:
+        raise InputError("the data set is empty; give at least one sample.")
+    batch = torch.utils.data.default_collate(items)
+    return _split_batch(batch)[0]
 
 
-def example_input(loaded: LoadedModel, data_spec: str = "digits") -> torch.Tensor:
+def example_input(loaded: LoadedModel, data: LabelledData | None = None) -> torch.Tensor:
     """A batch of one input for tracing the model: zeros of the checkpoint's input shape when
-    it is known, else the first sample of `data_spec`."""
+    it is known, else the first sample of `data`."""
     device = next(
         (t.device for t in (*loaded.module.parameters(), *loaded.module.buffers())), torch.device("cpu")
     )
     if loaded.input_shape is not None:
         return torch.zeros((1, *loaded.input_shape), device=device)
-    return load_data(data_spec, n_points=None).dataset[0][0].unsqueeze(0).to(device)
+    if data is None:
+        raise InputError("the model does not record its input shape; give data to trace it with.")
+    return example_batch(data, 1).to(device)
 
 
-def _select(loaded: LoadedModel, example: torch.Tensor, patterns) -> list[str]:
+def _select(module, example, patterns) -> list[str]:
     try:
-        return select_layers(loaded.module, example, list(patterns) if patterns else None)
+        return select_layers(module, example, list(patterns) if patterns else None)
     except InputError:
         raise
     except RuntimeError as exc:
+        shape = tuple(example.shape[1:]) if isinstance(example, torch.Tensor) else "a dict batch"
         raise InputError(
-            f"the model does not accept the data's inputs of shape {tuple(example.shape[1:])}: "
-            f"{str(exc).splitlines()[0]}"
+            f"the model does not accept the data's inputs of shape {shape}: {str(exc).splitlines()[0]}"
         ) from None
 
 
-def data_key(data: DataSelection) -> str:
-    """What identifies the inputs for the activation cache: the selection, and for data read
-    from a file or folder its resolved path, size and modification time (a changed file
-    gets new cache entries)."""
-    key = f"{data.spec}|{data.split}|{data.n_points}|{data.seed}"
-    kind, _, location = data.spec.partition(":")
-    if location:
-        path = Path(location).expanduser().resolve()
-        if path.exists():
-            stat = path.stat()
-            key += f"|{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    return key
+def data_key(data) -> str | None:
+    """What identifies the inputs for the activation cache, or None when nothing does.
+
+    A `LabelledData`: its spec, split, number of points and seed, and for data read from a
+    file or folder its resolved path, size and modification time (a changed file gets new
+    cache entries). A tensor or array: the digest of its bytes. Anything else (a Dataset, a
+    DataLoader) has no key of its own.
+    """
+    if isinstance(data, LabelledData):
+        key = f"{data.spec}|{data.split}|{data.n_points}|{data.seed}"
+        kind, _, location = data.spec.partition(":")
+        if location:
+            path = Path(location).expanduser().resolve()
+            if path.exists():
+                stat = path.stat()
+                key += f"|{path}|{stat.st_size}|{stat.st_mtime_ns}"
+        return key
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        array = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data
+        array = np.ascontiguousarray(array)
+        digest = hashlib.sha256(f"{array.dtype}|{array.shape}|".encode() + array.tobytes()).hexdigest()
+        return f"array|{digest}"
+    return None
 
 
-def layers_from_model(
-    model: ModelSpec,
-    data: DataSelection,
-    extraction: ExtractionOptions = ExtractionOptions(),
-    *,
-    device: str = "auto",
-    seed: int = 0,
-    progress: bool = False,
-) -> LayerArrays:
-    """Load the model and the data, pick layers, extract all of them in one forward pass."""
-    dev = resolve_device(device)
-    loaded = load_model_spec(model, device=dev)
-    dataset = load_data(data.spec, split=data.split, n_points=data.n_points, seed=data.seed)
-    names = _select(loaded, dataset.dataset[0][0].unsqueeze(0).to(dev), extraction.layers)
-    acts = extract(
-        loaded.module,
-        dataset.dataset,
-        names,
-        reduction=extraction.reduction,
-        batch_size=extraction.batch_size,
-        device=dev,
-        cache_dir=extraction.cache_dir,
-        use_cache=extraction.use_cache,
-        model_key=f"{loaded.description}|{loaded.digest}",  # code changes of an arch get new entries too
-        data_key=data_key(data),
-        max_memory=extraction.max_memory,
-        seed=seed,
-        progress=progress,
-    )
-    layers = [LayerArray(name, acts[name], tuple(acts.info[name].shape)) for name in names]
-    source = {
-        "model": str(Path(model.path)),
+def model_source(loaded: LoadedModel) -> dict[str, Any]:
+    """What a result records about the model: its file, description, weights digest and
+    (for a project checkpoint) its architecture, metrics and epoch."""
+    entry: dict[str, Any] = {
+        "model": str(Path(loaded.path)) if loaded.path is not None else loaded.description,
         "model_description": loaded.description,
         "weights_digest": loaded.digest,
-        "data": data.spec,
-        "split": data.split,
-        "n_points": len(dataset.labels),
-        "seed": data.seed,
-        "reduction": extraction.reduction,
     }
     if loaded.checkpoint:
         kept = ("arch", "arch_args", "metrics", "epoch")
-        source["checkpoint"] = {k: v for k, v in loaded.checkpoint.items() if k in kept}
-    result = LayerArrays(layers, np.asarray(dataset.labels), source, loaded, dataset)
-    if hasattr(acts, "close"):
-        result._closers.append(acts.close)
-    return result
+        entry["checkpoint"] = {k: v for k, v in loaded.checkpoint.items() if k in kept}
+    return entry
+
+
+def data_source(data, n_points: int) -> dict[str, Any]:
+    """What a result records about the data: the spec, split, size and seed of a LabelledData,
+    else the kind of object and its size."""
+    if isinstance(data, LabelledData):
+        return {"data": data.spec, "split": data.split, "n_points": data.n_points, "seed": data.seed}
+    return {"data": type(data).__name__, "n_points": n_points}
+
+
+def model_activations(
+    loaded: LoadedModel,
+    data,
+    *,
+    layers: Sequence[str] | str | None = None,
+    reduction: str | Mapping[str, str] = "none",
+    batch_size: int = 256,
+    cache_dir: str | None = None,
+    use_cache: bool = True,
+    key: str | None = None,
+    max_memory: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    classifier: bool | None = False,
+    progress: bool = False,
+) -> Activations:
+    """The chosen layers of `loaded` over `data`, extracted in one forward pass.
+
+    data: a LabelledData, a tensor or array of inputs, a Dataset or a DataLoader.
+    layers: names or globs (None: the default layers). classifier: True finds the model's
+    classifier (an InputError when it has none) and captures its input in the same pass;
+    None does so when there is one; False does not look. The cache is used when `use_cache`
+    and a data key is known (`key`, else `data_key(data)`); the model is keyed by its
+    description and weights digest.
+    """
+    module = loaded.module
+    dataset = data.dataset if isinstance(data, LabelledData) else data
+    if isinstance(dataset, np.ndarray):
+        dataset = torch.from_numpy(dataset)
+    example = example_batch(dataset, CLASSIFIER_CHECK_ROWS)
+    device = torch.device(device)
+    example = to_device(example, device)
+    if isinstance(layers, str):
+        layers = [layers]
+    names = _select(module, example[:1] if isinstance(example, torch.Tensor) else example, layers)
+    head = None
+    if classifier is not False:
+        try:
+            head = find_classifier(module, example)
+        except InputError:
+            if classifier:
+                raise
+    key = key or data_key(data)
+    acts = extract(
+        module,
+        dataset,
+        names,
+        capture_inputs=[head.name] if head is not None else (),
+        reduction=reduction,
+        batch_size=batch_size,
+        device=device,
+        cache_dir=cache_dir,
+        use_cache=use_cache and key is not None,
+        model_key=f"{loaded.description}|{loaded.digest}",  # code changes of an arch get new entries too
+        data_key=key,
+        max_memory=max_memory,
+        seed=seed,
+        progress=progress,
+    )
+    labels = np.asarray(data.labels) if isinstance(data, LabelledData) else acts.labels
+    source = {**model_source(loaded), **data_source(data, acts.n_points), "reduction": reduction}
+    if "checkpoint" in source:  # the JSON has always listed the checkpoint last
+        source["checkpoint"] = source.pop("checkpoint")
+    return Activations(
+        dict(acts.items()),
+        dict(acts.info),
+        labels,
+        acts._temp_dir,
+        source=source,
+        model=loaded,
+        data=data,
+        module_inputs=acts.module_inputs,
+        classifier=head,
+    )

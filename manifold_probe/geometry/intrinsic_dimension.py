@@ -86,7 +86,7 @@ def twonn(
     *,
     graph: NeighbourGraph | None = None,
     discard_fraction: float = 0.1,
-    bootstrap: int = 0,
+    n_bootstrap: int = 0,
     seed: int = 0,
     device="cpu",
 ) -> IntrinsicDimension:
@@ -98,7 +98,7 @@ def twonn(
     on the smallest (1 - discard_fraction) share of the ratios (scikit-dimension's
     protocol; Ansuini et al. 2019 also keep 90 %).
 
-    bootstrap: number of resamples of the points for a 95 % percentile interval (0: none).
+    n_bootstrap: number of resamples of the points for a 95 % percentile interval (0: none).
     Duplicate points are removed first (with a warning) when `points` are given.
     """
     if not 0 <= discard_fraction < 1:
@@ -110,9 +110,9 @@ def twonn(
         )
     estimate = _twonn_fit(mu, discard_fraction)
     interval = None
-    if bootstrap:
+    if n_bootstrap:
         rng = np.random.default_rng(seed)
-        draws = [_twonn_fit(rng.choice(mu, len(mu)), discard_fraction) for _ in range(bootstrap)]
+        draws = [_twonn_fit(rng.choice(mu, len(mu)), discard_fraction) for _ in range(n_bootstrap)]
         interval = _percentile_interval(np.asarray(draws))
     return IntrinsicDimension(estimate, len(mu), interval)
 
@@ -136,7 +136,7 @@ def mle(
     *,
     graph: NeighbourGraph | None = None,
     k: int = MLE_NEIGHBOURS,
-    bootstrap: int = 0,
+    n_bootstrap: int = 0,
     seed: int = 0,
     device="cpu",
 ) -> IntrinsicDimension:
@@ -161,8 +161,8 @@ def mle(
         raise InputError("MLE needs at least 2 points without duplicate neighbours.")
     inverse = 1.0 / valid
     interval = None
-    if bootstrap:
+    if n_bootstrap:
         rng = np.random.default_rng(seed)
-        means = np.array([rng.choice(inverse, len(inverse)).mean() for _ in range(bootstrap)])
+        means = np.array([rng.choice(inverse, len(inverse)).mean() for _ in range(n_bootstrap)])
         interval = _percentile_interval(1.0 / means)
     return IntrinsicDimension(float(1.0 / inverse.mean()), len(valid), interval)

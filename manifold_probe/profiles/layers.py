@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..pipeline import LayerArray
+from ..extract.activations import LayerArray
 from ..results import LayerResult
 
 
