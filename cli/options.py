@@ -14,7 +14,7 @@ import typer
 from manifold_probe.errors import InputError
 
 if TYPE_CHECKING:  # the library (torch) loads only when a command runs
-    from manifold_probe.extract.activations import Activations
+    from manifold_probe.extraction.activations import Activations
 
 Model = Annotated[
     str | None,
@@ -190,7 +190,7 @@ class SourceArgs:
         """Either --model (with --data) or --points: the layers a command measures (with
         `classifier`, the classifier's input captured in the same pass)."""
         import manifold_probe as mp
-        from manifold_probe.extract.reductions import parse_reduction_options
+        from manifold_probe.extraction.reductions import parse_reduction_options
         from manifold_probe.pipeline import layers_from_points
 
         if (self.model is None) == (self.points is None):

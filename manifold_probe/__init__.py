@@ -30,7 +30,7 @@ _API = (
     "model_info",
     "spectra",
 )
-_TYPES = {"Activations": "extract.activations", "Result": "results", "InputError": "errors"}
+_TYPES = {"Activations": "extraction.activations", "Result": "results", "InputError": "errors"}
 _MODULES = ("geometry",)
 
 __all__ = [
@@ -66,7 +66,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         spectra,
     )
     from .errors import InputError
-    from .extract.activations import Activations
+    from .extraction.activations import Activations
     from .results import Result
 
 

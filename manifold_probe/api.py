@@ -29,10 +29,10 @@ from torch import nn
 
 from .device import resolve_device
 from .errors import InputError
-from .extract.activations import Activations
-from .extract.layers import LayerInfo, default_layers
-from .extract.layers import list_layers as _list_layers
-from .extract.reductions import Reduction
+from .extraction.activations import Activations
+from .extraction.layers import LayerInfo, default_layers
+from .extraction.layers import list_layers as _list_layers
+from .extraction.reductions import Reduction
 from .geometry.id_profile import DEFAULT_METHODS
 from .pipeline import example_batch, model_activations, points_activations
 from .profiles.collapse import (

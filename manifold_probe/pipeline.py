@@ -19,10 +19,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from .errors import InputError
-from .extract.activations import Activations, LayerRecord, extract
-from .extract.classifier import find_classifier
-from .extract.hooks import to_device
-from .extract.layers import select_layers
+from .extraction.activations import Activations, LayerRecord, extract
+from .extraction.classifier import find_classifier
+from .extraction.hooks import to_device
+from .extraction.layers import select_layers
 from .sources.data import LabelledData
 from .sources.models import LoadedModel
 from .validation import as_labels, as_points, existing_file
@@ -88,7 +88,7 @@ def example_batch(data, n: int = 1):
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
         return data[:n]
-    from .extract.activations import _split_batch  # the one reading of a batch's parts
+    from .extraction.activations import _split_batch  # the one reading of a batch's parts
 
     if isinstance(data, DataLoader):
         data = data.dataset

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from manifold_probe.errors import InputError
-from manifold_probe.extract.classifier import (
+from manifold_probe.extraction.classifier import (
     classifier_input_rows,
     extract_classifier_inputs,
     find_classifier,

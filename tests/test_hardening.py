@@ -279,7 +279,7 @@ def test_interrupted_extraction_is_completed_by_a_rerun(tmp_path, digits_checkpo
 
 
 def test_max_memory_streams_a_layer_to_disk(tmp_path, digits_checkpoint):
-    from manifold_probe.extract.activations import extract
+    from manifold_probe.extraction.activations import extract
     from manifold_probe.sources.data import load_data
     from manifold_probe.sources.models import load_model
 
@@ -315,7 +315,7 @@ def test_max_memory_bounds_the_memory_held_for_activations():
 
     import torch
 
-    from manifold_probe.extract.activations import extract
+    from manifold_probe.extraction.activations import extract
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 4096))

@@ -74,7 +74,7 @@ def test_digits_cnn_blocks_are_named_children_with_the_expected_shapes():
 
 
 def test_default_layer_selection_gives_one_layer_per_block():
-    from manifold_probe.extract.layers import default_layers
+    from manifold_probe.extraction.layers import default_layers
 
     x = torch.zeros(2, 1, 8, 8)
     cnn = zoo.build_model("digits-cnn").eval()

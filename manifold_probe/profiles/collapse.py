@@ -45,8 +45,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import InputError
-from ..extract.activations import Activations
-from ..extract.classifier import ClassifierHead
+from ..extraction.activations import Activations
+from ..extraction.classifier import ClassifierHead
 from ..geometry.collapse import CollapseStatistics
 from ..geometry.spectra import covariance_spectra_from_statistics, fisher_spectra
 from ..progress import track

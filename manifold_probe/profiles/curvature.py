@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..extract.activations import Activations, LayerArray, extract
-from ..extract.perturbations import svd_perturbations
+from ..extraction.activations import Activations, LayerArray, extract
+from ..extraction.perturbations import svd_perturbations
 from ..geometry.curvature import Curvature, NeighbourhoodCurvature, curvature, default_k
 from ..geometry.intrinsic_dimension import distinct_points, twonn
 from ..geometry.neighbours import nearest_neighbours

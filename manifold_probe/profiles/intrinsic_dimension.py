@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..extract.activations import Activations
+from ..extraction.activations import Activations
 from ..geometry.id_profile import DEFAULT_METHODS, check_methods, measure_dimensions
 from ..progress import track
 from ..results import Result

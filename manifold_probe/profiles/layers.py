@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..extract.activations import LayerArray
+from ..extraction.activations import LayerArray
 from ..results import LayerResult
 
 
