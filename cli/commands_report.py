@@ -12,9 +12,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from manifold_probe.report.report import TARGETS, build_report, write_report_page
-from manifold_probe.report.statistics import METHODS
-
 from .output import console, err_console
 
 
@@ -32,6 +29,9 @@ def _cell(entry: dict) -> str:
 
 def correlation_tables(correlation: dict, *, title: str) -> list[Table]:
     """One table per target, one row per measure; each coefficient as value, [95 % interval], p-value."""
+    from manifold_probe.report.report import TARGETS
+    from manifold_probe.report.statistics import METHODS
+
     tables = []
     for target in TARGETS:
         table = Table(title=f"{title}: against {target}", header_style="bold", show_lines=True)
@@ -70,6 +70,8 @@ def report_command(
     each with a 95 % bootstrap percentile interval and a permutation p-value, over all models and
     within each family. Writes OUT/report.json and the page OUT/index.html.
     """
+    from manifold_probe.report.report import build_report, write_report_page
+
     result = build_report(
         sweep, seed=seed, n_boot=bootstrap, n_perm=permutations, include_untrained=include_untrained,
         progress=not quiet,

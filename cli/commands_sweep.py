@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from manifold_probe.sweep import PROBES, run_sweep
+from manifold_probe.registry import SWEEP_PROBES as PROBES
 
 from .options import Data, Device, NPoints, Quiet, Seed, split_list
 from .output import console, err_console
@@ -88,6 +88,8 @@ def sweep_command(
     only what is missing; results are written atomically. A failing task is recorded in
     results/<run_id>/<probe>.error.txt and the others go on; the command then exits with 1.
     """
+    from manifold_probe.sweep import run_sweep
+
     summary = run_sweep(
         [str(path) for path in checkpoints],
         split_list(probes) or ("id", "curvature"),

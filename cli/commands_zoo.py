@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from manifold_probe.device import resolve_device
-from manifold_probe.zoo_presets import PRESETS, ZOO_INDEX, train_zoo
+from manifold_probe.zoo_presets import PRESETS, ZOO_INDEX
 
 from .output import console, err_console
 
@@ -33,6 +32,9 @@ def zoo_command(
     and training-set size, plus untrained copies. Checkpoints that already exist in --out
     are kept, so an interrupted zoo resumes; --out/zoo.json lists the models.
     """
+    from manifold_probe.device import resolve_device
+    from manifold_probe.zoo_presets import train_zoo
+
     entries = train_zoo(out, preset, seed=seed, device=resolve_device(device), progress=not quiet)
     table = Table(title=f"zoo {preset} (seed {seed})", header_style="bold")
     table.add_column("model", style="cyan", overflow="fold")

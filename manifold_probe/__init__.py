@@ -18,18 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_API = (
-    "collapse",
-    "curvature",
-    "cutting_planes",
-    "extract",
-    "intrinsic_dimension",
-    "list_layers",
-    "load_data",
-    "load_model",
-    "model_info",
-    "spectra",
-)
 _TYPES = {"Activations": "extraction.activations", "Result": "results", "InputError": "errors"}
 _MODULES = ("geometry",)
 
@@ -71,12 +59,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
 
 
 def __getattr__(name: str) -> Any:
-    if name in _API:
-        value = getattr(importlib.import_module(".api", __name__), name)
-    elif name in _TYPES:
+    """Load a public name on first use: a type, `geometry`, or a function of `api`."""
+    if name in _TYPES:
         value = getattr(importlib.import_module(f".{_TYPES[name]}", __name__), name)
     elif name in _MODULES:
         value = importlib.import_module(f".{name}", __name__)
+    elif name in __all__:
+        value = getattr(importlib.import_module(".api", __name__), name)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value

@@ -311,7 +311,8 @@ def _activations(
         if data is None:
             raise InputError("a model needs data: measure(model, data).")
         module = source.module if isinstance(source, LoadedModel) else source
-        return extract(module, data, classifier=classifier, **extract_options)
+        acts = extract(module, data, classifier=classifier, **extract_options)
+        return acts if labels is None else acts.with_labels(labels)
     if data is not None:
         raise InputError("data goes with a model; for bare points give labels=... instead.")
     if isinstance(source, torch.Tensor):
@@ -464,8 +465,8 @@ def collapse(
     ----------
     source : activations, a bare (N, p) array of features (give `labels`), or a model
         (then give `data`).
-    data : the model's labelled data.
-    labels : class labels of bare features.
+    data : the model's data (its labels, or give `labels`).
+    labels : class labels of bare features, or of a model's data that yields none.
     classifier : for bare features, the classifier's weight W (C, p), adding the NC2
         weight metrics, NC3 and NC4; with a model its last nn.Linear, captured in the same
         pass (None: when there is one; False: not at all).

@@ -99,19 +99,6 @@ def example_batch(data, n: int = 1):
     return _split_batch(batch)[0]
 
 
-def example_input(loaded: LoadedModel, data: LabelledData | None = None) -> torch.Tensor:
-    """A batch of one input for tracing the model: zeros of the checkpoint's input shape when
-    it is known, else the first sample of `data`."""
-    device = next(
-        (t.device for t in (*loaded.module.parameters(), *loaded.module.buffers())), torch.device("cpu")
-    )
-    if loaded.input_shape is not None:
-        return torch.zeros((1, *loaded.input_shape), device=device)
-    if data is None:
-        raise InputError("the model does not record its input shape; give data to trace it with.")
-    return example_batch(data, 1).to(device)
-
-
 def _select(module, example, patterns) -> list[str]:
     try:
         return select_layers(module, example, list(patterns) if patterns else None)

@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..device import resolve_device
 from ..errors import InputError
 from ..progress import track
-from ..validation import check_free_space, check_positive, count_samples
+from ..validation import as_labels, check_free_space, check_positive, count_samples
 from .cache import ActivationCache, CacheKey, PendingEntry, default_cache_dir
 from .hooks import LayerRecorder, eval_mode, input_name, to_device
 from .reductions import (
@@ -129,6 +129,13 @@ class Activations(Mapping):
     def layers(self) -> list[LayerArray]:
         """The layers in order, each as a `LayerArray` (name, points, per-sample shape)."""
         return [LayerArray(name, array, tuple(self.info[name].shape)) for name, array in self._arrays.items()]
+
+    def with_labels(self, labels) -> Activations:
+        """A new Activations with these labels (one per point); this one is left as it is."""
+        return Activations(
+            dict(self._arrays), dict(self.info), as_labels(labels, self.n_points), source=self.source,
+            model=self.model, data=self.data, module_inputs=self.module_inputs, classifier=self.classifier,
+        )  # fmt: skip
 
     def with_layer(self, name: str, array: np.ndarray, shape: tuple[int, ...], *, before: str | None = None):
         """A new Activations with one more layer (inserted before the layer `before` when it is

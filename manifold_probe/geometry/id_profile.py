@@ -17,7 +17,7 @@ DEFAULT_METHODS = ("twonn", "mle", "pca")
 
 @dataclass(frozen=True)
 class DimensionProfile:
-    """Metric name -> value (DESIGN.md names: id_twonn, id_mle, id_<skdim>, id_pca90,
+    """Metric name -> value (names as in docs/methods.md: id_twonn, id_mle, id_<skdim>, id_pca90,
     participation_ratio) and metric name -> [low, high] bootstrap interval."""
 
     metrics: dict[str, float]

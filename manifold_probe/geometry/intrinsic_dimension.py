@@ -55,9 +55,9 @@ def twonn_ratios(graph: NeighbourGraph) -> np.ndarray:
 
     Duplicates (r1 = 0) make the ratio undefined; ties r1 = r2 (mu = 1, common on
     quantised data such as pixel values) have probability zero under the Pareto model
-    and only bias the fit, so both are dropped (SCIENCE.md). Build the graph on distinct
-    points (`distinct_points`): a duplicated neighbour would turn its neighbours' ratios
-    into ties.
+    and only bias the fit, so both are dropped (docs/methods.md#intrinsic-dimension). Build
+    the graph on distinct points (`distinct_points`): a duplicated neighbour would turn its
+    neighbours' ratios into ties.
     """
     r1, r2 = graph.distances[:, 0], graph.distances[:, 1]
     keep = (r1 > 0) & (r2 > r1)

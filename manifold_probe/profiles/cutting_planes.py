@@ -35,6 +35,7 @@ from torch import nn
 
 from ..device import resolve_device
 from ..errors import InputError
+from ..extraction.hooks import eval_mode
 from ..pipeline import model_source
 from ..probes.critical_dimension import default_dims
 from ..probes.cutting_planes import HIT_LEVEL, ClassManifold, measure_class_manifold
@@ -105,7 +106,7 @@ def target_seed(seed: int, targets: Sequence[int]) -> int:
 
 def output_classes(models: Sequence[nn.Module], example: torch.Tensor) -> int:
     """The number of classes the models agree on, from one forward pass on `example`
-    (the models as loaded, in eval mode; their mode is not touched).
+    (each in eval mode for the pass; their training flags are restored afterwards).
 
     An InputError when a model rejects inputs of the example's shape, returns something
     other than (batch, classes) logits, or the members disagree.
@@ -115,7 +116,8 @@ def output_classes(models: Sequence[nn.Module], example: torch.Tensor) -> int:
     with torch.no_grad():
         for number, model in enumerate(models, start=1):
             try:
-                out = model(example)
+                with eval_mode(model):
+                    out = model(example)
             except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
                 raise InputError(
                     f"model {number} does not accept the data's inputs of shape {shape}: "
