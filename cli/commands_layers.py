@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from manifold_probe.errors import InputError
 
@@ -32,27 +31,14 @@ def layers_command(
     if model is None:
         raise InputError("give --model (a checkpoint) to list its layers.")
     import manifold_probe as mp
+    from manifold_probe.report.tables import layers_table
 
     module = mp.load_model(model, arch=arch, num_classes=num_classes, trust_checkpoint=trust_checkpoint,
                            device=device)  # fmt: skip
     info = mp.model_info(module)
     traced_on = None if info.input_shape is not None else mp.load_data(data, n_points=None)
     infos = mp.list_layers(module, traced_on)
-    defaults = {layer.name for layer in infos if layer.default}
-    table = Table(title=f"layers of {info.description}", header_style="bold")
-    for column in ("layer", "module", "output shape", "features", "default"):
-        table.add_column(column)
-    for info in infos:
-        if not defaults_only or info.name in defaults:
-            shape = "x".join(str(s) for s in info.output_shape)
-            table.add_row(
-                info.name,
-                info.module_type,
-                shape,
-                str(info.n_features),
-                "yes" if info.name in defaults else "",
-            )
-    console.print(table)
+    console.print(layers_table(infos, title=f"layers of {info.description}", defaults_only=defaults_only))
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from manifold_probe.registry import SWEEP_PROBES as PROBES
 
@@ -88,6 +87,7 @@ def sweep_command(
     only what is missing; results are written atomically. A failing task is recorded in
     results/<run_id>/<probe>.error.txt and the others go on; the command then exits with 1.
     """
+    from manifold_probe.report.tables import sweep_table
     from manifold_probe.sweep import run_sweep
 
     summary = run_sweep(
@@ -103,11 +103,7 @@ def sweep_command(
         ray_address=address,
         progress=not quiet,
     )
-    table = Table(title=f"sweep of {summary.checkpoints} checkpoints", header_style="bold")
-    for name in ("done", "skipped", "failed"):
-        table.add_column(name, justify="right")
-    table.add_row(str(len(summary.done)), str(summary.skipped), str(len(summary.failed)))
-    console.print(table)
+    console.print(sweep_table(summary))
     for failure in summary.failed:
         err_console.print(
             f"[red]failed:[/red] {failure.run_id} {failure.probe}: {failure.error} (see "

@@ -24,7 +24,6 @@ The models run in eval mode, and inputs on the planes are not clipped to the dat
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,7 +36,7 @@ from ..device import resolve_device
 from ..errors import InputError
 from ..extraction.hooks import eval_mode
 from ..pipeline import model_source
-from ..probes.critical_dimension import default_dims
+from ..probes.critical_dimension import SuccessCurve, default_dims
 from ..probes.cutting_planes import HIT_LEVEL, ClassManifold, measure_class_manifold
 from ..progress import track
 from ..results import Result
@@ -262,13 +261,11 @@ def cutting_planes_profile(
 
 
 def success_curve_points(entry: dict[str, Any], n: int = 200) -> tuple[list[float], list[float]]:
-    """The fitted sigmoid of a `classes[]` entry sampled on a log grid over its swept dims
-    (empty lists when there is no fit)."""
+    """The fitted sigmoid of a `classes[]` entry (`SuccessCurve`) sampled on a log grid over its
+    swept dims (empty lists when there is no fit)."""
     fit = entry.get("fit")
     dims = [record["dim"] for record in entry["success"]]
     if not fit or not dims:
         return [], []
     grid = np.geomspace(min(dims), max(dims), n) if max(dims) > min(dims) else np.array([float(dims[0])])
-    z = (np.log(grid) - math.log(fit["centre"])) / fit["width"]
-    values = fit["lower"] + fit["height"] / (1.0 + np.exp(-z))
-    return grid.tolist(), values.tolist()
+    return grid.tolist(), SuccessCurve(**fit)(grid).tolist()

@@ -2,13 +2,16 @@
 
 `layer_table` shows any per-layer result; `result_tables` gives every table of one result
 (per command: the classifier's metrics of `collapse`, the Fisher block of `spectra`, the
-per-class table of `cutting-planes`, the epoch table of a collapse series).
+per-class table of `cutting-planes`, the epoch table of a collapse series). The tables of the
+study (`layers_table`, `zoo_table`, `sweep_table`, `correlation_tables`) are here too: the
+command line only prints them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from ..profiles.collapse import CLASSIFIER_METRICS, COLLAPSE_METRICS, FISHER_METRICS, SPECTRA_METRICS
@@ -169,3 +172,77 @@ def result_tables(result: Result) -> list[Table]:
         return [layer_table(result, [*CURVATURE_METRICS, "id_twonn"], title="curvature by layer")]
     metrics = list(dict.fromkeys(k for layer in result.layers for k in layer.metrics))
     return [layer_table(result, metrics, title="intrinsic dimension by layer")]
+
+
+def layers_table(layers, *, title: str, defaults_only: bool = False) -> Table:
+    """The layers of a model (`api.list_layers`): name, module type, output shape, features,
+    whether it is a default layer."""
+    table = Table(title=title, header_style="bold")
+    for column in ("layer", "module", "output shape", "features", "default"):
+        table.add_column(column)
+    for layer in layers:
+        if not defaults_only or layer.default:
+            shape = "x".join(str(s) for s in layer.output_shape)
+            table.add_row(layer.name, layer.module_type, shape, str(layer.n_features),
+                          "yes" if layer.default else "")  # fmt: skip
+    return table
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def zoo_table(entries, *, title: str) -> Table:
+    """The models of a zoo (`zoo_presets.ZooEntry`): family, train and test accuracy, gap."""
+    table = Table(title=title, header_style="bold")
+    table.add_column("model", style="cyan", overflow="fold")
+    table.add_column("family")
+    for column in ("train acc %", "test acc %", "gap"):
+        table.add_column(column, justify="right")
+    table.add_column("")
+    for entry in entries:
+        train, test = entry.metrics.get("train_accuracy"), entry.metrics.get("test_accuracy")
+        gap = "-" if train is None or test is None else f"{100 * (train - test):.1f}"
+        table.add_row(entry.name, entry.family, _percent(train), _percent(test), gap,
+                      "trained" if entry.trained else "kept")  # fmt: skip
+    return table
+
+
+def sweep_table(summary) -> Table:
+    """How many tasks of a sweep (`sweep.SweepSummary`) were done, skipped and failed."""
+    table = Table(title=f"sweep of {summary.checkpoints} checkpoints", header_style="bold")
+    for name in ("done", "skipped", "failed"):
+        table.add_column(name, justify="right")
+    table.add_row(str(len(summary.done)), str(summary.skipped), str(len(summary.failed)))
+    return table
+
+
+def _correlation_cell(entry: dict) -> str:
+    if entry["value"] is None:
+        return f"[dim]insufficient\n(n = {entry['n']})[/dim]"
+    text = f"{entry['value']:+.3f}"
+    if entry["interval"] is not None:
+        text += f"\n[{entry['interval'][0]:+.2f}, {entry['interval'][1]:+.2f}]"
+    if entry["p_value"] is not None:
+        text += f"\np = {entry['p_value']:.2g}"
+    significant = entry["p_value"] is not None and entry["p_value"] < 0.05
+    return f"[green]{escape(text)}[/green]" if significant else escape(text)
+
+
+def correlation_tables(correlation: dict, *, title: str) -> list[Table]:
+    """One table per target, one row per measure; each coefficient as value, [95 % interval], p-value."""
+    from .report import TARGETS
+    from .statistics import METHODS
+
+    tables = []
+    for target in TARGETS:
+        table = Table(title=f"{title}: against {target}", header_style="bold", show_lines=True)
+        table.add_column("measure", style="cyan", no_wrap=True)
+        for method in METHODS:
+            table.add_column(method, justify="right", no_wrap=True)
+        for key, entry in correlation.items():
+            measure, _, against = key.partition("_vs_")
+            if against == target:
+                table.add_row(measure, *(_correlation_cell(entry[m]) for m in METHODS))
+        tables.append(table)
+    return tables
