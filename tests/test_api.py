@@ -289,3 +289,28 @@ def test_public_names_have_documented_parameters_and_an_example():
     for name in mp.__all__:
         assert getattr(mp, name) is not None
     assert isinstance(LayerResult, type)
+
+
+def test_a_cache_is_used_only_when_asked_and_gives_the_same_arrays(model, data, tmp_path):
+    first = mp.extract(model, data, layers=["block2", "pool"], cache=tmp_path / "cache")
+    assert not any(record.from_cache for record in first.info.values())
+    again = mp.extract(model, data, layers=["block2", "pool"], cache=tmp_path / "cache")
+    assert all(record.from_cache for record in again.info.values())
+    for name in ("block2", "pool"):
+        np.testing.assert_array_equal(first[name], again[name])
+    np.testing.assert_array_equal(first.module_inputs["head"], again.module_inputs["head"])
+    in_memory = mp.extract(model, data, layers=["pool"])
+    assert not in_memory.info["pool"].on_disk and not in_memory.info["pool"].from_cache
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_perturbed_neighbourhoods_through_the_api_equal_the_command_line(tmp_path, digits_checkpoint, model):
+    data = mp.load_data("digits", n_points=30, seed=0)
+    result = mp.curvature(model, data, neighbourhood="perturb", n_top=8, n_toggle=4, dim=2, n_bootstrap=10,
+                          layers=["pool", "logits"])  # fmt: skip
+    expected = cli_json(tmp_path, "curvature", "--model", digits_checkpoint, "--n-points", 30, "--no-cache",
+                        "--device", "cpu", "--neighbourhood", "perturb", "--n-top", 8, "--n-toggle", 4,
+                        "--dim", 2, "--bootstrap", 10, "--layers", "pool,logits")  # fmt: skip
+    assert plain(result) == expected
+    with pytest.raises(mp.InputError, match="neighbourhood='perturb' needs"):
+        mp.curvature(np.random.default_rng(0).normal(size=(50, 4)), neighbourhood="perturb")

@@ -55,7 +55,7 @@ def input_path(name: str) -> str | None:
 
 OPAQUE_HINT = (
     "hooks cannot see inside TorchScript or torch.export models, so only `logits` is "
-    "available; load the original nn.Module (a state_dict with --arch) to probe inner layers"
+    "available; load the original nn.Module (a state_dict with its arch) to probe inner layers"
 )
 
 OutputCallback = Callable[[str, torch.Tensor], None]
@@ -204,7 +204,7 @@ class LayerRecorder:
             path, _ = split_layer_name(name)
             if path not in modules:
                 raise InputError(
-                    f"the model has no layer {name!r}; run `mprobe layers` to see the names."
+                    f"the model has no layer {name!r}; list_layers(model) (`mprobe layers`) shows the names."
                 )
             paths[path] = modules[path]
         return paths
@@ -279,5 +279,5 @@ class LayerRecorder:
             if ran == 0:
                 why = f"module {path!r} never ran: it is unused by forward, or {OPAQUE_HINT}"
             else:
-                why = f"module {path!r} ran {ran} time(s); run `mprobe layers` to see the names"
+                why = f"module {path!r} ran {ran} time(s); list_layers(model) shows the names"
             raise InputError(f"layer {missing[0]!r} was not produced by the forward pass: {why}.")

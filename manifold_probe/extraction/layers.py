@@ -255,5 +255,5 @@ def _no_match_message(model: nn.Module, pattern: str, names: list[str]) -> str:
         examples.append(names[-1])
     return (
         f"layer pattern {pattern!r} matches no layer of this model (it has "
-        f"{', '.join(examples)}, ...); run `mprobe layers --model ...` to list them all."
+        f"{', '.join(examples)}, ...); list_layers(model) (`mprobe layers --model ...`) lists them all."
     )
