@@ -402,7 +402,7 @@ def curvature(
     n_top, n_toggle, n_copies : the `perturb` construction (singular values kept, switched,
         and a seeded subset of the 2^n_toggle - 1 patterns).
     seed : seeds the bootstrap and the perturbation subset.
-    device : where the estimators run.
+    device : where the estimators run (for `perturb` the model runs where it is).
     **extract_options : passed to `extract` with a model.
 
     Returns
@@ -423,6 +423,12 @@ def curvature(
             raise InputError(
                 "neighbourhood='perturb' needs a model and image data from load_data(...); "
                 "use neighbourhood='knn' for other data."
+            )
+        here = _device_of(acts.model.module)
+        if device is not None and resolve_device(device) != here:
+            raise InputError(
+                f"neighbourhood='perturb' runs the model where it is ({here}); give device=None, or "
+                "measure a model placed on the device you want."
             )
         return perturbation_curvature_profile(
             acts, n_top=n_top, n_toggle=n_toggle, n_copies=n_copies, dim=dim, bootstrap=n_bootstrap,

@@ -314,3 +314,16 @@ def test_perturbed_neighbourhoods_through_the_api_equal_the_command_line(tmp_pat
     assert plain(result) == expected
     with pytest.raises(mp.InputError, match="neighbourhood='perturb' needs"):
         mp.curvature(np.random.default_rng(0).normal(size=(50, 4)), neighbourhood="perturb")
+
+
+def test_one_registry_names_the_measures_of_the_cli_the_sweep_and_the_api():
+    from manifold_probe import api, sweep
+    from manifold_probe.registry import MEASURES, SWEEP_PROBES
+    from manifold_probe_cli.main import app
+
+    commands = {command.name for command in app.registered_commands}
+    for name, measure in MEASURES.items():
+        assert name in commands, name
+        assert measure.function in api.__all__
+        assert getattr(mp, measure.function) is getattr(api, measure.function)
+    assert sweep.PROBES == SWEEP_PROBES == ("id", "curvature", "collapse", "cutting-planes")
