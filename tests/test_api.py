@@ -327,3 +327,18 @@ def test_one_registry_names_the_measures_of_the_cli_the_sweep_and_the_api():
         assert measure.function in api.__all__
         assert getattr(mp, measure.function) is getattr(api, measure.function)
     assert sweep.PROBES == SWEEP_PROBES == ("id", "curvature", "collapse", "cutting-planes")
+
+
+def test_the_command_line_reads_the_librarys_parameters_as_its_flags(tmp_path, capsys):
+    from manifold_probe.extraction.classifier import CLASSIFIER_HINT
+    from manifold_probe_cli.main import cli_message
+
+    points = tmp_path / "x.npy"
+    np.save(points, np.random.default_rng(0).normal(size=(60, 3)))
+    assert main(["curvature", "--points", str(points), "--neighbourhood", "perturb", "-q"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--neighbourhood perturb needs a model" in err and "use --neighbourhood knn" in err
+    assert "--points H.npy --labels y.npy --classifier W.npy" in cli_message(CLASSIFIER_HINT)
+    with pytest.raises(mp.InputError, match=r"classifier=W"):
+        mp.collapse(nn.Sequential(nn.Conv2d(1, 10, 8), nn.Flatten()), torch.zeros(4, 1, 8, 8),
+                    labels=[0, 1, 0, 1], classifier=True)  # fmt: skip
