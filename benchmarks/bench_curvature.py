@@ -153,7 +153,7 @@ def time_perturb(n_images: int) -> None:
     import tempfile
 
     import manifold_probe as mp
-    from manifold_probe.training import train_and_save
+    from manifold_probe.study.training import train_and_save
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = f"{tmp}/digits-cnn.pt"

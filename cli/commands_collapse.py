@@ -1,6 +1,6 @@
 """`mprobe collapse` and `mprobe spectra`: neural collapse and class/cross-class spectra per layer.
 
-The science is in manifold_probe.geometry.{collapse,spectra} and manifold_probe.profiles.collapse,
+The science is in manifold_probe.geometry.{collapse,spectra} and manifold_probe.measures.collapse,
 the tables and pages in manifold_probe.report; this module parses options, expands checkpoint
 globs, calls the Python API and prints.
 """
@@ -94,7 +94,7 @@ def _check_points_options(source: SourceArgs, classifier: Path | None, bias: Pat
 
 def _points_classifier(classifier: Path | None, bias: Path | None):
     """(W, b) arrays of --classifier and --bias (None, None without them)."""
-    from manifold_probe.pipeline import load_array
+    from manifold_probe.measures.pipeline import load_array
 
     if classifier is None:
         return None, None
@@ -128,7 +128,7 @@ def collapse_command(
         raise InputError("give either --model (with --data) or --points.")
     _check_points_options(source, classifier, bias)
     import manifold_probe as mp
-    from manifold_probe.profiles.collapse import collapse_series
+    from manifold_probe.measures.collapse import collapse_series
 
     progress = not source.quiet
     if source.points is not None:

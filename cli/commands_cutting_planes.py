@@ -1,6 +1,6 @@
 """`mprobe cutting-planes`: class-manifold dimension by random cutting planes (Fort et al. 2022).
 
-The science is in manifold_probe.probes.cutting_planes and manifold_probe.profiles.cutting_planes,
+The science is in manifold_probe.probes.cutting_planes and manifold_probe.measures.cutting_planes,
 the table and the success curves in manifold_probe.report; this module parses options, calls
 the Python API and prints.
 """

@@ -1,6 +1,6 @@
 """`mprobe sweep`: the probes over many checkpoints, resumable, and one table of them all.
 
-The work is in manifold_probe.sweep; this module parses options and prints the summary.
+The work is in manifold_probe.study.sweep; this module parses options and prints the summary.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.registry import SWEEP_PROBES as PROBES
+from manifold_probe.measures.registry import SWEEP_PROBES as PROBES
 
 from .options import Data, Device, NPoints, Quiet, Seed, split_list
 from .output import console, err_console
@@ -27,7 +27,7 @@ Probes = Annotated[
     list[str] | None,
     typer.Option(
         "--probes",
-        help=f"Probes, comma-separated: {', '.join(PROBES)} (sweep settings: see manifold_probe.sweep).",
+        help=f"Probes, comma-separated: {', '.join(PROBES)} (sweep settings: manifold_probe.study.sweep).",
         show_default="id,curvature",
     ),
 ]
@@ -88,7 +88,7 @@ def sweep_command(
     results/<run_id>/<probe>.error.txt and the others go on; the command then exits with 1.
     """
     from manifold_probe.report.tables import sweep_table
-    from manifold_probe.sweep import run_sweep
+    from manifold_probe.study.sweep import run_sweep
 
     summary = run_sweep(
         [str(path) for path in checkpoints],

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.training_config import TrainingConfig
+from manifold_probe.study.training_config import TrainingConfig
 
 from .output import console, err_console
 
@@ -79,7 +79,7 @@ def train_command(
     split seed, and train/test accuracy and loss; `--model` of every command reads it.
     """
     from manifold_probe.device import resolve_device
-    from manifold_probe.training import train_and_save
+    from manifold_probe.study.training import train_and_save
 
     arch_args = {key: value for key, value in (("width", width), ("depth", depth)) if value is not None}
     run = train_and_save(

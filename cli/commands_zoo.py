@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.zoo_presets import PRESETS, ZOO_INDEX
+from manifold_probe.study.zoo_presets import PRESETS, ZOO_INDEX
 
 from .output import console, err_console
 
@@ -29,7 +29,7 @@ def zoo_command(
     """
     from manifold_probe.device import resolve_device
     from manifold_probe.report.tables import zoo_table
-    from manifold_probe.zoo_presets import train_zoo
+    from manifold_probe.study.zoo_presets import train_zoo
 
     entries = train_zoo(out, preset, seed=seed, device=resolve_device(device), progress=not quiet)
     console.print(zoo_table(entries, title=f"zoo {preset} (seed {seed})"))

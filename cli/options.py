@@ -191,7 +191,7 @@ class SourceArgs:
         `classifier`, the classifier's input captured in the same pass)."""
         import manifold_probe as mp
         from manifold_probe.extraction.reductions import parse_reduction_options
-        from manifold_probe.pipeline import layers_from_points
+        from manifold_probe.measures.pipeline import layers_from_points
 
         if (self.model is None) == (self.points is None):
             raise InputError("give either --model (with --data) or --points.")

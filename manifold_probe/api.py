@@ -34,8 +34,7 @@ from .extraction.layers import LayerInfo, default_layers
 from .extraction.layers import list_layers as _list_layers
 from .extraction.reductions import Reduction
 from .geometry.id_profile import DEFAULT_METHODS
-from .pipeline import example_batch, model_activations, points_activations
-from .profiles.collapse import (
+from .measures.collapse import (
     FISHER_POINTS,
     SPECTRUM_VALUES,
     classifier_from_arrays,
@@ -44,9 +43,10 @@ from .profiles.collapse import (
     points_classifier,
     spectra_profile,
 )
-from .profiles.curvature import curvature_profile, perturbation_curvature_profile
-from .profiles.cutting_planes import CuttingPlaneOptions, cutting_planes_profile
-from .profiles.intrinsic_dimension import id_profile
+from .measures.curvature import curvature_profile, perturbation_curvature_profile
+from .measures.cutting_planes import CuttingPlaneOptions, cutting_planes_profile
+from .measures.intrinsic_dimension import id_profile
+from .measures.pipeline import example_batch, model_activations, points_activations
 from .results import Result
 from .sources.data import LabelledData
 from .sources.data import load_data as _load_data

@@ -317,8 +317,9 @@ def test_perturbed_neighbourhoods_through_the_api_equal_the_command_line(tmp_pat
 
 
 def test_one_registry_names_the_measures_of_the_cli_the_sweep_and_the_api():
-    from manifold_probe import api, sweep
-    from manifold_probe.registry import MEASURES, SWEEP_PROBES
+    from manifold_probe import api
+    from manifold_probe.measures.registry import MEASURES, SWEEP_PROBES
+    from manifold_probe.study import sweep
     from manifold_probe_cli.main import app
 
     commands = {command.name for command in app.registered_commands}

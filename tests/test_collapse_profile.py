@@ -16,8 +16,7 @@ from manifold_probe.errors import InputError
 from manifold_probe.extraction.activations import extract
 from manifold_probe.extraction.classifier import find_classifier
 from manifold_probe.geometry.collapse import neural_collapse
-from manifold_probe.pipeline import points_activations
-from manifold_probe.profiles.collapse import (
+from manifold_probe.measures.collapse import (
     CLASSIFIER_METRICS,
     COLLAPSE_METRICS,
     FISHER_METRICS,
@@ -27,8 +26,9 @@ from manifold_probe.profiles.collapse import (
     collapse_series,
     points_classifier,
 )
+from manifold_probe.measures.pipeline import points_activations
 from manifold_probe.results import SCHEMA, read_result
-from manifold_probe.training import train_and_save
+from manifold_probe.study.training import train_and_save
 from manifold_probe_cli import main as cli
 
 DIGITS_LAYERS = ["block1", "block2", "block3", "pool", "logits"]

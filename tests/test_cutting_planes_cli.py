@@ -9,7 +9,7 @@ import pytest
 
 import manifold_probe as mp
 from manifold_probe.errors import InputError
-from manifold_probe.profiles.cutting_planes import (
+from manifold_probe.measures.cutting_planes import (
     CuttingPlaneOptions,
     class_manifolds,
     cutting_planes_profile,
@@ -17,7 +17,7 @@ from manifold_probe.profiles.cutting_planes import (
 )
 from manifold_probe.results import SCHEMA, read_result
 from manifold_probe.sources.data import load_data
-from manifold_probe.training import train_and_save
+from manifold_probe.study.training import train_and_save
 from manifold_probe.validation import check_dims, select_targets
 from manifold_probe_cli import main as cli_main
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from manifold_probe.results import read_result
-from manifold_probe.training import train_and_save
+from manifold_probe.study.training import train_and_save
 from manifold_probe_cli.main import main
 
 
@@ -166,7 +166,7 @@ def test_exit_code_of_a_command_is_kept(tmp_path, capsys, monkeypatch):
     """`sweep` ends with typer.Exit(1) when a task failed: the code must reach the shell."""
     import typer
 
-    import manifold_probe.sweep as sweep
+    import manifold_probe.study.sweep as sweep
 
     def failed(*args, **kwargs):
         raise typer.Exit(1)

@@ -18,11 +18,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from manifold_probe import sweep
 from manifold_probe.errors import InputError
 from manifold_probe.results import read_result
-from manifold_probe.sweep import COLUMN_TYPES, MEASURE_COLUMNS, PROBES, collect_table, run_sweep
-from manifold_probe.training import train_and_save
+from manifold_probe.study import sweep
+from manifold_probe.study.sweep import COLUMN_TYPES, MEASURE_COLUMNS, PROBES, collect_table, run_sweep
+from manifold_probe.study.training import train_and_save
 from manifold_probe_cli import commands_sweep
 
 N_POINTS = 200
@@ -147,7 +147,7 @@ def test_bad_options_are_input_errors(zoo, tmp_path):
 
 KILLED_SWEEP = """
 import sys
-from manifold_probe.sweep import run_sweep
+from manifold_probe.study.sweep import run_sweep
 if __name__ == "__main__":
     run_sweep([sys.argv[1]], ("id", "curvature"), sys.argv[2], n_points=200, workers=2)
 """

@@ -11,7 +11,7 @@ from manifold_probe.sources import zoo
 from manifold_probe.sources.checkpoint import FORMAT
 from manifold_probe.sources.data import load_data
 from manifold_probe.sources.models import load_model
-from manifold_probe.training import (
+from manifold_probe.study.training import (
     TrainingConfig,
     epoch_checkpoint_path,
     evaluate,

@@ -14,8 +14,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..profiles.collapse import CLASSIFIER_METRICS, COLLAPSE_METRICS, SPECTRA_METRICS
-from ..profiles.cutting_planes import CAVEATS, HIT_DEFINITION, success_curve_points
+from ..measures.collapse import CLASSIFIER_METRICS, COLLAPSE_METRICS, SPECTRA_METRICS
+from ..measures.cutting_planes import CAVEATS, HIT_DEFINITION, success_curve_points
 from ..results import Result
 from .profile_page import layer_profile_figure, write_page
 from .tables import classifier_layer, format_value, target_name

@@ -14,8 +14,8 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from ..profiles.collapse import CLASSIFIER_METRICS, COLLAPSE_METRICS, FISHER_METRICS, SPECTRA_METRICS
-from ..profiles.curvature import CURVATURE_METRICS
+from ..measures.collapse import CLASSIFIER_METRICS, COLLAPSE_METRICS, FISHER_METRICS, SPECTRA_METRICS
+from ..measures.curvature import CURVATURE_METRICS
 from ..results import Result
 
 

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import InputError
-from .files import atomic_write
-from .progress import track
+from ..errors import InputError
+from ..files import atomic_write
+from ..progress import track
 from .training_config import TrainingConfig
 
 if TYPE_CHECKING:

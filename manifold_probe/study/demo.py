@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the command line reads DEMO_POINTS without loading the study
-    from .results import Result
+    from ..results import Result
     from .sweep import SweepSummary
     from .zoo_presets import ZooEntry
 
@@ -38,7 +38,7 @@ def run_demo(
     progress: bool = False,
 ) -> DemoOutcome:
     """Train the `demo` zoo into out/zoo, sweep `DEMO_PROBES` into out/sweep, report into out/report."""
-    from .report.report import build_report, write_report_page
+    from ..report.report import build_report, write_report_page
     from .sweep import run_sweep
     from .zoo_presets import train_zoo
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class TrainingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from .validation import check_fraction, check_positive  # numpy: only when a config is made
+        from ..validation import check_fraction, check_positive  # numpy: only when a config is made
 
         object.__setattr__(self, "arch_args", dict(self.arch_args))
         check_positive(self.epochs, name="epochs", integer=True, allow_zero=True)  # 0: untrained

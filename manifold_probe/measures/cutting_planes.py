@@ -35,7 +35,6 @@ from torch import nn
 from ..device import resolve_device
 from ..errors import InputError
 from ..extraction.hooks import eval_mode
-from ..pipeline import model_source
 from ..probes.critical_dimension import SuccessCurve, default_dims
 from ..probes.cutting_planes import HIT_LEVEL, ClassManifold, measure_class_manifold
 from ..progress import track
@@ -43,6 +42,7 @@ from ..results import Result
 from ..sources.data import LabelledData
 from ..sources.models import LoadedModel
 from ..validation import as_labels, check_dims, check_positive, select_targets
+from .pipeline import model_source
 
 OFFSETS = ("data", "noise")
 

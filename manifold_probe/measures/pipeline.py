@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .errors import InputError
-from .extraction.activations import Activations, LayerRecord, extract
-from .extraction.classifier import find_classifier
-from .extraction.hooks import to_device
-from .extraction.layers import select_layers
-from .sources.data import LabelledData
-from .sources.models import LoadedModel
-from .validation import as_labels, as_points, existing_file
+from ..errors import InputError
+from ..extraction.activations import Activations, LayerRecord, extract
+from ..extraction.classifier import find_classifier
+from ..extraction.hooks import to_device
+from ..extraction.layers import select_layers
+from ..sources.data import LabelledData
+from ..sources.models import LoadedModel
+from ..validation import as_labels, as_points, existing_file
 
 CLASSIFIER_CHECK_ROWS = 16
 """Samples of the example batch on which the classifier is found and its input compared."""
@@ -88,7 +88,7 @@ def example_batch(data, n: int = 1):
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
         return data[:n]
-    from .extraction.activations import _split_batch  # the one reading of a batch's parts
+    from ..extraction.activations import _split_batch  # the one reading of a batch's parts
 
     if isinstance(data, DataLoader):
         data = data.dataset

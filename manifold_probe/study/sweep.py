@@ -51,14 +51,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .files import atomic_save, atomic_write
-from .probes.critical_dimension import default_dims
-from .progress import track
-from .registry import MEASURES, SWEEP_PROBES
-from .results import Result, read_result
-from .sources.models import load_model
-from .validation import check_sweep_options
+from ..errors import InputError
+from ..files import atomic_save, atomic_write
+from ..measures.registry import MEASURES, SWEEP_PROBES
+from ..probes.critical_dimension import default_dims
+from ..progress import track
+from ..results import Result, read_result
+from ..sources.models import load_model
+from ..validation import check_sweep_options
 
 PROBES: tuple[str, ...] = SWEEP_PROBES
 """The probes a sweep runs (`registry.MEASURES`); each result's `command` is the probe's name."""
@@ -254,7 +254,7 @@ class TaskOutcome:
 def _measure(task: SweepTask) -> Result:
     """The probe of `task` through the Python API, with the sweep's fixed options
     (`registry.MEASURES[probe].sweep_options`), on the train split's seeded subset."""
-    from . import api
+    from .. import api
 
     model = api.load_model(task.checkpoint, device=task.device)
     data = api.load_data(task.data, split="train", n_points=task.n_points, seed=task.seed)

@@ -43,14 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .device import resolve_device
-from .errors import InputError
-from .progress import track
-from .sources import zoo
-from .sources.checkpoint import make_checkpoint, save_checkpoint
-from .sources.data import LabelledData, has_test_split, load_data
+from ..device import resolve_device
+from ..errors import InputError
+from ..progress import track
+from ..sources import zoo
+from ..sources.checkpoint import make_checkpoint, save_checkpoint
+from ..sources.data import LabelledData, has_test_split, load_data
+from ..validation import check_positive
 from .training_config import TrainingConfig
-from .validation import check_positive
 
 _EVAL_BATCH = 512
 
