@@ -152,17 +152,15 @@ def time_perturb(n_images: int) -> None:
     model and the fits in all five default layers (the untrained net: same cost as a trained one)."""
     import tempfile
 
-    from manifold_probe.pipeline import DataSelection, ExtractionOptions, ModelSpec, layers_from_model
-    from manifold_probe.profiles.curvature import perturbation_curvature_profile
-    from manifold_probe.training import train_and_save
+    import manifold_probe as mp
+    from manifold_probe.study.training import train_and_save
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = f"{tmp}/digits-cnn.pt"
         train_and_save("digits-cnn", {}, out=checkpoint, epochs=0)
         start = time.perf_counter()
-        data = DataSelection("digits", n_points=n_images)
-        with layers_from_model(ModelSpec(checkpoint), data, ExtractionOptions(use_cache=False)) as arrays:
-            result = perturbation_curvature_profile(arrays, bootstrap=200)
+        data = mp.load_data("digits", n_points=n_images)
+        result = mp.curvature(mp.load_model(checkpoint), data, neighbourhood="perturb", n_bootstrap=200)
         seconds = time.perf_counter() - start
     copies = result.params["n_copies"]
     print(

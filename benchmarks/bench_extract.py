@@ -23,7 +23,7 @@ from rich.table import Table
 from torch import nn
 
 from manifold_probe.device import resolve_device
-from manifold_probe.extract import default_layers, extract
+from manifold_probe.extraction import default_layers, extract
 
 
 def small_cnn(width: int = 32, n_classes: int = 10) -> nn.Sequential:

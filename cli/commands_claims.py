@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.claims.design import PRESETS
-from manifold_probe.claims.study import run_claims
+from manifold_probe.study.claims.design import PRESETS
 
 from .output import console, err_console
 
@@ -40,6 +39,7 @@ def claims_command(
     --out/index.html; every stage is resumable. See docs/claims.md.
     """
     from manifold_probe.device import resolve_device
+    from manifold_probe.study.claims.study import run_claims
 
     outcome = run_claims(
         out, data=data, preset=preset, seed=seed, workers=workers, device=str(resolve_device(device)),

@@ -8,15 +8,8 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.profiles.curvature import (
-    CURVATURE_METRICS,
-    curvature_profile,
-    perturbation_curvature_profile,
-)
-from manifold_probe.report.profile_page import layer_profile_figure, write_page
-
 from .options import HtmlOut, JsonOut, SourceArgs, source_options
-from .output import console, err_console, print_layers, write_outputs
+from .output import console, print_result, write_outputs
 
 NEIGHBOURHOOD_HELP = (
     "knn: each point's K nearest neighbours in the layer itself (works for any layer and for --points). "
@@ -92,62 +85,29 @@ def curvature_command(
         raise typer.BadParameter("use knn or perturb", param_hint="--neighbourhood")
     if compare and source.model is None:
         raise typer.BadParameter("--compare needs --model", param_hint="--compare")
+    import manifold_probe as mp
+
     sources = [source] + [dataclasses.replace(source, model=str(path)) for path in compare or []]
     results = []
     for src in sources:
         with src.load(min_points=4) as arrays:
-            if neighbourhood == "perturb":
-                result = perturbation_curvature_profile(
-                    arrays,
-                    n_top=n_top,
-                    n_toggle=n_toggle,
-                    n_copies=copies,
-                    dim=dim,
-                    bootstrap=bootstrap,
-                    seed=src.seed,
-                    device=src.device,
-                    progress=not src.quiet,
-                )
-            else:
-                result = curvature_profile(
-                    arrays,
-                    dim=dim,
-                    k=k,
-                    bootstrap=bootstrap,
-                    seed=src.seed,
-                    device=src.device,
-                    progress=not src.quiet,
-                )
+            result = mp.curvature(
+                arrays, neighbourhood=neighbourhood, dim=dim, k=k, n_bootstrap=bootstrap, n_top=n_top,
+                n_toggle=n_toggle, n_copies=copies, seed=src.seed, device=src.device, progress=not src.quiet,
+            )  # fmt: skip
         results.append(result)
-        print_layers(
-            result, [*CURVATURE_METRICS, "id_twonn"], title=f"curvature by layer: {src.model or src.points}"
-        )
+        print_result(result, title=f"curvature by layer: {src.model or src.points}")
         if "curvature_gap" in result.summary:
             console.print(
                 f"curvature gap (last - penultimate): mapc {result.summary['curvature_gap']:.4g}, "
                 f"mapc_scaled {result.summary['curvature_gap_scaled']:.4g}, "
                 f"curvature_sff_scaled {result.summary['curvature_sff_gap_scaled']:.4g}"
             )
-    write_outputs(results[0], json)
+    names = [str(src.model or src.points) for src in sources]
+    write_outputs(results[0], json, html, results=results, names=names, log_scale=log_scale)
     if json is not None:
         for src, result in zip(sources[1:], results[1:], strict=True):
             write_outputs(result, json.with_name(f"{json.stem}.{Path(src.model).stem}.json"))
-    if html is not None:
-        names = [str(src.model or src.points) for src in sources]
-        figure = layer_profile_figure(
-            results,
-            ["mapc", "curvature_sff", "mapc_scaled", "curvature_sff_scaled", "id_twonn"],
-            names=names,
-            log_y=["mapc", "curvature_sff", "mapc_scaled", "curvature_sff_scaled"] if log_scale else False,
-            title="Curvature by layer",
-        )
-        write_page(
-            html,
-            [figure],
-            title="mprobe curvature",
-            notes=results[0].summary.get("curvature_gap_definition", ""),
-        )
-        err_console.print(f"wrote {html}")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.demo import DEMO_POINTS, DEMO_PROBES, run_demo
+from manifold_probe.study.demo import DEMO_POINTS, DEMO_PROBES, run_demo
 
-from .commands_report import correlation_tables
 from .output import console, err_console
 
 
@@ -33,6 +32,8 @@ def demo_command(
     Azencot 2023), and how do intrinsic dimension and neural collapse relate? Writes
     --out/zoo, --out/sweep and --out/report/index.html; a second run reuses all of it.
     """
+    from manifold_probe.report.tables import correlation_tables
+
     demo = run_demo(out, seed=seed, n_points=n_points, workers=workers, progress=not quiet)
     console.print(
         f"{len(demo.zoo)} models, probes {', '.join(DEMO_PROBES)}: {len(demo.sweep.done)} tasks run, "

@@ -6,11 +6,8 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.profiles.intrinsic_dimension import id_profile
-from manifold_probe.report.profile_page import layer_profile_figure, write_page
-
 from .options import HtmlOut, JsonOut, SourceArgs, source_options, split_list
-from .output import err_console, print_layers, write_outputs
+from .output import print_result, write_outputs
 
 Method = Annotated[
     list[str] | None,
@@ -51,25 +48,16 @@ def id_command(
     One kNN graph per layer (exact distances) feeds every estimator. Give --model and --data
     for a network's layers, or --points for any embedding array.
     """
+    import manifold_probe as mp
+
     methods = split_list(method) or ("twonn", "mle", "pca")
     with source.load(min_points=4) as arrays:
-        result = id_profile(
-            arrays,
-            methods,
-            bootstrap=bootstrap,
-            seed=source.seed,
-            device=source.device,
-            backend=knn_backend,
-            progress=not source.quiet,
-        )
-    metrics = [k for layer in result.layers for k in layer.metrics]
-    metrics = list(dict.fromkeys(metrics))
-    print_layers(result, metrics, title="intrinsic dimension by layer")
-    write_outputs(result, json)
-    if html is not None:
-        fig = layer_profile_figure([result], metrics, title="Intrinsic dimension by layer")
-        write_page(html, [fig], title="mprobe id", notes=f"source: {result.source}")
-        err_console.print(f"wrote {html}")
+        result = mp.intrinsic_dimension(
+            arrays, methods=methods, n_bootstrap=bootstrap, seed=source.seed, device=source.device,
+            knn_backend=knn_backend, progress=not source.quiet,
+        )  # fmt: skip
+    print_result(result)
+    write_outputs(result, json, html)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from manifold_probe.errors import InputError
-from manifold_probe.extract.layers import default_layers, list_layers
-from manifold_probe.pipeline import ModelSpec, example_input, load_model_spec
 
 from .options import Arch, Data, Device, Model, NumClasses, TrustCheckpoint
 from .output import console
@@ -33,24 +30,15 @@ def layers_command(
     """
     if model is None:
         raise InputError("give --model (a checkpoint) to list its layers.")
-    loaded = load_model_spec(ModelSpec(model, arch, num_classes, trust_checkpoint), device=device)
-    example = example_input(loaded, data)
-    infos = list_layers(loaded.module, example)
-    defaults = set(default_layers(loaded.module, example))
-    table = Table(title=f"layers of {loaded.description}", header_style="bold")
-    for column in ("layer", "module", "output shape", "features", "default"):
-        table.add_column(column)
-    for info in infos:
-        if not defaults_only or info.name in defaults:
-            shape = "x".join(str(s) for s in info.output_shape)
-            table.add_row(
-                info.name,
-                info.module_type,
-                shape,
-                str(info.n_features),
-                "yes" if info.name in defaults else "",
-            )
-    console.print(table)
+    import manifold_probe as mp
+    from manifold_probe.report.tables import layers_table
+
+    module = mp.load_model(model, arch=arch, num_classes=num_classes, trust_checkpoint=trust_checkpoint,
+                           device=device)  # fmt: skip
+    info = mp.model_info(module)
+    traced_on = None if info.input_shape is not None else mp.load_data(data, n_points=None)
+    infos = mp.list_layers(module, traced_on)
+    console.print(layers_table(infos, title=f"layers of {info.description}", defaults_only=defaults_only))
 
 
 def register(app: typer.Typer) -> None:

@@ -9,41 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
-
-from manifold_probe.report.report import TARGETS, build_report, write_report_page
-from manifold_probe.report.statistics import METHODS
 
 from .output import console, err_console
-
-
-def _cell(entry: dict) -> str:
-    if entry["value"] is None:
-        return f"[dim]insufficient\n(n = {entry['n']})[/dim]"
-    text = f"{entry['value']:+.3f}"
-    if entry["interval"] is not None:
-        text += f"\n[{entry['interval'][0]:+.2f}, {entry['interval'][1]:+.2f}]"
-    if entry["p_value"] is not None:
-        text += f"\np = {entry['p_value']:.2g}"
-    significant = entry["p_value"] is not None and entry["p_value"] < 0.05
-    return f"[green]{escape(text)}[/green]" if significant else escape(text)
-
-
-def correlation_tables(correlation: dict, *, title: str) -> list[Table]:
-    """One table per target, one row per measure; each coefficient as value, [95 % interval], p-value."""
-    tables = []
-    for target in TARGETS:
-        table = Table(title=f"{title}: against {target}", header_style="bold", show_lines=True)
-        table.add_column("measure", style="cyan", no_wrap=True)
-        for method in METHODS:
-            table.add_column(method, justify="right", no_wrap=True)
-        for key, entry in correlation.items():
-            measure, _, against = key.partition("_vs_")
-            if against == target:
-                table.add_row(measure, *(_cell(entry[m]) for m in METHODS))
-        tables.append(table)
-    return tables
 
 
 def report_command(
@@ -70,8 +37,11 @@ def report_command(
     each with a 95 % bootstrap percentile interval and a permutation p-value, over all models and
     within each family. Writes OUT/report.json and the page OUT/index.html.
     """
+    from manifold_probe.report.report import build_report, write_report_page
+    from manifold_probe.report.tables import correlation_tables
+
     result = build_report(
-        sweep, seed=seed, n_boot=bootstrap, n_perm=permutations, include_untrained=include_untrained,
+        sweep, seed=seed, n_bootstrap=bootstrap, n_perm=permutations, include_untrained=include_untrained,
         progress=not quiet,
     )  # fmt: skip
     summary = result.summary

@@ -1,6 +1,6 @@
 """`mprobe sweep`: the probes over many checkpoints, resumable, and one table of them all.
 
-The work is in manifold_probe.sweep; this module parses options and prints the summary.
+The work is in manifold_probe.study.sweep; this module parses options and prints the summary.
 """
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from manifold_probe.sweep import PROBES, run_sweep
+from manifold_probe.measures.registry import SWEEP_PROBES as PROBES
 
 from .options import Data, Device, NPoints, Quiet, Seed, split_list
 from .output import console, err_console
@@ -28,7 +27,7 @@ Probes = Annotated[
     list[str] | None,
     typer.Option(
         "--probes",
-        help=f"Probes, comma-separated: {', '.join(PROBES)} (sweep settings: see manifold_probe.sweep).",
+        help=f"Probes, comma-separated: {', '.join(PROBES)} (sweep settings: manifold_probe.study.sweep).",
         show_default="id,curvature",
     ),
 ]
@@ -88,6 +87,9 @@ def sweep_command(
     only what is missing; results are written atomically. A failing task is recorded in
     results/<run_id>/<probe>.error.txt and the others go on; the command then exits with 1.
     """
+    from manifold_probe.report.tables import sweep_table
+    from manifold_probe.study.sweep import run_sweep
+
     summary = run_sweep(
         [str(path) for path in checkpoints],
         split_list(probes) or ("id", "curvature"),
@@ -101,11 +103,7 @@ def sweep_command(
         ray_address=address,
         progress=not quiet,
     )
-    table = Table(title=f"sweep of {summary.checkpoints} checkpoints", header_style="bold")
-    for name in ("done", "skipped", "failed"):
-        table.add_column(name, justify="right")
-    table.add_row(str(len(summary.done)), str(summary.skipped), str(len(summary.failed)))
-    console.print(table)
+    console.print(sweep_table(summary))
     for failure in summary.failed:
         err_console.print(
             f"[red]failed:[/red] {failure.run_id} {failure.probe}: {failure.error} (see "

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.device import resolve_device
-from manifold_probe.training import TrainingConfig, train_and_save
+from manifold_probe.study.training_config import TrainingConfig
 
 from .output import console, err_console
 
@@ -79,6 +78,9 @@ def train_command(
     The checkpoint holds the architecture and its arguments, the weights, the data spec and
     split seed, and train/test accuracy and loss; `--model` of every command reads it.
     """
+    from manifold_probe.device import resolve_device
+    from manifold_probe.study.training import train_and_save
+
     arch_args = {key: value for key, value in (("width", width), ("depth", depth)) if value is not None}
     run = train_and_save(
         arch,

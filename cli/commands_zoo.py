@@ -6,16 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from manifold_probe.device import resolve_device
-from manifold_probe.zoo_presets import PRESETS, ZOO_INDEX, train_zoo
+from manifold_probe.study.zoo_presets import PRESETS, ZOO_INDEX
 
 from .output import console, err_console
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
 
 
 def zoo_command(
@@ -33,25 +27,12 @@ def zoo_command(
     and training-set size, plus untrained copies. Checkpoints that already exist in --out
     are kept, so an interrupted zoo resumes; --out/zoo.json lists the models.
     """
+    from manifold_probe.device import resolve_device
+    from manifold_probe.report.tables import zoo_table
+    from manifold_probe.study.zoo_presets import train_zoo
+
     entries = train_zoo(out, preset, seed=seed, device=resolve_device(device), progress=not quiet)
-    table = Table(title=f"zoo {preset} (seed {seed})", header_style="bold")
-    table.add_column("model", style="cyan", overflow="fold")
-    table.add_column("family")
-    for column in ("train acc %", "test acc %", "gap"):
-        table.add_column(column, justify="right")
-    table.add_column("")
-    for entry in entries:
-        train, test = entry.metrics.get("train_accuracy"), entry.metrics.get("test_accuracy")
-        gap = "-" if train is None or test is None else f"{100 * (train - test):.1f}"
-        table.add_row(
-            entry.name,
-            entry.family,
-            _percent(train),
-            _percent(test),
-            gap,
-            "trained" if entry.trained else "kept",
-        )
-    console.print(table)
+    console.print(zoo_table(entries, title=f"zoo {preset} (seed {seed})"))
     trained = sum(entry.trained for entry in entries)
     err_console.print(
         f"{trained} trained, {len(entries) - trained} kept; wrote {Path(out) / ZOO_INDEX}"

@@ -64,6 +64,25 @@ commands_claims.register(app)
 
 _INTERRUPTED = "interrupted; finished results are kept, nothing was half-written."
 
+FLAGS = {
+    "(points=H, labels=y, classifier=W)": "(--points H.npy --labels y.npy --classifier W.npy [--bias b.npy])",
+    "neighbourhood='perturb'": "--neighbourhood perturb",
+    "neighbourhood='knn'": "--neighbourhood knn",
+    "from load_data(...)": "from --data",
+    "list_layers(model) (`mprobe layers --model ...`)": "`mprobe layers --model ...`",
+    "list_layers(model) (`mprobe layers`)": "`mprobe layers`",
+    "list_layers(model)": "`mprobe layers`",
+    "a state_dict with its arch": "a state_dict with --arch",
+}
+"""How the library's messages, which name parameters, read on the command line (flags)."""
+
+
+def cli_message(message: str) -> str:
+    """A library error message with its parameter names replaced by the command's flags."""
+    for phrase, flags in FLAGS.items():
+        message = message.replace(phrase, flags)
+    return message
+
 
 def _version(value: bool):
     if value:
@@ -101,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         if debug:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {cli_message(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except UsageError as exc:
         if debug:

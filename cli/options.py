@@ -7,20 +7,14 @@ import functools
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from manifold_probe.errors import InputError
-from manifold_probe.extract.reductions import parse_reduction_options
-from manifold_probe.pipeline import (
-    DataSelection,
-    ExtractionOptions,
-    LayerArrays,
-    ModelSpec,
-    layers_from_model,
-    layers_from_points,
-)
+
+if TYPE_CHECKING:  # the library (torch) loads only when a command runs
+    from manifold_probe.extraction.activations import Activations
 
 Model = Annotated[
     str | None,
@@ -177,28 +171,44 @@ class SourceArgs:
     max_memory: str | None = None
     quiet: bool = False
 
-    def load(self, *, min_points: int = 2) -> LayerArrays:
-        """Either --model (with --data) or --points: the layers a command measures."""
+    def load_model(self, path: str | None = None):
+        """The model of --model (or `path`), through the Python API."""
+        import manifold_probe as mp
+
+        return mp.load_model(path or self.model, arch=self.arch, num_classes=self.num_classes,
+                             trust_checkpoint=self.trust_checkpoint, device=self.device)  # fmt: skip
+
+    def load_data(self):
+        """The data of --data, --split, --n-points, --seed, through the Python API."""
+        import manifold_probe as mp
+
+        if self.split not in ("train", "test"):
+            raise InputError(f"--split must be train or test, got {self.split!r}.")
+        return mp.load_data(self.data, split=self.split, n_points=self.n_points, seed=self.seed)
+
+    def load(self, *, min_points: int = 2, classifier: bool = False) -> Activations:
+        """Either --model (with --data) or --points: the layers a command measures (with
+        `classifier`, the classifier's input captured in the same pass)."""
+        import manifold_probe as mp
+        from manifold_probe.extraction.reductions import parse_reduction_options
+        from manifold_probe.measures.pipeline import layers_from_points
+
         if (self.model is None) == (self.points is None):
             raise InputError("give either --model (with --data) or --points.")
         if self.points is not None:
             return layers_from_points(
                 str(self.points), str(self.labels) if self.labels else None, min_points=min_points
             )
-        if self.split not in ("train", "test"):
-            raise InputError(f"--split must be train or test, got {self.split!r}.")
-        return layers_from_model(
-            ModelSpec(self.model, self.arch, self.num_classes, self.trust_checkpoint),
-            DataSelection(self.data, self.split, self.n_points, self.seed),
-            ExtractionOptions(
-                layers=split_list(self.layers),
-                reduction=parse_reduction_options(self.reduction or ["none"]),
-                batch_size=self.batch_size,
-                cache_dir=str(self.cache_dir) if self.cache_dir else None,
-                use_cache=not self.no_cache,
-                max_memory=parse_memory(self.max_memory),
-            ),
-            device=self.device,
+        data = self.load_data()
+        return mp.extract(
+            self.load_model(),
+            data,
+            layers=split_list(self.layers),
+            reduction=parse_reduction_options(self.reduction or ["none"]),
+            batch_size=self.batch_size,
+            cache=None if self.no_cache else (self.cache_dir or True),
+            max_memory=parse_memory(self.max_memory),
+            classifier=True if classifier else False,
             seed=self.seed,
             progress=not self.quiet,
         )

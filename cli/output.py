@@ -1,57 +1,48 @@
-"""Terminal tables and result files for every command."""
+"""Printing results and writing their files, for every command (the tables and pages
+themselves are in manifold_probe.report)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.table import Table
 
-from manifold_probe.results import Result
+if TYPE_CHECKING:
+    from manifold_probe.results import Result
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-def _format(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if value != value:
-            return "nan"
-        if value == 0 or 1e-3 <= abs(value) < 1e5:
-            return f"{value:.4g}" if abs(value) < 100 else f"{value:.1f}"
-        return f"{value:.3e}"
-    return str(value)
+def print_result(result: Result, *, title: str | None = None) -> None:
+    """Every terminal table of `result` (`report.tables.result_tables`)."""
+    from manifold_probe.report.tables import result_tables
+
+    for table in result_tables(result):
+        if title is not None:
+            table.title = title
+            title = None
+        console.print(table)
 
 
-def layer_table(result: Result, metrics: list[str], *, title: str = "") -> Table:
-    """One row per layer: name, activation shape, then each metric (with its interval if any)."""
-    table = Table(title=title or None, header_style="bold")
-    table.add_column("layer", style="cyan")
-    table.add_column("shape")
-    shown = [m for m in metrics if any(m in layer.metrics for layer in result.layers)]
-    for metric in shown:
-        table.add_column(metric, justify="right")
-    for layer in result.layers:
-        shape = "x".join(str(s) for s in (layer.shape or [layer.ambient_dim]))
-        cells = []
-        for metric in shown:
-            text = _format(layer.metrics.get(metric))
-            if metric in layer.intervals:
-                low, high = layer.intervals[metric]
-                text += f" [{_format(low)}, {_format(high)}]"
-            cells.append(text)
-        table.add_row(layer.name, shape, *cells)
-    return table
-
-
-def print_layers(result: Result, metrics: list[str], *, title: str = "") -> None:
-    console.print(layer_table(result, metrics, title=title))
-
-
-def write_outputs(result: Result, json_path: Path | None) -> None:
-    """Write the JSON result if asked for, and say where."""
+def write_outputs(
+    result: Result,
+    json_path: Path | None,
+    html_path: Path | None = None,
+    *,
+    results: Sequence[Result] | None = None,
+    names: Sequence[str] | None = None,
+    log_scale: bool = False,
+) -> None:
+    """Write the JSON of `result` and the page of `results` (default: `result` alone) if asked
+    for, and say where."""
     if json_path is not None:
         result.write(json_path)
         err_console.print(f"wrote {json_path}")
+    if html_path is not None:
+        from manifold_probe.report.pages import write_result_page
+
+        write_result_page(html_path, list(results or [result]), names=names, log_scale=log_scale)
+        err_console.print(f"wrote {html_path}")

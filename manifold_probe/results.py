@@ -1,9 +1,15 @@
 """The result schema `manifold-probe/result@1`, its JSON writer and reader.
 
-One result file per command run. Layers carry `metrics` (stable snake_case names, see
-DESIGN.md), optional `intervals` ([low, high] per metric) and free-form `details`
+One result file per command run. Layers carry `metrics` (stable snake_case names, listed
+in docs/methods.md), optional `intervals` ([low, high] per metric) and free-form `details`
 (quantiles, spectra). Non-finite numbers are written as JSON null. Files are written
 atomically (temporary file, then rename), so an earlier result is never half-overwritten.
+
+Every measure of the Python API returns a `Result`, and every `Result` has one interface:
+`metrics`, `intervals` and `details` (keyed by layer, or by target class for cutting planes),
+`to_frame()` (a pandas DataFrame with the columns layer, metric, value, low, high),
+`to_dict()`, `write(path)` (the JSON) and `to_html(path)` (a self-contained Plotly page).
+Results are frozen: their fields cannot be reassigned.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from .files import atomic_write
 SCHEMA = "manifold-probe/result@1"
 
 
-@dataclass
+@dataclass(frozen=True)
 class LayerResult:
     """One layer's measurements. `depth` is the relative depth index / (n_layers - 1) in [0, 1]."""
 
@@ -39,9 +45,17 @@ class LayerResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Result:
-    """A whole command's result: where the data came from, the parameters, per-layer and per-class parts."""
+    """A whole measure's result: where the data came from, the parameters, per-layer and per-class parts.
+
+    Example
+    -------
+    >>> r = mp.intrinsic_dimension(np.random.default_rng(0).normal(size=(500, 3)), methods=("twonn",))
+    >>> r.metrics["points"]["id_twonn"]  # about 3
+    >>> r.to_frame().columns.tolist()
+    ['layer', 'metric', 'value', 'low', 'high']
+    """
 
     command: str
     source: dict[str, Any]
@@ -56,6 +70,69 @@ class Result:
         d = asdict(self)
         order = ["schema", "command", "version", "source", "params", "layers", "classes", "summary"]
         return {key: _plain(d[key]) for key in order}
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """Layer name (or target class for cutting planes) -> metric name -> value."""
+        return {part: {m: value for m, value, _, _ in rows} for part, rows in self._parts().items()}
+
+    @property
+    def intervals(self) -> dict[str, dict[str, list[float]]]:
+        """Layer name (or target class) -> metric name -> [low, high], for metrics that have one."""
+        return {
+            part: {m: [low, high] for m, _, low, high in rows if low is not None or high is not None}
+            for part, rows in self._parts().items()
+        }
+
+    @property
+    def details(self) -> dict[str, dict[str, Any]]:
+        """Layer name (or target class) -> the free-form details (spectra, quantiles, success curves)."""
+        if self.classes:
+            return {class_label(entry): dict(entry) for entry in self.classes}
+        return {layer.name: dict(layer.details) for layer in self.layers}
+
+    def _parts(self) -> dict[str, list[tuple[str, Any, Any, Any]]]:
+        """(metric, value, low, high) rows of every layer, or of every target class."""
+        parts: dict[str, list[tuple[str, Any, Any, Any]]] = {}
+        for layer in self.layers:
+            parts[layer.name] = [
+                (name, value, *(layer.intervals.get(name) or (None, None)))
+                for name, value in layer.metrics.items()
+            ]
+        for entry in self.classes:
+            rows = []
+            for name in CLASS_METRICS:
+                if name in entry:
+                    low, high = entry.get(f"{name}_interval") or (None, None)
+                    rows.append((name, entry[name], low, high))
+            parts[class_label(entry)] = rows
+        return parts
+
+    def to_frame(self):
+        """The measurements as a pandas DataFrame: one row per (layer, metric), the columns
+        `layer, metric, value, low, high` (low and high NaN where there is no interval;
+        for cutting planes `layer` names the target class, e.g. `class 3`).
+
+        Example
+        -------
+        >>> r.to_frame().pivot(index="layer", columns="metric", values="value")
+        """
+        import pandas as pd
+
+        rows = [
+            (part, name, _number(value), _number(low), _number(high))
+            for part, entries in self._parts().items()
+            for name, value, low, high in entries
+        ]
+        return pd.DataFrame(rows, columns=["layer", "metric", "value", "low", "high"])
+
+    def to_html(self, path: str | os.PathLike) -> Path:
+        """Write a self-contained interactive page (Plotly, opens offline) of this result;
+        returns the path."""
+        from .report.pages import write_result_page
+
+        write_result_page(path, [self])
+        return Path(path)
 
     def layer(self, name: str) -> LayerResult:
         for layer in self.layers:
@@ -96,6 +173,26 @@ def read_result(path: str | os.PathLike) -> Result:
     except json.JSONDecodeError as exc:
         raise InputError(f"{p} is not valid JSON ({exc.msg} at line {exc.lineno}).") from None
     return Result.from_dict(d)
+
+
+CLASS_METRICS = ("critical_dim", "manifold_dim")
+"""The per-class numbers of a cutting-planes result that `metrics` and `to_frame` show."""
+
+
+def class_label(entry: dict[str, Any]) -> str:
+    """How a cutting-planes target is named in `metrics` and `to_frame`: `class 3`, `set {3, 5}`."""
+    target = entry.get("class")
+    if isinstance(target, (list, tuple)):
+        return "set {" + ", ".join(str(c) for c in target) + "}"
+    return f"class {target}"
+
+
+def _number(value: Any) -> float:
+    """A metric value as a float (None and non-numbers as NaN) for the DataFrame."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _plain(value: Any) -> Any:

@@ -334,10 +334,10 @@ def check_tangent_dim(dim, ambient: int) -> int:
     return dim
 
 
-def check_resample_counts(n_boot: int, n_perm: int) -> None:
+def check_resample_counts(n_bootstrap: int, n_perm: int) -> None:
     """Bootstrap and permutation counts, both non-negative."""
-    if n_boot < 0 or n_perm < 0:
-        raise InputError(f"bootstrap and permutation counts must be >= 0, got {n_boot} and {n_perm}.")
+    if n_bootstrap < 0 or n_perm < 0:
+        raise InputError(f"bootstrap and permutation counts must be >= 0, got {n_bootstrap} and {n_perm}.")
 
 
 def parse_int_list(text: str | int | Sequence[int], *, name: str) -> list[int]:

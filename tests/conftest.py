@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from manifold_probe.training import train_and_save
+from manifold_probe.study.training import train_and_save
 
 
 @pytest.fixture(scope="session")

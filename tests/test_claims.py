@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from manifold_probe.claims.design import design
-from manifold_probe.claims.evidence import Study, record_from_checkpoint
-from manifold_probe.claims.verdicts import CLAIMS, TPT_ERROR, StudyContext, decide, evaluate_claims
 from manifold_probe.errors import InputError
 from manifold_probe.results import LayerResult, Result
+from manifold_probe.study.claims.design import design
+from manifold_probe.study.claims.evidence import Study, record_from_checkpoint
+from manifold_probe.study.claims.verdicts import CLAIMS, TPT_ERROR, StudyContext, decide, evaluate_claims
 
 LAYERS = ("block1", "block2", "block3", "pool", "logits")
 

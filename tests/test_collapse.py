@@ -135,7 +135,7 @@ def test_unbalanced_classes_keep_the_simplex_and_the_closed_form():
 def test_gaussian_noise_around_simplex_gives_closed_form_nc1(
     n_classes, dim, norm, sigma, per_class
 ):
-    """Population value s2 (C-1)^2 / (a2 C) (SCIENCE.md), checked within sampling error.
+    """Population value s2 (C-1)^2 / (a2 C) (docs/methods.md#neural-collapse), checked within sampling error.
 
     Finite samples bias the estimate: the empirical centred means carry noise of variance
     s2/n per coordinate, which adds p s2/n to every non-zero eigenvalue a2 C/(C-1) of their

@@ -13,14 +13,10 @@ import torch
 from torch import nn
 
 from manifold_probe.errors import InputError
-from manifold_probe.extract.classifier import (
-    classifier_input_rows,
-    extract_classifier_inputs,
-    find_classifier,
-)
+from manifold_probe.extraction.activations import extract
+from manifold_probe.extraction.classifier import find_classifier
 from manifold_probe.geometry.collapse import neural_collapse
-from manifold_probe.pipeline import LayerArray, LayerArrays
-from manifold_probe.profiles.collapse import (
+from manifold_probe.measures.collapse import (
     CLASSIFIER_METRICS,
     COLLAPSE_METRICS,
     FISHER_METRICS,
@@ -30,8 +26,9 @@ from manifold_probe.profiles.collapse import (
     collapse_series,
     points_classifier,
 )
+from manifold_probe.measures.pipeline import points_activations
 from manifold_probe.results import SCHEMA, read_result
-from manifold_probe.training import train_and_save
+from manifold_probe.study.training import train_and_save
 from manifold_probe_cli import main as cli
 
 DIGITS_LAYERS = ["block1", "block2", "block3", "pool", "logits"]
@@ -92,12 +89,14 @@ def test_the_classifier_is_the_last_linear_called_and_its_input_is_captured():
     head = find_classifier(model, x)
     assert head.name == "head" and head.weight.shape == (3, 6) and head.bias.shape == (3,)
     assert head.weight.dtype == np.float64
-    rows = classifier_input_rows(model, "head", x)
     expected = (model.trunk(x) * 2.0).detach().numpy()
-    np.testing.assert_allclose(rows, expected, rtol=1e-6)
-    # the streamed pass over a data set gives the same rows, without a cache
-    array = extract_classifier_inputs(model, torch.cat([x, x]), head, batch_size=3, use_cache=False)
-    np.testing.assert_allclose(array, np.vstack([expected, expected]), rtol=1e-6)
+    # the pass that extracts the layers captures the classifier's input with a pre-hook:
+    # what `head` receives (trunk's output times 2), not trunk's own output
+    both = torch.cat([x, x])
+    acts = extract(model, both, ["trunk"], capture_inputs=["head"], batch_size=3, use_cache=False)
+    np.testing.assert_allclose(acts.module_inputs["head"], np.vstack([expected, expected]), rtol=1e-6)
+    np.testing.assert_allclose(acts["trunk"], np.vstack([expected, expected]) / 2.0, rtol=1e-6)
+    assert list(acts) == ["trunk"]  # the captured input is not a layer
 
 
 def test_a_linear_that_is_not_the_classifier_is_refused():
@@ -106,7 +105,7 @@ def test_a_linear_that_is_not_the_classifier_is_refused():
     not_logits = nn.Sequential(nn.Flatten(), nn.Linear(16, 5), nn.ReLU(), nn.Unflatten(1, (5, 1)))
     with pytest.raises(InputError, match="not .batch, classes. logits"):
         find_classifier(not_logits.eval(), torch.randn(2, 1, 4, 4))
-    with pytest.raises(InputError, match="--classifier"):
+    with pytest.raises(InputError, match="classifier=W"):
         find_classifier(nn.Sequential(nn.Conv2d(1, 3, 4), nn.Flatten()), torch.randn(2, 1, 4, 4))
 
 
@@ -165,7 +164,7 @@ def test_random_means_are_far_from_collapse_and_labels_may_be_any_integers():
     rng = np.random.default_rng(1)
     labels = np.repeat([3, 7, 9], 50)
     features = rng.standard_normal((150, 4)) + rng.standard_normal((3, 4))[np.searchsorted([3, 7, 9], labels)]
-    arrays = LayerArrays([LayerArray("points", features, (4,))], labels, {"points": "memory"})
+    arrays = points_activations(features, labels, source={"points": "memory"})
     result = collapse_profile(arrays)
     (layer,) = result.layers
     assert set(COLLAPSE_METRICS) <= set(layer.metrics) and not set(CLASSIFIER_METRICS) & set(layer.metrics)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from manifold_probe.results import read_result
-from manifold_probe.training import train_and_save
+from manifold_probe.study.training import train_and_save
 from manifold_probe_cli.main import main
 
 

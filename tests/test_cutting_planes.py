@@ -4,7 +4,8 @@ A model with logits [k (r^2 - ||P_perp (x - c)||^2), 0] gives p_0 >= 0.5 exactly
 cylinder of radius r around the affine subspace A = c + span(along). A d-plane
 x0 + theta M meets it iff min_theta ||P_perp (x0 + M^T theta - c)||^2 <= r^2 (a least
 squares problem, solved exactly below), and for x0 at distance R_perp from A the chance of
-that is BetaCDF(r^2 / R_perp^2; (q - d)/2, d/2) with q = D - n the codimension (SCIENCE.md).
+that is BetaCDF(r^2 / R_perp^2; (q - d)/2, d/2) with q = D - n the codimension
+(docs/methods.md#cutting-planes).
 """
 
 from __future__ import annotations
@@ -362,8 +363,9 @@ def test_no_offsets_outside_the_target_is_an_input_error():
 def test_trained_digits_model_every_full_dimensional_plane_reaches_every_class():
     """At d = D the plane is the whole input space, which holds confidently classified
     training images of every digit: all planes hit, and the curve reads a dimension."""
-    zoo = pytest.importorskip("manifold_probe.sources.zoo")
     from sklearn.datasets import load_digits
+
+    from manifold_probe.sources import zoo
 
     digits = load_digits()
     x = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)

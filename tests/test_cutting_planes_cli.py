@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+import manifold_probe as mp
 from manifold_probe.errors import InputError
-from manifold_probe.pipeline import DataSelection, ModelSpec, load_model_spec
-from manifold_probe.profiles.cutting_planes import (
+from manifold_probe.measures.cutting_planes import (
     CuttingPlaneOptions,
     class_manifolds,
     cutting_planes_profile,
@@ -17,7 +17,7 @@ from manifold_probe.profiles.cutting_planes import (
 )
 from manifold_probe.results import SCHEMA, read_result
 from manifold_probe.sources.data import load_data
-from manifold_probe.training import train_and_save
+from manifold_probe.study.training import train_and_save
 from manifold_probe.validation import check_dims, select_targets
 from manifold_probe_cli import main as cli_main
 
@@ -103,7 +103,7 @@ def test_same_seed_reproduces_the_json_exactly(checkpoints, tmp_path, capsys):
 
 def test_a_class_gets_the_same_planes_alone_or_with_others(checkpoints):
     """Per-target seeds: class 3's entry does not depend on which other classes are measured."""
-    module = load_model_spec(ModelSpec(str(checkpoints[0]))).module
+    module = mp.load_model(checkpoints[0])
     data = load_data("digits", n_points=400, seed=0)
     options = CuttingPlaneOptions(dims=(4, 64), planes=2, steps=20, n_bootstrap=20)
     alone = class_manifolds(module, data.inputs(), data.labels, [(3,)], options, seed=1)
@@ -127,8 +127,8 @@ def test_ensemble_of_two_checkpoints_runs(checkpoints, tmp_path, capsys):
 
 def test_set_of_classes_is_one_target(checkpoints):
     result = cutting_planes_profile(
-        ModelSpec(str(checkpoints[0])),
-        DataSelection("digits", n_points=300),
+        mp.model_info(mp.load_model(checkpoints[0])),
+        mp.load_data("digits", n_points=300),
         classes="3,5",
         as_set=True,
         options=CuttingPlaneOptions(dims=(8, 64), planes=2, steps=20, n_bootstrap=10),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from manifold_probe import zoo_presets
-from manifold_probe.zoo_presets import ZooModel
+from manifold_probe.study import zoo_presets
+from manifold_probe.study.zoo_presets import ZooModel
 from manifold_probe_cli.main import main
 
 MICRO_DEMO = (

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from manifold_probe.errors import InputError
-from manifold_probe.extract import (
+from manifold_probe.extraction import (
     ActivationCache,
     CacheKey,
     LayerInfo,
@@ -30,8 +30,8 @@ from manifold_probe.extract import (
     resolve_reductions,
     select_layers,
 )
-from manifold_probe.extract.hooks import first_tensor
-from manifold_probe.extract.reductions import Reduction, make_reducer, projection_matrix
+from manifold_probe.extraction.hooks import first_tensor
+from manifold_probe.extraction.reductions import Reduction, make_reducer, projection_matrix
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -466,7 +466,7 @@ KILLED_WRITER = textwrap.dedent(
     from pathlib import Path
     import torch
     from torch import nn
-    from manifold_probe.extract import extract
+    from manifold_probe.extraction import extract
 
     class Slow(nn.Module):
         def __init__(self):

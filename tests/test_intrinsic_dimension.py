@@ -89,11 +89,11 @@ def test_ties_and_zero_distances_in_a_given_graph_are_dropped():
 
 def test_bootstrap_interval_contains_estimate_and_is_reproducible():
     x = np.random.default_rng(0).normal(size=(800, 4))
-    a = twonn(x, bootstrap=50, seed=3)
-    b = twonn(x, bootstrap=50, seed=3)
+    a = twonn(x, n_bootstrap=50, seed=3)
+    b = twonn(x, n_bootstrap=50, seed=3)
     assert a.interval == b.interval
     assert a.interval[0] < a.dimension < a.interval[1]
-    m = mle(x, bootstrap=50, seed=3)
+    m = mle(x, n_bootstrap=50, seed=3)
     assert m.interval[0] < m.dimension < m.interval[1]
 
 
@@ -124,7 +124,7 @@ def test_skdim_adapter_reuses_the_graph_and_matches_direct_use(benchmark):
 
 def test_measure_dimensions_names_and_errors():
     x = np.random.default_rng(0).normal(size=(300, 5))
-    prof = measure_dimensions(x, ["twonn", "mle", "pca"], bootstrap=10)
+    prof = measure_dimensions(x, ["twonn", "mle", "pca"], n_bootstrap=10)
     assert set(prof.metrics) == {"id_twonn", "id_mle", "id_pca90", "participation_ratio"}
     assert set(prof.intervals) == {"id_twonn", "id_mle"}
     with pytest.raises(InputError, match="unknown method"):

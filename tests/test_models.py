@@ -74,7 +74,7 @@ def test_digits_cnn_blocks_are_named_children_with_the_expected_shapes():
 
 
 def test_default_layer_selection_gives_one_layer_per_block():
-    from manifold_probe.extract.layers import default_layers
+    from manifold_probe.extraction.layers import default_layers
 
     x = torch.zeros(2, 1, 8, 8)
     cnn = zoo.build_model("digits-cnn").eval()
@@ -103,7 +103,7 @@ def test_digits_mlp_depth_one_is_the_one_hidden_layer_net():
     ],
 )
 def test_small_resnet_halves_the_map_and_doubles_channels_down_to_eight_pixels(channels, size, expected):
-    from manifold_probe.extract.layers import default_layers, list_layers
+    from manifold_probe.extraction.layers import default_layers, list_layers
 
     model = zoo.build_model("small-resnet", width=16, depth=3, in_channels=channels, input_size=size).eval()
     x = torch.randn(2, channels, size, size)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from manifold_probe.errors import InputError
-from manifold_probe.extract.perturbations import svd_perturbations, toggle_patterns
+from manifold_probe.extraction.perturbations import svd_perturbations, toggle_patterns
 
 
 @pytest.fixture(scope="module")

@@ -83,8 +83,8 @@ def test_rank_correlations_ignore_monotone_transforms_and_seeds_reproduce(seed):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=20)
     y = x + rng.normal(size=20)
-    a = correlations(x, y, seed=3, n_boot=50, n_perm=50)
-    b = correlations(np.exp(x), y**3, seed=3, n_boot=50, n_perm=50)
+    a = correlations(x, y, seed=3, n_bootstrap=50, n_perm=50)
+    b = correlations(np.exp(x), y**3, seed=3, n_bootstrap=50, n_perm=50)
     for method in ("spearman", "kendall"):
         assert b[method].value == pytest.approx(a[method].value, abs=1e-12)
-    assert correlations(x, y, seed=3, n_boot=50, n_perm=50) == a
+    assert correlations(x, y, seed=3, n_bootstrap=50, n_perm=50) == a

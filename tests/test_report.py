@@ -78,7 +78,7 @@ def sweep(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(sweep):
-    return build_report(sweep, seed=0, n_boot=200, n_perm=200)
+    return build_report(sweep, seed=0, n_bootstrap=200, n_perm=200)
 
 
 def test_gap_that_rises_with_accuracy_gives_spearman_one(report):
@@ -114,7 +114,7 @@ def test_json_keys_are_exactly_as_specified(report, tmp_path):
 
 def test_untrained_models_are_left_out_unless_asked(sweep, report):
     assert report.summary["n_models_used"] == 12 and report.summary["n_untrained_left_out"] == 4
-    both = build_report(sweep, n_boot=0, n_perm=0, include_untrained=True)
+    both = build_report(sweep, n_bootstrap=0, n_perm=0, include_untrained=True)
     entry = both.summary["correlation"]["curvature_gap_vs_test_accuracy"]["spearman"]
     assert entry["n"] == 16 and entry["value"] < 0.5  # the untrained ones break the relation
     assert entry["interval"] is None and entry["p_value"] is None
@@ -127,7 +127,7 @@ def test_measures_are_only_the_columns_present(tmp_path):
     drop = COLUMNS.index("nc1_penultimate")
     rows = [",".join(c for j, c in enumerate(line.split(",")) if j != drop) for line in text]
     (sweep / "table.csv").write_text("\n".join(rows) + "\n")
-    result = build_report(sweep, n_boot=10, n_perm=10)
+    result = build_report(sweep, n_bootstrap=10, n_perm=10)
     assert not any(key.startswith("nc1_penultimate") for key in result.summary["correlation"])
     assert "nc1_penultimate" not in result.params["measures"]
 

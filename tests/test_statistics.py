@@ -28,7 +28,7 @@ def test_values_match_scipy(method, case):
         y = x + rng.integers(0, 3, size=50)
     else:
         x, y = np.array([1.0, 2.0, 4.0]), np.array([0.3, 0.1, 0.9])
-    result = correlation(x, y, method, n_boot=50, n_perm=50)
+    result = correlation(x, y, method, n_bootstrap=50, n_perm=50)
     assert result.value == pytest.approx(SCIPY[method](x, y), abs=1e-12)
     assert result.n == len(x)
 
@@ -40,7 +40,7 @@ def test_nan_pairs_are_dropped(method):
     x[[2, 7]] = np.nan
     y[11] = np.inf
     keep = np.isfinite(x) & np.isfinite(y)
-    result = correlation(x, y, method, n_boot=20, n_perm=20)
+    result = correlation(x, y, method, n_bootstrap=20, n_perm=20)
     assert result.n == 27
     assert result.value == pytest.approx(SCIPY[method](x[keep], y[keep]), abs=1e-12)
 
@@ -63,7 +63,7 @@ def test_independent_noise_is_mostly_not_significant():
     for draw in range(20):
         rng = np.random.default_rng(100 + draw)
         x, y = rng.normal(size=25), rng.normal(size=25)
-        for method, result in correlations(x, y, seed=draw, n_boot=0, n_perm=400).items():
+        for method, result in correlations(x, y, seed=draw, n_bootstrap=0, n_perm=400).items():
             rejections[method] += result.p_value <= 0.05
     for method, count in rejections.items():
         assert count <= 4, f"{method} rejected the null in {count} of 20 independent draws"
@@ -83,9 +83,9 @@ def test_strong_linear_relation_is_significant_and_interval_covers_the_value():
 def test_reproducible_with_a_seed_and_varies_with_it():
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=20), rng.normal(size=20)
-    a = correlations(x, y, seed=5, n_boot=200, n_perm=200)
-    b = correlations(x, y, seed=5, n_boot=200, n_perm=200)
-    c = correlations(x, y, seed=6, n_boot=200, n_perm=200)
+    a = correlations(x, y, seed=5, n_bootstrap=200, n_perm=200)
+    b = correlations(x, y, seed=5, n_bootstrap=200, n_perm=200)
+    c = correlations(x, y, seed=6, n_bootstrap=200, n_perm=200)
     assert a == b
     assert a["pearson"].interval != c["pearson"].interval
 
@@ -105,14 +105,14 @@ def test_bad_arguments_raise_input_error():
     with pytest.raises(InputError):
         correlation([1, 2, 3], [1, 2, 3], "distance")
     with pytest.raises(InputError):
-        correlation([1, 2, 3], [1, 2, 3], "pearson", n_boot=-1)
+        correlation([1, 2, 3], [1, 2, 3], "pearson", n_bootstrap=-1)
 
 
 def test_linear_fit_matches_polyfit_and_its_band_brackets_the_line():
     rng = np.random.default_rng(4)
     x = rng.uniform(0, 1, size=40)
     y = 3 * x + 1 + 0.2 * rng.normal(size=40)
-    fit = linear_fit(x, y, seed=0, n_boot=300)
+    fit = linear_fit(x, y, seed=0, n_bootstrap=300)
     slope, intercept = np.polyfit(x, y, 1)
     assert fit.slope == pytest.approx(slope) and fit.intercept == pytest.approx(intercept)
     line = fit.intercept + fit.slope * fit.grid

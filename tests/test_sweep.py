@@ -18,11 +18,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from manifold_probe import sweep
 from manifold_probe.errors import InputError
 from manifold_probe.results import read_result
-from manifold_probe.sweep import COLUMN_TYPES, MEASURE_COLUMNS, PROBES, collect_table, run_sweep
-from manifold_probe.training import train_and_save
+from manifold_probe.study import sweep
+from manifold_probe.study.sweep import COLUMN_TYPES, MEASURE_COLUMNS, PROBES, collect_table, run_sweep
+from manifold_probe.study.training import train_and_save
 from manifold_probe_cli import commands_sweep
 
 N_POINTS = 200
@@ -82,7 +82,7 @@ def test_sweep_writes_every_result_and_the_table(swept):
             assert np.isfinite(float(row[column]))
     curvature = read_result(out / "results" / trained["run_id"] / "curvature.json")
     assert float(trained["curvature_gap"]) == pytest.approx(curvature.summary["curvature_gap"])
-    assert curvature.params["bootstrap"] == sweep.CURVATURE_BOOTSTRAP
+    assert curvature.params["bootstrap"] == sweep.MEASURES["curvature"].sweep_options["n_bootstrap"]
     if summary.table_parquet is not None:
         import pyarrow.parquet as pq
 
@@ -115,10 +115,14 @@ def test_deleted_result_and_stray_temporary_redo_only_that_task(zoo, swept, tmp_
 
 
 def test_a_failing_task_is_recorded_and_the_others_go_on(zoo, tmp_path, monkeypatch):
-    def broken(task):
-        raise RuntimeError("probe exploded")
+    measure = sweep._measure
 
-    monkeypatch.setitem(sweep._PROBE_FUNCTIONS, "id", broken)
+    def broken(task):
+        if task.probe == "id":
+            raise RuntimeError("probe exploded")
+        return measure(task)
+
+    monkeypatch.setattr(sweep, "_measure", broken)
     summary = run_sweep([zoo], ("id", "collapse"), tmp_path, n_points=N_POINTS, workers=1)
     assert len(summary.failed) == 2 and len(summary.done) == 2
     assert all("probe exploded" in f.error for f in summary.failed)
@@ -143,7 +147,7 @@ def test_bad_options_are_input_errors(zoo, tmp_path):
 
 KILLED_SWEEP = """
 import sys
-from manifold_probe.sweep import run_sweep
+from manifold_probe.study.sweep import run_sweep
 if __name__ == "__main__":
     run_sweep([sys.argv[1]], ("id", "curvature"), sys.argv[2], n_points=200, workers=2)
 """

@@ -13,7 +13,7 @@ from manifold_probe.sources import zoo
 from manifold_probe.sources.checkpoint import FORMAT
 from manifold_probe.sources.data import load_data
 from manifold_probe.sources.models import load_model
-from manifold_probe.training import (
+from manifold_probe.study.training import (
     TrainingConfig,
     epoch_checkpoint_path,
     evaluate,
@@ -60,7 +60,7 @@ def test_short_training_reaches_a_sane_accuracy():
 
 
 def test_small_resnet_trains_and_few_steps_are_warned_about():
-    from manifold_probe.training import FewStepsWarning
+    from manifold_probe.study.training import FewStepsWarning
 
     with pytest.warns(FewStepsWarning, match="3 optimiser step\\(s\\) per epoch, 6 in all"):
         train("small-resnet", {"width": 8, "depth": 2}, epochs=2, train_size=300, seed=0)

@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from manifold_probe import zoo_presets
 from manifold_probe.errors import InputError
-from manifold_probe.zoo_presets import (
+from manifold_probe.study import zoo_presets
+from manifold_probe.study.zoo_presets import (
     PRESETS,
     SETTINGS,
     ZOO_SCHEMA,

@@ -15,7 +15,7 @@ classes they are exactly Papyan's):
 - Every class needs at least two samples: a class with one sample has no within-class
   variance to estimate, and counting it as zero would fake collapse (InputError).
 
-Metrics (names as in DESIGN.md):
+Metrics (names as in docs/methods.md#neural-collapse):
 - nc1 = Tr(Sigma_W Sigma_B^+) / C, with Sigma_B^+ built from its top r = min(C-1, p)
   eigenpairs in float64 (the thin SVD of M^T: Sigma_B = sum_k s_k^2/C v_k v_k^T, so
   nc1 = sum_k v_k^T Sigma_W v_k / s_k^2). If one of those r eigenvalues is zero to rounding

@@ -17,7 +17,7 @@ DEFAULT_METHODS = ("twonn", "mle", "pca")
 
 @dataclass(frozen=True)
 class DimensionProfile:
-    """Metric name -> value (DESIGN.md names: id_twonn, id_mle, id_<skdim>, id_pca90,
+    """Metric name -> value (names as in docs/methods.md: id_twonn, id_mle, id_<skdim>, id_pca90,
     participation_ratio) and metric name -> [low, high] bootstrap interval."""
 
     metrics: dict[str, float]
@@ -44,7 +44,7 @@ def measure_dimensions(
     methods=DEFAULT_METHODS,
     *,
     mle_k: int = MLE_NEIGHBOURS,
-    bootstrap: int = 0,
+    n_bootstrap: int = 0,
     seed: int = 0,
     device="cpu",
     backend: str = "torch",
@@ -80,9 +80,9 @@ def measure_dimensions(
             metrics["participation_ratio"] = lin.participation_ratio
             continue
         if method == "twonn":
-            est = twonn(graph=graph, bootstrap=bootstrap, seed=seed)
+            est = twonn(graph=graph, n_bootstrap=n_bootstrap, seed=seed)
         elif method == "mle":
-            est = mle(graph=graph, k=mle_k, bootstrap=bootstrap, seed=seed)
+            est = mle(graph=graph, k=mle_k, n_bootstrap=n_bootstrap, seed=seed)
         else:
             est = skdim_dimension(method, x, graph=graph, seed=seed, device=device)
         metrics[f"id_{method}"] = est.dimension

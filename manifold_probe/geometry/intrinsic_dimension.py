@@ -55,9 +55,9 @@ def twonn_ratios(graph: NeighbourGraph) -> np.ndarray:
 
     Duplicates (r1 = 0) make the ratio undefined; ties r1 = r2 (mu = 1, common on
     quantised data such as pixel values) have probability zero under the Pareto model
-    and only bias the fit, so both are dropped (SCIENCE.md). Build the graph on distinct
-    points (`distinct_points`): a duplicated neighbour would turn its neighbours' ratios
-    into ties.
+    and only bias the fit, so both are dropped (docs/methods.md#intrinsic-dimension). Build
+    the graph on distinct points (`distinct_points`): a duplicated neighbour would turn its
+    neighbours' ratios into ties.
     """
     r1, r2 = graph.distances[:, 0], graph.distances[:, 1]
     keep = (r1 > 0) & (r2 > r1)
@@ -86,7 +86,7 @@ def twonn(
     *,
     graph: NeighbourGraph | None = None,
     discard_fraction: float = 0.1,
-    bootstrap: int = 0,
+    n_bootstrap: int = 0,
     seed: int = 0,
     device="cpu",
 ) -> IntrinsicDimension:
@@ -98,7 +98,7 @@ def twonn(
     on the smallest (1 - discard_fraction) share of the ratios (scikit-dimension's
     protocol; Ansuini et al. 2019 also keep 90 %).
 
-    bootstrap: number of resamples of the points for a 95 % percentile interval (0: none).
+    n_bootstrap: number of resamples of the points for a 95 % percentile interval (0: none).
     Duplicate points are removed first (with a warning) when `points` are given.
     """
     if not 0 <= discard_fraction < 1:
@@ -110,9 +110,9 @@ def twonn(
         )
     estimate = _twonn_fit(mu, discard_fraction)
     interval = None
-    if bootstrap:
+    if n_bootstrap:
         rng = np.random.default_rng(seed)
-        draws = [_twonn_fit(rng.choice(mu, len(mu)), discard_fraction) for _ in range(bootstrap)]
+        draws = [_twonn_fit(rng.choice(mu, len(mu)), discard_fraction) for _ in range(n_bootstrap)]
         interval = _percentile_interval(np.asarray(draws))
     return IntrinsicDimension(estimate, len(mu), interval)
 
@@ -136,7 +136,7 @@ def mle(
     *,
     graph: NeighbourGraph | None = None,
     k: int = MLE_NEIGHBOURS,
-    bootstrap: int = 0,
+    n_bootstrap: int = 0,
     seed: int = 0,
     device="cpu",
 ) -> IntrinsicDimension:
@@ -161,8 +161,8 @@ def mle(
         raise InputError("MLE needs at least 2 points without duplicate neighbours.")
     inverse = 1.0 / valid
     interval = None
-    if bootstrap:
+    if n_bootstrap:
         rng = np.random.default_rng(seed)
-        means = np.array([rng.choice(inverse, len(inverse)).mean() for _ in range(bootstrap)])
+        means = np.array([rng.choice(inverse, len(inverse)).mean() for _ in range(n_bootstrap)])
         interval = _percentile_interval(1.0 / means)
     return IntrinsicDimension(float(1.0 / inverse.mean()), len(valid), interval)

@@ -128,7 +128,7 @@ class ClassManifold:
         return self.critical.manifold_dim
 
     def to_dict(self) -> dict[str, Any]:
-        """The `classes[]` entry of the result schema (DESIGN.md)."""
+        """The `classes[]` entry of the result schema (docs/methods.md#cutting-planes)."""
         curve = self.critical.curve
         targets = list(self.target_classes)
         return {

@@ -110,14 +110,14 @@ def read_sweep_table(sweep_dir: str | os.PathLike) -> tuple[list[SweepRow], list
     return rows, columns
 
 
-def _relate(rows: list[SweepRow], measures: list[str], *, seed: int, n_boot: int, n_perm: int) -> dict:
+def _relate(rows: list[SweepRow], measures: list[str], *, seed: int, n_bootstrap: int, n_perm: int) -> dict:
     """{<measure>_vs_<target>: {method: {value, interval, p_value, n}}} over `rows`."""
     out: dict[str, Any] = {}
     for measure in measures:
         x = np.array([row.number(measure) for row in rows])
         for target in TARGETS:
             y = np.array([row.number(target) for row in rows])
-            found = correlations(x, y, seed=seed, n_boot=n_boot, n_perm=n_perm)
+            found = correlations(x, y, seed=seed, n_bootstrap=n_bootstrap, n_perm=n_perm)
             out[f"{measure}_vs_{target}"] = {m: found[m].to_dict() for m in METHODS}
     return out
 
@@ -126,7 +126,7 @@ def build_report(
     sweep_dir: str | os.PathLike,
     *,
     seed: int = 0,
-    n_boot: int = 1000,
+    n_bootstrap: int = 1000,
     n_perm: int = 1000,
     include_untrained: bool = False,
     progress: bool = False,
@@ -147,7 +147,7 @@ def build_report(
     families = sorted({row.family for row in used})
     groups = [("all", used)] + [(f, [row for row in used if row.family == f]) for f in families]
     computed = {
-        name: _relate(group, measures, seed=seed, n_boot=n_boot, n_perm=n_perm)
+        name: _relate(group, measures, seed=seed, n_bootstrap=n_bootstrap, n_perm=n_perm)
         for name, group in track(groups, description="correlations", enabled=progress)
     }
     return Result(
@@ -155,7 +155,7 @@ def build_report(
         source={"sweep": str(sweep_dir), "table": "table.csv", "n_models": len(rows)},
         params={
             "seed": seed,
-            "n_boot": n_boot,
+            "n_boot": n_bootstrap,
             "n_perm": n_perm,
             "include_untrained": include_untrained,
             "models": "trained and untrained" if include_untrained else "trained only (untrained left out)",
@@ -230,7 +230,7 @@ def scatter_figure(result: Result, rows: list[SweepRow], *, target: str = "test_
             )
         x = np.array([r.number(measure) for r in used])
         y = np.array([r.number(target) for r in used])
-        fit = linear_fit(x, y, seed=params["seed"], n_boot=params["n_boot"])
+        fit = linear_fit(x, y, seed=params["seed"], n_bootstrap=params["n_boot"])
         if fit is not None:
             band_x = np.concatenate([fit.grid, fit.grid[::-1]])
             band_y = np.concatenate([fit.high, fit.low[::-1]])

@@ -12,7 +12,7 @@ thousand bootstrap resamples or permutations cost a few numpy calls, not a thous
 
 Uncertainty (Efron & Tibshirani 1993, *An Introduction to the Bootstrap*, ch. 13 and 15):
 - the interval is the bootstrap **percentile** interval: resample the (x, y) *pairs* with
-  replacement `n_boot` times, recompute the coefficient (re-ranking each resample), take the
+  replacement `n_bootstrap` times, recompute the coefficient (re-ranking each resample), take the
   2.5 % and 97.5 % quantiles. Resamples in which x or y is constant have no coefficient and
   are left out.
 - the p-value is a two-sided permutation test of "no association": permute y against x
@@ -128,14 +128,14 @@ _ROWS = {"pearson": _pearson_rows, "spearman": _spearman_rows, "kendall": _kenda
 
 
 def correlation(
-    x, y, method: str = "spearman", *, seed: int = 0, n_boot: int = 1000, n_perm: int = 1000
+    x, y, method: str = "spearman", *, seed: int = 0, n_bootstrap: int = 1000, n_perm: int = 1000
 ) -> Correlation:
     """One coefficient (`pearson`, `spearman` or `kendall`) of x and y with its interval and p-value.
 
     See the module docstring for the formulas, the percentile bootstrap over pairs and the
-    permutation p-value (count + 1) / (n_perm + 1). `n_boot = 0` or `n_perm = 0` skip them.
+    permutation p-value (count + 1) / (n_perm + 1). `n_bootstrap = 0` or `n_perm = 0` skip them.
     """
-    return correlations(x, y, methods=(method,), seed=seed, n_boot=n_boot, n_perm=n_perm)[method]
+    return correlations(x, y, methods=(method,), seed=seed, n_bootstrap=n_bootstrap, n_perm=n_perm)[method]
 
 
 def correlations(
@@ -144,14 +144,14 @@ def correlations(
     *,
     methods: tuple[str, ...] = METHODS,
     seed: int = 0,
-    n_boot: int = 1000,
+    n_bootstrap: int = 1000,
     n_perm: int = 1000,
 ) -> dict[str, Correlation]:
     """Every coefficient in `methods` on the same bootstrap resamples and the same permutations."""
     unknown = [m for m in methods if m not in _ROWS]
     if unknown:
         raise InputError(f"unknown correlation method {unknown[0]!r}; choose from {', '.join(METHODS)}.")
-    check_resample_counts(n_boot, n_perm)
+    check_resample_counts(n_bootstrap, n_perm)
     x, y = as_paired(x, y)
     n = len(x)
     if n < MIN_PAIRS:
@@ -160,12 +160,12 @@ def correlations(
     if not all(np.isfinite(v) for v in observed.values()):
         return {m: Correlation(m, None, None, None, n) for m in methods}
     rng = np.random.default_rng(seed)
-    boot_index = rng.integers(0, n, size=(n_boot, n))
+    boot_index = rng.integers(0, n, size=(n_bootstrap, n))
     perm_index = rng.permuted(np.broadcast_to(np.arange(n), (n_perm, n)), axis=1)
     out = {}
     for m in methods:
         interval = None
-        if n_boot:
+        if n_bootstrap:
             boot = _ROWS[m](x[boot_index], y[boot_index])
             boot = boot[np.isfinite(boot)]
             if len(boot):
@@ -181,22 +181,22 @@ def correlations(
     return out
 
 
-def linear_fit(x, y, *, grid_points: int = 50, seed: int = 0, n_boot: int = 1000) -> LinearFit | None:
+def linear_fit(x, y, *, grid_points: int = 50, seed: int = 0, n_bootstrap: int = 1000) -> LinearFit | None:
     """Least-squares line of y on x with a pointwise 95 % bootstrap percentile band (pairs resampled).
 
     The band at each grid point is the 2.5 % and 97.5 % quantiles of the resampled lines'
     values there. None when fewer than 3 finite pairs remain or x is constant.
     """
-    check_resample_counts(n_boot, 0)
+    check_resample_counts(n_bootstrap, 0)
     x, y = as_paired(x, y)
     if len(x) < MIN_PAIRS or np.ptp(x) == 0:
         return None
     slope, intercept = np.polyfit(x, y, 1)
     grid = np.linspace(x.min(), x.max(), grid_points)
-    if n_boot == 0:
+    if n_bootstrap == 0:
         line = intercept + slope * grid
         return LinearFit(float(slope), float(intercept), grid, line, line)
-    index = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    index = np.random.default_rng(seed).integers(0, len(x), size=(n_bootstrap, len(x)))
     bx, by = x[index], y[index]
     bxc = bx - bx.mean(axis=1, keepdims=True)
     sxx = np.einsum("ij,ij->i", bxc, bxc)

@@ -159,12 +159,13 @@ class TensorImages(Dataset):
 
 
 @dataclass(frozen=True, eq=False)
-class LabelledData:
-    """A labelled data set ready for a model.
+class LabelledData(Dataset):
+    """A labelled data set ready for a model, itself a map-style Dataset of (input, label).
 
     `dataset` yields (float32 input of shape `input_shape`, int label); `labels` holds all
     labels in the same order; `indices` are the positions of the points in the whole split
-    (equal to arange(n) without `n_points`).
+    (equal to arange(n) without `n_points`); `class_names` names the classes when the data
+    set does (CIFAR, image folders), else None.
     """
 
     dataset: Dataset
@@ -178,6 +179,12 @@ class LabelledData:
     seed: int
     split_seed: int = DIGITS_SPLIT_SEED
     class_names: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index]
 
     def inputs(self) -> torch.Tensor:
         """All inputs as one (n_points, *input_shape) float32 tensor (for sets that fit in RAM).

@@ -54,7 +54,8 @@ class LoadedModel:
     `module` is in eval mode on the requested device (a torch.export module keeps the mode
     it was exported in); `kind` is one of "checkpoint", "state_dict", "torchscript",
     "export", "pickle"; `checkpoint` is a project checkpoint's metadata (no state_dict) or
-    None; `digest` is `weights_digest(module.state_dict())`.
+    None; `digest` is `weights_digest(module.state_dict())`; `path` the file it was read
+    from (None for a module built in memory).
     """
 
     module: nn.Module
@@ -66,6 +67,7 @@ class LoadedModel:
     arch_args: dict | None = None
     input_shape: tuple[int, ...] | None = None
     num_classes: int | None = None
+    path: str | None = None
 
 
 def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:

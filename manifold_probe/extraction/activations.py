@@ -1,5 +1,14 @@
 """`extract`: the activations of selected layers over a data set, in one pass, cached on disk.
 
+`Activations` is the one type every measure reads: layer name -> (N, features) array, with
+the labels, where the arrays came from (`source`), the model and data they came from, and
+the inputs of modules captured in the same pass (`module_inputs`: the classifier's input).
+
+The data is a tensor or array of inputs (batch first), a map-style Dataset yielding
+`(x, y)`, `x` or a dict of tensors, or a DataLoader (its own batches, in its order). A dict
+batch is passed to the model as keyword arguments; its `labels` (or `label`) entry, if
+any, is taken out as the labels.
+
 One forward pass per batch records every selected layer (`hooks.LayerRecorder`); each
 layer's reduced output (`reductions`) is copied straight into a preallocated (N, features)
 float32 array, allocated when the layer's first batch arrives:
@@ -25,6 +34,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,13 +44,14 @@ from torch.utils.data import DataLoader, Dataset
 from ..device import resolve_device
 from ..errors import InputError
 from ..progress import track
-from ..validation import check_free_space, check_positive, count_samples
+from ..validation import as_labels, check_free_space, check_positive, count_samples
 from .cache import ActivationCache, CacheKey, PendingEntry, default_cache_dir
-from .hooks import LayerRecorder, eval_mode
+from .hooks import LayerRecorder, eval_mode, input_name, to_device
 from .reductions import (
     DEFAULT_MAX_MATRIX_BYTES,
     Reduction,
     make_reducer,
+    parse_reduction,
     resolve_reductions,
 )
 
@@ -65,11 +76,30 @@ class LayerRecord:
     on_disk: bool
 
 
+@dataclass(frozen=True)
+class LayerArray:
+    """One layer's activations as points (N, features) and its per-sample output shape."""
+
+    name: str
+    points: np.ndarray
+    shape: tuple[int, ...]
+
+
 class Activations(Mapping):
     """Layer name -> (n_points, features) float32 array (ndarray or memmap), in layer order.
 
     `info[name]` is the layer's `LayerRecord`; `labels` the data set's labels (None when it
-    yields none). Close it (or use `with`) to remove temporary files of spilled layers.
+    yields none); `source` says where the arrays came from (it goes into every result);
+    `model` (a `LoadedModel`) and `data` (a `LabelledData`) are set when they came from a
+    model, for measures that run the model again (perturbed curvature, the classifier);
+    `module_inputs[path]` is the input of the module at `path` captured in the same pass
+    (the classifier's input), `classifier` that classifier's weights (`ClassifierHead`).
+    Close it (or use `with`) to remove temporary files of spilled layers.
+
+    Example
+    -------
+    >>> acts = mp.extract(model, data, layers="block*")
+    >>> {name: array.shape for name, array in acts.items()}
     """
 
     def __init__(
@@ -78,11 +108,51 @@ class Activations(Mapping):
         records: dict[str, LayerRecord],
         labels: np.ndarray | None,
         temp_dir: tempfile.TemporaryDirectory | None = None,
+        *,
+        source: Mapping[str, Any] | None = None,
+        model: Any = None,
+        data: Any = None,
+        module_inputs: Mapping[str, np.ndarray] | None = None,
+        classifier: Any = None,
     ):
         self._arrays = arrays
         self.info: Mapping[str, LayerRecord] = MappingProxyType(records)
         self.labels = labels
         self._temp_dir = temp_dir
+        self.source: Mapping[str, Any] = MappingProxyType(dict(source or {}))
+        self.model = model
+        self.data = data
+        self.module_inputs: Mapping[str, np.ndarray] = MappingProxyType(dict(module_inputs or {}))
+        self.classifier = classifier
+
+    @property
+    def layers(self) -> list[LayerArray]:
+        """The layers in order, each as a `LayerArray` (name, points, per-sample shape)."""
+        return [LayerArray(name, array, tuple(self.info[name].shape)) for name, array in self._arrays.items()]
+
+    def with_labels(self, labels) -> Activations:
+        """A new Activations with these labels (one per point); this one is left as it is."""
+        return Activations(
+            dict(self._arrays), dict(self.info), as_labels(labels, self.n_points), source=self.source,
+            model=self.model, data=self.data, module_inputs=self.module_inputs, classifier=self.classifier,
+        )  # fmt: skip
+
+    def with_layer(self, name: str, array: np.ndarray, shape: tuple[int, ...], *, before: str | None = None):
+        """A new Activations with one more layer (inserted before the layer `before` when it is
+        present, else last); this one is left as it is and keeps owning its temporary files."""
+        arrays, records = {}, {}
+        on_disk = isinstance(array, np.memmap)
+        record = LayerRecord(name, tuple(shape), "none", int(array.shape[1]), False, on_disk)
+        for key, value in self._arrays.items():
+            if key == before:
+                arrays[name], records[name] = array, record
+            arrays[key], records[key] = value, self.info[key]
+        if name not in arrays:
+            arrays[name], records[name] = array, record
+        return Activations(
+            arrays, records, self.labels, source=self.source, model=self.model, data=self.data,
+            module_inputs=self.module_inputs, classifier=self.classifier,
+        )  # fmt: skip
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self._arrays[name]
@@ -236,25 +306,65 @@ class _LayerWriter:
             self.pending = None
 
 
-def _yields_labels(data) -> bool:
+LABEL_KEYS = ("labels", "label")
+"""Entries of a dict batch that hold the labels (taken out before the model is called)."""
+
+
+def _first_item(data):
+    """The first sample of a data set (of a DataLoader's data set), or None for a tensor."""
     if isinstance(data, torch.Tensor):
-        return False
-    first = data[0]
+        return None
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    try:
+        return dataset[0]
+    except (TypeError, IndexError, KeyError, NotImplementedError):
+        return None
+
+
+def _yields_labels(data) -> bool:
+    first = _first_item(data)
+    if isinstance(first, Mapping):
+        return any(key in first for key in LABEL_KEYS)
     return isinstance(first, (tuple, list)) and len(first) >= 2
 
 
-def _batches(data, batch_size: int) -> Iterator[tuple[torch.Tensor, object]]:
-    """(inputs, labels or None) per batch, in data order."""
+def _split_batch(item) -> tuple[object, object]:
+    """(inputs, labels or None) of one collated batch: a tuple's first two entries, a dict
+    without its label entry, or the batch itself."""
+    if isinstance(item, Mapping):
+        inputs = {k: v for k, v in item.items() if k not in LABEL_KEYS}
+        labels = next((item[k] for k in LABEL_KEYS if k in item), None)
+        return inputs, labels
+    if isinstance(item, (tuple, list)):
+        return item[0], (item[1] if len(item) >= 2 else None)
+    return item, None
+
+
+def _batches(data, batch_size: int) -> Iterator[tuple[object, object]]:
+    """(inputs, labels or None) per batch, in data order (a DataLoader's own batches)."""
     if isinstance(data, torch.Tensor):
         for start in range(0, len(data), batch_size):
             yield data[start : start + batch_size], None
         return
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
-    for item in loader:
-        if isinstance(item, (tuple, list)):
-            yield item[0], (item[1] if len(item) >= 2 else None)
-        else:
-            yield item, None
+    if not isinstance(data, DataLoader):
+        data = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
+    for item in data:
+        yield _split_batch(item)
+
+
+def n_samples(data) -> int:
+    """The number of samples a data set (a tensor, a Dataset, a DataLoader) yields."""
+    if isinstance(data, DataLoader):
+        if data.batch_size is None or getattr(data, "drop_last", False):
+            raise InputError("give a DataLoader with a batch_size and drop_last=False (every sample once).")
+        return count_samples(data.sampler)
+    return count_samples(data)
+
+
+def _batch_length(inputs) -> int:
+    if isinstance(inputs, Mapping):
+        return len(next(v for v in inputs.values() if isinstance(v, torch.Tensor)))
+    return len(inputs)
 
 
 def _label_array(batches: list) -> np.ndarray:
@@ -264,9 +374,10 @@ def _label_array(batches: list) -> np.ndarray:
 
 def extract(
     model: nn.Module,
-    data: Dataset | torch.Tensor | np.ndarray,
+    data: Dataset | DataLoader | torch.Tensor | np.ndarray,
     layers: Sequence[str],
     *,
+    capture_inputs: Sequence[str] = (),
     reduction: str | Reduction | Mapping[str, str] = "none",
     batch_size: int = 256,
     device: str | torch.device = "cpu",
@@ -281,8 +392,11 @@ def extract(
 ) -> Activations:
     """The activations of `layers` (names from `layers.select_layers`) over `data`.
 
-    `data` is a map-style Dataset yielding `(x, y)` (or `x`) or a tensor / array of inputs
-    with the batch first. `reduction` is one spec for all layers or a per-layer plan
+    `data` is a map-style Dataset yielding `(x, y)`, `x` or a dict (keyword arguments of the
+    model, `labels` taken out), a DataLoader, or a tensor / array of inputs with the batch
+    first. `capture_inputs` names modules whose input is captured in the same pass (by a
+    forward pre-hook; the classifier's input), returned in `module_inputs` and cached like a
+    layer. `reduction` is one spec for all layers or a per-layer plan
     (`reductions.resolve_reductions`); `seed` seeds `project:N`. With `use_cache`, entries
     are keyed by `model_key` (a digest of the weights) and `data_key` (spec, split, number of
     points, seed), both required then. `max_memory` (bytes) bounds the RAM taken by the
@@ -298,8 +412,11 @@ def extract(
         max_memory = check_positive(max_memory, name="max_memory", integer=True, allow_zero=True)
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(data)
-    n_points = count_samples(data)
+    n_points = n_samples(data)
     plan = resolve_reductions(reduction, layers)
+    inputs_of = {input_name(path): path for path in dict.fromkeys(capture_inputs)}
+    plan.update({name: parse_reduction("none") for name in inputs_of})
+    layers = layers + [name for name in inputs_of if name not in layers]
     cache = ActivationCache(cache_dir) if use_cache else None
 
     def key(name: str) -> CacheKey | None:
@@ -348,9 +465,10 @@ def extract(
                 pending.array[:] = labels
                 pending.commit()
 
-    ordered = {name: arrays[name] for name in layers}
-    ordered_records = {name: records[name] for name in layers}
-    return Activations(ordered, ordered_records, labels, storage.temp_dir)
+    ordered = {name: arrays[name] for name in layers if name not in inputs_of}
+    ordered_records = {name: records[name] for name in ordered}
+    module_inputs = {path: arrays[name] for name, path in inputs_of.items()}
+    return Activations(ordered, ordered_records, labels, storage.temp_dir, module_inputs=module_inputs)
 
 
 def _run(model, data, writers, n_points, batch_size, device, progress) -> list:
@@ -376,19 +494,20 @@ def _run(model, data, writers, n_points, batch_size, device, progress) -> list:
     model.to(device)
     with torch.inference_mode(), eval_mode(model), LayerRecorder(model, writers, sink) as recorder:
         for inputs, labels in batches:
-            if start + len(inputs) > n_points:
+            size = _batch_length(inputs)
+            if start + size > n_points:
                 raise InputError(
                     f"the data set yielded more than its length ({n_points}) samples; fix its "
                     "__len__."
                 )
-            recorder.forward(inputs.to(device))
+            recorder.forward(to_device(inputs, device))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
                 for writer in writers.values():
                     writer.end_batch()
             if labels is not None:
                 label_batches.append(labels)
-            start += len(inputs)
+            start += size
     if start != n_points:
         raise InputError(
             f"the data set yielded {start} samples but its length is {n_points}; fix its __len__."

@@ -24,14 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipeline import DataSelection, ModelSpec
-from ..probes.critical_dimension import default_dims
-from ..profiles.cutting_planes import cutting_planes_profile
-from ..progress import track
-from ..results import Result, read_result
+from ... import api
+from ...probes.critical_dimension import default_dims
+from ...progress import track
+from ...results import Result, read_result
 from ..sweep import SweepCheckpoint, describe_checkpoints, run_sweep
 from ..zoo_presets import train_zoo
-from .design import PLANE_DIMS, ClaimsDesign, design
+from .design import PLANE_DIMS, PLANES, ClaimsDesign, design
 from .evidence import ModelRecord, Study, record_from_checkpoint
 from .verdicts import VERDICTS, Finding, StudyContext, ensemble_members, evaluate_claims
 
@@ -79,14 +78,13 @@ def _planes(
     names = [m.name for m in members]
     target = out / "planes" / ("+".join(names) + ".json")
     if not target.is_file():
-        input_dim = infos[names[0]].input_dim
-        options = replace(plan.planes, dims=tuple(default_dims(input_dim, PLANE_DIMS)))
-        result = cutting_planes_profile(
-            [ModelSpec(infos[name].path) for name in names],
-            DataSelection(data, "train", plan.n_points, seed),
+        dims = default_dims(infos[names[0]].input_dim, PLANE_DIMS)
+        result = api.cutting_planes(
+            [api.load_model(infos[name].path, device=device) for name in names],
+            api.load_data(data, split="train", n_points=plan.n_points, seed=seed),
             classes=plan.plane_classes if isinstance(plan.plane_classes, str) else list(plan.plane_classes),
-            options=options,
-            device=device,
+            dims=dims,
+            **PLANES,
         )
         result.write(target)
     return read_result(target)
@@ -140,7 +138,7 @@ def findings_result(
         source={"data": data, "preset": plan.preset, "seed": seed, "n_models": len(study.finals),
                 "n_checkpoints": len(study.records)},
         params={"n_points": plan.n_points, "reduction": plan.reduction, "probes": list(SWEEP_PROBES),
-                "plane_classes": plan.plane_classes, "planes": asdict(plan.planes),
+                "plane_classes": plan.plane_classes, "planes": dict(PLANES),
                 "models": [asdict(m) for m in plan.models]},
         summary={"verdicts": counts, "findings": [f.to_dict() for f in findings], "models": models},
     )  # fmt: skip

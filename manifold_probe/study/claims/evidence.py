@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..results import LayerResult, Result
+from ...results import LayerResult, Result
 
 PERTURBATIONS: tuple[str, ...] = ("mixup", "label_smoothing", "label_noise")
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..report.statistics import correlation
+from ...report.statistics import correlation
 from .evidence import ModelRecord, Study, finite, group_by
 
 N_BOOT = 2000
@@ -125,7 +125,7 @@ def decide(interval: tuple[float, float] | None, kind: str, *, margin: float = 0
 
 def spearman(x: Sequence[float], y: Sequence[float], *, seed: int) -> Estimate:
     """Spearman's rho of the finite pairs with its bootstrap interval (report.statistics)."""
-    result = correlation(x, y, "spearman", seed=seed, n_boot=N_BOOT, n_perm=N_BOOT)
+    result = correlation(x, y, "spearman", seed=seed, n_bootstrap=N_BOOT, n_perm=N_BOOT)
     if result.insufficient:
         return Estimate(None, None, result.n, "fewer than 3 models, or a constant variable")
     return Estimate(result.value, result.interval, result.n, details={"p_value": result.p_value})
@@ -229,7 +229,7 @@ def layer_spearman(record: ModelRecord, metric: str) -> float:
     ok = np.isfinite(profile)
     if ok.sum() < 3 or np.ptp(profile[ok]) == 0:
         return math.nan
-    return float(correlation(np.flatnonzero(ok), profile[ok], "spearman", n_boot=0, n_perm=0).value)
+    return float(correlation(np.flatnonzero(ok), profile[ok], "spearman", n_bootstrap=0, n_perm=0).value)
 
 
 # --- the claims --------------------------------------------------------------------------

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .report.report import build_report, write_report_page
-from .results import Result
-from .sweep import SweepSummary, run_sweep
-from .zoo_presets import ZooEntry, train_zoo
+if TYPE_CHECKING:  # the command line reads DEMO_POINTS without loading the study
+    from ..results import Result
+    from .sweep import SweepSummary
+    from .zoo_presets import ZooEntry
 
 DEMO_PROBES = ("id", "curvature", "collapse")
 DEMO_POINTS = 600  # a seeded stratified subset of the training split per model: minutes, not tens
@@ -37,6 +38,10 @@ def run_demo(
     progress: bool = False,
 ) -> DemoOutcome:
     """Train the `demo` zoo into out/zoo, sweep `DEMO_PROBES` into out/sweep, report into out/report."""
+    from ..report.report import build_report, write_report_page
+    from .sweep import run_sweep
+    from .zoo_presets import train_zoo
+
     out = Path(out)
     zoo = train_zoo(out / "zoo", "demo", seed=seed, progress=progress)
     sweep = run_sweep(

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .hooks import LOGITS, OPAQUE_HINT, LayerRecorder, eval_mode, split_layer_name
+from .hooks import LOGITS, OPAQUE_HINT, LayerRecorder, eval_mode, split_layer_name, to_device
 
 _PLAIN_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _PASS_THROUGH = (
@@ -74,13 +74,15 @@ class LayerInfo:
     """One layer a model produces: a module call (or the model output, `logits`).
 
     `output_shape` is per sample (the batch dimension dropped); `call_index` counts the
-    calls of the module within one forward pass from 1 (`name#2` has call_index 2).
+    calls of the module within one forward pass from 1 (`name#2` has call_index 2);
+    `default` says whether it is among `default_layers` (set by the API's `list_layers`).
     """
 
     name: str
     module_type: str
     output_shape: tuple[int, ...]
     call_index: int
+    default: bool = False
 
     @property
     def n_features(self) -> int:
@@ -112,7 +114,7 @@ def _trace(model: nn.Module, example_input: torch.Tensor) -> list[_Traced]:
         info = LayerInfo(name, type(module).__name__, tuple(tensor.shape[1:]), call)
         traced.append(_Traced(info, module, tensor))
 
-    inputs = example_input.to(_model_device(model))
+    inputs = to_device(example_input, _model_device(model))
     with torch.inference_mode(), eval_mode(model), LayerRecorder(model, None, keep) as recorder:
         recorder.forward(inputs)
     # The model output comes last; a module literally named `logits` would clash with it,
@@ -253,5 +255,5 @@ def _no_match_message(model: nn.Module, pattern: str, names: list[str]) -> str:
         examples.append(names[-1])
     return (
         f"layer pattern {pattern!r} matches no layer of this model (it has "
-        f"{', '.join(examples)}, ...); run `mprobe layers --model ...` to list them all."
+        f"{', '.join(examples)}, ...); list_layers(model) (`mprobe layers --model ...`) lists them all."
     )

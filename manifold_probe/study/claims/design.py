@@ -27,15 +27,15 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from ..errors import InputError
-from ..profiles.cutting_planes import CuttingPlaneOptions
+from ...errors import InputError
+from ...measures.registry import MEASURES
 from ..zoo_presets import ZooModel
 
 PRESETS: tuple[str, ...] = ("tiny", "small", "full")
 
 
-PLANES = CuttingPlaneOptions(planes=3, steps=100, n_bootstrap=100)
-"""Cutting planes of a study: 3 planes per dimension, at most 100 Adam steps (the sweep's settings)."""
+PLANES: dict = {k: v for k, v in MEASURES["cutting-planes"].sweep_options.items() if k != "classes"}
+"""Cutting-plane options of a study: the sweep's (`measures.registry`), classes chosen per preset."""
 PLANE_DIMS = 7
 """Log-spaced cutting dimensions from 1 to the input dimension."""
 
@@ -56,7 +56,6 @@ class ClaimsDesign:
     n_points: int
     reduction: str = "none"
     plane_classes: str | tuple[int, ...] = "all"
-    planes: CuttingPlaneOptions = PLANES
 
 
 def _variations(

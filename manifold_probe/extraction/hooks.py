@@ -6,7 +6,10 @@ Layer names (the same as `layers.list_layers` gives):
   torchvision.models.feature_extraction uses;
 - `path#k` for the k-th call of a module called more than once in one forward pass
   (the first call is plain `path`);
-- `logits` for the model's own output.
+- `logits` for the model's own output;
+- `<input of path>` for what the module at `path` receives (its first positional argument,
+  captured by a forward pre-hook): the classifier's input, the penultimate features, is
+  captured this way in the same pass as the layers (`input_name`).
 
 A module's output that is a tuple, list or dict (a namedtuple, a Hugging Face `ModelOutput`)
 is represented by its first tensor, searched depth first in order (dict values in insertion
@@ -35,9 +38,24 @@ from ..errors import InputError
 LOGITS = "logits"
 """The name of the model's output among the layers."""
 
+INPUT_PREFIX, INPUT_SUFFIX = "<input of ", ">"
+
+
+def input_name(path: str) -> str:
+    """The layer name of the input of the module at `path` (captured by a forward pre-hook)."""
+    return f"{INPUT_PREFIX}{path}{INPUT_SUFFIX}"
+
+
+def input_path(name: str) -> str | None:
+    """The module path of an `input_name`, or None for an output's name."""
+    if name.startswith(INPUT_PREFIX) and name.endswith(INPUT_SUFFIX):
+        return name[len(INPUT_PREFIX) : -len(INPUT_SUFFIX)]
+    return None
+
+
 OPAQUE_HINT = (
     "hooks cannot see inside TorchScript or torch.export models, so only `logits` is "
-    "available; load the original nn.Module (a state_dict with --arch) to probe inner layers"
+    "available; load the original nn.Module (a state_dict with its arch) to probe inner layers"
 )
 
 OutputCallback = Callable[[str, torch.Tensor], None]
@@ -79,11 +97,30 @@ def is_scripted(model: nn.Module) -> bool:
     return isinstance(model, torch.jit.ScriptModule)
 
 
-def batch_size_of(inputs: torch.Tensor) -> int:
-    """The batch size of a batch of inputs (its first dimension)."""
+def batch_size_of(inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> int:
+    """The batch size of a batch of inputs: a tensor's first dimension, or that of the first
+    tensor of a dict batch (keyword arguments of the model)."""
+    if isinstance(inputs, Mapping):
+        inputs = first_tensor(inputs)
     if not isinstance(inputs, torch.Tensor) or inputs.ndim == 0:
-        raise InputError("model inputs must be a tensor with the batch as first dimension.")
+        raise InputError(
+            "model inputs must be a tensor with the batch as first dimension, or a dict of such tensors."
+        )
     return int(inputs.shape[0])
+
+
+def run_model(model: nn.Module, inputs: torch.Tensor | Mapping[str, torch.Tensor]):
+    """The model applied to one batch: `model(inputs)`, or `model(**inputs)` for a dict batch."""
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    return model(inputs)
+
+
+def to_device(inputs, device: torch.device):
+    """A batch (a tensor, or a dict of tensors and other values) moved to `device`."""
+    if isinstance(inputs, Mapping):
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    return inputs.to(device)
 
 
 def is_per_sample(tensor: torch.Tensor, batch_size: int) -> bool:
@@ -117,7 +154,8 @@ class LayerRecorder:
 
     Use as a context manager (hooks are removed on exit) and call `forward(inputs)` per
     batch. `layers=None` records every module (for listing); otherwise only the named
-    layers are recorded, hooks go only on their modules, and when `logits` is not among them
+    layers are recorded, hooks go only on their modules (a forward pre-hook for an
+    `input_name`; the last call of the module wins), and when `logits` is not among them
     the forward pass stops as soon as the last wanted layer is captured. `forward` raises an
     InputError when a wanted layer is not produced (data-dependent control flow, a name from
     another model, a TorchScript model).
@@ -135,12 +173,25 @@ class LayerRecorder:
         self._batch_size = 0
         self._handles: list = []
         self._paths = self._paths_to_hook()
+        self._inputs = self._input_paths()
+
+    def _input_paths(self) -> dict[str, nn.Module]:
+        modules = dict(self.model.named_modules())
+        paths = {}
+        for name in self.wanted or ():
+            path = input_path(name)
+            if path is None:
+                continue
+            if path not in modules or is_scripted(self.model):
+                raise InputError(f"the model has no module {path!r} whose input could be captured.")
+            paths[path] = modules[path]
+        return paths
 
     def _paths_to_hook(self) -> dict[str, nn.Module]:
         modules = dict(self.model.named_modules())
         modules.pop("", None)
         if is_scripted(self.model):
-            inner = [name for name in self.wanted or () if name != LOGITS]
+            inner = [name for name in self.wanted or () if name != LOGITS and input_path(name) is None]
             if inner:
                 raise InputError(f"layer {inner[0]!r} cannot be extracted: {OPAQUE_HINT}.")
             return {}
@@ -148,12 +199,12 @@ class LayerRecorder:
             return modules
         paths = {}
         for name in self.wanted:
-            if name == LOGITS:
+            if name == LOGITS or input_path(name) is not None:
                 continue
             path, _ = split_layer_name(name)
             if path not in modules:
                 raise InputError(
-                    f"the model has no layer {name!r}; run `mprobe layers` to see the names."
+                    f"the model has no layer {name!r}; list_layers(model) (`mprobe layers`) shows the names."
                 )
             paths[path] = modules[path]
         return paths
@@ -161,6 +212,8 @@ class LayerRecorder:
     def __enter__(self) -> LayerRecorder:
         for path, module in self._paths.items():
             self._handles.append(module.register_forward_hook(self._hook_for(path)))
+        for path, module in self._inputs.items():
+            self._handles.append(module.register_forward_pre_hook(self._pre_hook_for(path)))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -176,6 +229,15 @@ class LayerRecorder:
             if self.wanted is not None and name not in self.wanted:
                 return
             self._deliver(name, output)
+
+        return hook
+
+    def _pre_hook_for(self, path: str):
+        name = input_name(path)
+
+        def hook(module, args):
+            self._calls[name] = self._calls.get(name, 0) + 1
+            self._deliver(name, args[0] if args else None)
 
         return hook
 
@@ -198,23 +260,24 @@ class LayerRecorder:
         ):
             raise _StopForward
 
-    def forward(self, inputs: torch.Tensor) -> None:
-        """Run the model on one batch, handing every recorded layer to the callback."""
+    def forward(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> None:
+        """Run the model on one batch (a dict batch as keyword arguments), handing every
+        recorded layer to the callback."""
         self._calls.clear()
         self._captured.clear()
         self._batch_size = batch_size_of(inputs)
         try:
-            output = self.model(inputs)
+            output = run_model(self.model, inputs)
         except _StopForward:
             return
         if self.wanted is None or LOGITS in self.wanted:
             self._deliver(LOGITS, output)
         if self.wanted is not None and len(self._captured) < len(self.wanted):
             missing = [name for name in self.wanted if name not in self._captured]
-            path, _ = split_layer_name(missing[0])
-            ran = self._calls.get(path, 0)
+            path = input_path(missing[0]) or split_layer_name(missing[0])[0]
+            ran = self._calls.get(path if input_path(missing[0]) is None else missing[0], 0)
             if ran == 0:
                 why = f"module {path!r} never ran: it is unused by forward, or {OPAQUE_HINT}"
             else:
-                why = f"module {path!r} ran {ran} time(s); run `mprobe layers` to see the names"
+                why = f"module {path!r} ran {ran} time(s); list_layers(model) shows the names"
             raise InputError(f"layer {missing[0]!r} was not produced by the forward pass: {why}.")

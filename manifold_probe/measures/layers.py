@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..pipeline import LayerArray
+from ..extraction.activations import LayerArray
 from ..results import LayerResult
 
 

@@ -9,7 +9,14 @@
 See docs/claims.md for each claim's statistic and the verdict rules.
 """
 
-from .study import ClaimsOutcome, run_claims
-from .verdicts import CLAIMS, Finding
+import importlib
 
 __all__ = ["CLAIMS", "ClaimsOutcome", "Finding", "run_claims"]
+_HOMES = {"CLAIMS": "verdicts", "Finding": "verdicts", "ClaimsOutcome": "study", "run_claims": "study"}
+
+
+def __getattr__(name: str):
+    """Import lazily, so that listing the presets (`mprobe claims --help`) loads no torch."""
+    if name in _HOMES:
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -47,34 +47,28 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .extract.reductions import parse_reduction
-from .files import atomic_save, atomic_write
-from .pipeline import DataSelection, ExtractionOptions, LayerArrays, ModelSpec, data_key, layers_from_model
-from .probes.critical_dimension import default_dims
-from .profiles.collapse import collapse_profile, model_classifier, spectra_profile
-from .profiles.curvature import curvature_profile
-from .profiles.cutting_planes import CuttingPlaneOptions, cutting_planes_profile
-from .profiles.intrinsic_dimension import id_profile
-from .progress import track
-from .results import Result, read_result
-from .sources.models import load_model
-from .validation import check_sweep_options
+from ..errors import InputError
+from ..extraction.reductions import parse_reduction
+from ..files import atomic_save, atomic_write
+from ..measures.registry import MEASURES, SWEEP_PROBES
+from ..probes.critical_dimension import default_dims
+from ..progress import track
+from ..results import Result, read_result
+from ..sources.models import load_model
+from ..validation import check_sweep_options
 
-PROBES: tuple[str, ...] = ("id", "curvature", "collapse", "spectra", "cutting-planes")
-"""The probes a sweep runs; each result's `command` is the probe's name."""
+PROBES: tuple[str, ...] = SWEEP_PROBES
+"""The probes a sweep runs (`registry.MEASURES`); each result's `command` is the probe's name."""
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
-ID_METHODS = ("twonn", "mle", "pca")
-CURVATURE_BOOTSTRAP = 200
 CUTTING_PLANE_DIMS = 7
-CUTTING_PLANES = CuttingPlaneOptions(planes=3, steps=100, n_bootstrap=100)
+"""How many log-spaced cutting dimensions a sweep's cutting-planes probe tries."""
 
 ZOO_FILE = "zoo.json"
 TABLE_CSV = "table.csv"
@@ -249,9 +243,6 @@ class SweepTask:
         """Where a failure's traceback goes: `<probe>.error.txt` beside the result."""
         return Path(self.result_path).with_name(f"{self.probe}.error.txt")
 
-    def selection(self) -> DataSelection:
-        """The data the probe measures: the train split, a seeded subset of `n_points`."""
-        return DataSelection(self.data, "train", self.n_points, self.seed)
 
 
 @dataclass(frozen=True)
@@ -265,60 +256,22 @@ class TaskOutcome:
     error: str | None = None
 
 
-def _arrays(task: SweepTask) -> LayerArrays:
-    return layers_from_model(
-        ModelSpec(task.checkpoint),
-        task.selection(),
-        ExtractionOptions(cache_dir=task.cache_dir, reduction=task.reduction),
-        device=task.device,
-        seed=task.seed,
-    )
+def _measure(task: SweepTask) -> Result:
+    """The probe of `task` through the Python API, with the sweep's fixed options
+    (`registry.MEASURES[probe].sweep_options`), on the train split's seeded subset."""
+    from .. import api
 
-
-def _probe_id(task: SweepTask) -> Result:
-    with _arrays(task) as arrays:
-        return id_profile(arrays, ID_METHODS, bootstrap=0, seed=task.seed, device=task.device)
-
-
-def _probe_curvature(task: SweepTask) -> Result:
-    with _arrays(task) as arrays:
-        return curvature_profile(arrays, bootstrap=CURVATURE_BOOTSTRAP, seed=task.seed, device=task.device)
-
-
-def _probe_collapse(task: SweepTask) -> Result:
-    with _arrays(task) as arrays:
-        classifier = model_classifier(
-            arrays, data_key=data_key(task.selection()), device=task.device, cache_dir=task.cache_dir
-        )
-        return collapse_profile(arrays, classifier)
-
-
-def _probe_spectra(task: SweepTask) -> Result:
-    with _arrays(task) as arrays:
-        classifier = model_classifier(
-            arrays, data_key=data_key(task.selection()), device=task.device, cache_dir=task.cache_dir
-        )
-        return spectra_profile(arrays, classifier, seed=task.seed)
-
-
-def _probe_cutting_planes(task: SweepTask) -> Result:
-    dims = tuple(default_dims(task.input_dim, CUTTING_PLANE_DIMS)) if task.input_dim else None
-    return cutting_planes_profile(
-        ModelSpec(task.checkpoint),
-        task.selection(),
-        classes="all",
-        options=replace(CUTTING_PLANES, dims=dims),
-        device=task.device,
-    )
-
-
-_PROBE_FUNCTIONS = {
-    "id": _probe_id,
-    "curvature": _probe_curvature,
-    "collapse": _probe_collapse,
-    "spectra": _probe_spectra,
-    "cutting-planes": _probe_cutting_planes,
-}
+    model = api.load_model(task.checkpoint, device=task.device)
+    data = api.load_data(task.data, split="train", n_points=task.n_points, seed=task.seed)
+    options = dict(MEASURES[task.probe].sweep_options)
+    if task.probe == "cutting-planes":
+        options["dims"] = tuple(default_dims(task.input_dim, CUTTING_PLANE_DIMS)) if task.input_dim else None
+    else:
+        options["cache"] = task.cache_dir or True
+        options["reduction"] = task.reduction
+        if task.probe != "collapse":
+            options["seed"] = task.seed
+    return MEASURES[task.probe](model, data, **options)
 
 
 def _remove_temporaries(path: Path) -> None:
@@ -350,7 +303,7 @@ def run_task(task: SweepTask) -> TaskOutcome:
     path = Path(task.result_path)
     _remove_temporaries(path)
     try:
-        result = _PROBE_FUNCTIONS[task.probe](task)
+        result = _measure(task)
         result.source["run_id"] = task.run_id
         result.write(path)
     except Exception:
@@ -468,7 +421,7 @@ def run_sweep(
     """Run every probe on every checkpoint into `out_dir`, skipping finished tasks, then
     write the table (see the module docstring). Failing tasks are recorded and reported in
     the summary; the others go on. `reduction` applies to every extracted layer (a spec of
-    `extract.reductions`, e.g. `avgpool` or `project:512`; cutting planes work on the inputs)."""
+    `extraction.reductions`, e.g. `avgpool` or `project:512`; cutting planes work on the inputs)."""
     chosen = check_sweep_options(probes, executor, workers, known_probes=PROBES, executors=EXECUTORS)
     parse_reduction(reduction)  # a bad spec stops here, not in every task
     out = Path(out_dir).expanduser().resolve()

@@ -24,10 +24,8 @@ The models run in eval mode, and inputs on the planes are not clipped to the dat
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,14 +34,15 @@ from torch import nn
 
 from ..device import resolve_device
 from ..errors import InputError
-from ..pipeline import DataSelection, ModelSpec, load_model_spec
-from ..probes.critical_dimension import default_dims
+from ..extraction.hooks import eval_mode
+from ..probes.critical_dimension import SuccessCurve, default_dims
 from ..probes.cutting_planes import HIT_LEVEL, ClassManifold, measure_class_manifold
 from ..progress import track
 from ..results import Result
-from ..sources.data import SPLITS, load_data
+from ..sources.data import LabelledData
 from ..sources.models import LoadedModel
 from ..validation import as_labels, check_dims, check_positive, select_targets
+from .pipeline import model_source
 
 OFFSETS = ("data", "noise")
 
@@ -106,7 +105,7 @@ def target_seed(seed: int, targets: Sequence[int]) -> int:
 
 def output_classes(models: Sequence[nn.Module], example: torch.Tensor) -> int:
     """The number of classes the models agree on, from one forward pass on `example`
-    (the models as loaded, in eval mode; their mode is not touched).
+    (each in eval mode for the pass; their training flags are restored afterwards).
 
     An InputError when a model rejects inputs of the example's shape, returns something
     other than (batch, classes) logits, or the members disagree.
@@ -116,7 +115,8 @@ def output_classes(models: Sequence[nn.Module], example: torch.Tensor) -> int:
     with torch.no_grad():
         for number, model in enumerate(models, start=1):
             try:
-                out = model(example)
+                with eval_mode(model):
+                    out = model(example)
             except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
                 raise InputError(
                     f"model {number} does not accept the data's inputs of shape {shape}: "
@@ -199,21 +199,9 @@ def summarise(manifolds: Sequence[ClassManifold], input_dim: int) -> dict[str, A
     }
 
 
-def _model_source(spec: ModelSpec, loaded: LoadedModel) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "model": str(Path(spec.path)),
-        "model_description": loaded.description,
-        "weights_digest": loaded.digest,
-    }
-    if loaded.checkpoint:
-        kept = ("arch", "arch_args", "metrics", "epoch")
-        entry["checkpoint"] = {k: v for k, v in loaded.checkpoint.items() if k in kept}
-    return entry
-
-
 def cutting_planes_profile(
-    models: ModelSpec | Sequence[ModelSpec],
-    data: DataSelection = DataSelection(),
+    models: LoadedModel | Sequence[LoadedModel],
+    data: LabelledData,
     *,
     classes: str | int | Sequence[int] = "all",
     as_set: bool = False,
@@ -221,21 +209,17 @@ def cutting_planes_profile(
     device: str | torch.device = "auto",
     progress: bool = False,
 ) -> Result:
-    """Result of `mprobe cutting-planes`: load the models and the data, measure every target.
+    """Result of `mprobe cutting-planes`: measure every target of the loaded models on `data`
+    (its inputs are the pool of plane offsets).
 
-    The data selection's seed also seeds the planes (`target_seed`) and the bootstraps.
-    Several model specs are one ensemble (averaged probabilities).
+    The data's seed also seeds the planes (`target_seed`) and the bootstraps. Several
+    models are one ensemble (averaged probabilities).
     """
-    specs = [models] if isinstance(models, ModelSpec) else list(models)
-    if not specs:
-        raise InputError("give at least one --model.")
-    if data.split not in SPLITS:
-        raise InputError(f"--split must be one of {', '.join(SPLITS)}, got {data.split!r}.")
-    check_positive(data.seed, name="seed", integer=True, allow_zero=True)
+    loaded = [models] if isinstance(models, LoadedModel) else list(models)
+    if not loaded:
+        raise InputError("give at least one model.")
     dev = resolve_device(device)
-    loaded = [load_model_spec(spec, device=dev) for spec in specs]
-    dataset = load_data(data.spec, split=data.split, n_points=data.n_points, seed=data.seed)
-    pool = dataset.inputs()
+    pool = data.inputs()
     input_dim = int(np.prod(pool.shape[1:]))
     if options.dims is not None:
         check_dims(options.dims, input_dim)
@@ -243,7 +227,7 @@ def cutting_planes_profile(
     num_classes = output_classes(modules, pool[:2].to(dev))
     targets = select_targets(classes, num_classes, as_set=as_set)
     manifolds = class_manifolds(
-        modules, pool, dataset.labels, targets, options, seed=data.seed, device=dev, progress=progress
+        modules, pool, data.labels, targets, options, seed=data.seed, device=dev, progress=progress
     )
     dims = list(options.dims) if options.dims is not None else default_dims(input_dim)
     params = {**asdict(options), "dims": dims}
@@ -253,16 +237,16 @@ def cutting_planes_profile(
             "set": as_set,
             "seed": data.seed,
             "hit_level": HIT_LEVEL,
-            "criterion": "probability" if len(specs) == 1 else "ensemble averaged probability",
+            "criterion": "probability" if len(loaded) == 1 else "ensemble averaged probability",
         }
     )
-    sources = [_model_source(spec, m) for spec, m in zip(specs, loaded, strict=True)]
+    sources = [model_source(m) for m in loaded]
     source = {
         "model": " + ".join(s["model"] for s in sources),
         "models": sources,
         "data": data.spec,
         "split": data.split,
-        "n_points": len(dataset.labels),
+        "n_points": data.n_points,
         "seed": data.seed,
         "input_shape": list(pool.shape[1:]),
         "num_classes": num_classes,
@@ -270,20 +254,18 @@ def cutting_planes_profile(
     result = Result(command="cutting-planes", source=source, params=params)
     result.classes.extend(class_entry(m) for m in manifolds)
     result.summary.update(summarise(manifolds, input_dim))
-    result.summary["ensemble_size"] = len(specs)
-    if len(specs) > 1:
+    result.summary["ensemble_size"] = len(loaded)
+    if len(loaded) > 1:
         result.summary["ensemble_limitation"] = ENSEMBLE_LIMITATION
     return result
 
 
 def success_curve_points(entry: dict[str, Any], n: int = 200) -> tuple[list[float], list[float]]:
-    """The fitted sigmoid of a `classes[]` entry sampled on a log grid over its swept dims
-    (empty lists when there is no fit)."""
+    """The fitted sigmoid of a `classes[]` entry (`SuccessCurve`) sampled on a log grid over its
+    swept dims (empty lists when there is no fit)."""
     fit = entry.get("fit")
     dims = [record["dim"] for record in entry["success"]]
     if not fit or not dims:
         return [], []
     grid = np.geomspace(min(dims), max(dims), n) if max(dims) > min(dims) else np.array([float(dims[0])])
-    z = (np.log(grid) - math.log(fit["centre"])) / fit["width"]
-    values = fit["lower"] + fit["height"] / (1.0 + np.exp(-z))
-    return grid.tolist(), values.tolist()
+    return grid.tolist(), SuccessCurve(**fit)(grid).tolist()

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from ..extraction.activations import Activations
 from ..geometry.id_profile import DEFAULT_METHODS, check_methods, measure_dimensions
-from ..pipeline import LayerArrays
 from ..progress import track
 from ..results import Result
 from .layers import layer_result
 
 
 def id_profile(
-    arrays: LayerArrays,
+    arrays: Activations,
     methods=DEFAULT_METHODS,
     *,
-    bootstrap: int = 0,
+    n_bootstrap: int = 0,
     seed: int = 0,
     device="cpu",
     backend: str = "torch",
@@ -24,12 +24,12 @@ def id_profile(
     result = Result(
         command="id",
         source=dict(arrays.source),
-        params={"methods": list(methods), "bootstrap": bootstrap, "seed": seed, "knn_backend": backend},
+        params={"methods": list(methods), "bootstrap": n_bootstrap, "seed": seed, "knn_backend": backend},
     )
     n = len(arrays.layers)
     for index, layer in enumerate(track(arrays.layers, description="intrinsic dimension", enabled=progress)):
         measured = measure_dimensions(
-            layer.points, methods, bootstrap=bootstrap, seed=seed, device=device, backend=backend
+            layer.points, methods, n_bootstrap=n_bootstrap, seed=seed, device=device, backend=backend
         )
         entry = layer_result(layer, index, n)
         entry.metrics.update(measured.metrics)

@@ -16,12 +16,11 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..extract.activations import extract
-from ..extract.perturbations import svd_perturbations
+from ..extraction.activations import Activations, LayerArray, extract
+from ..extraction.perturbations import svd_perturbations
 from ..geometry.curvature import Curvature, NeighbourhoodCurvature, curvature, default_k
 from ..geometry.intrinsic_dimension import distinct_points, twonn
 from ..geometry.neighbours import nearest_neighbours
-from ..pipeline import LayerArray, LayerArrays
 from ..progress import track
 from ..results import LayerResult, Result
 from .layers import layer_result
@@ -64,7 +63,7 @@ def _layer_entry(
 
 
 def curvature_profile(
-    arrays: LayerArrays,
+    arrays: Activations,
     *,
     dim: int | None = None,
     k: int | None = None,
@@ -101,7 +100,7 @@ def curvature_profile(
 
 
 def perturbation_curvature_profile(
-    arrays: LayerArrays,
+    arrays: Activations,
     *,
     n_top: int = 22,
     n_toggle: int = 10,

@@ -35,13 +35,15 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from ..errors import InputError
+from ..files import atomic_write
+from ..progress import track
+from .training_config import TrainingConfig
 
-from .errors import InputError
-from .files import atomic_write
-from .progress import track
-from .training import FewStepsWarning, TrainingConfig, train_and_save
+if TYPE_CHECKING:
+    import torch
 
 ZOO_SCHEMA = "manifold-probe/zoo@1"
 ZOO_INDEX = "zoo.json"
@@ -197,6 +199,8 @@ def preset_models(preset: str | Sequence[ZooModel]) -> tuple[ZooModel, ...]:
 
 def _entry(name: str, path: Path, trained: bool) -> ZooEntry:
     """The entry of a written checkpoint, its settings and metrics read back from the file."""
+    import torch  # here, not at the top: the command line lists the presets without torch
+
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     training, arch_args = checkpoint["training"], checkpoint["arch_args"]
     settings = {key: training.get(key) for key in SETTINGS if key in training}
@@ -257,6 +261,10 @@ def train_zoo(
     root.mkdir(parents=True, exist_ok=True)
     label = preset if isinstance(preset, str) else "custom"
     entries: list[ZooEntry] = []
+    import torch
+
+    from .training import FewStepsWarning, train_and_save  # torch: loaded when a zoo is trained
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

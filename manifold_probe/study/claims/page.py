@@ -14,8 +14,8 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..files import atomic_write
-from ..results import Result
+from ...files import atomic_write
+from ...results import Result
 from .evidence import ModelRecord, Study
 from .verdicts import manifold_dim
 

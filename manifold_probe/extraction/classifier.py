@@ -12,12 +12,9 @@ classifier W (C x p), its bias b and the penultimate features h, the input of th
   (input (N, p), not (N, T, p)). A model with no Linear (a convolutional head, or a
   TorchScript / torch.export program, whose submodules hooks cannot see) is an InputError
   that points to `--points` with `--classifier`.
-- `classifier_input_rows(model, path, inputs)`: the classifier's inputs for one batch,
-  captured by a forward pre-hook (what `nn.Linear` receives, after any functional op such
-  as `torch.flatten` between the last block and the head).
-- `extract_classifier_inputs(...)`: the same over a whole data set, streamed batch by batch
-  into one (N, p) float32 array, through the activation cache (keyed by the weights digest,
-  the data and the Linear's path) so a rerun reads it back without a forward pass.
+- The classifier's inputs over a data set are captured in the same forward pass as the
+  layers (`extract(..., capture_inputs=[head.name])`, a forward pre-hook): there is no
+  second pass and no second extraction engine.
 """
 
 from __future__ import annotations
@@ -29,17 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-from ..device import resolve_device
 from ..errors import InputError
-from ..progress import track
-from .cache import ActivationCache, CacheKey
-from .hooks import eval_mode, is_scripted
+from .hooks import eval_mode, is_scripted, run_model, to_device
 
 CLASSIFIER_HINT = (
-    "save the penultimate features and the classifier's weight as arrays and use "
-    "--points H.npy --labels y.npy --classifier W.npy [--bias b.npy]"
+    "save the penultimate features H and the classifier's weight W as arrays and measure them "
+    "directly (points=H, labels=y, classifier=W)"
 )
 
 
@@ -74,7 +67,7 @@ def _no_linear(model: nn.Module) -> InputError:
     if is_scripted(model) or not any(True for _ in model.children()) or _is_export(model):
         why = (
             "hooks cannot see inside TorchScript or torch.export models (load the original "
-            "nn.Module as a state_dict with --arch), or "
+            "nn.Module as a state_dict with its arch), or "
         )
     else:
         why = "its head is not an nn.Linear; "
@@ -127,16 +120,16 @@ def _capture_inputs(model: nn.Module, paths: list[str]) -> Iterator[list[tuple[s
             handle.remove()
 
 
-def _forward(model: nn.Module, inputs: torch.Tensor, paths: list[str]):
+def _forward(model: nn.Module, inputs, paths: list[str]):
     """(model output, [(path, input)] in call order) for one batch, in eval mode."""
-    inputs = inputs.to(_model_device(model))
+    inputs = to_device(inputs, _model_device(model))
     with torch.inference_mode(), eval_mode(model), _capture_inputs(model, paths) as calls:
         try:
-            output = model(inputs)
+            output = run_model(model, inputs)
         except RuntimeError as exc:
+            shape = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else "a dict batch"
             raise InputError(
-                f"the model does not accept inputs of shape {tuple(inputs.shape[1:])}: "
-                f"{str(exc).splitlines()[0]}"
+                f"the model does not accept inputs of shape {shape}: {str(exc).splitlines()[0]}"
             ) from None
         return output, list(calls)
 
@@ -177,91 +170,3 @@ def find_classifier(model: nn.Module, example: torch.Tensor | None = None) -> Cl
             f"{CLASSIFIER_HINT}."
         )
     return head
-
-
-def classifier_input_rows(model: nn.Module, path: str, inputs: torch.Tensor) -> np.ndarray:
-    """The inputs of the Linear at `path` for one batch, as a float32 (batch, p) array (its
-    last call when it is called more than once)."""
-    _, calls = _forward(model, inputs, [path])
-    if not calls:
-        raise InputError(f"the classifier {path!r} was not called in the forward pass.")
-    return calls[-1][1].reshape(len(inputs), -1).to("cpu", torch.float32).numpy()
-
-
-def _batches(data, batch_size: int) -> Iterator[torch.Tensor]:
-    if isinstance(data, np.ndarray):
-        data = torch.from_numpy(data)
-    if isinstance(data, torch.Tensor):
-        for start in range(0, len(data), batch_size):
-            yield data[start : start + batch_size]
-        return
-    for item in DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0):
-        yield item[0] if isinstance(item, (tuple, list)) else item
-
-
-def classifier_input_key(model_key: str, data_key: str, path: str) -> CacheKey:
-    """The activation-cache key of the classifier's inputs (its own layer field, so it never
-    collides with a layer's output)."""
-    return CacheKey(model_key, data_key, f"<input of {path}>", "none")
-
-
-def extract_classifier_inputs(
-    model: nn.Module,
-    data: Dataset | torch.Tensor | np.ndarray,
-    head: ClassifierHead,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    cache_dir: str | None = None,
-    use_cache: bool = True,
-    model_key: str | None = None,
-    data_key: str | None = None,
-    progress: bool = False,
-) -> np.ndarray:
-    """The inputs of the classifier for every sample of `data` (a Dataset yielding (x, y) or a
-    tensor of inputs), as an (N, p) float32 array: a read-only memmap of the cache entry
-    with the cache on, else an array in memory.
-
-    With `use_cache` both `model_key` (the weights digest) and `data_key` are required; a
-    complete entry is read back without running the model.
-    """
-    n_points = len(data)
-    cache = ActivationCache(cache_dir) if use_cache else None
-    key = None
-    if cache is not None:
-        if not (model_key and data_key):
-            raise ValueError("extract_classifier_inputs needs model_key and data_key to use the cache.")
-        key = classifier_input_key(model_key, data_key, head.name)
-        entry = cache.lookup(key)
-        if entry is not None and entry.array.shape == (n_points, head.n_features):
-            return entry.array
-    pending = cache.create(key, (n_points, head.n_features), {"layer": head.name}) if cache else None
-    array = pending.array if pending is not None else np.empty((n_points, head.n_features), np.float32)
-    dev = resolve_device(device)
-    model.to(dev)
-    start = 0
-    try:
-        batches = track(
-            _batches(data, batch_size),
-            description="classifier inputs",
-            total=-(-n_points // batch_size),
-            enabled=progress,
-        )
-        for inputs in batches:
-            rows = classifier_input_rows(model, head.name, inputs)
-            if rows.shape[1] != head.n_features:
-                raise InputError(
-                    f"the classifier {head.name!r} received {rows.shape[1]} features per sample "
-                    f"but has {head.n_features} inputs."
-                )
-            array[start : start + len(rows)] = rows
-            start += len(rows)
-        if start != n_points:
-            raise InputError(f"the data set yielded {start} samples but its length is {n_points}.")
-    except BaseException:
-        if pending is not None:
-            pending.abort()
-        raise
-    if pending is not None:
-        return pending.commit().array
-    return array

@@ -14,11 +14,11 @@ metrics) are attached to the layer whose array *is* h:
 - with a model, the layer whose rows equal the inputs of the model's last nn.Linear on the
   first samples (for the built-in nets `pool` of digits-cnn and the last `hiddenK` of
   digits-mlp, for torchvision ResNets `avgpool`), so no layer is measured twice;
-- when no selected layer is that input (`--layers` left it out, a projection reduced it, or
-  the model applies an operation between its last block and the head), the input is
-  captured with a forward pre-hook in a second streamed pass (cached like any layer) and
+- when no selected layer is that input (`layers` left it out, a projection reduced it, or
+  the model applies an operation between its last block and the head), the input, captured
+  with a forward pre-hook in the same pass as the layers (`Activations.module_inputs`), is
   added as a layer named `penultimate`, just before `logits`;
-- with `--points` and `--classifier`, the one layer `points`.
+- with bare points and a classifier given as arrays, the one layer `points`.
 `summary.classifier` names the Linear and that layer (`{"module", "layer", "n_classes",
 "n_features", "bias"}`).
 
@@ -43,18 +43,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
 from ..errors import InputError
-from ..extract.classifier import (
-    ClassifierHead,
-    classifier_input_rows,
-    extract_classifier_inputs,
-    find_classifier,
-)
+from ..extraction.activations import Activations
+from ..extraction.classifier import ClassifierHead
 from ..geometry.collapse import CollapseStatistics
 from ..geometry.spectra import covariance_spectra_from_statistics, fisher_spectra
-from ..pipeline import LayerArray, LayerArrays
 from ..progress import track
 from ..results import LayerResult, Result
 from ..sources.data import stratified_subset
@@ -111,7 +105,7 @@ FISHER_METRICS = (
 
 @dataclass(frozen=True, eq=False)
 class ClassifierLayer:
-    """A classifier and the name of the layer (of a LayerArrays) that holds its inputs."""
+    """A classifier and the name of the layer (of a Activations) that holds its inputs."""
 
     head: ClassifierHead
     layer: str
@@ -136,8 +130,8 @@ def classifier_from_arrays(weight, bias=None, *, name: str = "classifier") -> Cl
     return ClassifierHead(name, w, b if bias is not None else None)
 
 
-def points_classifier(arrays: LayerArrays, head: ClassifierHead) -> ClassifierLayer:
-    """The classifier given with --points: it acts on the one layer `points`."""
+def points_classifier(arrays: Activations, head: ClassifierHead) -> ClassifierLayer:
+    """A classifier given as arrays with bare points: it acts on the one layer `points`."""
     layer = arrays.layers[-1]
     if layer.points.shape[1] != head.n_features:
         raise InputError(
@@ -147,14 +141,9 @@ def points_classifier(arrays: LayerArrays, head: ClassifierHead) -> ClassifierLa
     return ClassifierLayer(head, layer.name)
 
 
-def _first_inputs(dataset, n: int) -> torch.Tensor:
-    items = [dataset[i] for i in range(min(n, len(dataset)))]
-    return torch.stack([item[0] if isinstance(item, (tuple, list)) else item for item in items])
-
-
 def _same_rows(stored: np.ndarray, rows: np.ndarray) -> bool:
-    """Whether a layer's stored rows are the classifier's inputs (float32, possibly another
-    batch size or device: equal to a relative 1e-3 of the rows' scale)."""
+    """Whether a layer's stored rows are the classifier's inputs (equal to a relative 1e-3 of
+    the rows' scale: a layer stored after a reduction is not)."""
     if stored.shape != rows.shape:
         return False
     stored = np.asarray(stored, dtype=np.float64)
@@ -162,53 +151,29 @@ def _same_rows(stored: np.ndarray, rows: np.ndarray) -> bool:
     return bool(np.allclose(stored, rows, rtol=1e-3, atol=1e-3 * scale))
 
 
-def model_classifier(
-    arrays: LayerArrays,
-    *,
-    data_key: str | None = None,
-    batch_size: int = 256,
-    device="cpu",
-    cache_dir: str | None = None,
-    use_cache: bool = True,
-    progress: bool = False,
-    n_check: int = 16,
-) -> ClassifierLayer:
-    """Find the classifier of `arrays.model` and the layer holding its inputs.
+def model_classifier(arrays: Activations, *, n_check: int = 16) -> tuple[Activations, ClassifierLayer]:
+    """The classifier of the model `arrays` came from, and the layer holding its inputs.
 
-    The classifier is the last nn.Linear called (`extract.classifier.find_classifier`). The
-    layer is the last one of `arrays.layers` whose first `n_check` rows equal the classifier's
-    inputs on the same samples; if none does, the inputs are extracted in a second streamed
-    pass (through the activation cache when `use_cache`, keyed by the weights digest and
-    `data_key`) and inserted into `arrays.layers` as a layer named `penultimate`.
+    The classifier (`arrays.classifier`, the last nn.Linear called) and its inputs
+    (`arrays.module_inputs`) were captured in the extraction pass (`pipeline.model_activations`
+    with `classifier=True`). The layer is the last one whose first `n_check` rows equal those
+    inputs; if none does, the inputs become a layer named `penultimate` just before `logits`,
+    in a new Activations returned with it (`arrays` itself is not changed).
     """
-    if arrays.model is None or arrays.data is None:
-        raise ValueError("model_classifier needs LayerArrays from layers_from_model.")
-    module = arrays.model.module
-    example = _first_inputs(arrays.data.dataset, n_check)
-    head = find_classifier(module, example)
-    rows = classifier_input_rows(module, head.name, example)
+    head = arrays.classifier
+    if head is None or head.name not in arrays.module_inputs:
+        raise InputError(
+            "these activations hold no classifier input: extract them from the model with "
+            "classifier=True (the model needs an nn.Linear head)."
+        )
+    inputs = arrays.module_inputs[head.name]
+    rows = np.asarray(inputs[:n_check], dtype=np.float64)
     for layer in reversed(arrays.layers):
         if _same_rows(layer.points[: len(rows)], rows):
-            return ClassifierLayer(head, layer.name)
-    names = {layer.name for layer in arrays.layers}
-    name = PENULTIMATE if PENULTIMATE not in names else f"<input of {head.name}>"
-    array = extract_classifier_inputs(
-        module,
-        arrays.data.dataset,
-        head,
-        batch_size=batch_size,
-        device=device,
-        cache_dir=cache_dir,
-        use_cache=use_cache and bool(data_key),
-        model_key=arrays.model.digest,
-        data_key=data_key,
-        progress=progress,
-    )
-    position = len(arrays.layers)
-    if arrays.layers and arrays.layers[-1].name == "logits":
-        position -= 1
-    arrays.layers.insert(position, LayerArray(name, array, (head.n_features,)))
-    return ClassifierLayer(head, name)
+            return arrays, ClassifierLayer(head, layer.name)
+    name = PENULTIMATE if PENULTIMATE not in arrays else f"<input of {head.name}>"
+    with_input = arrays.with_layer(name, inputs, (head.n_features,), before="logits")
+    return with_input, ClassifierLayer(head, name)
 
 
 # --- labels and streaming --------------------------------------------------------------
@@ -233,14 +198,14 @@ def layer_statistics(points: np.ndarray, labels: np.ndarray, n_classes: int) -> 
     return stats
 
 
-def _labels_for(arrays: LayerArrays, classifier: ClassifierLayer | None) -> tuple[np.ndarray, int]:
+def _labels_for(arrays: Activations, classifier: ClassifierLayer | None) -> tuple[np.ndarray, int]:
     if not arrays.layers:
         raise InputError("no layers to measure.")
     n_points = arrays.layers[0].points.shape[0]
     return as_collapse_labels(arrays.labels, n_points, classifier.head.n_classes if classifier else None)
 
 
-def _new_result(command: str, arrays: LayerArrays, params: dict, classifier, y, n_classes) -> Result:
+def _new_result(command: str, arrays: Activations, params: dict, classifier, y, n_classes) -> Result:
     summary = {
         "n_classes": n_classes,
         "class_counts": np.bincount(y, minlength=n_classes).tolist(),
@@ -253,7 +218,7 @@ def _new_result(command: str, arrays: LayerArrays, params: dict, classifier, y, 
 
 
 def collapse_profile(
-    arrays: LayerArrays,
+    arrays: Activations,
     classifier: ClassifierLayer | None = None,
     *,
     max_features: int = COLLAPSE_MAX_FEATURES,
@@ -288,7 +253,7 @@ def _top(values: np.ndarray, n: int) -> list[float]:
 
 
 def spectra_profile(
-    arrays: LayerArrays,
+    arrays: Activations,
     classifier: ClassifierLayer | None = None,
     *,
     n_values: int = SPECTRUM_VALUES,

@@ -1,0 +1,248 @@
+"""Terminal tables of results (rich), shared by the command line and notebooks.
+
+`layer_table` shows any per-layer result; `result_tables` gives every table of one result
+(per command: the classifier's metrics of `collapse`, the Fisher block of `spectra`, the
+per-class table of `cutting-planes`, the epoch table of a collapse series). The tables of the
+study (`layers_table`, `zoo_table`, `sweep_table`, `correlation_tables`) are here too: the
+command line only prints them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from ..measures.collapse import CLASSIFIER_METRICS, COLLAPSE_METRICS, FISHER_METRICS, SPECTRA_METRICS
+from ..measures.curvature import CURVATURE_METRICS
+from ..results import Result
+
+
+def format_value(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        if value == 0 or 1e-3 <= abs(value) < 1e5:
+            return f"{value:.4g}" if abs(value) < 100 else f"{value:.1f}"
+        return f"{value:.3e}"
+    return str(value)
+
+
+def layer_table(result: Result, metrics: list[str], *, title: str = "") -> Table:
+    """One row per layer: name, activation shape, then each metric (with its interval if any)."""
+    table = Table(title=title or None, header_style="bold")
+    table.add_column("layer", style="cyan")
+    table.add_column("shape")
+    shown = [m for m in metrics if any(m in layer.metrics for layer in result.layers)]
+    for metric in shown:
+        table.add_column(metric, justify="right")
+    for layer in result.layers:
+        shape = "x".join(str(s) for s in (layer.shape or [layer.ambient_dim]))
+        cells = []
+        for metric in shown:
+            text = format_value(layer.metrics.get(metric))
+            if metric in layer.intervals:
+                low, high = layer.intervals[metric]
+                text += f" [{format_value(low)}, {format_value(high)}]"
+            cells.append(text)
+        table.add_row(layer.name, shape, *cells)
+    return table
+
+
+def classifier_layer(result: Result):
+    """The layer result the classifier acts on (None without a classifier)."""
+    name = (result.summary.get("classifier") or {}).get("layer")
+    return next((layer for layer in result.layers if layer.name == name), None)
+
+
+def metric_table(title: str, layer, metrics) -> Table:
+    table = Table(title=title, header_style="bold")
+    table.add_column("metric", style="cyan")
+    table.add_column("value", justify="right")
+    for metric in metrics:
+        if metric in layer.metrics:
+            table.add_row(metric, format_value(layer.metrics[metric]))
+    return table
+
+
+def collapse_tables(result: Result) -> list[Table]:
+    """The per-layer table, the classifier's metrics and, for several checkpoints, an epoch table."""
+    tables = [
+        layer_table(result, list(COLLAPSE_METRICS[:4]), title="neural collapse by layer"),
+        layer_table(result, list(COLLAPSE_METRICS[4:]), title="NC2: the class means by layer"),
+    ]
+    layer = classifier_layer(result)
+    if layer is not None:
+        module = result.summary["classifier"]["module"]
+        tables.append(metric_table(f"classifier {module} on layer {layer.name}", layer, CLASSIFIER_METRICS))
+    checkpoints = result.summary.get("checkpoints") or []
+    if len(checkpoints) > 1:
+        table = Table(title="over training (the classifier's layer)", header_style="bold")
+        columns = ["nc1", "etf_distance", "nc3_self_duality", "nc4_ncc_mismatch"]
+        for name in ("epoch", "train acc", "test acc", *columns, "checkpoint"):
+            table.add_column(name, justify="left" if name == "checkpoint" else "right")
+        for entry in checkpoints:
+            table.add_row(
+                format_value(entry["epoch"]),
+                format_value(entry["train_accuracy"]),
+                format_value(entry["test_accuracy"]),
+                *(format_value(entry["metrics"].get(m)) for m in columns),
+                Path(str(entry["model"])).name,
+            )
+        tables.append(table)
+    return tables
+
+
+def spectra_tables(result: Result) -> list[Table]:
+    """The per-layer spectra table and, on the classifier's layer, the Fisher block's metrics."""
+    tables = [layer_table(result, list(SPECTRA_METRICS), title="class/cross-class spectra by layer")]
+    layer = classifier_layer(result)
+    if layer is not None and "fisher_n_outliers" in layer.metrics:
+        title = f"Fisher block of the classifier on layer {layer.name}"
+        tables.append(metric_table(title, layer, FISHER_METRICS))
+    return tables
+
+
+SPARK = "·▁▂▃▄▅▆▇█"
+
+
+def _hits_cell(entry: dict) -> str:
+    """Hit fraction per d, compact: one bar character per swept d, then (up to 6 dims) the counts."""
+    records = entry["success"]
+    bars = "".join(SPARK[round(r["hit_fraction"] * (len(SPARK) - 1))] for r in records)
+    if len(records) > 6:
+        return bars
+    return f"{bars} {' '.join(str(r['hits']) for r in records)}"
+
+
+def target_name(entry: dict) -> str:
+    target = entry["class"]
+    return "{" + ", ".join(map(str, target)) + "}" if isinstance(target, list) else str(target)
+
+
+def _dim(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _with_interval(value, low, high) -> str:
+    return f"{_dim(value)} [{_dim(low)}, {_dim(high)}]"
+
+
+def class_table(result: Result) -> Table:
+    """One row per target: d* [interval], D - d* [interval], status, hits per d (bars and counts)."""
+    dims = result.params["dims"]
+    planes = result.params["planes"]
+    input_dim = result.summary["input_dim"]
+    table = Table(
+        title=f"class-manifold dimension by cutting planes (D = {input_dim})",
+        caption=f"hits per d: share of {planes} planes that hit, · none to █ all; "
+        f"d = {', '.join(map(str, dims))}",
+        header_style="bold",
+    )
+    table.add_column("class", style="cyan", no_wrap=True)
+    table.add_column("d* [95 %]", justify="right", no_wrap=True)
+    table.add_column("D - d* [95 %]", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("hits per d", no_wrap=True)
+    for entry in result.classes:
+        table.add_row(
+            target_name(entry),
+            _with_interval(entry["critical_dim"], *entry["critical_dim_interval"]),
+            _with_interval(entry["manifold_dim"], *entry["manifold_dim_interval"]),
+            entry["critical_dim_status"],
+            _hits_cell(entry),
+        )
+    return table
+
+
+
+
+def result_tables(result: Result) -> list[Table]:
+    """Every terminal table of one result, by its command."""
+    if result.command == "collapse":
+        return collapse_tables(result)
+    if result.command == "spectra":
+        return spectra_tables(result)
+    if result.command == "cutting-planes":
+        return [class_table(result)]
+    if result.command == "curvature":
+        return [layer_table(result, [*CURVATURE_METRICS, "id_twonn"], title="curvature by layer")]
+    metrics = list(dict.fromkeys(k for layer in result.layers for k in layer.metrics))
+    return [layer_table(result, metrics, title="intrinsic dimension by layer")]
+
+
+def layers_table(layers, *, title: str, defaults_only: bool = False) -> Table:
+    """The layers of a model (`api.list_layers`): name, module type, output shape, features,
+    whether it is a default layer."""
+    table = Table(title=title, header_style="bold")
+    for column in ("layer", "module", "output shape", "features", "default"):
+        table.add_column(column)
+    for layer in layers:
+        if not defaults_only or layer.default:
+            shape = "x".join(str(s) for s in layer.output_shape)
+            table.add_row(layer.name, layer.module_type, shape, str(layer.n_features),
+                          "yes" if layer.default else "")  # fmt: skip
+    return table
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def zoo_table(entries, *, title: str) -> Table:
+    """The models of a zoo (`zoo_presets.ZooEntry`): family, train and test accuracy, gap."""
+    table = Table(title=title, header_style="bold")
+    table.add_column("model", style="cyan", overflow="fold")
+    table.add_column("family")
+    for column in ("train acc %", "test acc %", "gap"):
+        table.add_column(column, justify="right")
+    table.add_column("")
+    for entry in entries:
+        train, test = entry.metrics.get("train_accuracy"), entry.metrics.get("test_accuracy")
+        gap = "-" if train is None or test is None else f"{100 * (train - test):.1f}"
+        table.add_row(entry.name, entry.family, _percent(train), _percent(test), gap,
+                      "trained" if entry.trained else "kept")  # fmt: skip
+    return table
+
+
+def sweep_table(summary) -> Table:
+    """How many tasks of a sweep (`sweep.SweepSummary`) were done, skipped and failed."""
+    table = Table(title=f"sweep of {summary.checkpoints} checkpoints", header_style="bold")
+    for name in ("done", "skipped", "failed"):
+        table.add_column(name, justify="right")
+    table.add_row(str(len(summary.done)), str(summary.skipped), str(len(summary.failed)))
+    return table
+
+
+def _correlation_cell(entry: dict) -> str:
+    if entry["value"] is None:
+        return f"[dim]insufficient\n(n = {entry['n']})[/dim]"
+    text = f"{entry['value']:+.3f}"
+    if entry["interval"] is not None:
+        text += f"\n[{entry['interval'][0]:+.2f}, {entry['interval'][1]:+.2f}]"
+    if entry["p_value"] is not None:
+        text += f"\np = {entry['p_value']:.2g}"
+    significant = entry["p_value"] is not None and entry["p_value"] < 0.05
+    return f"[green]{escape(text)}[/green]" if significant else escape(text)
+
+
+def correlation_tables(correlation: dict, *, title: str) -> list[Table]:
+    """One table per target, one row per measure; each coefficient as value, [95 % interval], p-value."""
+    from .report import TARGETS
+    from .statistics import METHODS
+
+    tables = []
+    for target in TARGETS:
+        table = Table(title=f"{title}: against {target}", header_style="bold", show_lines=True)
+        table.add_column("measure", style="cyan", no_wrap=True)
+        for method in METHODS:
+            table.add_column(method, justify="right", no_wrap=True)
+        for key, entry in correlation.items():
+            measure, _, against = key.partition("_vs_")
+            if against == target:
+                table.add_row(measure, *(_correlation_cell(entry[m]) for m in METHODS))
+        tables.append(table)
+    return tables
