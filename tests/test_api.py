@@ -327,7 +327,7 @@ def test_one_registry_names_the_measures_of_the_cli_the_sweep_and_the_api():
         assert name in commands, name
         assert measure.function in api.__all__
         assert getattr(mp, measure.function) is getattr(api, measure.function)
-    assert sweep.PROBES == SWEEP_PROBES == ("id", "curvature", "collapse", "cutting-planes")
+    assert sweep.PROBES == SWEEP_PROBES == ("id", "curvature", "collapse", "spectra", "cutting-planes")
 
 
 def test_the_command_line_reads_the_librarys_parameters_as_its_flags(tmp_path, capsys):
