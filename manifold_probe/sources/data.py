@@ -22,7 +22,9 @@ Specs (`load_data(spec, split=..., n_points=..., seed=...)`):
 - `cifar10:ROOT`, `cifar100:ROOT`: the python versions of CIFAR (ROOT/cifar-10-batches-py,
   ROOT/cifar-100-python, as torchvision lays them out; ROOT may also be that folder
   itself), as (3, 32, 32) tensors in [0, 1]. The pickled batches are read with an
-  unpickler that only admits NumPy arrays, so a planted file cannot run code (torchvision's
+  unpickler that only admits NumPy arrays and plain containers, never a shared
+  container, and at most as many elements as the file has bytes (`safe_pickle`), so a
+  planted file can neither run code nor expand into a memory bomb (torchvision's
   CIFAR class uses the full pickle module and checks MD5 sums instead; shapes are checked here).
 - `mnist:ROOT`: torchvision's MNIST layout, the four uncompressed idx files in
   ROOT/MNIST/raw, as (1, 28, 28) tensors in [0, 1].
@@ -37,7 +39,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import pickle
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..errors import InputError
 from ..validation import as_class_indices, check_positive, existing_file
+from .safe_pickle import read_array_pickle
 
 SPEC_FORMS: tuple[str, ...] = (
     "digits",
@@ -342,30 +344,8 @@ def _check_channels(norm, channels: int, spec: str) -> None:
         )
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """An unpickler that rebuilds NumPy arrays, lists, dicts and strings, and nothing else."""
-
-    _ALLOWED = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-    for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        _ALLOWED[(_module, "_reconstruct")] = np.zeros(1).__reduce__()[0]
-        _ALLOWED[(_module, "scalar")] = np.float64(0).__reduce__()[0]
-    del _module
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in self._ALLOWED:
-            return self._ALLOWED[(module, name)]
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
 def _read_array_pickle(path: Path) -> dict:
-    try:
-        with open(path, "rb") as handle:
-            entry = _ArrayUnpickler(handle, encoding="latin1").load()
-    except Exception as exc:
-        raise InputError(f"could not read {path}: {exc}") from None
+    entry = read_array_pickle(path)
     if not isinstance(entry, dict):
         raise InputError(f"{path} does not hold a CIFAR batch (a dict of data and labels).")
     return entry
