@@ -82,11 +82,22 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
 
+def _writes_to_stdout(args: list[str]) -> bool:
+    """Whether `--json -` or `--html -` sends a file to standard output."""
+    pairs = zip(args, args[1:] + [""], strict=True)
+    return any(
+        (a in ("--json", "--html") and b == "-") or a in ("--json=-", "--html=-") for a, b in pairs
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("MPROBE_DEBUG"))
     args = [a for a in args if a != "--debug"]
     warnings.showwarning = _show_warning
+    from . import output  # with `--json -` tables go to stderr: stdout holds only the file
+
+    output.console.file = sys.stderr if _writes_to_stdout(args) else sys.stdout
     try:
         # typer >= 0.20 returns an Exit's code instead of raising it (KeyboardInterrupt -> 130)
         code = app(args=args, prog_name="mprobe", standalone_mode=False)

@@ -119,7 +119,9 @@ MaxMemory = Annotated[
 JsonOut = Annotated[
     Path | None,
     typer.Option(
-        "--json", help="Write the result (JSON, schema manifold-probe/result@1).", show_default=False
+        "--json",
+        help="Write the result (JSON, schema manifold-probe/result@1); `-` writes it to stdout.",
+        show_default=False,
     ),
 ]
 HtmlOut = Annotated[
