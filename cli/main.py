@@ -121,22 +121,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exit as exc:
         return exc.exit_code
-    except (Abort, KeyboardInterrupt):
+    except (Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc.__cause__, EOFError):  # click turns an EOFError into Abort: no Ctrl-C
+            return _unexpected(exc.__cause__, debug)
         err_console.print(_INTERRUPTED)
         return 130
     except ClickException as exc:
         err_console.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
         return 2
     except Exception as exc:
-        if debug:
-            raise
-        err_console.print(
-            f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (run again with --debug for details)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        return 1
+        return _unexpected(exc, debug)
     return 0
+
+
+def _unexpected(exc: BaseException, debug: bool) -> int:
+    """An error that is not bad input: one line and exit 1 (the traceback with --debug)."""
+    if debug:
+        raise exc
+    err_console.print(
+        f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (run again with --debug for details)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import torch
 from .device import resolve_device
 from .errors import InputError
 from .extract.activations import extract
+from .extract.cache import path_fingerprint
 from .extract.layers import select_layers
 from .sources.data import LabelledData, load_data
 from .sources.models import LoadedModel, load_model
@@ -162,15 +163,12 @@ def _select(loaded: LoadedModel, example: torch.Tensor, patterns) -> list[str]:
 
 def data_key(data: DataSelection) -> str:
     """What identifies the inputs for the activation cache: the selection, and for data read
-    from a file or folder its resolved path, size and modification time (a changed file
-    gets new cache entries)."""
+    from a file or folder its `path_fingerprint` (resolved path; size and modification time
+    of the file, or of every file in the folder), so changed data gets new cache entries."""
     key = f"{data.spec}|{data.split}|{data.n_points}|{data.seed}"
     kind, _, location = data.spec.partition(":")
     if location:
-        path = Path(location).expanduser().resolve()
-        if path.exists():
-            stat = path.stat()
-            key += f"|{path}|{stat.st_size}|{stat.st_mtime_ns}"
+        key += f"|{path_fingerprint(location)}"
     return key
 
 
