@@ -21,7 +21,8 @@ has usually cached its activations before the next one starts; two concurrent
 extractions of the same key are safe, see `extract.cache`).
 
 Executors: `local` runs the tasks in a process pool (spawn context; torch limited to one
-thread per worker) or, with one worker, in this process; `ray` sends the same task
+thread per worker; each worker exits within a second of its parent's death, even a
+`kill -9`) or, with one worker, in this process; `ray` sends the same task
 function to a Ray cluster (the sweep folder must be on a file system every node sees).
 Both give the same results.
 
@@ -41,6 +42,7 @@ import csv
 import json
 import multiprocessing
 import os
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -368,13 +370,40 @@ def result_complete(path: str | os.PathLike, probe: str) -> bool:
 # --- executors -------------------------------------------------------------------------
 
 
+PARENT_CHECK_SECONDS = 0.5
+"""How often a local worker checks that the sweep that started it is still alive."""
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Pool initializer: a daemon thread ends this worker as soon as its parent is gone.
+
+    A parent killed with SIGKILL cannot stop its pool, and its workers would be re-parented
+    (to PID 1) and keep computing and writing. The thread polls `os.getppid()`; when it is
+    no longer `parent_pid` the worker exits at once (`os._exit`, whatever the main thread
+    is doing). Its unfinished result is never written: results are renamed into place only
+    when complete.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
 def _run_local(tasks: list[SweepTask], workers: int) -> Iterator[TaskOutcome]:
     if workers == 1:
         for task in tasks:
             yield run_task(task)
         return
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context)
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)),
+        mp_context=context,
+        initializer=_watch_parent,
+        initargs=(os.getpid(),),
+    )
     try:
         futures = {pool.submit(run_task, task): task for task in tasks}
         for future in as_completed(futures):
