@@ -14,11 +14,13 @@ so a retrained checkpoint under the same name gets a new folder.
 One task per (checkpoint, probe). A task writes its result atomically (`Result.write`:
 temporary file, then rename), so no result file is ever half-written; a task whose result
 file exists and reads back as a result of its probe is skipped, so a killed sweep
-restarted redoes only what is missing. Leftover temporary files of a killed task are
-removed when that task runs again. Probes of one checkpoint share one extraction through
-the activation cache (tasks are queued probe by probe, so the first probe of a checkpoint
-has usually cached its activations before the next one starts; two concurrent
-extractions of the same key are safe, see `extract.cache`).
+restarted redoes only what is missing; a result file that does not read back (damaged,
+not a JSON object, another probe's) counts as missing and is recomputed with a warning.
+Leftover temporary files of a killed task are removed when that task runs again. Probes
+of one checkpoint share one extraction through the activation cache (tasks are queued
+probe by probe, so the first probe of a checkpoint has usually cached its activations
+before the next one starts; two concurrent extractions of the same key are safe, see
+`extract.cache`).
 
 Executors: `local` runs the tasks in a process pool (spawn context; torch limited to one
 thread per worker; each worker exits within a second of its parent's death, even a
@@ -45,6 +47,7 @@ import os
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -498,6 +501,8 @@ def run_sweep(
             if result_complete(path, probe):
                 skipped += 1
                 continue
+            if path.exists():
+                warnings.warn(f"{path} is not a complete {probe} result; recomputing it.", stacklevel=2)
             path.parent.mkdir(parents=True, exist_ok=True)
             tasks.append(
                 SweepTask(
