@@ -84,10 +84,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def _writes_to_stdout(args: list[str]) -> bool:
     """Whether `--json -` or `--html -` sends a file to standard output."""
-    pairs = zip(args, args[1:] + [""], strict=True)
-    return any(
-        (a in ("--json", "--html") and b == "-") or a in ("--json=-", "--html=-") for a, b in pairs
-    )
+    return "-" in _option_values(args, "--json") + _option_values(args, "--html")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,8 +127,24 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
         return 2
     except Exception as exc:
-        return _unexpected(exc, debug)
+        from manifold_probe.sources.models import forward_failure
+
+        failure = forward_failure(exc, _option_values(args, "--model"))
+        if failure is None or debug:
+            return _unexpected(exc, debug)
+        err_console.print(f"[red]error:[/red] {failure}", highlight=False, soft_wrap=True)
+        return 2
     return 0
+
+
+def _option_values(args: list[str], name: str) -> list[str]:
+    """The values given to option `name` (`--model X` or `--model=X`), in order."""
+    pairs = zip(args, args[1:] + [""], strict=True)
+    return [
+        value if arg == name else arg.partition("=")[2]
+        for arg, value in pairs
+        if arg == name or arg.startswith(f"{name}=")
+    ]
 
 
 def _unexpected(exc: BaseException, debug: bool) -> int:

@@ -21,6 +21,7 @@ from manifold_probe.pipeline import (
     layers_from_model,
     layers_from_points,
 )
+from manifold_probe.validation import check_seed
 
 Model = Annotated[
     str | None,
@@ -79,7 +80,12 @@ NPoints = Annotated[
     ),
 ]
 Seed = Annotated[
-    int, typer.Option("--seed", help="Seed for subsets, projections, bootstraps: same seed, same JSON.")
+    int,
+    typer.Option(
+        "--seed",
+        help="Seed for subsets, projections, bootstraps: same seed, same JSON.",
+        callback=lambda value: check_seed(value),
+    ),
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 Layers = Annotated[

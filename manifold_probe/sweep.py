@@ -430,7 +430,16 @@ def _run_ray(tasks: list[SweepTask], workers: int | None, address: str | None) -
         if address is None:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         else:
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            except Exception as exc:  # unreachable, refused, or asking for a token (ConnectionError)
+                reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+                raise InputError(
+                    f"could not join the Ray cluster at --address {address}: "
+                    f"{type(exc).__name__}: {reason[:200]} (check the address, and that this "
+                    "machine may connect: a cluster with token authentication needs its token "
+                    "in RAY_AUTH_TOKEN)."
+                ) from None
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
         pending = {remote.remote(task): task for task in tasks}

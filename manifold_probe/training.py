@@ -49,7 +49,7 @@ from .progress import track
 from .sources import zoo
 from .sources.checkpoint import make_checkpoint, save_checkpoint
 from .sources.data import LabelledData, has_test_split, load_data
-from .validation import check_fraction, check_positive
+from .validation import check_fraction, check_positive, check_seed
 
 _EVAL_BATCH = 512
 
@@ -103,8 +103,7 @@ class TrainingConfig:
         check_fraction(self.label_noise, name="label_noise")
         if self.train_size is not None:
             check_positive(self.train_size, name="train_size", integer=True)
-        if int(self.seed) != self.seed:
-            raise InputError(f"seed must be a whole number, got {self.seed}.")
+        check_seed(self.seed, name="seed")
 
     def as_dict(self) -> dict:
         """The hyper-parameters as plain types."""

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -416,18 +417,50 @@ def _load_mnist(root_text: str, split: str):
         source = MNIST(str(root), train=split == "train", download=False)
     except Exception as exc:
         raise InputError(f"could not read MNIST from {raw}: {exc}") from None
+    images_file, labels_file = (raw / name for name in _MNIST_FILES[split])
+    if len(source.targets) != len(source.data) or source.data.shape[1:] != (28, 28):
+        raise InputError(
+            f"{images_file} holds {len(source.data)} images of "
+            f"{'x'.join(map(str, source.data.shape[1:]))} pixels but {labels_file} holds "
+            f"{len(source.targets)} labels; MNIST pairs 28x28 images with one label each."
+        )
     labels = source.targets.numpy().astype(np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise InputError(f"{labels_file} holds labels outside 0..9.")
     dataset = TensorImages(source.data.unsqueeze(1), labels, scale=1 / 255)
     return dataset, labels, 10, (1, 28, 28)
 
 
 def _image_folder(directory: Path, classes: list[str], transform):
-    """torchvision's ImageFolder with the class list given (so train and test indices agree)."""
+    """torchvision's ImageFolder with the class list given (so train and test indices agree),
+    whose items are checked: an image that cannot be read (corrupt, truncated, or more pixels
+    than PIL's decompression-bomb limit, `PIL.Image.MAX_IMAGE_PIXELS`, even at the warning
+    level) or whose size differs from the first image's raises InputError naming the file."""
+    from PIL import Image
     from torchvision.datasets import ImageFolder
 
     class _FixedClassesFolder(ImageFolder):
+        shape: tuple[int, ...] | None = None  # the first image's, set by the loader
+
         def find_classes(self, _directory):
             return list(classes), {name: i for i, name in enumerate(classes)}
+
+        def __getitem__(self, index):
+            path = self.samples[index][0]
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    image, label = super().__getitem__(index)
+            except Exception as exc:
+                raise InputError(f"could not read image {path}: {exc}") from None
+            if self.shape is not None and tuple(image.shape) != self.shape:
+                size = "x".join(map(str, image.shape))
+                raise InputError(
+                    f"image {path} is {size} but the first image is {'x'.join(map(str, self.shape))}; "
+                    "the images of a data set must share one size (resize them, or pass "
+                    "image_size to load_data)."
+                )
+            return image, label
 
     return _FixedClassesFolder(str(directory), transform=transform, allow_empty=True)
 
@@ -469,10 +502,8 @@ def _load_imagefolder(root_text: str, split: str, normalize, image_size: int | N
     if len(folder) == 0:
         raise InputError(f"{split_dirs[split]} holds no images in its class folders.")
     labels = np.asarray(folder.targets, dtype=np.int64)
-    try:
-        first = folder[0][0]
-    except Exception as exc:
-        raise InputError(f"could not read image {folder.samples[0][0]}: {exc}") from None
+    first = folder[0][0]
+    folder.shape = tuple(first.shape)
     return folder, labels, len(classes), tuple(first.shape), tuple(classes)
 
 

@@ -306,3 +306,27 @@ def load_model(
         module.eval()
     module.to(torch_device)
     return LoadedModel(module=module, digest=digest, **fields)
+
+
+def forward_failure(exc: BaseException, models: list[str]) -> InputError | None:
+    """One line for an error raised while a loaded program ran, else None.
+
+    A TorchScript interpreter error prints both tracebacks (about 20 lines); its last line
+    is the reason. A torch.export program checks its inputs against guards: one exported
+    with a fixed batch size fails on any other batch (`Guard failed: input.size()[0] == 2`).
+    `models` are the --model paths, named in the message.
+    """
+    names = ", ".join(models) if models else "the model"
+    text = str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if isinstance(exc, torch.jit.Error):
+        reason = lines[-1] if lines else type(exc).__name__
+        return InputError(f"the model {names} failed in its forward pass: {reason[:300]}")
+    if "Guard failed" in text or "Expected input at" in text:
+        return InputError(
+            f"the model {names} accepts only inputs of the shape it was exported with "
+            f"({lines[0][:200]}); export it with a dynamic batch dimension "
+            "(dynamic_shapes={0: torch.export.Dim('batch')})."
+        )
+    return None
+
