@@ -19,7 +19,7 @@ from .errors import InputError
 from .extract.activations import extract
 from .extract.cache import path_fingerprint
 from .extract.layers import select_layers
-from .sources.data import LabelledData, load_data
+from .sources.data import LabelledData, data_location, load_data
 from .sources.models import LoadedModel, load_model
 from .validation import as_labels, as_points, existing_file
 
@@ -163,11 +163,12 @@ def _select(loaded: LoadedModel, example: torch.Tensor, patterns) -> list[str]:
 
 def data_key(data: DataSelection) -> str:
     """What identifies the inputs for the activation cache: the selection, and for data read
-    from a file or folder its `path_fingerprint` (resolved path; size and modification time
-    of the file, or of every file in the folder), so changed data gets new cache entries."""
+    from a file or folder the `path_fingerprint` of its `data_location` (resolved path; size
+    and modification time of the file, or of every file in the folder), so changed data gets
+    new cache entries."""
     key = f"{data.spec}|{data.split}|{data.n_points}|{data.seed}"
-    kind, _, location = data.spec.partition(":")
-    if location:
+    location = data_location(data.spec)
+    if location is not None:
         key += f"|{path_fingerprint(location)}"
     return key
 

@@ -10,19 +10,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from fakes import run_cli, untrained_checkpoint
 from PIL import Image
 from torch import nn
 
 from manifold_probe.extract.cache import ActivationCache, CacheKey, array_digest, path_fingerprint
-from manifold_probe.sources import zoo
-from manifold_probe.sources.checkpoint import make_checkpoint, save_checkpoint
-from manifold_probe_cli.main import main
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _write_images(root, seed):
@@ -58,30 +50,19 @@ def test_rewriting_an_image_of_an_image_folder_changes_the_numbers(tmp_path, cap
     _write_images(root, seed=0)
     before = path_fingerprint(root)
     args = ["id", "--model", model, "--data", f"imagefolder:{root}", "--cache-dir", tmp_path / "cache"]
-    assert run([*args, "--json", tmp_path / "first.json"], capsys)[0] == 0
+    assert run_cli([*args, "--json", tmp_path / "first.json"], capsys)[0] == 0
     _write_images(root, seed=1)  # the same names and folders, other pixels
     assert path_fingerprint(root) != before
-    assert run([*args, "--json", tmp_path / "second.json"], capsys)[0] == 0
+    assert run_cli([*args, "--json", tmp_path / "second.json"], capsys)[0] == 0
     fresh = ["id", "--model", model, "--data", f"imagefolder:{root}", "--no-cache"]
-    assert run([*fresh, "--json", tmp_path / "fresh.json"], capsys)[0] == 0
+    assert run_cli([*fresh, "--json", tmp_path / "fresh.json"], capsys)[0] == 0
     assert _twonn(tmp_path / "second.json") == _twonn(tmp_path / "fresh.json")
     assert _twonn(tmp_path / "second.json") != _twonn(tmp_path / "first.json")
 
 
 @pytest.fixture()
 def checkpoint(tmp_path):
-    torch.manual_seed(0)
-    module = zoo.build_model("digits-cnn", width=4, depth=2)
-    path = tmp_path / "cnn.pt"
-    save_checkpoint(
-        path,
-        make_checkpoint(
-            arch="digits-cnn", arch_args={"width": 4, "depth": 2}, state_dict=module.state_dict(),
-            data="digits", split_seed=0, seed=0, epoch=0, training={},
-            metrics={"train_accuracy": 0.1, "test_accuracy": 0.1, "train_loss": 2.3, "test_loss": 2.3},
-        ),
-    )  # fmt: skip
-    return path
+    return untrained_checkpoint(tmp_path / "cnn.pt")
 
 
 def _entries(cache):
@@ -92,7 +73,7 @@ def _entries(cache):
 def test_a_damaged_cache_entry_is_recomputed_with_a_warning(tmp_path, checkpoint, capsys, damage):
     cache = tmp_path / "cache"
     args = ["id", "--model", checkpoint, "--data", "digits", "--n-points", "80", "--cache-dir", cache]
-    assert run([*args, "--json", tmp_path / "first.json"], capsys)[0] == 0
+    assert run_cli([*args, "--json", tmp_path / "first.json"], capsys)[0] == 0
     entries = _entries(cache)
     assert entries
     for entry in entries:
@@ -103,13 +84,13 @@ def test_a_damaged_cache_entry_is_recomputed_with_a_warning(tmp_path, checkpoint
             entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
         else:
             entry.write_bytes(b"")
-    code, _, err = run([*args, "--json", tmp_path / "second.json"], capsys)
+    code, _, err = run_cli([*args, "--json", tmp_path / "second.json"], capsys)
     assert code == 0, err
     assert "ignoring damaged cache entry" in err and "recomputing" in err
     first = json.loads((tmp_path / "first.json").read_text())["layers"]
     second = json.loads((tmp_path / "second.json").read_text())["layers"]
     assert [layer["metrics"] for layer in first] == [layer["metrics"] for layer in second]
-    code, _, err = run([*args, "--json", tmp_path / "third.json"], capsys)  # rewritten: clean now
+    code, _, err = run_cli([*args, "--json", tmp_path / "third.json"], capsys)  # rewritten: clean now
     assert code == 0 and "ignoring damaged" not in err
 
 

@@ -4,6 +4,7 @@ as missing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,12 +12,12 @@ import struct
 import subprocess
 import sys
 import time
-import warnings
 import zlib
 
 import numpy as np
 import pytest
 import torch
+from fakes import one_line, run_cli, save_script, untrained_checkpoint, write_idx
 from PIL import Image
 from torch import nn
 
@@ -24,44 +25,9 @@ from manifold_probe.errors import InputError
 from manifold_probe.report.report import SweepRow, load_profiles
 from manifold_probe.results import read_result
 from manifold_probe.sources import zoo
-from manifold_probe.sources.checkpoint import make_checkpoint, save_checkpoint
 from manifold_probe.sources.data import load_data
 from manifold_probe.sweep import run_sweep
 from manifold_probe.training import TrainingConfig
-from manifold_probe_cli.main import main
-
-METRICS = {"train_accuracy": 0.1, "test_accuracy": 0.1, "train_loss": 2.3, "test_loss": 2.3}
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
-def _script(module: nn.Module, path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.script(module.eval()).save(str(path))
-    return path
-
-
-def _checkpoint(path, head_scale=1.0):
-    torch.manual_seed(0)
-    module = zoo.build_model("digits-cnn", width=4, depth=2)
-    state = {k: v * head_scale if k.startswith("head.") else v for k, v in module.state_dict().items()}
-    save_checkpoint(
-        path,
-        make_checkpoint(arch="digits-cnn", arch_args={"width": 4, "depth": 2}, state_dict=state,
-                        data="digits", split_seed=0, seed=0, epoch=0, training={}, metrics=METRICS),
-    )  # fmt: skip
-    return path
 
 
 @pytest.fixture()
@@ -75,17 +41,17 @@ def points(tmp_path):
 
 
 def test_a_negative_seed_names_the_option(points, capsys):
-    code, _, err = run(["id", "--points", points, "--seed", "-1"], capsys)
-    assert code == 2 and "--seed must be a whole number from 0" in _one_line(err)
+    code, _, err = run_cli(["id", "--points", points, "--seed", "-1"], capsys)
+    assert code == 2 and "--seed must be a whole number from 0" in one_line(err)
     with pytest.raises(InputError, match="seed must be a whole number from 0"):
         TrainingConfig(seed=-1)
 
 
 def test_a_projection_too_large_for_memory_names_the_option(tmp_path, capsys):
-    model = _checkpoint(tmp_path / "cnn.pt")
+    model = untrained_checkpoint(tmp_path / "cnn.pt")
     args = ["id", "--model", model, "--n-points", "40", "--reduction", "project:100000000", "--no-cache"]
-    code, _, err = run(args, capsys)
-    assert code == 2 and "project:100000000" in _one_line(err)
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "project:100000000" in one_line(err)
 
 
 # --- image sets -------------------------------------------------------------------------
@@ -132,19 +98,13 @@ def test_a_bad_image_that_is_not_the_first_names_the_file(tmp_path, capsys, dama
         Image.fromarray(np.zeros((10, 12, 3), dtype=np.uint8)).save(bad)
     else:
         bad.write_bytes(_png_claiming(40000, 40000))  # 1.6e9 pixels, about 100 bytes
-    model = _script(_RGB(), tmp_path / "rgb.pt")
-    code, _, err = run(["id", "--model", model, "--data", f"imagefolder:{root}", "--no-cache"], capsys)
+    model = save_script(_RGB(), tmp_path / "rgb.pt")
+    code, _, err = run_cli(["id", "--model", model, "--data", f"imagefolder:{root}", "--no-cache"], capsys)
     assert code == 2
-    line = _one_line(err)
+    line = one_line(err)
     assert str(bad) in line
     if damage == "mixed size":
         assert "3x10x12 but the first image is 3x8x8" in line
-
-
-def _idx(path, array, magic):
-    with open(path, "wb") as handle:
-        handle.write(struct.pack(">i", magic) + struct.pack(f">{array.ndim}i", *array.shape))
-        handle.write(array.astype(np.uint8).tobytes())
 
 
 def test_mnist_with_fewer_labels_than_images_names_both_files(tmp_path, capsys):
@@ -152,14 +112,14 @@ def test_mnist_with_fewer_labels_than_images_names_both_files(tmp_path, capsys):
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix in ("train", "t10k"):
-        _idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (30, 28, 28)), 2051)
-        _idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(20) % 10, 2049)  # 20 labels for 30 images
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (30, 28, 28)), 2051)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(20) % 10, 2049)  # 20 labels for 30 images
     expected = "holds 30 images of 28x28 pixels but .*train-labels-idx1-ubyte holds 20"
     with pytest.raises(InputError, match=expected):
         load_data(f"mnist:{tmp_path}")
-    model = _script(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), tmp_path / "mnist.pt")
-    code, _, err = run(["id", "--model", model, "--data", f"mnist:{tmp_path}", "--no-cache"], capsys)
-    assert code == 2 and "train-images-idx3-ubyte holds 30 images" in _one_line(err)
+    model = save_script(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), tmp_path / "mnist.pt")
+    code, _, err = run_cli(["id", "--model", model, "--data", f"mnist:{tmp_path}", "--no-cache"], capsys)
+    assert code == 2 and "train-images-idx3-ubyte holds 30 images" in one_line(err)
 
 
 # --- models that fail when they run -----------------------------------------------------
@@ -176,31 +136,31 @@ class _Refuses(nn.Module):
         return self.head(x.flatten(1))
 
 
-def test_a_torchscript_model_failing_in_forward_is_one_line(tmp_path, capsys):
-    model = _script(_Refuses(), tmp_path / "refuses.pt")
-    code, _, err = run(["layers", "--model", model], capsys)
-    line = _one_line(err)
+def test_a_torchscript_model_failing_in_forward_isone_line(tmp_path, capsys):
+    model = save_script(_Refuses(), tmp_path / "refuses.pt")
+    code, _, err = run_cli(["layers", "--model", model], capsys)
+    line = one_line(err)
     assert code == 2 and str(model) in line and "this model refuses every batch" in line
 
 
-def test_a_fixed_batch_export_is_one_line(tmp_path, capsys):
+def test_a_fixed_batch_export_isone_line(tmp_path, capsys):
     torch.manual_seed(0)
     module = zoo.build_model("digits-cnn", width=4, depth=2).eval()
     path = tmp_path / "fixed.pt2"
     torch.export.save(torch.export.export(module, (torch.zeros(2, 1, 8, 8),)), str(path))
     for command in (["layers"], ["id", "--n-points", "40", "--no-cache"]):
-        code, _, err = run([*command, "--model", path], capsys)
-        line = _one_line(err)
+        code, _, err = run_cli([*command, "--model", path], capsys)
+        line = one_line(err)
         assert code == 2 and str(path) in line and "dynamic batch" in line
 
 
 def test_spectra_on_saturated_weights_gives_nan_shares_not_a_crash(tmp_path, capsys):
     """Classifier weights x 1e10 saturate the softmax: the Gauss-Newton block is exactly zero,
     so its shares are 0/0. They are NaN with a warning (the other layers are still measured)."""
-    model = _checkpoint(tmp_path / "huge.pt", head_scale=1e10)
+    model = untrained_checkpoint(tmp_path / "huge.pt", head_scale=1e10)
     out = tmp_path / "spectra.json"
     args = ["spectra", "--model", model, "--n-points", "60", "--no-cache", "--json", out]
-    code, _, err = run(args, capsys)
+    code, _, err = run_cli(args, capsys)
     assert code == 0, err
     assert "Gauss-Newton block is zero" in err
     fisher = next(layer for layer in json.loads(out.read_text())["layers"] if "fisher" in layer["details"])
@@ -211,10 +171,10 @@ def test_spectra_on_saturated_weights_gives_nan_shares_not_a_crash(tmp_path, cap
 
 
 def test_a_non_object_result_file_counts_as_missing(tmp_path, capsys):
-    model = _checkpoint(tmp_path / "cnn.pt")
+    model = untrained_checkpoint(tmp_path / "cnn.pt")
     out = tmp_path / "sweep"
     args = ["sweep", model, "--probes", "id", "--n-points", "60", "--workers", "1", "--out", out, "-q"]
-    assert run(args, capsys)[0] == 0
+    assert run_cli(args, capsys)[0] == 0
     (result,) = (out / "results").glob("*/id.json")
     result.write_text("[1, 2, 3]\n")
     with pytest.raises(InputError, match="holds a JSON list, not a result"):
@@ -223,20 +183,20 @@ def test_a_non_object_result_file_counts_as_missing(tmp_path, capsys):
     row = SweepRow({"run_id": result.parent.name}, untrained=True)
     with pytest.warns(UserWarning, match="holds a JSON list"):
         assert load_profiles(out, [row]) == []
-    code, _, err = run(args, capsys)
+    code, _, err = run_cli(args, capsys)
     assert code == 0, err
     assert "is not a complete id result; recomputing it" in err
     assert read_result(result).command == "id"
 
 
-def test_a_ray_cluster_that_refuses_us_is_one_line(tmp_path, monkeypatch):
+def test_a_ray_cluster_that_refuses_us_isone_line(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
 
     def refused(*args, **kwargs):
         raise ConnectionError("Failed to connect to GCS: token authentication required\nmore detail")
 
     monkeypatch.setattr(ray, "init", refused)
-    model = _checkpoint(tmp_path / "cnn.pt")
+    model = untrained_checkpoint(tmp_path / "cnn.pt")
     with pytest.raises(InputError, match=r"could not join the Ray cluster at --address 10\.0\.0\.1:6379: "
                                          r"ConnectionError: Failed to connect to GCS"):  # fmt: skip
         run_sweep([model], ["id"], tmp_path / "sweep", executor="ray", ray_address="10.0.0.1:6379")
@@ -246,15 +206,24 @@ def test_a_ray_cluster_that_refuses_us_is_one_line(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path):
-    """The console script (`manifold_probe_cli.entry:run`) interrupted while it imports torch."""
+    """The console script (`manifold_probe_cli.entry:run`) interrupted while it imports torch
+    (seen in /proc: torch's library is mapped, the command line is not ready yet)."""
     code = "import sys; from manifold_probe_cli.entry import run; sys.argv[0] = 'mprobe'; run()"
     args = [sys.executable, "-c", code, "id", "--points", str(tmp_path / "x.npy")]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
-    time.sleep(0.3)  # the interpreter is up; the command line is still importing
+    maps = f"/proc/{proc.pid}/maps"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:  # until it is importing torch
+        with contextlib.suppress(OSError):
+            if "libtorch" in open(maps).read():
+                break
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        pytest.fail(f"the command ended before it was interrupted: {proc.communicate()[1]}")
     os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    if proc.returncode == 2:  # this machine imported everything within 0.3 s: the command ran
+    if proc.returncode == 2:  # the imports finished before the signal: the command ran
         pytest.skip("start-up finished before the signal")
     assert proc.returncode == 130
     assert err.strip().splitlines() == ["interrupted during start-up; nothing was written."]

@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from fakes import one_line, run_cli, save_script
 from torch import nn
 
 from manifold_probe.errors import InputError
@@ -23,31 +24,11 @@ from manifold_probe.sources import model_safety, zoo
 from manifold_probe.sources.data import load_data
 from manifold_probe.sources.models import load_model
 from manifold_probe.sources.safe_pickle import ArrayUnpickler, read_array_pickle
-from manifold_probe_cli.main import main
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error_line(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def _digits_cnn():
     torch.manual_seed(0)
     return zoo.build_model("digits-cnn", width=4, depth=2).eval()
-
-
-def _script(module: nn.Module, path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.script(module).save(str(path))
-    return path
 
 
 class _FromFile(nn.Module):
@@ -148,19 +129,19 @@ def _pickled_sample_inputs(marker):
 
 def test_torchscript_calling_from_file_needs_trust(tmp_path, capsys):
     marker = tmp_path / "written-by-the-model"
-    evil = _script(_FromFile(str(marker)), tmp_path / "evil.pt")
+    evil = save_script(_FromFile(str(marker)), tmp_path / "evil.pt")
     for command in (["layers"], ["id", "--n-points", "60"]):
-        code, _, err = run([*command, "--model", evil, "--data", "digits"], capsys)
+        code, _, err = run_cli([*command, "--model", evil, "--data", "digits"], capsys)
         assert code == 2
-        assert "aten::from_file" in _one_error_line(err) and "--trust-checkpoint" in err
+        assert "aten::from_file" in one_line(err) and "--trust-checkpoint" in err
         assert not marker.exists()
-    code, _, _ = run(["layers", "--model", evil, "--data", "digits", "--trust-checkpoint"], capsys)
+    code, _, _ = run_cli(["layers", "--model", evil, "--data", "digits", "--trust-checkpoint"], capsys)
     assert code == 0 and marker.exists()  # the payload is real: trusted, it runs
 
 
 def test_torchscript_setstate_runs_on_load_so_it_needs_trust(tmp_path):
     marker = tmp_path / "written-while-loading"
-    evil = _script(_SetState(str(tmp_path / "ignored")), tmp_path / "evil.pt")
+    evil = save_script(_SetState(str(tmp_path / "ignored")), tmp_path / "evil.pt")
     with pytest.raises(InputError, match="__setstate__"):
         load_model(evil)
     assert not marker.exists()
@@ -170,10 +151,10 @@ def test_export_graph_node_from_file_needs_trust(tmp_path, capsys):
     marker = tmp_path / "written-by-the-graph"
     good = _export(tmp_path / "good.pt2")
     evil = _rewrite_archive(good, tmp_path / "evil.pt2", _graph_node_to_from_file(marker))
-    code, _, err = run(["layers", "--model", evil, "--data", "digits"], capsys)
-    assert code == 2 and "torch.ops.aten.from_file.default" in _one_error_line(err)
+    code, _, err = run_cli(["layers", "--model", evil, "--data", "digits"], capsys)
+    assert code == 2 and "torch.ops.aten.from_file.default" in one_line(err)
     assert not marker.exists()
-    run(["layers", "--model", evil, "--data", "digits", "--trust-checkpoint"], capsys)
+    run_cli(["layers", "--model", evil, "--data", "digits", "--trust-checkpoint"], capsys)
     assert marker.exists()  # trusted, the node runs (the forward pass then fails on its output)
 
 
@@ -182,8 +163,8 @@ def test_export_pickle_in_sample_inputs_runs_on_load_so_it_needs_trust(tmp_path,
     marker = tmp_path / "written-while-loading"
     good = _export(tmp_path / "good.pt2")
     evil = _rewrite_archive(good, tmp_path / "evil.pt2", _pickled_sample_inputs(marker))
-    code, _, err = run(["layers", "--model", evil, "--data", "digits"], capsys)
-    assert code == 2 and "sample_inputs" in _one_error_line(err)
+    code, _, err = run_cli(["layers", "--model", evil, "--data", "digits"], capsys)
+    assert code == 2 and "sample_inputs" in one_line(err)
     assert not marker.exists()
     with warnings.catch_warnings(), contextlib.suppress(Exception):
         warnings.simplefilter("ignore")
@@ -216,7 +197,7 @@ def test_pure_programs_load_without_the_flag(tmp_path):
         warnings.simplefilter("ignore")
         torch.jit.trace(cnn, x).save(str(tmp_path / "traced.pt"))
         torch.jit.script(resnet).save(str(tmp_path / "resnet.pt"))
-    _script(zoo.build_model("digits-mlp", width=8, depth=2).eval(), tmp_path / "mlp.pt")
+    save_script(zoo.build_model("digits-mlp", width=8, depth=2).eval(), tmp_path / "mlp.pt")
     _export(tmp_path / "cnn.pt2")
     for name in ("traced.pt", "resnet.pt", "mlp.pt", "cnn.pt2"):
         assert load_model(tmp_path / name).kind in ("torchscript", "export")
@@ -261,10 +242,10 @@ def test_cifar_cli_bomb_is_one_line_exit_2(tmp_path, capsys):
         nested = [nested, nested]
     root = _cifar_root(tmp_path, pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": nested}))
     model = tmp_path / "cnn.pt"
-    _script(_digits_cnn(), model)
-    code, _, err = run(["id", "--model", model, "--data", f"cifar10:{root}"], capsys)
+    save_script(_digits_cnn(), model)
+    code, _, err = run_cli(["id", "--model", model, "--data", f"cifar10:{root}"], capsys)
     assert code == 2
-    line = _one_error_line(err)
+    line = one_line(err)
     assert "data_batch_1" in line and "shared reference" in line
 
 

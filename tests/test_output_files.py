@@ -13,16 +13,10 @@ import threading
 
 import numpy as np
 import pytest
+from fakes import one_line, run_cli
 
 from manifold_probe import files
 from manifold_probe.errors import InputError
-from manifold_probe_cli.main import main
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture()
@@ -32,18 +26,12 @@ def points(tmp_path):
     return path
 
 
-def _one_line(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
 def test_a_symlink_is_followed_and_its_target_replaced(tmp_path, points, capsys):
     target = tmp_path / "real.json"
     target.write_text("old")
     link = tmp_path / "link.json"
     link.symlink_to(target)
-    assert run(["id", "--points", points, "--json", link], capsys)[0] == 0
+    assert run_cli(["id", "--points", points, "--json", link], capsys)[0] == 0
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert json.loads(target.read_text())["command"] == "id"
     assert not list(tmp_path.glob(".*.tmp"))
@@ -52,12 +40,12 @@ def test_a_symlink_is_followed_and_its_target_replaced(tmp_path, points, capsys)
 def test_a_dangling_symlink_creates_its_target(tmp_path, points, capsys):
     link = tmp_path / "link.json"
     link.symlink_to(tmp_path / "new.json")
-    assert run(["id", "--points", points, "--json", link], capsys)[0] == 0
+    assert run_cli(["id", "--points", points, "--json", link], capsys)[0] == 0
     assert link.is_symlink() and json.loads((tmp_path / "new.json").read_text())["command"] == "id"
 
 
 def test_dash_writes_the_json_alone_to_stdout(points, capsys):
-    code, out, err = run(["id", "--points", points, "--json", "-"], capsys)
+    code, out, err = run_cli(["id", "--points", points, "--json", "-"], capsys)
     assert code == 0
     assert json.loads(out)["command"] == "id"  # the table went to stderr
     assert "id_twonn" in err or "twonn" in err
@@ -69,7 +57,7 @@ def test_a_fifo_is_written_in_place(tmp_path, points, capsys):
     received = []
     reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
     reader.start()
-    code, _, _ = run(["id", "--points", points, "--json", fifo], capsys)
+    code, _, _ = run_cli(["id", "--points", points, "--json", fifo], capsys)
     reader.join(timeout=60)
     assert code == 0
     assert json.loads(received[0])["command"] == "id"
@@ -87,7 +75,7 @@ def _null_device(tmp_path):
 
 def test_a_character_device_stays_a_device(tmp_path, points, capsys):
     device = _null_device(tmp_path)
-    assert run(["id", "--points", points, "--json", device], capsys)[0] == 0
+    assert run_cli(["id", "--points", points, "--json", device], capsys)[0] == 0
     assert stat.S_ISCHR(os.stat(device).st_mode)
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -95,9 +83,9 @@ def test_a_character_device_stays_a_device(tmp_path, points, capsys):
 def test_a_full_device_is_one_line_naming_it(points, capsys):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    code, _, err = run(["id", "--points", points, "--json", "/dev/full"], capsys)
+    code, _, err = run_cli(["id", "--points", points, "--json", "/dev/full"], capsys)
     assert code == 2
-    assert "cannot write /dev/full: No space left on device" in _one_line(err)
+    assert "cannot write /dev/full: No space left on device" in one_line(err)
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
 
 
@@ -106,16 +94,16 @@ def test_a_socket_a_directory_and_a_path_under_a_file_are_refused(tmp_path, poin
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(sock_path))
     try:
-        code, _, err = run(["id", "--points", points, "--json", sock_path], capsys)
-        assert code == 2 and "is a socket" in _one_line(err)
+        code, _, err = run_cli(["id", "--points", points, "--json", sock_path], capsys)
+        assert code == 2 and "is a socket" in one_line(err)
         assert stat.S_ISSOCK(os.stat(sock_path).st_mode)
     finally:
         server.close()
-    code, _, err = run(["id", "--points", points, "--json", tmp_path], capsys)
-    assert code == 2 and f"cannot write {tmp_path}: it is a directory" in _one_line(err)
+    code, _, err = run_cli(["id", "--points", points, "--json", tmp_path], capsys)
+    assert code == 2 and f"cannot write {tmp_path}: it is a directory" in one_line(err)
     under = points / "out.json"
-    code, _, err = run(["id", "--points", points, "--json", under], capsys)
-    assert code == 2 and f"cannot write {under}" in _one_line(err)
+    code, _, err = run_cli(["id", "--points", points, "--json", under], capsys)
+    assert code == 2 and f"cannot write {under}" in one_line(err)
 
 
 def test_a_read_only_file_system_names_the_path(tmp_path, monkeypatch):

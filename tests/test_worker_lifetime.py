@@ -11,10 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-
-from manifold_probe.sources import zoo
-from manifold_probe.sources.checkpoint import make_checkpoint, save_checkpoint
+from fakes import untrained_checkpoint
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
@@ -47,21 +44,10 @@ def _alive(pid: int) -> bool:
 
 
 def _checkpoints(folder: Path) -> list[Path]:
-    paths = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        module = zoo.build_model("digits-mlp", width=8, depth=1)
-        path = folder / f"mlp{seed}.pt"
-        save_checkpoint(
-            path,
-            make_checkpoint(
-                arch="digits-mlp", arch_args={"width": 8, "depth": 1}, state_dict=module.state_dict(),
-                data="digits", split_seed=0, seed=seed, epoch=0, training={},
-                metrics={"train_accuracy": 0.1, "test_accuracy": 0.1, "train_loss": 2.3, "test_loss": 2.3},
-            ),
-        )  # fmt: skip
-        paths.append(path)
-    return paths
+    return [
+        untrained_checkpoint(folder / f"mlp{seed}.pt", "digits-mlp", {"width": 8, "depth": 1}, seed=seed)
+        for seed in (0, 1)
+    ]
 
 
 def test_kill_9_of_the_sweep_leaves_no_worker_alive(tmp_path):

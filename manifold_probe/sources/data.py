@@ -548,6 +548,21 @@ def stratified_subset(labels: np.ndarray, n_points: int, seed: int) -> np.ndarra
     return np.sort(np.concatenate(chosen))
 
 
+def data_location(spec: str) -> Path | None:
+    """The file or folder whose contents a spec reads (for cache keys), None for `digits`:
+    the npz file, the image folder, CIFAR's batch folder, MNIST's raw folder (the root
+    itself when those are missing). Bounding it keeps a key from walking a whole data disk
+    given as the root of `cifar10:/data`."""
+    kind, _, argument = str(spec).strip().partition(":")
+    kind = kind.lower()
+    if not argument:
+        return None
+    root = Path(argument).expanduser()
+    inner = {"cifar10": _CIFAR["cifar10"]["folder"], "cifar100": _CIFAR["cifar100"]["folder"],
+             "mnist": "MNIST/raw"}.get(kind)  # fmt: skip
+    return root / inner if inner and (root / inner).is_dir() else root
+
+
 def has_test_split(spec: str) -> bool:
     """Whether `spec` names a data set with a `test` split (cheap: lists files, loads nothing).
 
