@@ -7,6 +7,7 @@ the traceback instead. Python warnings print as one `warning:` line each.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -82,6 +83,18 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
 
+@contextlib.contextmanager
+def _tables_to_stderr(enabled: bool):
+    """With `--json -` tables print to stderr, so that stdout holds only the file."""
+    from . import output
+
+    output.console.file = sys.stderr if enabled else None  # None: whatever sys.stdout is
+    try:
+        yield
+    finally:
+        output.console.file = None
+
+
 def _writes_to_stdout(args: list[str]) -> bool:
     """Whether `--json -` or `--html -` sends a file to standard output."""
     return "-" in _option_values(args, "--json") + _option_values(args, "--html")
@@ -92,12 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args or bool(os.environ.get("MPROBE_DEBUG"))
     args = [a for a in args if a != "--debug"]
     warnings.showwarning = _show_warning
-    from . import output  # with `--json -` tables go to stderr: stdout holds only the file
-
-    output.console.file = sys.stderr if _writes_to_stdout(args) else sys.stdout
     try:
         # typer >= 0.20 returns an Exit's code instead of raising it (KeyboardInterrupt -> 130)
-        code = app(args=args, prog_name="mprobe", standalone_mode=False)
+        with _tables_to_stderr(_writes_to_stdout(args)):
+            code = app(args=args, prog_name="mprobe", standalone_mode=False)
         if isinstance(code, int) and not isinstance(code, bool) and code != 0:
             if code == 130:
                 err_console.print(_INTERRUPTED)
