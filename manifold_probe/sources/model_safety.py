@@ -139,21 +139,23 @@ def check_export_archive(data: bytes, path: Path) -> None:
     """Raise InputError unless the `.pt2` archive in `data` is safe to load and run (module
     docstring); the message names what needs `--trust-checkpoint`."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        entries = {name: archive.read(name) for name in archive.namelist()}
+        entries = {
+            name: archive.read(name)
+            for name in archive.namelist()
+            if name.endswith((".json", ".pt", ".pkl"))  # the entries torch parses or unpickles
+        }
     unsafe: list[str] = []
     for name, blob in entries.items():
-        parts = name.split("/")
-        if "models" in parts and name.endswith(".json"):
+        if name.endswith(".json"):  # every JSON entry: graphs may sit under other names too
             try:
-                program = json.loads(blob)
-            except ValueError:
+                tree = json.loads(blob)
+                unsafe += [f"operator {t}" for t in _graph_targets(tree) if not _export_target_allowed(t)]
+            except (ValueError, RecursionError):
                 raise InputError(f"could not read checkpoint {path}: {name} is not JSON.") from None
-            unsafe += [f"operator {t}" for t in _graph_targets(program) if not _export_target_allowed(t)]
-        elif name.endswith("_config.json"):
-            try:
-                config = json.loads(blob).get("config", {})
-            except (ValueError, AttributeError):
-                raise InputError(f"could not read checkpoint {path}: {name} is not JSON.") from None
+        if name.endswith("_config.json"):
+            config = tree.get("config", {}) if isinstance(tree, dict) else None
+            if not isinstance(config, dict):
+                raise InputError(f"could not read checkpoint {path}: {name} holds no payload config.")
             for fqn, meta in config.items():
                 file = str(meta.get("path_name", "")) if isinstance(meta, dict) else ""
                 if not isinstance(meta, dict) or meta.get("use_pickle") or not file.startswith(
