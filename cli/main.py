@@ -7,6 +7,7 @@ the traceback instead. Python warnings print as one `warning:` line each.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -103,6 +104,23 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
 
+@contextlib.contextmanager
+def _tables_to_stderr(enabled: bool):
+    """With `--json -` tables print to stderr, so that stdout holds only the file."""
+    from . import output
+
+    output.console.file = sys.stderr if enabled else None  # None: whatever sys.stdout is
+    try:
+        yield
+    finally:
+        output.console.file = None
+
+
+def _writes_to_stdout(args: list[str]) -> bool:
+    """Whether `--json -` or `--html -` sends a file to standard output."""
+    return "-" in _option_values(args, "--json") + _option_values(args, "--html")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("MPROBE_DEBUG"))
@@ -110,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         # typer >= 0.20 returns an Exit's code instead of raising it (KeyboardInterrupt -> 130)
-        code = app(args=args, prog_name="mprobe", standalone_mode=False)
+        with _tables_to_stderr(_writes_to_stdout(args)):
+            code = app(args=args, prog_name="mprobe", standalone_mode=False)
         if isinstance(code, int) and not isinstance(code, bool) and code != 0:
             if code == 130:
                 err_console.print(_INTERRUPTED)
@@ -131,22 +150,45 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exit as exc:
         return exc.exit_code
-    except (Abort, KeyboardInterrupt):
+    except (Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc.__cause__, EOFError):  # click turns an EOFError into Abort: no Ctrl-C
+            return _unexpected(exc.__cause__, debug)
         err_console.print(_INTERRUPTED)
         return 130
     except ClickException as exc:
         err_console.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
         return 2
     except Exception as exc:
-        if debug:
-            raise
-        err_console.print(
-            f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (run again with --debug for details)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        return 1
+        from manifold_probe.sources.models import forward_failure
+
+        failure = forward_failure(exc, _option_values(args, "--model"))
+        if failure is None or debug:
+            return _unexpected(exc, debug)
+        err_console.print(f"[red]error:[/red] {failure}", highlight=False, soft_wrap=True)
+        return 2
     return 0
+
+
+def _option_values(args: list[str], name: str) -> list[str]:
+    """The values given to option `name` (`--model X` or `--model=X`), in order."""
+    pairs = zip(args, args[1:] + [""], strict=True)
+    return [
+        value if arg == name else arg.partition("=")[2]
+        for arg, value in pairs
+        if arg == name or arg.startswith(f"{name}=")
+    ]
+
+
+def _unexpected(exc: BaseException, debug: bool) -> int:
+    """An error that is not bad input: one line and exit 1 (the traceback with --debug)."""
+    if debug:
+        raise exc
+    err_console.print(
+        f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (run again with --debug for details)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -72,8 +72,19 @@ NPoints = Annotated[
         "--n-points", help="Use a reproducible seeded subset of this many samples.", show_default=False
     ),
 ]
+def _check_seed(value: int) -> int:
+    from manifold_probe.validation import check_seed  # numpy: loaded when a command runs
+
+    return check_seed(value)
+
+
 Seed = Annotated[
-    int, typer.Option("--seed", help="Seed for subsets, projections, bootstraps: same seed, same JSON.")
+    int,
+    typer.Option(
+        "--seed",
+        help="Seed for subsets, projections, bootstraps: same seed, same JSON.",
+        callback=_check_seed,
+    ),
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 Layers = Annotated[
@@ -113,7 +124,9 @@ MaxMemory = Annotated[
 JsonOut = Annotated[
     Path | None,
     typer.Option(
-        "--json", help="Write the result (JSON, schema manifold-probe/result@1).", show_default=False
+        "--json",
+        help="Write the result (JSON, schema manifold-probe/result@1); `-` writes it to stdout.",
+        show_default=False,
     ),
 ]
 HtmlOut = Annotated[

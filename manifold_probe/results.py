@@ -172,7 +172,14 @@ def read_result(path: str | os.PathLike) -> Result:
         raise InputError(f"result file not found: {p}") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{p} is not valid JSON ({exc.msg} at line {exc.lineno}).") from None
-    return Result.from_dict(d)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"could not read result file {p}: {exc}.") from None
+    if not isinstance(d, dict):
+        raise InputError(f"{p} holds a JSON {type(d).__name__}, not a result (a JSON object).")
+    try:
+        return Result.from_dict(d)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{p} is not a complete {SCHEMA} result ({type(exc).__name__}: {exc}).") from None
 
 
 CLASS_METRICS = ("critical_dim", "manifold_dim")

@@ -307,6 +307,16 @@ def check_k(k: int, n_points: int, *, name: str = "k") -> int:
     return int(k)
 
 
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed, *, name: str = "--seed") -> int:
+    """A random seed: a whole number from 0 to 2**63 - 1 (what numpy and torch both accept)."""
+    if isinstance(seed, bool) or int(seed) != seed or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"{name} must be a whole number from 0 to 2**63 - 1, got {seed}.")
+    return int(seed)
+
+
 def check_positive(value, *, name: str, integer: bool = False, allow_zero: bool = False):
     """A positive (or non-negative) number, optionally whole."""
     if integer and int(value) != value:

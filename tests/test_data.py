@@ -2,12 +2,11 @@
 
 import hashlib
 import pickle
-import struct
 
 import numpy as np
 import pytest
 import torch
-from fakes import write_cifar_batch, write_fake_cifar10
+from fakes import write_cifar_batch, write_fake_cifar10, write_idx
 from PIL import Image
 from sklearn.datasets import load_digits
 
@@ -269,21 +268,15 @@ def test_cifar_batch_with_code_is_refused_without_running_it(tmp_path):
 # --- MNIST -------------------------------------------------------------------------------
 
 
-def _idx(path, array, magic):
-    with open(path, "wb") as handle:
-        handle.write(struct.pack(">i", magic) + struct.pack(f">{array.ndim}i", *array.shape))
-        handle.write(array.astype(np.uint8).tobytes())
-
-
 def test_mnist_from_a_fake_raw_folder(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     train_images = rng.integers(0, 256, size=(3, 28, 28))
-    _idx(raw / "train-images-idx3-ubyte", train_images, 2051)
-    _idx(raw / "train-labels-idx1-ubyte", np.array([7, 0, 9]), 2049)
-    _idx(raw / "t10k-images-idx3-ubyte", rng.integers(0, 256, size=(2, 28, 28)), 2051)
-    _idx(raw / "t10k-labels-idx1-ubyte", np.array([1, 2]), 2049)
+    write_idx(raw / "train-images-idx3-ubyte", train_images, 2051)
+    write_idx(raw / "train-labels-idx1-ubyte", np.array([7, 0, 9]), 2049)
+    write_idx(raw / "t10k-images-idx3-ubyte", rng.integers(0, 256, size=(2, 28, 28)), 2051)
+    write_idx(raw / "t10k-labels-idx1-ubyte", np.array([1, 2]), 2049)
     train = load_data(f"mnist:{tmp_path}")
     assert train.input_shape == (1, 28, 28) and train.num_classes == 10
     np.testing.assert_array_equal(train.labels, [7, 0, 9])

@@ -2,11 +2,15 @@
 
 Layout under the cache directory (default: the user cache directory of `manifold-probe`):
 `activations/<d0d1>/<digest>.npy` holds the array and `<digest>.json` beside it the key,
-the shape, the dtype and caller information (such as the layer's output shape). The
-digest is a SHA-256 of the key written as canonical JSON.
+the shape, the dtype, the SHA-256 of the array's bytes and caller information (such as the
+layer's output shape). The digest is a SHA-256 of the key written as canonical JSON; keys
+name the data by `path_fingerprint`, which covers every file of a data folder.
 
 An entry is complete when its sidecar exists, names the same key, and the `.npy` has the
-shape and dtype the sidecar states. Writing keeps that true whatever happens:
+shape, dtype and content digest the sidecar states; every lookup checks all of it. An
+entry whose sidecar is complete but whose array is missing, truncated, unreadable or holds
+other bytes (tampered with, or damaged on disk) is a miss with a warning: the caller
+recomputes it and writes it again. Writing keeps entries complete whatever happens:
 
 1. the array is written into a memmap with a unique name `<digest>.<host>-<pid>-<random>.partial`;
 2. it is flushed, then renamed to `<digest>.npy` (atomic);
@@ -27,6 +31,7 @@ import json
 import os
 import secrets
 import socket
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,8 +42,43 @@ from ..errors import InputError
 from ..files import atomic_write
 from ..validation import check_free_space
 
-CACHE_FORMAT = 1
-"""Bumped when the meaning of cached arrays changes, so old entries stop matching."""
+CACHE_FORMAT = 2
+"""Bumped when the meaning of cached arrays changes, so old entries stop matching
+(2: sidecars hold the array's content digest)."""
+
+_DIGEST_BLOCK = 2**24  # bytes of an array hashed at a time
+
+
+def path_fingerprint(path: str | os.PathLike) -> str:
+    """What the cache keys name a data file or folder by: its resolved path, and the size and
+    modification time (ns) of the file, or of every file under the folder (relative path,
+    size, mtime; links followed, in sorted order) hashed with SHA-256. Rewriting any image
+    of an image folder changes it; a path that does not exist gives its path alone."""
+    root = Path(path).expanduser().resolve()
+    if root.is_file():
+        info = root.stat()
+        return f"{root}|{info.st_size}|{info.st_mtime_ns}"
+    if not root.is_dir():
+        return str(root)
+    sha = hashlib.sha256()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        dirs.sort()
+        for name in sorted(names):
+            file = Path(folder, name)
+            with contextlib.suppress(OSError):
+                info = file.stat()
+                sha.update(f"{file.relative_to(root)}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return f"{root}|tree:{sha.hexdigest()}"
+
+
+def array_digest(array: np.ndarray) -> str:
+    """SHA-256 hex digest of an array's bytes in C order (read block by block)."""
+    sha = hashlib.sha256()
+    flat = array.reshape(-1)
+    step = max(1, _DIGEST_BLOCK // max(array.itemsize, 1))
+    for start in range(0, flat.size, step):
+        sha.update(np.ascontiguousarray(flat[start : start + step]).tobytes())
+    return sha.hexdigest()
 
 
 def default_cache_dir() -> Path:
@@ -114,21 +154,30 @@ class ActivationCache:
         return folder / f"{digest}.npy", folder / f"{digest}.json"
 
     def lookup(self, key: CacheKey) -> CacheEntry | None:
-        """The complete entry for `key`, or None (missing, half-written or damaged)."""
+        """The complete entry for `key`, or None: missing or half-written (silently), or
+        damaged: an array that does not match its sidecar's shape, dtype or content digest
+        (with a warning; the caller recomputes and rewrites it)."""
         array_path, sidecar_path = self._paths(key)
         try:
             sidecar = json.loads(sidecar_path.read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(sidecar, dict) or sidecar.get("key") != key.as_dict():
+            return None
+        try:
             array = np.load(array_path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-        if (
-            not isinstance(sidecar, dict)
-            or sidecar.get("key") != key.as_dict()
-            or list(array.shape) != sidecar.get("shape")
-            or str(array.dtype) != key.dtype
-        ):
-            return None
+        except (OSError, ValueError, EOFError) as exc:
+            return self._damaged(array_path, f"unreadable ({exc})")
+        if list(array.shape) != sidecar.get("shape") or str(array.dtype) != key.dtype:
+            return self._damaged(array_path, f"shape {array.shape} or dtype {array.dtype} differs")
+        if array_digest(array) != sidecar.get("sha256"):
+            return self._damaged(array_path, "its content does not match the digest written with it")
         return CacheEntry(array, sidecar.get("info", {}))
+
+    @staticmethod
+    def _damaged(array_path: Path, why: str) -> None:
+        warnings.warn(f"ignoring damaged cache entry {array_path}: {why}; recomputing it.", stacklevel=3)
+        return None
 
     def create(
         self, key: CacheKey, shape: tuple[int, ...], info: dict | None = None
@@ -166,11 +215,18 @@ class PendingEntry:
         )
 
     def commit(self) -> CacheEntry:
-        """Flush, rename into place, write the sidecar; return the entry, read-only."""
+        """Flush, rename into place, write the sidecar (with the content digest); return the
+        entry, read-only."""
         self.array.flush()
+        digest = array_digest(self.array)
         del self.array
         os.replace(self.partial_path, self.array_path)
-        sidecar = {"key": self.key.as_dict(), "shape": list(self.shape), "info": self.info}
+        sidecar = {
+            "key": self.key.as_dict(),
+            "shape": list(self.shape),
+            "sha256": digest,
+            "info": self.info,
+        }
         with atomic_write(self.sidecar_path, "w") as handle:
             json.dump(sidecar, handle, indent=1)
         array = np.load(self.array_path, mmap_mode="r", allow_pickle=False)

@@ -5,8 +5,9 @@ A reduction is named by a spec string:
 - `none`: flatten the per-sample output as it is (features = product of the output shape).
 - `avgpool`: mean over every dimension after the first (channels-first convention): a
   (C, H, W) or (C, L) output becomes its C channel means; a vector stays as it is.
-- `project:N`: a Gaussian random projection to N dimensions, y = x R with R a (D, N)
-  matrix of i.i.d. N(0, 1/N) entries, so that E ||y||^2 = ||x||^2 (Johnson-Lindenstrauss).
+- `project:N`: a Gaussian random projection to N <= `MAX_PROJECTION_DIM` dimensions,
+  y = x R with R a (D, N) matrix of i.i.d. N(0, 1/N) entries, so that
+  E ||y||^2 = ||x||^2 (Johnson-Lindenstrauss).
   R is a function of (seed, layer name, D, N) only: it is generated in blocks of
   `PROJECTION_BLOCK_ROWS` rows, block b from a `torch.Generator` seeded with a hash of
   (seed, layer name, b). When R fits in `max_matrix_bytes` it is built once and kept;
@@ -33,6 +34,8 @@ import torch
 from ..errors import InputError
 
 PROJECTION_BLOCK_ROWS = 4096
+MAX_PROJECTION_DIM = 2**16
+"""The largest N of project:N: one block of the matrix (4096 x N float32) is then 1 GiB."""
 """Rows of the projection matrix generated from one seed (the unit of streaming)."""
 
 DEFAULT_MAX_MATRIX_BYTES = 256 * 2**20
@@ -76,6 +79,12 @@ def parse_reduction(spec: str | Reduction) -> Reduction:
     if text in ("none", "avgpool"):
         return Reduction(text)
     match = re.fullmatch(r"project\s*:\s*(\d+)", text)
+    if match and int(match.group(1)) > MAX_PROJECTION_DIM:
+        raise InputError(
+            f"reduction {spec!r} projects to more than {MAX_PROJECTION_DIM} dimensions (a block of "
+            f"the projection matrix, {PROJECTION_BLOCK_ROWS} x N float32, must stay under 1 GiB); "
+            "a projection reduces a layer, to 64 to 4096 dimensions typically."
+        )
     if match and int(match.group(1)) > 0:
         return Reduction("project", int(match.group(1)))
     raise InputError(f"unknown reduction {spec!r}: {_SPEC_HELP}.")

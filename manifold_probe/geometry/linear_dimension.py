@@ -9,6 +9,7 @@ import torch
 
 from ..device import resolve_device
 from ..validation import as_points
+from .neighbours import point_scale
 
 
 @dataclass(frozen=True)
@@ -20,30 +21,45 @@ class LinearDimension:
     eigenvalues: np.ndarray
 
 
+def _scaled_eigenvalues(points, device) -> tuple[np.ndarray, float]:
+    """Covariance eigenvalues of points / s, largest first, and s = `point_scale(points)`."""
+    x = as_points(points)
+    dev = resolve_device(device)
+    scale = point_scale(x)
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev, torch.float64) / scale
+    xt = xt - xt.mean(dim=0)
+    gram = xt.T @ xt if xt.shape[1] <= xt.shape[0] else xt @ xt.T
+    eig = torch.linalg.eigvalsh(gram).flip(0).clamp_min(0) / max(x.shape[0] - 1, 1)
+    return eig.cpu().numpy(), scale
+
+
 def covariance_eigenvalues(points, *, device="cpu") -> np.ndarray:
     """Eigenvalues of the sample covariance (1/(N-1)) X_c^T X_c, largest first, in float64.
 
     Computed from the smaller of the two Gram matrices (D x D or N x N): both share the
-    nonzero spectrum, so a layer with D >> N never forms a D x D matrix.
+    nonzero spectrum, so a layer with D >> N never forms a D x D matrix. The points are
+    divided by `point_scale` (a power of two) first and the eigenvalues multiplied by its
+    square, so no square overflows or underflows on the way (a variance beyond 1e308 is inf).
     """
-    x = as_points(points)
-    dev = resolve_device(device)
-    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev, torch.float64)
-    xt = xt - xt.mean(dim=0)
-    gram = xt.T @ xt if xt.shape[1] <= xt.shape[0] else xt @ xt.T
-    eig = torch.linalg.eigvalsh(gram).flip(0).clamp_min(0) / max(x.shape[0] - 1, 1)
-    return eig.cpu().numpy()
+    eig, scale = _scaled_eigenvalues(points, device)
+    return _unscaled(eig, scale)
+
+
+def _unscaled(eig: np.ndarray, scale: float) -> np.ndarray:
+    with np.errstate(over="ignore"):  # beyond float64: inf
+        return eig * scale * scale
 
 
 def linear_dimension(points, *, variance: float = 0.9, device="cpu") -> LinearDimension:
     """pca90: the fewest principal components whose variance reaches `variance` of the total;
     participation ratio PR = (sum lambda)^2 / sum lambda^2 (Gao et al. 2017, "A theory of
-    multineuronal dimensionality"), between 1 and the rank.
+    multineuronal dimensionality"), between 1 and the rank. Both are computed from the
+    spectrum of the scaled points, so they are the same at every scale of the points.
     """
-    eig = covariance_eigenvalues(points, device=device)
+    eig, scale = _scaled_eigenvalues(points, device)
     total = eig.sum()
     if total <= 0:
-        return LinearDimension(0, 0.0, eig)
+        return LinearDimension(0, 0.0, _unscaled(eig, scale))
     share = np.cumsum(eig) / total
     n_components = int(np.searchsorted(share, variance - 1e-12) + 1)
-    return LinearDimension(n_components, float(total**2 / np.sum(eig**2)), eig)
+    return LinearDimension(n_components, float(total**2 / np.sum(eig**2)), _unscaled(eig, scale))

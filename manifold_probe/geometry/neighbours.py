@@ -7,10 +7,14 @@ TwoNN reads its ratios r2/r1. So a few spare candidates are kept per point, thei
 distances are recomputed directly as ||x - y|| in the input's precision (a difference of
 two floats is correctly rounded, so the relative error is ~eps of that precision whatever
 the norms: about 1e-6 for float32 activations), and the final k are sorted by them.
+Both steps run on the points divided by `point_scale` (a power of two), so the graph is
+the same for the points times any factor from 1e-300 to 1e300, its distances times
+that factor.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -72,9 +76,14 @@ def nearest_neighbours(
         chunk_size = max(1, min(n, 2**24 // n))  # a 64 MB block of float32 distances
     exact_rows = max(1, 2**21 // (n_cand * dim))  # 8 MB of gathered candidates at a time
 
-    # exact distances use the data as given (float32 differences are correctly rounded, so
-    # their relative error is eps32 whatever the norms); the search uses centred float32
-    x = torch.from_numpy(np.ascontiguousarray(x_np)).to(dev)
+    # both steps work on the points divided by a power of two near their spread: exact (a
+    # power-of-two scaling only moves the exponent), and squares neither overflow nor
+    # underflow float32 at any scale of the input; distances are scaled back in float64.
+    # Exact distances use these points as given (float32 differences are correctly
+    # rounded, so their relative error is eps32 whatever the norms); the search uses them
+    # centred, in float32
+    scale = point_scale(torch.from_numpy(x_np))
+    x = torch.from_numpy(np.ascontiguousarray(x_np)).to(dev) / scale
     centred = (x.double() - x.double().mean(dim=0)).to(torch.float32)
     if backend == "torch":
         blocks = _torch_candidates(centred, n_cand, chunk_size)
@@ -95,7 +104,29 @@ def nearest_neighbours(
             order = torch.argsort(exact, dim=1, stable=True)[:, :k]
             indices[sub:end] = torch.gather(cand, 1, order).cpu().numpy()
             distances[sub:end] = torch.gather(exact, 1, order).cpu().numpy()
+    distances *= scale
     return NeighbourGraph(indices, distances)
+
+
+def point_scale(points) -> float:
+    """A power of two within a factor of two of the points' spread max |x_ij - mean_j|
+    (1.0 for identical points).
+
+    Dividing by it is exact (only exponents change) and brings any finite point cloud,
+    from 1e-300 to 1e300, to a spread near 1, where squared distances in float32 neither
+    overflow nor underflow; scale-free estimators then give the same answer at every
+    scale. Computed without overflow: first divided by a power of two near max |x_ij|.
+    Example: point_scale(np.array([[0.0], [3e20]])) == 2.0**68 (the spread 1.5e20 lies in
+    [2**67, 2**68)).
+    """
+    x = torch.as_tensor(points)
+    largest = float(x.abs().max()) if x.numel() else 0.0
+    if largest == 0.0:
+        return 1.0
+    unit = 2.0 ** math.frexp(largest)[1]
+    y = x.double() / unit
+    spread = float((y - y.mean(dim=0)).abs().max())
+    return unit * 2.0 ** math.frexp(spread)[1] if spread > 0 else unit
 
 
 def _torch_candidates(

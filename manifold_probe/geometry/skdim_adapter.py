@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from .intrinsic_dimension import IntrinsicDimension
-from .neighbours import NeighbourGraph, nearest_neighbours
+from .neighbours import NeighbourGraph, nearest_neighbours, point_scale
 
 # method name on the command line -> scikit-dimension class name
 SKDIM_METHODS = {
@@ -63,15 +63,19 @@ def skdim_dimension(
 ) -> IntrinsicDimension:
     """Intrinsic dimension of `points` by scikit-dimension's `method`, reusing `graph` if it is big enough."""
     est = skdim_estimator(method, seed)
-    x = np.asarray(points, dtype=np.float64)
+    # scikit-dimension sees the points divided by a power of two near their spread (and the
+    # graph's distances likewise): the dimension is scale-free, its arithmetic is not
+    scale = point_scale(points)
+    x = np.asarray(points, dtype=np.float64) / scale
     k = neighbours_needed(method)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scikit-dimension warns freely on benign cases
         if k:
             if graph is None or graph.k < k:
                 graph = nearest_neighbours(x, min(k, len(x) - 1), device=device)
+                scale = 1.0
             g = graph.first(min(k, graph.k))
-            est.fit(x, precomputed_knn_arrays=(g.distances, g.indices))
+            est.fit(x, precomputed_knn_arrays=(g.distances / scale, g.indices))
         else:
             est.fit(x)
     return IntrinsicDimension(float(est.dimension_), len(x))

@@ -62,6 +62,7 @@ Two measurements:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -348,8 +349,15 @@ def fisher_spectra(
         ),
         "fisher_outlier_bulk_ratio": float(means_eig[n_classes - 1] / bulk_edge),
     }
+    if trace_total <= 0:  # every softmax saturated (p = 0 or 1 in float64): G = 0, shares 0/0
+        warnings.warn(
+            "the classifier's Gauss-Newton block is zero (its softmax is saturated on every "
+            "point), so the Fisher shares are NaN.",
+            stacklevel=2,
+        )
     for part in FISHER_PARTS[1:]:
-        metrics[f"fisher_{part}_share"] = float(traces[part] / trace_total)
+        share = traces[part] / trace_total if trace_total > 0 else float("nan")
+        metrics[f"fisher_{part}_share"] = float(share)
     return FisherSpectra(
         total=total_eig,
         same_class=same_eig,

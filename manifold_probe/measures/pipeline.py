@@ -20,10 +20,11 @@ from torch.utils.data import DataLoader
 
 from ..errors import InputError
 from ..extraction.activations import Activations, LayerRecord, extract
+from ..extraction.cache import path_fingerprint
 from ..extraction.classifier import find_classifier
 from ..extraction.hooks import to_device
 from ..extraction.layers import select_layers
-from ..sources.data import LabelledData
+from ..sources.data import LabelledData, data_location
 from ..sources.models import LoadedModel
 from ..validation import as_labels, as_points, existing_file
 
@@ -115,18 +116,16 @@ def data_key(data) -> str | None:
     """What identifies the inputs for the activation cache, or None when nothing does.
 
     A `LabelledData`: its spec, split, number of points and seed, and for data read from a
-    file or folder its resolved path, size and modification time (a changed file gets new
-    cache entries). A tensor or array: the digest of its bytes. Anything else (a Dataset, a
+    file or folder the `path_fingerprint` of its `data_location` (resolved path; size and
+    modification time of the file, or of every file in the folder), so changed data gets new
+    cache entries. A tensor or array: the digest of its bytes. Anything else (a Dataset, a
     DataLoader) has no key of its own.
     """
     if isinstance(data, LabelledData):
         key = f"{data.spec}|{data.split}|{data.n_points}|{data.seed}"
-        kind, _, location = data.spec.partition(":")
-        if location:
-            path = Path(location).expanduser().resolve()
-            if path.exists():
-                stat = path.stat()
-                key += f"|{path}|{stat.st_size}|{stat.st_mtime_ns}"
+        location = data_location(data.spec)
+        if location is not None:
+            key += f"|{path_fingerprint(location)}"
         return key
     if isinstance(data, (torch.Tensor, np.ndarray)):
         array = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data

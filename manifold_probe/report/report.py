@@ -19,6 +19,7 @@ import csv
 import html
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,14 +276,18 @@ def scatter_figure(result: Result, rows: list[SweepRow], *, target: str = "test_
 
 
 def load_profiles(sweep_dir: str | os.PathLike, rows: list[SweepRow]) -> list[tuple[SweepRow, Result]]:
-    """The per-layer results SWEEP/results/<run_id>/<probe>.json that exist, for every row."""
+    """The per-layer results SWEEP/results/<run_id>/<probe>.json that exist and read back, for
+    every row (a damaged one is skipped with a warning)."""
     base = Path(sweep_dir).expanduser() / "results"
     found = []
     for row in rows:
         for probe in PROFILE_PROBES:
             path = base / row.run_id / f"{probe}.json"
             if path.is_file():
-                found.append((row, read_result(path)))
+                try:
+                    found.append((row, read_result(path)))
+                except InputError as exc:  # a damaged result counts as missing
+                    warnings.warn(f"skipping {exc}", stacklevel=2)
     return found
 
 

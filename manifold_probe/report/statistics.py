@@ -33,7 +33,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from ..errors import InputError
-from ..validation import as_paired, check_resample_counts
+from ..validation import as_paired, check_resample_counts, check_seed
 
 METHODS = ("pearson", "spearman", "kendall")
 MIN_PAIRS = 3
@@ -152,6 +152,7 @@ def correlations(
     if unknown:
         raise InputError(f"unknown correlation method {unknown[0]!r}; choose from {', '.join(METHODS)}.")
     check_resample_counts(n_bootstrap, n_perm)
+    check_seed(seed, name="seed")
     x, y = as_paired(x, y)
     n = len(x)
     if n < MIN_PAIRS:

@@ -22,7 +22,9 @@ Specs (`load_data(spec, split=..., n_points=..., seed=...)`):
 - `cifar10:ROOT`, `cifar100:ROOT`: the python versions of CIFAR (ROOT/cifar-10-batches-py,
   ROOT/cifar-100-python, as torchvision lays them out; ROOT may also be that folder
   itself), as (3, 32, 32) tensors in [0, 1]. The pickled batches are read with an
-  unpickler that only admits NumPy arrays, so a planted file cannot run code (torchvision's
+  unpickler that only admits NumPy arrays and plain containers, never a shared
+  container, and at most as many elements as the file has bytes (`safe_pickle`), so a
+  planted file can neither run code nor expand into a memory bomb (torchvision's
   CIFAR class uses the full pickle module and checks MD5 sums instead; shapes are checked here).
 - `mnist:ROOT`, `fashion-mnist[:ROOT]`: the four IDX files of MNIST or Fashion-MNIST,
   gzipped or not, in ROOT/MNIST/raw or ROOT/FashionMNIST/raw (torchvision's layouts),
@@ -41,7 +43,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import pickle
+import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -53,7 +55,8 @@ from torch.utils.data import Dataset, Subset
 
 from ..errors import InputError
 from ..validation import as_class_indices, check_positive, existing_file
-from .idx import read_split
+from .idx import DEBIAN_FASHION_MNIST, IDX_FILES, IDX_SETS, locate, read_split
+from .safe_pickle import read_array_pickle
 
 SPEC_FORMS: tuple[str, ...] = (
     "digits",
@@ -350,30 +353,8 @@ def _check_channels(norm, channels: int, spec: str) -> None:
         )
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """An unpickler that rebuilds NumPy arrays, lists, dicts and strings, and nothing else."""
-
-    _ALLOWED = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-    for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        _ALLOWED[(_module, "_reconstruct")] = np.zeros(1).__reduce__()[0]
-        _ALLOWED[(_module, "scalar")] = np.float64(0).__reduce__()[0]
-    del _module
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in self._ALLOWED:
-            return self._ALLOWED[(module, name)]
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
 def _read_array_pickle(path: Path) -> dict:
-    try:
-        with open(path, "rb") as handle:
-            entry = _ArrayUnpickler(handle, encoding="latin1").load()
-    except Exception as exc:
-        raise InputError(f"could not read {path}: {exc}") from None
+    entry = read_array_pickle(path)
     if not isinstance(entry, dict):
         raise InputError(f"{path} does not hold a CIFAR batch (a dict of data and labels).")
     return entry
@@ -434,12 +415,35 @@ def _load_idx_set(kind: str, root_text: str | None, split: str):
 
 
 def _image_folder(directory: Path, classes: list[str], transform):
-    """torchvision's ImageFolder with the class list given (so train and test indices agree)."""
+    """torchvision's ImageFolder with the class list given (so train and test indices agree),
+    whose items are checked: an image that cannot be read (corrupt, truncated, or more pixels
+    than PIL's decompression-bomb limit, `PIL.Image.MAX_IMAGE_PIXELS`, even at the warning
+    level) or whose size differs from the first image's raises InputError naming the file."""
+    from PIL import Image
     from torchvision.datasets import ImageFolder
 
     class _FixedClassesFolder(ImageFolder):
+        shape: tuple[int, ...] | None = None  # the first image's, set by the loader
+
         def find_classes(self, _directory):
             return list(classes), {name: i for i, name in enumerate(classes)}
+
+        def __getitem__(self, index):
+            path = self.samples[index][0]
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    image, label = super().__getitem__(index)
+            except Exception as exc:
+                raise InputError(f"could not read image {path}: {exc}") from None
+            if self.shape is not None and tuple(image.shape) != self.shape:
+                size = "x".join(map(str, image.shape))
+                raise InputError(
+                    f"image {path} is {size} but the first image is {'x'.join(map(str, self.shape))}; "
+                    "the images of a data set must share one size (resize them, or pass "
+                    "image_size to load_data)."
+                )
+            return image, label
 
     return _FixedClassesFolder(str(directory), transform=transform, allow_empty=True)
 
@@ -481,10 +485,8 @@ def _load_imagefolder(root_text: str, split: str, normalize, image_size: int | N
     if len(folder) == 0:
         raise InputError(f"{split_dirs[split]} holds no images in its class folders.")
     labels = np.asarray(folder.targets, dtype=np.int64)
-    try:
-        first = folder[0][0]
-    except Exception as exc:
-        raise InputError(f"could not read image {folder.samples[0][0]}: {exc}") from None
+    first = folder[0][0]
+    folder.shape = tuple(first.shape)
     return folder, labels, len(classes), tuple(first.shape), tuple(classes)
 
 
@@ -527,6 +529,25 @@ def stratified_subset(labels: np.ndarray, n_points: int, seed: int) -> np.ndarra
         for c, q in zip(classes, quota, strict=True)
     ]
     return np.sort(np.concatenate(chosen))
+
+
+def data_location(spec: str) -> Path | None:
+    """The file or folder whose contents a spec reads (for cache keys), None for `digits`:
+    the npz file, the image folder, CIFAR's batch folder, the folder holding MNIST's or
+    Fashion-MNIST's IDX files (Debian's for `fashion-mnist` alone; the root itself when those
+    are missing). Bounding it keeps a key from walking a whole data disk given as the root of
+    `cifar10:/data`."""
+    kind, _, argument = str(spec).strip().partition(":")
+    kind = kind.lower()
+    if kind in IDX_SETS:
+        root = Path(argument).expanduser() if argument else DEBIAN_FASHION_MNIST
+        found = locate(root, IDX_FILES["train"][0], kind) if root.is_dir() else None
+        return found.parent if found is not None else (root if argument else None)
+    if not argument:
+        return None
+    root = Path(argument).expanduser()
+    inner = {"cifar10": _CIFAR["cifar10"]["folder"], "cifar100": _CIFAR["cifar100"]["folder"]}.get(kind)
+    return root / inner if inner and (root / inner).is_dir() else root
 
 
 def has_test_split(spec: str) -> bool:

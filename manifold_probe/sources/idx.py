@@ -61,6 +61,9 @@ IDX_FILES: dict[str, tuple[str, str]] = {
 }
 """The (images, labels) file names of each split, without `.gz`."""
 
+IDX_SETS: tuple[str, ...] = ("mnist", "fashion-mnist")
+"""The data specs read from IDX files."""
+
 _DATASETS = {
     "mnist": {"title": "MNIST", "folder": "MNIST", "classes": MNIST_CLASSES},
     "fashion-mnist": {

@@ -3,9 +3,9 @@
 `load_model(path)` recognises, in this order:
 
 1. a `torch.export` program (`.pt2`, a zip archive with an `archive_format` entry):
-   `torch.export.load(path).module()`. The module keeps the train/eval mode it was exported
-   in (`.eval()` is not supported on it; export in eval mode) and its named children
-   include torch's `_guards_fn`.
+   `torch.export.load(path).module()`. The module keeps the train/eval mode it was
+   exported in (`.eval()` is not supported on it; export in eval mode) and its named
+   children include torch's `_guards_fn`.
 2. a TorchScript archive (a zip archive with `code/` and `constants.pkl` entries):
    `torch.jit.load`. torch 2.14 deprecates TorchScript; the FutureWarning that
    `torch.jit.load` emits is silenced here, since a user loading an archive cannot act on
@@ -18,12 +18,15 @@
    - a whole pickled nn.Module only with `trust_checkpoint=True`, which loads with
      `torch.load(weights_only=False)` and can run arbitrary code from the file.
 
+Programs (forms 1 and 2) can run code: without `trust_checkpoint=True` they load only
+when `model_safety` finds nothing in them but pure tensor operators (see there).
 Every failure is an InputError with one line for the user.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import re
@@ -39,7 +42,7 @@ from torch import nn
 from ..device import resolve_device
 from ..errors import InputError
 from ..validation import existing_file
-from . import zoo
+from . import model_safety, zoo
 from .checkpoint import check_checkpoint, checkpoint_metadata, is_project_checkpoint
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
@@ -197,9 +200,12 @@ def _from_arch(arch: str, arch_args: dict, state_dict: Mapping, path: Path) -> n
     return module
 
 
-def _load_export(path: Path) -> tuple[nn.Module, tuple[int, ...] | None]:
+def _load_export(path: Path, trust_checkpoint: bool) -> tuple[nn.Module, tuple[int, ...] | None]:
+    data = model_safety.read_archive(path)
+    if not trust_checkpoint:
+        model_safety.check_export_archive(data, path)
     try:
-        program = torch.export.load(str(path))
+        program = torch.export.load(io.BytesIO(data))
         module = program.module()
     except Exception as exc:
         raise _read_error(path, exc) from None
@@ -209,15 +215,21 @@ def _load_export(path: Path) -> tuple[nn.Module, tuple[int, ...] | None]:
     return module, shape
 
 
-def _load_torchscript(path: Path, device: torch.device) -> nn.Module:
+def _load_torchscript(path: Path, device: torch.device, trust_checkpoint: bool) -> nn.Module:
+    data = model_safety.read_archive(path)
+    if not trust_checkpoint:
+        model_safety.check_torchscript_archive(data, path)
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning
         )
         try:
-            return torch.jit.load(str(path), map_location=device)
+            module = torch.jit.load(io.BytesIO(data), map_location=device)
         except Exception as exc:
             raise _read_error(path, exc) from None
+    if not trust_checkpoint:
+        model_safety.check_torchscript_module(module, path)
+    return module
 
 
 def load_model(
@@ -246,10 +258,10 @@ def load_model(
     fields: dict = {}
 
     if archive == "export":
-        module, shape = _load_export(path)
+        module, shape = _load_export(path, trust_checkpoint)
         fields = {"kind": "export", "description": f"{path} (torch.export)", "input_shape": shape}
     elif archive == "torchscript":
-        module = _load_torchscript(path, torch_device)
+        module = _load_torchscript(path, torch_device, trust_checkpoint)
         fields = {"kind": "torchscript", "description": f"{path} (TorchScript)"}
     else:
         obj = _torch_load(path, trust_checkpoint)
@@ -296,3 +308,27 @@ def load_model(
         module.eval()
     module.to(torch_device)
     return LoadedModel(module=module, digest=digest, **fields)
+
+
+def forward_failure(exc: BaseException, models: list[str]) -> InputError | None:
+    """One line for an error raised while a loaded program ran, else None.
+
+    A TorchScript interpreter error prints both tracebacks (about 20 lines); its last line
+    is the reason. A torch.export program checks its inputs against guards: one exported
+    with a fixed batch size fails on any other batch (`Guard failed: input.size()[0] == 2`).
+    `models` are the --model paths, named in the message.
+    """
+    names = ", ".join(models) if models else "the model"
+    text = str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if isinstance(exc, torch.jit.Error):
+        reason = lines[-1] if lines else type(exc).__name__
+        return InputError(f"the model {names} failed in its forward pass: {reason[:300]}")
+    if "Guard failed" in text or "Expected input at" in text:
+        return InputError(
+            f"the model {names} accepts only inputs of the shape it was exported with "
+            f"({lines[0][:200]}); export it with a dynamic batch dimension "
+            "(dynamic_shapes={0: torch.export.Dim('batch')})."
+        )
+    return None
+

@@ -14,14 +14,17 @@ so a retrained checkpoint under the same name gets a new folder.
 One task per (checkpoint, probe). A task writes its result atomically (`Result.write`:
 temporary file, then rename), so no result file is ever half-written; a task whose result
 file exists and reads back as a result of its probe is skipped, so a killed sweep
-restarted redoes only what is missing. Leftover temporary files of a killed task are
-removed when that task runs again. Probes of one checkpoint share one extraction through
-the activation cache (tasks are queued probe by probe, so the first probe of a checkpoint
-has usually cached its activations before the next one starts; two concurrent
-extractions of the same key are safe, see `extract.cache`).
+restarted redoes only what is missing; a result file that does not read back (damaged,
+not a JSON object, another probe's) counts as missing and is recomputed with a warning.
+Leftover temporary files of a killed task are removed when that task runs again. Probes
+of one checkpoint share one extraction through the activation cache (tasks are queued
+probe by probe, so the first probe of a checkpoint has usually cached its activations
+before the next one starts; two concurrent extractions of the same key are safe, see
+`extract.cache`).
 
 Executors: `local` runs the tasks in a process pool (spawn context; torch limited to one
-thread per worker) or, with one worker, in this process; `ray` sends the same task
+thread per worker; each worker exits within a second of its parent's death, even a
+`kill -9`) or, with one worker, in this process; `ray` sends the same task
 function to a Ray cluster (the sweep folder must be on a file system every node sees).
 Both give the same results.
 
@@ -43,8 +46,10 @@ import csv
 import json
 import multiprocessing
 import os
+import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -335,13 +340,40 @@ def result_complete(path: str | os.PathLike, probe: str) -> bool:
 # --- executors -------------------------------------------------------------------------
 
 
+PARENT_CHECK_SECONDS = 0.5
+"""How often a local worker checks that the sweep that started it is still alive."""
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Pool initializer: a daemon thread ends this worker as soon as its parent is gone.
+
+    A parent killed with SIGKILL cannot stop its pool, and its workers would be re-parented
+    (to PID 1) and keep computing and writing. The thread polls `os.getppid()`; when it is
+    no longer `parent_pid` the worker exits at once (`os._exit`, whatever the main thread
+    is doing). Its unfinished result is never written: results are renamed into place only
+    when complete.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
 def _run_local(tasks: list[SweepTask], workers: int) -> Iterator[TaskOutcome]:
     if workers == 1:
         for task in tasks:
             yield run_task(task)
         return
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context)
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)),
+        mp_context=context,
+        initializer=_watch_parent,
+        initargs=(os.getpid(),),
+    )
     try:
         futures = {pool.submit(run_task, task): task for task in tasks}
         for future in as_completed(futures):
@@ -365,7 +397,16 @@ def _run_ray(tasks: list[SweepTask], workers: int | None, address: str | None) -
         if address is None:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         else:
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            except Exception as exc:  # unreachable, refused, or asking for a token (ConnectionError)
+                reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+                raise InputError(
+                    f"could not join the Ray cluster at --address {address}: "
+                    f"{type(exc).__name__}: {reason[:200]} (check the address, and that this "
+                    "machine may connect: a cluster with token authentication needs its token "
+                    "in RAY_AUTH_TOKEN)."
+                ) from None
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
         pending = {remote.remote(task): task for task in tasks}
@@ -439,6 +480,8 @@ def run_sweep(
             if result_complete(path, probe):
                 skipped += 1
                 continue
+            if path.exists():
+                warnings.warn(f"{path} is not a complete {probe} result; recomputing it.", stacklevel=2)
             path.parent.mkdir(parents=True, exist_ok=True)
             tasks.append(
                 SweepTask(

@@ -47,7 +47,7 @@ class TrainingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from ..validation import check_fraction, check_positive  # numpy: only when a config is made
+        from ..validation import check_fraction, check_positive, check_seed  # numpy: when a config is made
 
         object.__setattr__(self, "arch_args", dict(self.arch_args))
         check_positive(self.epochs, name="epochs", integer=True, allow_zero=True)  # 0: untrained
@@ -62,8 +62,7 @@ class TrainingConfig:
         check_fraction(self.label_noise, name="label_noise")
         if self.train_size is not None:
             check_positive(self.train_size, name="train_size", integer=True)
-        if int(self.seed) != self.seed:
-            raise InputError(f"seed must be a whole number, got {self.seed}.")
+        check_seed(self.seed, name="seed")
 
     def as_dict(self) -> dict:
         """The hyper-parameters as plain types."""

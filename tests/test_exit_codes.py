@@ -1,0 +1,229 @@
+"""Every case that used to end in "unexpected ..." and exit 1 now ends in one line naming the file
+or option and exit 2; Ctrl-C during start-up exits 130 with one line; damaged sweep results count
+as missing."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from fakes import one_line, run_cli, save_script, untrained_checkpoint, write_idx
+from PIL import Image
+from torch import nn
+
+from manifold_probe.errors import InputError
+from manifold_probe.report.report import SweepRow, load_profiles
+from manifold_probe.results import read_result
+from manifold_probe.sources import zoo
+from manifold_probe.sources.data import load_data
+from manifold_probe.study.sweep import run_sweep
+from manifold_probe.study.training_config import TrainingConfig
+
+
+@pytest.fixture()
+def points(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.random.default_rng(0).normal(size=(60, 3)))
+    return path
+
+
+# --- options ----------------------------------------------------------------------------
+
+
+def test_a_negative_seed_names_the_option(points, capsys):
+    code, _, err = run_cli(["id", "--points", points, "--seed", "-1"], capsys)
+    assert code == 2 and "--seed must be a whole number from 0" in one_line(err)
+    with pytest.raises(InputError, match="seed must be a whole number from 0"):
+        TrainingConfig(seed=-1)
+
+
+def test_a_projection_too_large_for_memory_names_the_option(tmp_path, capsys):
+    model = untrained_checkpoint(tmp_path / "cnn.pt")
+    args = ["id", "--model", model, "--n-points", "40", "--reduction", "project:100000000", "--no-cache"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "project:100000000" in one_line(err)
+
+
+# --- image sets -------------------------------------------------------------------------
+
+
+def _image_folder(root, n=12, size=8):
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{i}.png")
+    return root
+
+
+class _RGB(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(3 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.head(x.flatten(1))
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims width x height pixels (greyscale, no real pixel data)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(
+        b"IEND", b""
+    )
+
+
+@pytest.mark.parametrize("damage", ["truncated", "mixed size", "decompression bomb"])
+def test_a_bad_image_that_is_not_the_first_names_the_file(tmp_path, capsys, damage):
+    root = _image_folder(tmp_path / "images")
+    bad = root / "b" / "5.png"
+    if damage == "truncated":
+        bad.write_bytes(bad.read_bytes()[:60])
+    elif damage == "mixed size":
+        Image.fromarray(np.zeros((10, 12, 3), dtype=np.uint8)).save(bad)
+    else:
+        bad.write_bytes(_png_claiming(40000, 40000))  # 1.6e9 pixels, about 100 bytes
+    model = save_script(_RGB(), tmp_path / "rgb.pt")
+    code, _, err = run_cli(["id", "--model", model, "--data", f"imagefolder:{root}", "--no-cache"], capsys)
+    assert code == 2
+    line = one_line(err)
+    assert str(bad) in line
+    if damage == "mixed size":
+        assert "3x10x12 but the first image is 3x8x8" in line
+
+
+def test_mnist_with_fewer_labels_than_images_names_both_files(tmp_path, capsys):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix in ("train", "t10k"):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (30, 28, 28)), 2051)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(20) % 10, 2049)  # 20 labels for 30 images
+    expected = "holds 30 images of 28x28 pixels but .*train-labels-idx1-ubyte holds 20"
+    with pytest.raises(InputError, match=expected):
+        load_data(f"mnist:{tmp_path}")
+    model = save_script(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), tmp_path / "mnist.pt")
+    code, _, err = run_cli(["id", "--model", model, "--data", f"mnist:{tmp_path}", "--no-cache"], capsys)
+    assert code == 2 and "train-images-idx3-ubyte holds 30 images" in one_line(err)
+
+
+# --- models that fail when they run -----------------------------------------------------
+
+
+class _Refuses(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        if x.shape[0] > 0:
+            raise RuntimeError("this model refuses every batch")
+        return self.head(x.flatten(1))
+
+
+def test_a_torchscript_model_failing_in_forward_isone_line(tmp_path, capsys):
+    model = save_script(_Refuses(), tmp_path / "refuses.pt")
+    code, _, err = run_cli(["layers", "--model", model], capsys)
+    line = one_line(err)
+    assert code == 2 and str(model) in line and "this model refuses every batch" in line
+
+
+def test_a_fixed_batch_export_isone_line(tmp_path, capsys):
+    torch.manual_seed(0)
+    module = zoo.build_model("digits-cnn", width=4, depth=2).eval()
+    path = tmp_path / "fixed.pt2"
+    torch.export.save(torch.export.export(module, (torch.zeros(2, 1, 8, 8),)), str(path))
+    for command in (["layers"], ["id", "--n-points", "40", "--no-cache"]):
+        code, _, err = run_cli([*command, "--model", path], capsys)
+        line = one_line(err)
+        assert code == 2 and str(path) in line and "dynamic batch" in line
+
+
+def test_spectra_on_saturated_weights_gives_nan_shares_not_a_crash(tmp_path, capsys):
+    """Classifier weights x 1e10 saturate the softmax: the Gauss-Newton block is exactly zero,
+    so its shares are 0/0. They are NaN with a warning (the other layers are still measured)."""
+    model = untrained_checkpoint(tmp_path / "huge.pt", head_scale=1e10)
+    out = tmp_path / "spectra.json"
+    args = ["spectra", "--model", model, "--n-points", "60", "--no-cache", "--json", out]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "Gauss-Newton block is zero" in err
+    fisher = next(layer for layer in json.loads(out.read_text())["layers"] if "fisher" in layer["details"])
+    assert fisher["details"]["fisher"]["traces"]["total"] == 0.0
+
+
+# --- sweeps -----------------------------------------------------------------------------
+
+
+def test_a_non_object_result_file_counts_as_missing(tmp_path, capsys):
+    model = untrained_checkpoint(tmp_path / "cnn.pt")
+    out = tmp_path / "sweep"
+    args = ["sweep", model, "--probes", "id", "--n-points", "60", "--workers", "1", "--out", out, "-q"]
+    assert run_cli(args, capsys)[0] == 0
+    (result,) = (out / "results").glob("*/id.json")
+    result.write_text("[1, 2, 3]\n")
+    with pytest.raises(InputError, match="holds a JSON list, not a result"):
+        read_result(result)
+    assert load_profiles(out, []) == []
+    row = SweepRow({"run_id": result.parent.name}, untrained=True)
+    with pytest.warns(UserWarning, match="holds a JSON list"):
+        assert load_profiles(out, [row]) == []
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "is not a complete id result; recomputing it" in err
+    assert read_result(result).command == "id"
+
+
+def test_a_ray_cluster_that_refuses_us_isone_line(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+
+    def refused(*args, **kwargs):
+        raise ConnectionError("Failed to connect to GCS: token authentication required\nmore detail")
+
+    monkeypatch.setattr(ray, "init", refused)
+    model = untrained_checkpoint(tmp_path / "cnn.pt")
+    with pytest.raises(InputError, match=r"could not join the Ray cluster at --address 10\.0\.0\.1:6379: "
+                                         r"ConnectionError: Failed to connect to GCS"):  # fmt: skip
+        run_sweep([model], ["id"], tmp_path / "sweep", executor="ray", ray_address="10.0.0.1:6379")
+
+
+# --- start-up ---------------------------------------------------------------------------
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path):
+    """The console script (`manifold_probe_cli.entry:run`) interrupted while it imports torch
+    (seen in /proc: torch's library is mapped, the command line is not ready yet)."""
+    code = "import sys; from manifold_probe_cli.entry import run; sys.argv[0] = 'mprobe'; run()"
+    args = [sys.executable, "-c", code, "id", "--points", str(tmp_path / "x.npy")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    maps = f"/proc/{proc.pid}/maps"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:  # until it is importing torch
+        with contextlib.suppress(OSError):
+            if "libtorch" in open(maps).read():
+                break
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        pytest.fail(f"the command ended before it was interrupted: {proc.communicate()[1]}")
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 2:  # the imports finished before the signal: the command ran
+        pytest.skip("start-up finished before the signal")
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == ["interrupted during start-up; nothing was written."]

@@ -1,0 +1,265 @@
+"""Hardening, second round: model files that carry code, a CIFAR batch that expands without
+bound. Each hostile file is built here; where it would write a marker file, the test checks the
+marker never appears without --trust-checkpoint and does appear with it (so the payload is
+real and the refusal is what stops it)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import pickle
+import tracemalloc
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from fakes import one_line, run_cli, save_script
+from torch import nn
+
+from manifold_probe.errors import InputError
+from manifold_probe.sources import model_safety, zoo
+from manifold_probe.sources.data import load_data
+from manifold_probe.sources.models import load_model
+from manifold_probe.sources.safe_pickle import ArrayUnpickler, read_array_pickle
+
+
+def _digits_cnn():
+    torch.manual_seed(0)
+    return zoo.build_model("digits-cnn", width=4, depth=2).eval()
+
+
+class _FromFile(nn.Module):
+    """A TorchScript forward that maps (and so creates) a file of its choice."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = marker
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x):
+        mapped = torch.from_file(self.marker, True, 16)
+        return self.linear(x.flatten(1)) + mapped.sum()
+
+
+class _SetState(nn.Module):
+    """A TorchScript module whose __setstate__ (run by torch.jit.load) writes a file."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = marker
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.linear(x.flatten(1))
+
+    @torch.jit.export
+    def __getstate__(self):
+        return (self.marker, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[str, bool]):
+        self.marker = state[0]
+        self.training = state[1]
+        torch.from_file(self.marker, True, 16)
+
+
+def _export(path, batch=None):
+    """The digits CNN exported with any batch size, or only `batch` when given."""
+    shapes = None if batch else ({0: torch.export.Dim("batch")},)
+    program = torch.export.export(_digits_cnn(), (torch.zeros(batch or 2, 1, 8, 8),), dynamic_shapes=shapes)
+    torch.export.save(program, str(path))
+    return path
+
+
+def _rewrite_archive(source, target, change):
+    """Copy the zip archive `source` to `target`, passing each entry through change(name, bytes)."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as out:
+        for info in src.infolist():
+            out.writestr(info, change(info.filename, src.read(info.filename)))
+    return target
+
+
+def _graph_node_to_from_file(marker):
+    """A change that turns the program's first relu node into aten.from_file(marker, shared=True)."""
+
+    def change(name, data):
+        if not (name.endswith(".json") and "/models/" in name):
+            return data
+        program = json.loads(data)
+        for node in program["graph_module"]["graph"]["nodes"]:
+            if node["target"] == "torch.ops.aten.relu.default":
+                node["target"] = "torch.ops.aten.from_file.default"
+                node["inputs"] = [
+                    {"name": "filename", "arg": {"as_string": str(marker)}, "kind": 1},
+                    {"name": "shared", "arg": {"as_bool": True}, "kind": 1},
+                    {"name": "size", "arg": {"as_int": 64}, "kind": 1},
+                ]
+                break
+        return json.dumps(program).encode()
+
+    return change
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _pickled_sample_inputs(marker):
+    """A change that replaces the sample inputs with a pickle that creates `marker` when loaded."""
+
+    def change(name, data):
+        if "sample_inputs" not in name:
+            return data
+        buffer = io.BytesIO()
+        torch.save((_Payload(marker),), buffer)
+        return buffer.getvalue()
+
+    return change
+
+
+# --- 1. model files that carry code ------------------------------------------------------
+
+
+def test_torchscript_calling_from_file_needs_trust(tmp_path, capsys):
+    marker = tmp_path / "written-by-the-model"
+    evil = save_script(_FromFile(str(marker)), tmp_path / "evil.pt")
+    for command in (["layers"], ["id", "--n-points", "60"]):
+        code, _, err = run_cli([*command, "--model", evil, "--data", "digits"], capsys)
+        assert code == 2
+        assert "aten::from_file" in one_line(err) and "--trust-checkpoint" in err
+        assert not marker.exists()
+    code, _, _ = run_cli(["layers", "--model", evil, "--data", "digits", "--trust-checkpoint"], capsys)
+    assert code == 0 and marker.exists()  # the payload is real: trusted, it runs
+
+
+def test_torchscript_setstate_runs_on_load_so_it_needs_trust(tmp_path):
+    marker = tmp_path / "written-while-loading"
+    evil = save_script(_SetState(str(tmp_path / "ignored")), tmp_path / "evil.pt")
+    with pytest.raises(InputError, match="__setstate__"):
+        load_model(evil)
+    assert not marker.exists()
+
+
+def test_export_graph_node_from_file_needs_trust(tmp_path, capsys):
+    marker = tmp_path / "written-by-the-graph"
+    good = _export(tmp_path / "good.pt2")
+    evil = _rewrite_archive(good, tmp_path / "evil.pt2", _graph_node_to_from_file(marker))
+    code, _, err = run_cli(["layers", "--model", evil, "--data", "digits"], capsys)
+    assert code == 2 and "torch.ops.aten.from_file.default" in one_line(err)
+    assert not marker.exists()
+    run_cli(["layers", "--model", evil, "--data", "digits", "--trust-checkpoint"], capsys)
+    assert marker.exists()  # trusted, the node runs (the forward pass then fails on its output)
+
+
+def test_export_pickle_in_sample_inputs_runs_on_load_so_it_needs_trust(tmp_path, capsys):
+    """torch.export.load falls back to a full pickle load of the sample inputs: code at load time."""
+    marker = tmp_path / "written-while-loading"
+    good = _export(tmp_path / "good.pt2")
+    evil = _rewrite_archive(good, tmp_path / "evil.pt2", _pickled_sample_inputs(marker))
+    code, _, err = run_cli(["layers", "--model", evil, "--data", "digits"], capsys)
+    assert code == 2 and "sample_inputs" in one_line(err)
+    assert not marker.exists()
+    with warnings.catch_warnings(), contextlib.suppress(Exception):
+        warnings.simplefilter("ignore")
+        load_model(evil, trust_checkpoint=True)  # the payload runs, then the load fails on its output
+    assert marker.exists()
+
+
+def test_pickled_export_weights_need_trust(tmp_path):
+    def pickled_weights(name, data):
+        if not name.endswith("model_weights_config.json"):
+            return data
+        config = json.loads(data)
+        first = next(iter(config["config"].values()))
+        first["use_pickle"] = True
+        return json.dumps(config).encode()
+
+    evil = _rewrite_archive(_export(tmp_path / "good.pt2"), tmp_path / "evil.pt2", pickled_weights)
+    with pytest.raises(InputError, match="pickled or custom object"):
+        load_model(evil)
+
+
+def test_pure_programs_load_without_the_flag(tmp_path):
+    """The zoo's nets and a torchvision ResNet, scripted, traced and exported, pass the allowlist."""
+    import torchvision
+
+    cnn = _digits_cnn()
+    x = torch.randn(2, 1, 8, 8)
+    resnet = torchvision.models.resnet18(num_classes=10).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(cnn, x).save(str(tmp_path / "traced.pt"))
+        torch.jit.script(resnet).save(str(tmp_path / "resnet.pt"))
+    save_script(zoo.build_model("digits-mlp", width=8, depth=2).eval(), tmp_path / "mlp.pt")
+    _export(tmp_path / "cnn.pt2")
+    for name in ("traced.pt", "resnet.pt", "mlp.pt", "cnn.pt2"):
+        assert load_model(tmp_path / name).kind in ("torchscript", "export")
+
+
+def test_allowlist_holds_no_file_or_process_operator():
+    forbidden = {"from_file", "save", "load", "_load_for_mobile", "fork", "wait", "Print"}
+    assert not forbidden & (model_safety.PURE_ATEN_OPS | model_safety.TORCHSCRIPT_PRIM_OPS)
+
+
+# --- 4. bounded parsing of CIFAR batches -------------------------------------------------
+
+
+def _cifar_root(tmp_path, batch_bytes: bytes):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(batch_bytes)
+    return tmp_path
+
+
+def test_nested_shared_lists_in_a_cifar_batch_are_refused_in_bounded_memory(tmp_path):
+    nested: list = [0]
+    for _ in range(30):
+        nested = [nested, nested]  # 2**30 leaves once walked, a few hundred bytes pickled
+    bomb = pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": nested})
+    assert len(bomb) < 4000
+    root = _cifar_root(tmp_path, bomb)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="shared reference to a list"):
+            load_data(f"cifar10:{root}")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20
+
+
+def test_cifar_cli_bomb_is_one_line_exit_2(tmp_path, capsys):
+    nested: list = [0]
+    for _ in range(30):
+        nested = [nested, nested]
+    root = _cifar_root(tmp_path, pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": nested}))
+    model = tmp_path / "cnn.pt"
+    save_script(_digits_cnn(), model)
+    code, _, err = run_cli(["id", "--model", model, "--data", f"cifar10:{root}"], capsys)
+    assert code == 2
+    line = one_line(err)
+    assert "data_batch_1" in line and "shared reference" in line
+
+
+def test_element_count_is_bounded_by_the_file_size():
+    stream = pickle.dumps(list(range(1000)), protocol=2)
+    assert len(ArrayUnpickler(io.BytesIO(stream), max_elements=len(stream)).load()) == 1000
+    with pytest.raises(pickle.UnpicklingError, match="more than 500 elements"):
+        ArrayUnpickler(io.BytesIO(stream), max_elements=500).load()
+
+
+def test_repeated_immutable_leaves_are_allowed(tmp_path):
+    """Memo references to strings and numbers are how pickle shares them; they stay allowed."""
+    name = "airplane"
+    batch = {"data": np.zeros((2, 3072), np.uint8), "labels": [1, 1], "names": [name, name]}
+    path = tmp_path / "batch"
+    path.write_bytes(pickle.dumps(batch))
+    assert read_array_pickle(path)["names"] == ["airplane", "airplane"]
