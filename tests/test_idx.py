@@ -155,3 +155,14 @@ def test_debian_package_is_the_default_location():
     np.testing.assert_array_equal(np.bincount(labels), [1000] * 10)
     data = load_data("fashion-mnist", split="test", n_points=50, seed=0)
     assert data.class_names[0] == "T-shirt/top" and data.n_points == 50
+
+
+def test_class_names_reach_the_result_json(tmp_path):
+    import manifold_probe as mp
+    from manifold_probe.sources.zoo import build_model
+
+    _fake_set(tmp_path, True, np.random.default_rng(7), n_train=40)
+    data = mp.load_data(f"fashion-mnist:{tmp_path}", n_points=40, seed=0)
+    model = build_model("digits-mlp", width=8, depth=1, input_size=28).eval()
+    result = mp.intrinsic_dimension(model, data, methods=("twonn",))
+    assert result.to_dict()["source"]["class_names"] == list(FASHION_MNIST_CLASSES)

@@ -150,10 +150,13 @@ def model_source(loaded: LoadedModel) -> dict[str, Any]:
 
 
 def data_source(data, n_points: int) -> dict[str, Any]:
-    """What a result records about the data: the spec, split, size and seed of a LabelledData,
-    else the kind of object and its size."""
+    """What a result records about the data: the spec, split, size and seed of a LabelledData
+    (and its class names when the data set has them), else the kind of object and its size."""
     if isinstance(data, LabelledData):
-        return {"data": data.spec, "split": data.split, "n_points": data.n_points, "seed": data.seed}
+        source = {"data": data.spec, "split": data.split, "n_points": data.n_points, "seed": data.seed}
+        if data.class_names:
+            source["class_names"] = list(data.class_names)
+        return source
     return {"data": type(data).__name__, "n_points": n_points}
 
 
