@@ -62,9 +62,17 @@ and is up to 1 % higher above. S^3 likewise: 1.60 -> 1.03 at the default K. Smal
 correction unbiased but noisy (a few ill-conditioned neighbourhoods dominate the mean):
 hence the floor of 30 neighbours in the default.
 
-Clean manifolds: the quartic terms bias a quadratic fit upward, on spheres by a relative
-0.45 curvature_sff_scaled^2 (the squared bending angle across a neighbourhood): +1.5 % for
-S^2 at N = 2000 and +3.8 % for S^3 at N = 3000 with the default K, more for larger K.
+Clean manifolds: the quartic terms bias a quadratic fit upward by about a relative
+0.5 curvature_sff_scaled^2 (the squared bending angle across a neighbourhood): +6 % for the
+torus and +20 % for S^5 at N = 2000 with the default K. So the SFF fit also carries the
+d(d+1)/2 radial-quartic columns |u|^2 u_i u_j (p = 1 + d + d(d+1) unknowns; from the same QR,
+whose leading columns are the quadratic design's): over a ball-shaped neighbourhood a quartic
+form splits into a harmonic part, orthogonal to every quadratic, and |u|^2 times a quadratic,
+which these columns absorb. With them the clean error at N = 2000 is +1.7 % (torus), +0.5 %
+(Clifford torus, S^3), -1.2 % (S^5). They cost precision under noise (they are nearly
+collinear with the quadratic columns), so they are used only while that fit keeps
+signal_to_noise >= 1; otherwise the quadratic fit is used, and where its expected bias
+0.5 curvature_sff_scaled^2 exceeds 5 % the layer says "cannot tell" (`cannot_tell`).
 
 Scale. Curvature is 1/length. The `_scaled` forms multiply by the length
 `length_scale` = the median over points of the root-mean-square distance from a point to
@@ -84,8 +92,10 @@ centred frame), two small QR factorisations and the eigenvalues of the m Hessian
 over chunks of points in torch, float64, on the CPU (chunks in parallel threads) or a GPU.
 
 Per-point values come with quantiles (5, 25, 50, 75, 95 %) and a percentile bootstrap
-interval over points (seeded). With kNN neighbourhoods the per-point values are not
-independent (neighbourhoods overlap), so that interval is narrower than a fresh sample's.
+interval (seeded). With kNN neighbourhoods the per-point values are not independent
+(neighbourhoods overlap), so the bootstrap resamples blocks of nearby points (the Voronoi
+cells of N // 2K seeded anchors, 10 to 100 cells); explicit neighbourhoods do not overlap and
+are resampled point by point. The interval covers sampling variation, not the fit's bias.
 """
 
 from __future__ import annotations
