@@ -106,3 +106,36 @@ def test_a_layer_that_cannot_be_measured_does_not_cost_the_others():
     assert second.details["status"] == "measured"
     assert second.metrics["curvature_sff"] == pytest.approx(1.0, rel=0.05)
     result.to_dict()  # NaN metrics serialise (as null)
+
+
+def test_random_init_resnet18_gives_every_layer_a_result(tmp_path, capsys):
+    """`mprobe curvature` on a random-init torchvision ResNet-18 (300 tiny CIFAR-shaped noise
+    images): exit 0 and every default layer in the JSON, measured or with its reason (the old
+    profile stopped at the first layer whose d needed more neighbours than points)."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    from fakes import write_fake_cifar10
+
+    from manifold_probe.results import read_result
+    from manifold_probe_cli.main import main
+
+    write_fake_cifar10(tmp_path / "cifar", per_batch=60)
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.pt"
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), weights)
+    out = tmp_path / "c.json"
+    code = main(["curvature", "--model", str(weights), "--arch", "torchvision:resnet18", "--num-classes",
+                 "10", "--data", f"cifar10:{tmp_path / 'cifar'}", "--no-cache", "--bootstrap", "50",
+                 "--json", str(out), "-q"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    layers = read_result(out).layers
+    assert len(layers) >= 5
+    for layer in layers:
+        status = layer.details["status"]
+        assert status in ("measured", "cannot_tell", "not_measurable", "uncertain_dimension")
+        if status == "measured":
+            assert np.isfinite(layer.metrics["curvature_sff"])
+        else:
+            assert layer.details["reason"]
+        if status == "not_measurable":
+            assert layer.details["k_needed"] > layer.n_points - 1

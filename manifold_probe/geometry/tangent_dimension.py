@@ -23,7 +23,8 @@ sets I: multiscale SVD, noise and curvature", ACHA):
    (noise as large as the tangent spread, or a spectrum that decays smoothly), d is the j of
    the largest ratio among those j, and `clear` is False.
 4. The scale is that of the fit: K starts at the curvature default for d = 2 and follows the
-   chosen d (K = default_k(d)) until d repeats (at most `MAX_ROUNDS` rounds).
+   chosen d (K = default_k(d)) until d repeats or a K comes back (at most `MAX_ROUNDS`
+   rounds); without a clear gap in any round, the round with the largest drop is kept.
 
 Example: S^2 of radius 2 in R^512 with 1 % noise per coordinate, N = 2000: TwoNN gives
 about 20, this gives d = 2 with spectrum ~ [1, 0.88, 0.03, 0.03, ...] and gap ~ 30.
@@ -45,6 +46,8 @@ GAP = 3.0
 FLOOR = 0.1
 """Only eigenvalues at least this fraction of the largest (mean-normalised) can be tangent."""
 MAX_ROUNDS = 4
+GRAM_BYTES = 2**27
+"""Largest points' Gram matrix (bytes) formed whole for the local spectra (N = 4096)."""
 METHOD = (
     "local PCA at the fit's K: first drop by >= 3x of the mean normalised neighbourhood spectrum "
     "among eigenvalues >= 0.1 of the largest"
@@ -82,18 +85,30 @@ class TangentDimension:
 
 def local_spectrum(points, graph: NeighbourGraph, k: int, *, n_anchors: int = 500, seed: int = 0):
     """Mean over up to n_anchors seeded anchors of their K-neighbourhood covariance spectrum,
-    each divided by its largest eigenvalue: (K - 1,) descending (item 1 of the module doc)."""
-    x = torch.from_numpy(as_points(points, min_points=3))
-    n = len(x)
+    each divided by its largest eigenvalue: (K - 1,) descending (item 1 of the module doc).
+
+    Each neighbourhood's K x K Gram matrix is a block of the points' Gram matrix: when that
+    fits in `GRAM_BYTES` it is formed once (N^2 D), else per anchor (K^2 D each)."""
+    x = torch.from_numpy(as_points(points, min_points=3)).double()
+    n, ambient = x.shape
     rng = np.random.default_rng(seed)
     anchors = np.sort(rng.choice(n, size=min(n, n_anchors), replace=False))
+    indices = torch.from_numpy(graph.indices[anchors, :k])
+    whole = x - x.mean(dim=0) if 8 * n * n <= GRAM_BYTES else None
+    gram = whole @ whole.T if whole is not None else None
     total = torch.zeros(k, dtype=torch.float64)
-    block = max(1, 2**22 // (k * x.shape[1]))
+    block = max(1, 2**22 // (k * (k if gram is not None else ambient)))
     for start in range(0, len(anchors), block):
-        idx = torch.from_numpy(graph.indices[anchors[start : start + block], :k])
-        nb = x[idx].double()
-        nb = nb - nb.mean(dim=1, keepdim=True)
-        values = torch.linalg.eigvalsh(nb @ nb.mT).flip(-1).clamp_min(0.0)  # (B, K)
+        idx = indices[start : start + block]
+        if gram is not None:
+            local = gram[idx[:, :, None], idx[:, None, :]]  # (B, K, K)
+        else:
+            nb = x[idx]
+            local = nb @ nb.mT
+        # centre on the neighbourhood's mean: J G J with J = I - 1 1^T / K
+        local = local - local.mean(dim=1, keepdim=True) - local.mean(dim=2, keepdim=True)
+        local = local + local.mean(dim=(1, 2), keepdim=True)
+        values = torch.linalg.eigvalsh(local).flip(-1).clamp_min(0.0)  # (B, K)
         top = values[:, :1]
         total += (values / torch.where(top > 0, top, torch.ones_like(top))).sum(dim=0)
     return (total / len(anchors)).numpy()[: k - 1], len(anchors)
@@ -119,18 +134,20 @@ def tangent_dimension_at_fit_scale(
     k_for: Callable[[int], int],
     *,
     max_dim: int,
+    max_k: int,
     n_anchors: int = 500,
     seed: int = 0,
 ) -> TangentDimension:
     """The tangent dimension read from local spectra at K = k_for(d) (module docstring).
 
     graph_for(k): a neighbour graph holding at least k neighbours; k_for(d): the fit's K for
-    dimension d (e.g. the curvature default, capped at N - 1); max_dim: the largest d allowed
-    (below the ambient dimension).
+    dimension d (e.g. the curvature default); max_dim: the largest d allowed (below the
+    ambient dimension); max_k: the most neighbours there are (N - 1). A d whose K exceeds
+    max_k ends the rounds: the fit could not use it anyway (the caller reports that).
     """
     d, rounds, seen = min(2, max_dim), [], {}
     while True:
-        k = k_for(d)
+        k = min(k_for(d), max_k)
         spectrum, used = local_spectrum(points, graph_for(k), k, n_anchors=n_anchors, seed=seed)
         found, gap, clear = read_gap(spectrum)
         found = min(found, max_dim)
@@ -144,7 +161,9 @@ def tangent_dimension_at_fit_scale(
             rounds=(),
             n_anchors=used,
         )
-        if found == d or len(rounds) >= MAX_ROUNDS or k_for(found) == k:
+        k_next = k_for(found)
+        cycle = any(k_next == size for _, size in rounds[:-1])  # that K was tried before
+        if found == d or len(rounds) >= MAX_ROUNDS or k_next == k or k_next > max_k or cycle:
             break
         d = found
     best = seen[rounds[-1]]

@@ -169,8 +169,9 @@ def _knn_layer(
         found = tangent_dimension_at_fit_scale(
             x,
             graph_for,
-            lambda size: min(default_k(size), n - 1),
+            default_k,
             max_dim=min(ambient - 1, n - 2),
+            max_k=n - 1,
             seed=seed,
         )
         d, details = found.dim, found.details()
