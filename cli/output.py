@@ -25,14 +25,20 @@ def _format(value) -> str:
     return str(value)
 
 
-def layer_table(result: Result, metrics: list[str], *, title: str = "") -> Table:
-    """One row per layer: name, activation shape, then each metric (with its interval if any)."""
+def layer_table(
+    result: Result, metrics: list[str], *, title: str = "", details: tuple[str, ...] = ()
+) -> Table:
+    """One row per layer: name, activation shape, each metric (with its interval if any), then
+    the `details` fields asked for (e.g. a status)."""
     table = Table(title=title or None, header_style="bold")
     table.add_column("layer", style="cyan")
     table.add_column("shape")
     shown = [m for m in metrics if any(m in layer.metrics for layer in result.layers)]
     for metric in shown:
         table.add_column(metric, justify="right")
+    extra = [d for d in details if any(d in layer.details for layer in result.layers)]
+    for name in extra:
+        table.add_column(name)
     for layer in result.layers:
         shape = "x".join(str(s) for s in (layer.shape or [layer.ambient_dim]))
         cells = []
@@ -42,12 +48,15 @@ def layer_table(result: Result, metrics: list[str], *, title: str = "") -> Table
                 low, high = layer.intervals[metric]
                 text += f" [{_format(low)}, {_format(high)}]"
             cells.append(text)
+        cells += [str(layer.details.get(name, "")) for name in extra]
         table.add_row(layer.name, shape, *cells)
     return table
 
 
-def print_layers(result: Result, metrics: list[str], *, title: str = "") -> None:
-    console.print(layer_table(result, metrics, title=title))
+def print_layers(
+    result: Result, metrics: list[str], *, title: str = "", details: tuple[str, ...] = ()
+) -> None:
+    console.print(layer_table(result, metrics, title=title, details=details))
 
 
 def write_outputs(result: Result, json_path: Path | None) -> None:

@@ -193,8 +193,8 @@ def _knn_layer(
             progress=progress,
         )
     except InputError as error:
-        if k is not None and k < min_neighbours(d):
-            raise  # the user's own K: their input error
+        if k is not None or dim is not None:
+            raise  # the user's own --k or --dim: their input error
         return _unmeasured_entry(layer, index, n_layers, id_estimate, str(error).rstrip("."), details)
     entry = _layer_entry(layer, index, n_layers, measured, id_estimate)
     entry.details.update(details)
