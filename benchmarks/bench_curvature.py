@@ -9,7 +9,8 @@ by a random orthonormal D x 64 matrix, plus Gaussian noise of 1e-3. One kNN grap
 both estimators (its time is not counted). The plain estimator loops over points with
 numpy: SVD of Delta, Y = U^T Delta, lstsq for every normal coordinate, eigvalsh of every
 H_a; SVD of the centred neighbourhood, lstsq of the normal parts with a constant, the
-residual-based noise correction. The batched one is `manifold_probe.geometry.curvature`.
+residual-based noise correction (with `quartic`, the radial-quartic columns |u|^2 u_i u_j
+in the SFF fit too). The batched one is `manifold_probe.geometry.curvature`.
 The script checks that the per-point values agree and prints the times and their ratio.
 """
 
@@ -55,7 +56,9 @@ def _hessian(quad: np.ndarray, d: int) -> np.ndarray:
     return h
 
 
-def plain_local_fit(delta: np.ndarray, dim: int) -> tuple[float, float, np.ndarray]:
+def plain_local_fit(
+    delta: np.ndarray, dim: int, quartic: bool = False
+) -> tuple[float, float, np.ndarray]:
     """One point, the plain way: (mapc, noise-corrected ||II||^2, principal curvatures (m, d)).
 
     delta: (K, D) differences x_j - x.
@@ -72,17 +75,20 @@ def plain_local_fit(delta: np.ndarray, dim: int) -> tuple[float, float, np.ndarr
     principal = np.linalg.eigvalsh(hessians)
     mapc = float(np.abs(principal).mean())
     # SFF: tangent frame of the centred neighbourhood, lstsq of the normal parts with a constant
+    # (and the radial-quartic columns)
     _, _, vt = np.linalg.svd(delta - delta.mean(axis=0), full_matrices=False)
     frame = vt[:dim].T
     u = delta @ frame
     normal = delta - u @ frame.T
     psi = np.column_stack([np.ones(k), _design(u)])
+    if quartic:
+        psi = np.column_stack([psi, _design(u)[:, dim:] * (u**2).sum(axis=1, keepdims=True)])
     coef_c, *_ = np.linalg.lstsq(psi, normal, rcond=None)
-    quad = coef_c[1 + dim :]
+    quad = coef_c[1 + dim : 1 + dim + n_quad]
     raw = float((weights * (quad**2).sum(axis=1)).sum())
     rss = float(((normal - psi @ coef_c) ** 2).sum())
     cov = np.linalg.inv(psi.T @ psi)
-    noise = rss / (k - psi.shape[1]) * float((weights * np.diag(cov)[1 + dim :]).sum())
+    noise = rss / (k - psi.shape[1]) * float((weights * np.diag(cov)[1 + dim : 1 + dim + n_quad]).sum())
     return mapc, (raw - noise) / dim, principal
 
 

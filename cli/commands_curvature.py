@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .options import HtmlOut, JsonOut, SourceArgs, source_options
-from .output import console, print_result, write_outputs
+from .output import console, err_console, print_result, write_outputs
 
 NEIGHBOURHOOD_HELP = (
     "knn: each point's K nearest neighbours in the layer itself (works for any layer and for --points). "
@@ -26,7 +26,10 @@ def curvature_command(
     dim: Annotated[
         int | None,
         typer.Option(
-            "--dim", help="Tangent dimension d (default: each layer's TwoNN estimate, rounded).", min=1
+            "--dim",
+            help="Tangent dimension d (default: each layer's, from the gap in its local PCA spectra "
+            "at the fit's neighbourhood size).",
+            min=1,
         ),
     ] = None,
     k: Annotated[
@@ -78,8 +81,10 @@ def curvature_command(
 
     Per layer: mapc (the paper's mean absolute principal curvature), curvature_sff (the
     second-fundamental-form norm, independent of the embedding, noise-corrected), their
-    dimensionless _scaled forms (times the median neighbourhood radius), and the TwoNN
-    dimension used as d. The summary holds the curvature gap, last minus penultimate layer.
+    dimensionless _scaled forms (times the median neighbourhood radius), signal_to_noise, the
+    d used and each layer's status: measured, cannot_tell (curvature_sff NaN: noise or bias
+    too large, reason printed) or not_measurable (too few points for its d). The summary holds
+    the curvature gap, last minus penultimate layer.
     """
     if neighbourhood not in ("knn", "perturb"):
         raise typer.BadParameter("use knn or perturb", param_hint="--neighbourhood")
@@ -97,6 +102,9 @@ def curvature_command(
             )  # fmt: skip
         results.append(result)
         print_result(result, title=f"curvature by layer: {src.model or src.points}")
+        for layer in result.layers:
+            if layer.details.get("reason"):
+                err_console.print(f"{layer.name}: {layer.details['status']}: {layer.details['reason']}")
         if "curvature_gap" in result.summary:
             console.print(
                 f"curvature gap (last - penultimate): mapc {result.summary['curvature_gap']:.4g}, "

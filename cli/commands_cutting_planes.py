@@ -63,7 +63,10 @@ Dims = Annotated[
     ),
 ]
 Planes = Annotated[int, typer.Option("--planes", help="Random planes per cutting dimension and target.")]
-Steps = Annotated[int, typer.Option("--steps", help="Most Adam steps per plane.")]
+Steps = Annotated[
+    int,
+    typer.Option("--steps", help="Most Adam steps per plane (a cap: planes stop when their loss plateaus)."),
+]
 Lr = Annotated[float, typer.Option("--lr", help="Adam learning rate on the plane coordinates.")]
 Patience = Annotated[
     int,
@@ -114,7 +117,7 @@ def cutting_planes_command(
     as_set: AsSet = False,
     dims: Dims = None,
     planes: Planes = 5,
-    steps: Steps = 300,
+    steps: Steps = 3000,
     lr: Lr = 0.05,
     patience: Patience = 20,
     batch: Batch = 512,

@@ -25,7 +25,7 @@ def test_points_of_a_sphere_give_its_curvature(tmp_path, capsys):
                  "--json", str(tmp_path / "c.json"), "-q"])  # fmt: skip
     assert code == 0
     layer = read_result(tmp_path / "c.json").layers[0]
-    assert layer.details["dim"] == 2  # TwoNN, rounded
+    assert layer.details["dim"] == 2  # the gap in the local spectra
     assert layer.metrics["curvature_sff"] == pytest.approx(0.5, rel=0.05)
     low, high = layer.intervals["curvature_sff"]
     assert low <= layer.metrics["curvature_sff"] <= high

@@ -397,3 +397,39 @@ def test_ensemble_members_must_agree_on_classes_and_planes_must_fit_the_input():
     planes = draw_planes(np.zeros((3, 10), np.float32), np.array([1, 1, 1]), (0,), [2], 1)
     with pytest.raises(InputError, match="offset of 64 values"):
         optimise_planes(five, planes, input_shape=(1, 8, 8), target_classes=0)
+
+
+def test_ball_hit_fractions_follow_the_beta_cdf_and_every_plane_converges():
+    """A ball (codimension D = 32): a d-plane from distance R meets the ball of radius r with
+    chance BetaCDF(r^2 / R^2; (D - d)/2, d/2); planes run until their loss plateaus."""
+    frame, centre, pool, labels = scene([slice(0, 32)], seed=6)
+    model = Cylinder(centre, frame, RADIUS, sharpness=1.0)
+    dims = [8, 12, 16, 20, 24]
+    result = measure_class_manifold(model, pool, labels, 0, dims, 30, seed=4, n_bootstrap=0)
+    for s in result.success:
+        low, high = binom.interval(0.999, s.planes, beta_hit_probability(s.dim, 32))
+        assert low <= s.hits <= high, (s.dim, s.hits, low, high)
+        assert s.unconverged == 0
+    assert result.critical.status == "crossed"
+    assert abs(result.critical_dim - theory_critical_dim(32)) <= 2.0
+
+
+def test_slab_is_below_the_range_and_a_short_budget_says_unconverged():
+    """A codimension-1 slab: every line meets it (BetaCDF law: probability 1 for d >= 1), so
+    d* lies below the swept range. Planes run until they plateau: every plane of d >= 2 hits;
+    the one line nearly parallel to the slab still creeping towards it at the cap is counted
+    as unconverged, not as a converged miss. A tiny step cap leaves many planes short of 0.5:
+    the reading says "unconverged" instead of "crossed"."""
+    frame, centre, pool, labels = scene([slice(31, 32)], seed=7)
+    model = Cylinder(centre, frame[31:], RADIUS, sharpness=0.05)
+    dims = [1, 2, 4, 8]
+    full = measure_class_manifold(model, pool, labels, 0, dims, 8, seed=5, n_bootstrap=0, lr=0.05)
+    for s in full.success:
+        assert s.hits + s.unconverged == s.planes
+    assert full.critical.status == "below_range"
+    short = measure_class_manifold(
+        model, pool, labels, 0, dims, 8, seed=5, n_bootstrap=0, lr=0.05, steps=20
+    )
+    assert sum(s.unconverged for s in short.success) > 0
+    assert short.critical.status == "unconverged"
+    assert short.to_dict()["unconverged_planes"] == sum(s.unconverged for s in short.success)

@@ -67,6 +67,49 @@ def test_covariance_spectra_of_an_exact_simplex_design():
     assert m["class_means_abs_cos"] == pytest.approx(1 / (n_classes - 1), rel=1e-10)
 
 
+def _spiked(n_per_class, n_classes, dim, strength, seed):
+    """Features N(0, I_p) plus class means of norm `strength` along random directions (the
+    spikes of Sigma_T have population size strength^2 (C-1)/C / (C-1) per direction)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    means = strength * rng.standard_normal((n_classes, dim)) / np.sqrt(dim)
+    return rng.standard_normal((len(labels), dim)) + means[labels], labels
+
+
+def test_pure_noise_has_no_outliers():
+    """No class structure: Sigma_T's top eigenvalue sits above lambda_1(Sigma_W) by a
+    Tracy-Widom fluctuation only; with the margin 0 outliers in (almost) every sample (the
+    bare comparison counted 1 in every one of them)."""
+    counts = []
+    for seed in range(40):
+        h, labels = _spiked(100, 10, 64, 0.0, seed)
+        spectra = covariance_spectra(h, labels)
+        counts.append(spectra.metrics["n_outliers"])
+        bare = np.sum(spectra.total > spectra.within[0] * (1 + 1e-12))
+        assert bare >= 1
+        assert spectra.metrics["bulk_edge"] == spectra.within[0]
+        assert spectra.metrics["outlier_margin"] > 0
+    assert sum(counts) <= 1
+
+
+def test_spikes_below_the_bbp_threshold_are_not_outliers_and_strong_ones_are():
+    """Class means as spikes of strength l per direction: below the BBP threshold
+    l < sqrt(p / N) they do not leave the bulk (0 outliers); well above, all C - 1 do."""
+    n_classes, dim, per_class = 5, 100, 200  # sqrt(p / N) = 0.32
+    weak = [covariance_spectra(*_spiked(per_class, n_classes, dim, 0.3, s)).metrics for s in range(10)]
+    assert sum(m["n_outliers"] for m in weak) <= 1
+    strong = covariance_spectra(*_spiked(per_class, n_classes, dim, 4.0, 0)).metrics
+    assert strong["n_outliers"] == n_classes - 1
+
+
+def test_tracy_widom_margin_shrinks_like_n_to_the_minus_two_thirds():
+    from manifold_probe.geometry.spectra import tracy_widom_margin
+
+    small, large = tracy_widom_margin(1000, 100), tracy_widom_margin(8000, 800)
+    assert small / large == pytest.approx(4.0, rel=0.02)  # (8000 / 1000)^(2/3) at fixed p / n
+    assert tracy_widom_margin(1000, 100, level=0.05) < small
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_outliers_obey_weyl_bounds(seed):
     rng = np.random.default_rng(seed)

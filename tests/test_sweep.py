@@ -78,8 +78,10 @@ def test_sweep_writes_every_result_and_the_table(swept):
     assert float(trained["generalization_gap"]) == pytest.approx(gap)
     for row in rows:
         assert row["run_id"] in {p.parent.name for p in result_files(out)}
-        for column in ("curvature_gap", "curvature_sff_gap_scaled", "last_layer_id_twonn", "nc1_penultimate"):
+        for column in ("curvature_gap", "last_layer_id_twonn", "nc1_penultimate"):
             assert np.isfinite(float(row[column]))
+        # 200 points in the last layers: curvature_sff may honestly be "cannot tell" (empty)
+        assert row["curvature_sff_gap_scaled"] == "" or np.isfinite(float(row["curvature_sff_gap_scaled"]))
     curvature = read_result(out / "results" / trained["run_id"] / "curvature.json")
     assert float(trained["curvature_gap"]) == pytest.approx(curvature.summary["curvature_gap"])
     assert curvature.params["bootstrap"] == sweep.MEASURES["curvature"].sweep_options["n_bootstrap"]
@@ -211,6 +213,9 @@ def test_ray_gives_the_same_results_as_local(zoo, swept, tmp_path):
         for a, b in zip(ours.layers, local.layers, strict=True):
             assert a.metrics.keys() == b.metrics.keys()
             for name in a.metrics:
+                if b.metrics[name] is None:  # NaN, written as null: "cannot tell" in both
+                    assert a.metrics[name] is None, name
+                    continue
                 assert a.metrics[name] == pytest.approx(b.metrics[name], rel=1e-6, nan_ok=True), name
         for key, value in local.summary.items():
             if isinstance(value, float):

@@ -62,9 +62,17 @@ and is up to 1 % higher above. S^3 likewise: 1.60 -> 1.03 at the default K. Smal
 correction unbiased but noisy (a few ill-conditioned neighbourhoods dominate the mean):
 hence the floor of 30 neighbours in the default.
 
-Clean manifolds: the quartic terms bias a quadratic fit upward, on spheres by a relative
-0.45 curvature_sff_scaled^2 (the squared bending angle across a neighbourhood): +1.5 % for
-S^2 at N = 2000 and +3.8 % for S^3 at N = 3000 with the default K, more for larger K.
+Clean manifolds: the quartic terms bias a quadratic fit upward by about a relative
+0.5 curvature_sff_scaled^2 (the squared bending angle across a neighbourhood): +6 % for the
+torus and +20 % for S^5 at N = 2000 with the default K. So the SFF fit also carries the
+d(d+1)/2 radial-quartic columns |u|^2 u_i u_j (p = 1 + d + d(d+1) unknowns; from the same QR,
+whose leading columns are the quadratic design's): over a ball-shaped neighbourhood a quartic
+form splits into a harmonic part, orthogonal to every quadratic, and |u|^2 times a quadratic,
+which these columns absorb. With them the clean error at N = 2000 is +1.7 % (torus), +0.5 %
+(Clifford torus, S^3), -1.2 % (S^5). They cost precision under noise (they are nearly
+collinear with the quadratic columns), so they are used only while that fit keeps
+signal_to_noise >= 1; otherwise the quadratic fit is used, and where its expected bias
+0.5 curvature_sff_scaled^2 exceeds 8 % the layer says "cannot tell" (`cannot_tell`).
 
 Scale. Curvature is 1/length. The `_scaled` forms multiply by the length
 `length_scale` = the median over points of the root-mean-square distance from a point to
@@ -84,8 +92,10 @@ centred frame), two small QR factorisations and the eigenvalues of the m Hessian
 over chunks of points in torch, float64, on the CPU (chunks in parallel threads) or a GPU.
 
 Per-point values come with quantiles (5, 25, 50, 75, 95 %) and a percentile bootstrap
-interval over points (seeded). With kNN neighbourhoods the per-point values are not
-independent (neighbourhoods overlap), so that interval is narrower than a fresh sample's.
+interval (seeded). With kNN neighbourhoods the per-point values are not independent
+(neighbourhoods overlap), so the bootstrap resamples blocks of nearby points (the Voronoi
+cells of N // 2K seeded anchors, 10 to 100 cells); explicit neighbourhoods do not overlap and
+are resampled point by point. The interval covers sampling variation, not the fit's bias.
 """
 
 from __future__ import annotations
@@ -111,11 +121,28 @@ _DEGENERATE = 1e-10
 # bytes of the float64 differences of one chunk of points: small enough for the allocator to
 # reuse memory between chunks (glibc maps blocks over 32 MB afresh, page faults every time)
 _CHUNK_BYTES = 2**24
+QUADRATIC_FIT = "quadratic with a constant"
+QUARTIC_FIT = "quadratic with a constant and radial-quartic terms |u|^2 u_i u_j"
+MAX_QUADRATIC_BIAS = 0.08
+"""The largest expected bias of the quadratic-only fit (0.5 curvature_sff_scaled^2) accepted."""
+# squared bending angle (raw ||II||^2 r^2) below which a layer is flat to rounding: its SFF is 0
+_FLAT = 1e-20
+MIN_SIGNAL_TO_NOISE = 0.1
+"""Below this signal_to_noise the layer's curvature_sff is NaN ("cannot tell")."""
+BLOCKS = (
+    "percentile bootstrap over blocks of nearby points (Voronoi cells of seeded anchors), "
+    "so that overlapping neighbourhoods are resampled together"
+)
 
 
 def n_unknowns(dim: int) -> int:
     """Unknowns of the reference fit per normal direction: d linear + d(d+1)/2 quadratic."""
     return dim + dim * (dim + 1) // 2
+
+
+def sff_unknowns(dim: int) -> int:
+    """Unknowns of the SFF fit: a constant, q, and the d(d+1)/2 radial-quartic terms."""
+    return 1 + n_unknowns(dim) + dim * (dim + 1) // 2
 
 
 def min_neighbours(dim: int) -> int:
@@ -135,14 +162,18 @@ class Curvature:
 
     mapc: reference mean |principal curvature| (mean over points, normal directions, eigenvalues).
     curvature_sff: second-fundamental-form norm sqrt(sum_a ||H_a||_F^2 / d), noise-corrected,
-        root mean square over points (`sff_average`); 0 if the corrected mean is negative
-        (noise outweighs curvature: see `noise_share`).
+        root mean square over points (`sff_average`); NaN with `status` "cannot_tell" and a `reason` when the
+        value cannot be trusted (see `cannot_tell`).
+    signal_to_noise: the noise-corrected sum_a ||H_a||_F^2 over the noise part the
+        correction removed (mean over points): the bending's share of the raw fit against the
+        noise's. Below `MIN_SIGNAL_TO_NOISE` the tool says "cannot tell".
     length_scale: the length the `_scaled` forms multiply by (`length_scale_definition`).
     *_per_point: (N,) arrays, NaN where the neighbourhood is degenerate (rank below d).
     sff_squared_per_point: the noise-corrected ||II||^2 per point (may be slightly negative).
     noise_share: the fraction of the raw sum_a ||H_a||_F^2 (all points) removed as noise.
     quantiles: {metric: {"q05": .., "q25": .., "q50": .., "q75": .., "q95": ..}} of per-point values.
-    intervals: {metric: (low, high)}, percentile bootstrap over points at `confidence`.
+    intervals: {metric: (low, high)}, percentile bootstrap over `n_blocks` blocks of nearby
+        points (`interval_method`) at `confidence`.
     """
 
     dim: int
@@ -164,6 +195,12 @@ class Curvature:
     seed: int
     length_scale_definition: str = LENGTH_SCALE
     sff_average: str = SFF_AVERAGE
+    signal_to_noise: float = float("nan")
+    status: str = "measured"
+    reason: str = ""
+    n_blocks: int = 0
+    interval_method: str = ""
+    fit: str = ""
 
     @property
     def mapc_scaled(self) -> float:
@@ -180,6 +217,7 @@ class Curvature:
             "curvature_sff": self.curvature_sff,
             "mapc_scaled": self.mapc_scaled,
             "curvature_sff_scaled": self.curvature_sff_scaled,
+            "signal_to_noise": self.signal_to_noise,
         }
 
     def details(self) -> dict:
@@ -187,12 +225,17 @@ class Curvature:
         return {
             "dim": self.dim,
             "k": self.k,
+            "status": self.status,
+            "reason": self.reason,
+            "sff_fit": self.fit,
             "n_degenerate": self.n_degenerate,
             "length_scale": self.length_scale,
             "length_scale_definition": self.length_scale_definition,
             "curvature_sff_average": self.sff_average,
             "noise_share": self.noise_share,
             "quantiles": self.quantiles,
+            "interval_method": self.interval_method,
+            "n_blocks": self.n_blocks,
             "confidence": self.confidence,
             "n_bootstrap": self.n_bootstrap,
             "seed": self.seed,
@@ -206,6 +249,9 @@ class _LocalFits:
     mapc: torch.Tensor  # (B,)
     sff_squared: torch.Tensor  # (B,) noise-corrected sum_a ||H_a||_F^2 / d
     sff_squared_raw: torch.Tensor  # (B,) uncorrected
+    sff_squared_quartic: torch.Tensor  # (B,) the same with the radial-quartic terms in the fit
+    sff_squared_quartic_raw: torch.Tensor  # (B,)
+    valid_quartic: torch.Tensor  # (B,) bool: the fit with the quartic terms is well posed
     radius: torch.Tensor  # (B,) RMS distance to the neighbours
     valid: torch.Tensor  # (B,) bool
     principal: torch.Tensor | None  # (B, m, d) eigenvalues of H_a (reference fit), if asked
@@ -228,7 +274,7 @@ def curvature(
 ) -> Curvature:
     """Curvature of `points` (N, D) with kNN neighbourhoods in the points themselves.
 
-    dim: tangent dimension d (the layer's TwoNN estimate rounded, or given by the user).
+    dim: tangent dimension d (see `geometry.tangent_dimension`, or given by the user).
     k: neighbours per point (default `default_k(dim, N)`); `graph`: a precomputed
     NeighbourGraph holding at least k neighbours (its first k are used).
     dtype: working precision (float64 by default); chunk_size: points per batch (default:
@@ -259,7 +305,7 @@ def curvature(
         return xt[idx].to(dtype) - xt[start:stop, None, :].to(dtype)
 
     fits = _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, dev)
-    return _summarise(fits, dim, k, n_bootstrap, confidence, seed)
+    return _summarise(fits, dim, k, n_bootstrap, confidence, seed, positions=x)
 
 
 class NeighbourhoodCurvature:
@@ -305,6 +351,7 @@ class NeighbourhoodCurvature:
         )
 
     def result(self, *, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0) -> Curvature:
+        """The summary; its intervals resample blocks of consecutive points (`_summarise`)."""
         if not self._parts:
             raise InputError("no neighbourhoods were given.")
         return _summarise(_concatenate(self._parts), self.dim, self.k, n_bootstrap, confidence, seed)
@@ -405,6 +452,9 @@ def _concatenate(parts: list[_LocalFits]) -> _LocalFits:
         mapc=torch.cat([p.mapc.cpu() for p in parts]),
         sff_squared=torch.cat([p.sff_squared.cpu() for p in parts]),
         sff_squared_raw=torch.cat([p.sff_squared_raw.cpu() for p in parts]),
+        sff_squared_quartic=torch.cat([p.sff_squared_quartic.cpu() for p in parts]),
+        sff_squared_quartic_raw=torch.cat([p.sff_squared_quartic_raw.cpu() for p in parts]),
+        valid_quartic=torch.cat([p.valid_quartic.cpu() for p in parts]),
         radius=torch.cat([p.radius.cpu() for p in parts]),
         valid=torch.cat([p.valid.cpu() for p in parts]),
         principal=None,
@@ -460,30 +510,56 @@ def _local_fits(delta: torch.Tensor, dim: int, keep_principal: bool = False) -> 
         u_c = scaled @ tangent
         normal = scaled - u_c @ tangent.mT
         energy = normal.square().sum(dim=(1, 2))
-    design = torch.cat([torch.ones_like(u_c[..., :1]), _design(u_c)], dim=2)
-    n_unknown = design.shape[2]
-    q_c, r_c = torch.linalg.qr(design)
-    valid &= _well_posed(r_c)
-    r_inv = _triangular_inverse(_guard(r_c, valid))[:, 1 + dim :, :]  # quadratic rows of R^-1
+    # one QR of [1, psi, |u|^2 psi_H]: its leading p0 columns are the QR of the quadratic
+    # design [1, psi] alone, so both fits come from the same factors
+    quadratic = _design(u_c)
+    p0 = 1 + quadratic.shape[2]
+    columns = [torch.ones_like(u_c[..., :1]), quadratic]
+    with_quartic = k > p0 + quadratic.shape[2] - dim  # K above the quartic fit's unknowns
+    if with_quartic:
+        columns.append(quadratic[..., dim:] * u_c.square().sum(dim=2, keepdim=True))  # |u|^2 psi_H
+    q_c, r_c = torch.linalg.qr(torch.cat(columns, dim=2))
+    valid &= _well_posed(r_c[:, :p0, :p0])
     if gram_side:
         proj_gram = q_c.mT @ normal_gram @ q_c  # (B, p, p) Gram of Q^T (normal parts)
     else:
         proj = q_c.mT @ normal
         proj_gram = proj @ proj.mT
-    # coefficients C = R^-1 Q^T (normal parts); sum_a ||H_a||_F^2 = sum_i w_i ||C_i||^2
-    raw = (weights * torch.diagonal(r_inv @ proj_gram @ r_inv.mT, dim1=1, dim2=2)).sum(dim=1)
-    rss = (energy - torch.diagonal(proj_gram, dim1=1, dim2=2).sum(dim=1)).clamp_min(0.0)
-    trace_cov = (weights[None, :, None] * r_inv.square()).sum(dim=(1, 2))
-    noise = rss / (k - n_unknown) * trace_cov
     per_unit = unit.square() * dim
+    raw, noise = _sff_terms(r_c[:, :p0, :p0], proj_gram[:, :p0, :p0], energy, weights, valid, k, dim)
+    if with_quartic:
+        valid_quartic = valid & _well_posed(r_c)
+        raw_4, noise_4 = _sff_terms(r_c, proj_gram, energy, weights, valid_quartic, k, dim)
+    else:
+        valid_quartic = torch.zeros_like(valid)
+        raw_4 = noise_4 = torch.full_like(raw, torch.nan)
     return _LocalFits(
         mapc=mapc,
         sff_squared=(raw - noise) / per_unit,
         sff_squared_raw=raw / per_unit,
+        sff_squared_quartic=(raw_4 - noise_4) / per_unit,
+        sff_squared_quartic_raw=raw_4 / per_unit,
+        valid_quartic=valid_quartic,
         radius=radius,
         valid=valid,
         principal=principal if keep_principal else None,
     )
+
+
+def _sff_terms(r, proj_gram, energy, weights, valid, k, dim):
+    """(raw sum_a ||H_a||_F^2, its noise part) of one least-squares fit, in the radius' units.
+
+    r: the design's triangular factor (B, p, p), columns [1, u, quadratic, ...];
+    proj_gram: the Gram matrix of Q^T (normal parts) (B, p, p); energy: the normal parts'
+    total square. Coefficients C = R^-1 Q^T (normal parts) and sum_a ||H_a||_F^2 =
+    sum_i w_i ||C_i||^2 over the quadratic rows; noise = RSS / (K - p) tr(W (Psi^T Psi)^-1_HH).
+    """
+    n_quad = weights.shape[0]
+    r_inv = _triangular_inverse(_guard(r, valid))[:, 1 + dim : 1 + dim + n_quad, :]
+    raw = (weights * torch.diagonal(r_inv @ proj_gram @ r_inv.mT, dim1=1, dim2=2)).sum(dim=1)
+    rss = (energy - torch.diagonal(proj_gram, dim1=1, dim2=2).sum(dim=1)).clamp_min(0.0)
+    trace_cov = (weights[None, :, None] * r_inv.square()).sum(dim=(1, 2))
+    return raw, rss / (k - r.shape[-1]) * trace_cov
 
 
 def _design(u: torch.Tensor) -> torch.Tensor:
@@ -530,7 +606,21 @@ def _guard(r: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.where(valid[:, None, None], r, eye)
 
 
-def _summarise(fits: _LocalFits, dim, k, n_bootstrap, confidence, seed) -> Curvature:
+def _summarise(
+    fits: _LocalFits,
+    dim,
+    k,
+    n_bootstrap,
+    confidence,
+    seed,
+    *,
+    positions: np.ndarray | None = None,
+) -> Curvature:
+    """The layer's summary of the per-point fits.
+
+    positions: the points (N, D), for the blocks of the interval; None when neighbourhoods do
+    not overlap (explicit neighbourhoods), where every point is its own block.
+    """
     n_bootstrap = check_positive(n_bootstrap, name="n_bootstrap", integer=True)
     if not 0 < confidence < 1:
         raise InputError(f"confidence must lie between 0 and 1, got {confidence}.")
@@ -542,27 +632,36 @@ def _summarise(fits: _LocalFits, dim, k, n_bootstrap, confidence, seed) -> Curva
         )
     nan = np.full(valid.shape, np.nan)
     mapc = np.where(valid, fits.mapc.cpu().numpy(), nan)
-    sff_sq = np.where(valid, fits.sff_squared.cpu().numpy(), nan)
-    raw = fits.sff_squared_raw.cpu().numpy()[valid]
     radius = fits.radius.cpu().numpy()
+    snr = _signal_to_noise(fits.sff_squared.cpu().numpy()[valid], fits.sff_squared_raw.cpu().numpy()[valid])
+    quartic = bool(fits.valid_quartic.cpu().numpy()[valid].all())
+    if quartic:
+        corrected = fits.sff_squared_quartic.cpu().numpy()
+        quartic = _signal_to_noise(corrected[valid], fits.sff_squared_quartic_raw.cpu().numpy()[valid]) >= 1
+    if quartic:
+        sff_sq = np.where(valid, corrected, nan)
+        raw = fits.sff_squared_quartic_raw.cpu().numpy()[valid]
+    else:
+        sff_sq = np.where(valid, fits.sff_squared.cpu().numpy(), nan)
+        raw = fits.sff_squared_raw.cpu().numpy()[valid]
     sff = np.sqrt(np.clip(sff_sq, 0.0, None))
 
     good_mapc, good_sq = mapc[valid], sff_sq[valid]
-    rng = np.random.default_rng(seed)
-    boot_mapc = np.empty(n_bootstrap)
-    boot_sq = np.empty(n_bootstrap)
-    n_good = len(good_mapc)
-    block = max(1, 2**22 // n_good)
-    for start in range(0, n_bootstrap, block):
-        stop = min(n_bootstrap, start + block)
-        pick = rng.integers(0, n_good, size=(stop - start, n_good))
-        boot_mapc[start:stop] = good_mapc[pick].mean(axis=1)
-        boot_sq[start:stop] = good_sq[pick].mean(axis=1)
+    n_blocks, blocks = _blocks(positions, valid, k, seed)
+    boot_mapc, boot_sq = _block_bootstrap(np.stack([good_mapc, good_sq]), blocks, n_blocks, n_bootstrap, seed)
     tail = 100 * (1 - confidence) / 2
     lo, hi = tail, 100 - tail
     length = float(np.median(radius[valid]))
+    mean_sq = float(good_sq.mean())
+    noise_total = float(raw.sum()) - float(good_sq.sum())
+    flat = float(np.mean(raw * radius[valid] ** 2)) < _FLAT  # no fitted bending above rounding
+    quadratic_bias = 0.0 if quartic else 0.5 * max(mean_sq, 0.0) * float(np.median(radius[valid])) ** 2
+    reason = "" if flat else cannot_tell(mean_sq, snr, quadratic_bias)
+    status = "cannot_tell" if reason else "measured"
     mapc_iv = tuple(float(v) for v in np.percentile(boot_mapc, [lo, hi]))
     sff_iv = tuple(float(v) for v in np.sqrt(np.clip(np.percentile(boot_sq, [lo, hi]), 0, None)))
+    if reason:
+        sff_iv = (np.nan, np.nan)
     intervals = {
         "mapc": mapc_iv,
         "curvature_sff": sff_iv,
@@ -576,19 +675,98 @@ def _summarise(fits: _LocalFits, dim, k, n_bootstrap, confidence, seed) -> Curva
         n_points=len(valid),
         n_degenerate=int((~valid).sum()),
         mapc=float(good_mapc.mean()),
-        curvature_sff=float(np.sqrt(max(good_sq.mean(), 0.0))),
+        curvature_sff=np.nan if reason else 0.0 if flat else float(np.sqrt(mean_sq)),
         length_scale=length,
         mapc_per_point=mapc,
         sff_per_point=sff,
         sff_squared_per_point=sff_sq,
         radius_per_point=radius,
-        noise_share=float((raw_total - good_sq.sum()) / raw_total) if raw_total > 0 else 0.0,
+        noise_share=float(noise_total / raw_total) if raw_total > 0 else 0.0,
         quantiles={"mapc": _quantiles(good_mapc), "curvature_sff": _quantiles(sff[valid])},
         intervals=intervals,
         confidence=float(confidence),
         n_bootstrap=n_bootstrap,
         seed=seed,
+        signal_to_noise=float(snr),
+        fit=QUARTIC_FIT if quartic else QUADRATIC_FIT,
+        status=status,
+        reason=reason,
+        n_blocks=n_blocks,
+        interval_method=BLOCKS
+        if positions is not None
+        else "percentile bootstrap over points (explicit neighbourhoods do not overlap)",
     )
+
+
+def _signal_to_noise(corrected: np.ndarray, raw: np.ndarray) -> float:
+    """sum of the noise-corrected values over the sum of the noise parts removed (inf: none)."""
+    noise = float(raw.sum() - corrected.sum())
+    return float(corrected.sum() / noise) if noise > 0 else np.inf
+
+
+def cannot_tell(mean_sq: float, signal_to_noise: float, quadratic_bias: float = 0.0) -> str:
+    """Why the layer's curvature_sff cannot be trusted, or "" when it can.
+
+    - the noise correction leaves ||II||^2 <= 0 (noise outweighs the bending entirely);
+    - signal_to_noise < MIN_SIGNAL_TO_NOISE: the correction removed most of the raw value, so
+      a small error in the noise model moves the result by a large factor;
+    - quadratic_bias > MAX_QUADRATIC_BIAS: the data were too noisy for the radial-quartic
+      terms, and the quadratic fit alone is biased upward by about 0.5 curvature_sff_scaled^2
+      (measured: 0.36 Clifford torus, 0.45 spheres, 0.5 torus), more than 8 % here.
+    """
+    if not mean_sq > 0:
+        return (
+            "the noise correction removes all of the fitted bending (noise-corrected ||II||^2 <= 0): "
+            "noise outweighs curvature at this neighbourhood size"
+        )
+    if signal_to_noise < MIN_SIGNAL_TO_NOISE:
+        return (
+            f"signal_to_noise {signal_to_noise:.2g} < {MIN_SIGNAL_TO_NOISE}: the noise correction "
+            "removes most of the fitted bending"
+        )
+    if quadratic_bias > MAX_QUADRATIC_BIAS:
+        return (
+            f"too noisy for the radial-quartic fit, and the quadratic fit alone is biased by about "
+            f"+{quadratic_bias:.0%} (0.5 curvature_sff_scaled^2) at this neighbourhood size"
+        )
+    return ""
+
+
+def _blocks(positions, valid, k, seed) -> tuple[int, np.ndarray]:
+    """Block labels (one per valid point) for the interval.
+
+    With kNN neighbourhoods, the Voronoi cells of G seeded anchor points, G = N // (2 K)
+    clipped to [10, 100] (cells of at least ~2 K points, so that most neighbourhoods lie in
+    one or two cells); without positions every point is its own block."""
+    n = int(valid.sum())
+    if positions is None:
+        return n, np.arange(n)
+    x = positions[valid]
+    n_blocks = int(min(max(n // (2 * k), 10), 100, n))
+    rng = np.random.default_rng(seed)
+    anchors = torch.from_numpy(x[rng.choice(n, size=n_blocks, replace=False)])
+    points = torch.from_numpy(x)
+    labels = np.empty(n, dtype=np.int64)
+    step = max(1, 2**22 // (n_blocks * x.shape[1] + 1))
+    for start in range(0, n, step):
+        labels[start : start + step] = torch.cdist(points[start : start + step], anchors).argmin(1).numpy()
+    present, labels = np.unique(labels, return_inverse=True)
+    return len(present), labels
+
+
+def _block_bootstrap(values: np.ndarray, blocks: np.ndarray, n_blocks: int, n_bootstrap: int, seed):
+    """Bootstrap means of the rows of `values` (m, n) over resampled blocks: each replicate
+    draws n_blocks blocks with replacement and takes sum(values) / count over their points."""
+    sums = np.stack([np.bincount(blocks, weights=row, minlength=n_blocks) for row in values])
+    counts = np.bincount(blocks, minlength=n_blocks).astype(float)
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(values), n_bootstrap))
+    step = max(1, 2**22 // n_blocks)
+    for start in range(0, n_bootstrap, step):
+        stop = min(n_bootstrap, start + step)
+        pick = rng.integers(0, n_blocks, size=(stop - start, n_blocks))
+        out[:, start:stop] = sums[:, pick].sum(axis=2) / counts[pick].sum(axis=1)
+    return out
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float]:

@@ -18,9 +18,17 @@ import torch
 from ..errors import InputError
 from ..extraction.activations import Activations, LayerArray, extract
 from ..extraction.perturbations import svd_perturbations
-from ..geometry.curvature import Curvature, NeighbourhoodCurvature, curvature, default_k
+from ..geometry.curvature import (
+    Curvature,
+    NeighbourhoodCurvature,
+    curvature,
+    default_k,
+    min_neighbours,
+    n_unknowns,
+)
 from ..geometry.intrinsic_dimension import distinct_points, twonn
-from ..geometry.neighbours import nearest_neighbours
+from ..geometry.neighbours import NeighbourGraph, nearest_neighbours
+from ..geometry.tangent_dimension import tangent_dimension_at_fit_scale
 from ..progress import track
 from ..results import LayerResult, Result
 from .layers import layer_result
@@ -62,6 +70,29 @@ def _layer_entry(
     return entry
 
 
+def _unmeasured_entry(
+    layer: LayerArray, index: int, n_layers: int, id_twonn: float, reason: str, details: dict
+) -> LayerResult:
+    """A layer that could not be measured: every curvature metric NaN, the reason in details."""
+    entry = layer_result(layer, index, n_layers)
+    entry.metrics.update({name: float("nan") for name in (*CURVATURE_METRICS, "signal_to_noise")})
+    entry.metrics["id_twonn"] = id_twonn
+    entry.details.update({"status": "not_measurable", "reason": reason, **details})
+    return entry
+
+
+def _too_few_points(n: int, dim: int) -> str:
+    """Why a fit in dimension `dim` cannot run on n points, or "" when it can."""
+    need = min_neighbours(dim)
+    if need <= n - 1:
+        return ""
+    return (
+        f"dim={dim} needs K >= {need} neighbours for the quadratic fit "
+        f"({n_unknowns(dim)} unknowns per normal direction plus a constant; K = {default_k(dim)} by "
+        f"default), but the layer has {n} distinct points: give more points or a smaller --dim"
+    )
+
+
 def curvature_profile(
     arrays: Activations,
     *,
@@ -72,7 +103,15 @@ def curvature_profile(
     device="cpu",
     progress: bool = False,
 ) -> Result:
-    """Result of `mprobe curvature --neighbourhood knn`: curvature metrics and id_twonn per layer."""
+    """Result of `mprobe curvature --neighbourhood knn`: curvature metrics and id_twonn per layer.
+
+    Without `dim`, each layer's d is read from the gap in its local PCA spectra at the fit's
+    neighbourhood size (`geometry.tangent_dimension`; details `dim_*` give the evidence).
+    A layer that cannot be measured (too few points for its d, every neighbourhood
+    degenerate) is kept with NaN metrics, `status` "not_measurable" and the `reason`; the
+    other layers are measured. A measured layer whose value cannot be trusted has
+    curvature_sff NaN, `status` "cannot_tell" and the `reason` (`geometry.curvature`).
+    """
     result = Result(
         command="curvature",
         source=dict(arrays.source),
@@ -80,23 +119,91 @@ def curvature_profile(
     )
     n_layers = len(arrays.layers)
     for index, layer in enumerate(track(arrays.layers, description="curvature", enabled=progress)):
-        x = distinct_points(layer.points)
-        n, ambient = x.shape
-        if n < 4:
-            raise InputError(f"layer {layer.name} has {n} distinct points; curvature needs many more.")
-        graph = nearest_neighbours(x, min(n - 1, max(k or 0, 64)), device=device)
-        id_estimate = twonn(graph=graph).dimension
-        d = dim if dim is not None else tangent_dimension(id_estimate, ambient)
-        k_layer = k if k is not None else default_k(d, n)
-        if k_layer > graph.k:
-            graph = nearest_neighbours(x, k_layer, device=device)
-        measured = curvature(
-            x, d, k=k_layer, graph=graph, device=device, n_bootstrap=bootstrap, seed=seed, progress=progress
+        result.layers.append(
+            _knn_layer(
+                layer,
+                index,
+                n_layers,
+                dim=dim,
+                k=k,
+                bootstrap=bootstrap,
+                seed=seed,
+                device=device,
+                progress=progress,
+            )
         )
-        result.layers.append(_layer_entry(layer, index, n_layers, measured, id_estimate))
     result.summary.update(curvature_gap(result.layers))
     result.summary["curvature_gap_definition"] = GAP_DEFINITION
     return result
+
+
+class _GrowingGraph:
+    """The layer's kNN graph, recomputed only when more neighbours are asked for."""
+
+    def __init__(self, points: np.ndarray, k: int, device):
+        self.points, self.device = points, device
+        self.graph = nearest_neighbours(points, k, device=device)
+
+    def __call__(self, k: int) -> NeighbourGraph:
+        if k > self.graph.k:
+            self.graph = nearest_neighbours(self.points, k, device=self.device)
+        return self.graph
+
+
+def _knn_layer(
+    layer: LayerArray, index: int, n_layers: int, *, dim, k, bootstrap, seed, device, progress
+) -> LayerResult:
+    """One layer of `curvature_profile`: measured, or kept with its reason (never raised)."""
+    x = distinct_points(layer.points)
+    n, ambient = x.shape
+    if n < 4:
+        reason = f"the layer has {n} distinct points; curvature needs many more"
+        return _unmeasured_entry(layer, index, n_layers, float("nan"), reason, {})
+    graph_for = _GrowingGraph(x, min(n - 1, max(k or 0, 64)), device)
+    id_estimate = twonn(graph=graph_for.graph).dimension
+    found = None
+    if dim is not None:
+        d, details = dim, {"dim_method": "given (--dim)"}
+    else:
+        found = tangent_dimension_at_fit_scale(
+            x,
+            graph_for,
+            default_k,
+            max_dim=min(ambient - 1, n - 2),
+            max_k=n - 1,
+            seed=seed,
+        )
+        d, details = found.dim, found.details()
+    details["id_twonn"] = id_estimate
+    reason = _too_few_points(n, d) if k is None else ""
+    if reason:
+        details["k_needed"] = min_neighbours(d)
+        return _unmeasured_entry(layer, index, n_layers, id_estimate, reason, details)
+    k_layer = k if k is not None else default_k(d, n)
+    try:
+        measured = curvature(
+            x,
+            d,
+            k=k_layer,
+            graph=graph_for(k_layer),
+            device=device,
+            n_bootstrap=bootstrap,
+            seed=seed,
+            progress=progress,
+        )
+    except InputError as error:
+        if k is not None or dim is not None:
+            raise  # the user's own --k or --dim: their input error
+        return _unmeasured_entry(layer, index, n_layers, id_estimate, str(error).rstrip("."), details)
+    entry = _layer_entry(layer, index, n_layers, measured, id_estimate)
+    entry.details.update(details)
+    if found is not None and not found.clear and measured.status == "measured":
+        entry.details["status"] = "uncertain_dimension"
+        entry.details["reason"] = (
+            f"no clear gap in the local spectra (largest drop {found.gap:.2g}x < 3x): d={d} is "
+            "the best guess; give --dim if it is known"
+        )
+    return entry
 
 
 def perturbation_curvature_profile(

@@ -71,10 +71,10 @@ class CuttingPlaneOptions:
 
     dims: tuple[int, ...] | None = None
     planes: int = 5
-    steps: int = 300
+    steps: int = 3000
     lr: float = 0.05
     patience: int = 20
-    tol: float = 1e-4
+    tol: float = 1e-6
     batch: int = 512
     orthonormal: bool = False
     offset: str = "data"

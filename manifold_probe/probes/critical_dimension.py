@@ -71,7 +71,8 @@ class CriticalDimension:
     """d* of one success curve, its bootstrap interval and the class-manifold dimension D - d*.
 
     `status` is "crossed" (critical_dim is a number), "below_range" (d* < the smallest
-    swept d), "above_range" (d* > the largest swept d) or "fit_failed".
+    swept d), "above_range" (d* > the largest swept d) or "fit_failed"; `measure_class_manifold`
+    sets "unconverged" when planes stopped at the step cap could change that reading.
     """
 
     input_dim: int

@@ -23,9 +23,16 @@ Per plane (all choices seeded):
   the evaluated steps; the plane is a hit when max_prob >= 0.5 (for one class: p_c >= 0.5
   somewhere on the trajectory; for a set: every class of Y reaches at least half its
   share 1/|Y|).
-- At most `steps` steps; a plane stops early on a plateau: its best loss has not
-  improved by more than `tol` for `patience` steps. A stopped plane is frozen (removed
-  from the batch).
+- A plane runs until it converges: its best loss has not improved by more than `tol`
+  (default 1e-6) for `patience` steps (its probability has stopped rising; with 1e-4 a line
+  creeping towards a slab at lr-sized steps passed for converged). A stopped plane is frozen (removed
+  from the batch). `steps` (default 3000) only caps the run: a plane still improving at the
+  cap is `unconverged` unless it already hit (its maximum can only grow, so a hit is final).
+  With a fixed budget of 300 steps, lines through a codimension-1 slab in R^64 stopped at
+  p <= 0.49 and the sweep read d* = 1.98 "crossed" where the truth is below the range;
+  the per-dimension count of unconverged planes is recorded, and the reading's status is
+  `unconverged` (instead of `crossed`, `below_range` or `above_range`) when counting those
+  planes as hits would change the status or move d* outside its interval.
 - Ensembles: p is the members' averaged probability, used by the loss and the score
   alike (the intersection of the members' class manifolds).
 
@@ -51,7 +58,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -84,10 +91,12 @@ class CuttingPlane:
 
 @dataclass(frozen=True)
 class PlaneOutcome:
-    """Per plane (in the order given): the maximum target score and the steps evaluated."""
+    """Per plane (in the order given): the maximum target score, the steps evaluated, and
+    whether its optimisation converged (loss plateau) or hit before the step cap."""
 
     max_probs: np.ndarray
     steps: np.ndarray
+    converged: np.ndarray
 
     @property
     def hits(self) -> np.ndarray:
@@ -104,6 +113,7 @@ class DimensionSuccess:
     mean_max_prob: float
     max_probs: tuple[float, ...]
     steps: tuple[int, ...]
+    unconverged: int = 0
 
     @property
     def hit_fraction(self) -> float:
@@ -145,8 +155,9 @@ class ClassManifold:
             if curve is None
             else {"lower": curve.lower, "height": curve.height, "centre": curve.centre,
                   "width": curve.width},
+            "unconverged_planes": sum(s.unconverged for s in self.success),
             "success": [
-                {"dim": s.dim, "planes": s.planes, "hits": s.hits,
+                {"dim": s.dim, "planes": s.planes, "hits": s.hits, "unconverged": s.unconverged,
                  "mean_max_prob": s.mean_max_prob, "max_probs": list(s.max_probs)}
                 for s in self.success
             ],
@@ -161,10 +172,10 @@ def measure_class_manifold(
     dims: Sequence[int],
     planes: int = 5,
     *,
-    steps: int = 300,
+    steps: int = 3000,
     lr: float = 0.05,
     patience: int = 20,
-    tol: float = 1e-4,
+    tol: float = 1e-6,
     batch: int = 512,
     orthonormal: bool = False,
     offset: str = "data",
@@ -208,12 +219,15 @@ def measure_class_manifold(
                 mean_max_prob=float(np.mean(max_probs)),
                 max_probs=tuple(float(p) for p in max_probs),
                 steps=tuple(int(s) for s in outcome.steps[rows]),
+                unconverged=int(np.sum(~outcome.converged[rows] & (max_probs < HIT_LEVEL))),
             )
         )
     critical = critical_dimension(
         dims, [s.hits for s in success], [s.planes for s in success], input_dim=input_dim,
         n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
     )
+    if any(s.unconverged for s in success):
+        critical = _unless_unconverged(critical, dims, success, n_bootstrap, confidence, seed)
     return ClassManifold(
         target_classes=targets, input_dim=input_dim, success=tuple(success), critical=critical
     )
@@ -276,10 +290,10 @@ def optimise_planes(
     *,
     input_shape: Sequence[int],
     target_classes: int | Sequence[int],
-    steps: int = 300,
+    steps: int = 3000,
     lr: float = 0.05,
     patience: int = 20,
-    tol: float = 1e-4,
+    tol: float = 1e-6,
     batch: int = 512,
     orthonormal: bool = False,
     device: str | torch.device = "cpu",
@@ -307,6 +321,7 @@ def optimise_planes(
         )
     max_probs = np.zeros(len(planes))
     steps_run = np.zeros(len(planes), dtype=np.int64)
+    converged = np.zeros(len(planes), dtype=bool)
     chunks = _chunks([p.dim for p in planes], input_dim, batch)
     with _probing(models, device) as dtype:
         _check_outputs(models, input_shape, targets, device, dtype)
@@ -320,7 +335,7 @@ def optimise_planes(
             label = f"cutting planes {start + 1}-{stop} of {len(planes)} (batch {number}/{len(chunks)})"
             schedule = track(range(steps), description=label, enabled=progress)
             try:
-                best, ran = _optimise_batch(
+                best, ran, settled = _optimise_batch(
                     models, offsets.to(device), bases.to(device), input_shape,
                     torch.as_tensor(targets, device=device), schedule, lr, patience, tol,
                 )
@@ -328,15 +343,20 @@ def optimise_planes(
                 schedule.close()  # clears the bar when the batch stops early
             max_probs[start:stop] = best
             steps_run[start:stop] = ran
-    return PlaneOutcome(max_probs=max_probs, steps=steps_run)
+            converged[start:stop] = settled
+    return PlaneOutcome(max_probs=max_probs, steps=steps_run, converged=converged)
 
 
 def _optimise_batch(models, offsets, bases, input_shape, targets, schedule, lr, patience, tol):
-    """Adam on theta (B x width) for one batch of planes; stopped planes leave the batch."""
+    """Adam on theta (B x width) for one batch of planes; stopped planes leave the batch.
+
+    Returns per plane: the maximum score, the steps run, and whether it stopped on a plateau
+    (or hit) rather than at the end of `schedule`."""
     n = offsets.shape[0]
     dtype, device = offsets.dtype, offsets.device
     best_score = np.zeros(n)
     steps_run = np.zeros(n, dtype=np.int64)
+    converged = np.zeros(n, dtype=bool)
     alive = torch.arange(n, device=device)
     theta = torch.zeros(n, bases.shape[1], dtype=dtype, device=device)
     first_moment, second_moment = torch.zeros_like(theta), torch.zeros_like(theta)
@@ -367,6 +387,7 @@ def _optimise_batch(models, offsets, bases, input_shape, targets, schedule, lr, 
                 done = alive[stopped].cpu().numpy()
                 best_score[done] = max_score[stopped].cpu().numpy()
                 steps_run[done] = step
+                converged[done] = True
                 keep = ~stopped
                 alive, offsets, bases = alive[keep], offsets[keep], bases[keep]
                 theta, first_moment, second_moment = theta[keep], first_moment[keep], second_moment[keep]
@@ -376,7 +397,25 @@ def _optimise_batch(models, offsets, bases, input_shape, targets, schedule, lr, 
     rest = alive.cpu().numpy()
     best_score[rest] = max_score.cpu().numpy()
     steps_run[rest] = t + 1
-    return best_score, steps_run
+    converged[rest] = best_score[rest] >= HIT_LEVEL  # a hit is final; a miss could still rise
+    return best_score, steps_run, converged
+
+
+def _unless_unconverged(critical, dims, success, n_bootstrap, confidence, seed) -> CriticalDimension:
+    """`critical` with status "unconverged" when counting the unconverged planes as hits
+    would change its status or move d* outside its interval; else `critical` itself."""
+    optimistic = critical_dimension(
+        dims, [s.hits + s.unconverged for s in success], [s.planes for s in success],
+        input_dim=critical.input_dim, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
+    )
+    if optimistic.status == critical.status == "crossed":
+        low, high = critical.interval
+        inside = low is not None and high is not None and low <= optimistic.critical_dim <= high
+        if inside or optimistic.critical_dim == critical.critical_dim:
+            return critical
+    elif optimistic.status == critical.status:
+        return critical
+    return replace(critical, status="unconverged")
 
 
 def _ensemble_log_probs(models, x: torch.Tensor) -> torch.Tensor:

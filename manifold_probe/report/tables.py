@@ -31,14 +31,20 @@ def format_value(value) -> str:
     return str(value)
 
 
-def layer_table(result: Result, metrics: list[str], *, title: str = "") -> Table:
-    """One row per layer: name, activation shape, then each metric (with its interval if any)."""
+def layer_table(
+    result: Result, metrics: list[str], *, title: str = "", details: tuple[str, ...] = ()
+) -> Table:
+    """One row per layer: name, activation shape, each metric (with its interval if any), then
+    the `details` fields asked for (e.g. a status)."""
     table = Table(title=title or None, header_style="bold")
     table.add_column("layer", style="cyan")
     table.add_column("shape")
     shown = [m for m in metrics if any(m in layer.metrics for layer in result.layers)]
     for metric in shown:
         table.add_column(metric, justify="right")
+    extra = [d for d in details if any(d in layer.details for layer in result.layers)]
+    for name in extra:
+        table.add_column(name)
     for layer in result.layers:
         shape = "x".join(str(s) for s in (layer.shape or [layer.ambient_dim]))
         cells = []
@@ -48,6 +54,7 @@ def layer_table(result: Result, metrics: list[str], *, title: str = "") -> Table
                 low, high = layer.intervals[metric]
                 text += f" [{format_value(low)}, {format_value(high)}]"
             cells.append(text)
+        cells += [str(layer.details.get(name, "")) for name in extra]
         table.add_row(layer.name, shape, *cells)
     return table
 
@@ -169,7 +176,8 @@ def result_tables(result: Result) -> list[Table]:
     if result.command == "cutting-planes":
         return [class_table(result)]
     if result.command == "curvature":
-        return [layer_table(result, [*CURVATURE_METRICS, "id_twonn"], title="curvature by layer")]
+        metrics = [*CURVATURE_METRICS, "signal_to_noise", "id_twonn"]
+        return [layer_table(result, metrics, title="curvature by layer", details=("dim", "status"))]
     metrics = list(dict.fromkeys(k for layer in result.layers for k in layer.metrics))
     return [layer_table(result, metrics, title="intrinsic dimension by layer")]
 

@@ -1,0 +1,239 @@
+"""Accuracy of `curvature_sff` on manifolds whose second fundamental form is known.
+
+    python benchmarks/curvature_accuracy.py [--quick] [--n 2000] [--seeds 2]
+        [--ambient 3,50,512] [--noise 0,0.005,0.01,0.02] [--manifolds torus,clifford,...]
+
+Every manifold is a parametrisation X(theta) (theta in a box), sampled uniformly by area
+(rejection on sqrt(det g)), rotated isometrically into R^D and given isotropic Gaussian noise
+of `noise` x its scale per coordinate (scale: the RMS distance of the clean points from their
+centroid). The truth per point is ||II||^2 = g^ik g^jl <II_ij, II_kl> / d with II_ij the normal
+part of the second derivative d^2 X / dtheta_i dtheta_j (central differences, relative error
+~1e-7), and the layer's truth sqrt(mean_i ||II||_i^2), the quantity `curvature_sff` estimates.
+
+Manifolds (d, where their curvature comes from):
+- torus: torus of revolution in R^3, R = 2, r = 1 (principal curvatures 1/r and
+  cos t / (R + r cos t));
+- clifford: S^1 x S^1 of unit circles in R^4 (||II|| = 1 everywhere);
+- saddle: z = (x^2 - y^2) / 2 over the unit disc (a patch with a boundary);
+- ellipsoid: semi-axes 1, 1.5, 2;
+- sphere3, sphere5: S^3 and S^5 of radius 2 (||II|| = 1/2).
+
+The table (one row per manifold, D and noise level; mean over seeds) gives the estimate's
+relative error, the layer's signal_to_noise and status, the tangent dimension chosen
+without --dim, and whether the tool said "cannot tell" (NaN) instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+@dataclass(frozen=True)
+class Manifold:
+    """A parametrised d-manifold: X maps (n, d) parameters in [low, high] to (n, n_embed)."""
+
+    name: str
+    dim: int
+    embed: Callable[[np.ndarray], np.ndarray]
+    low: np.ndarray
+    high: np.ndarray
+    inside: Callable[[np.ndarray], np.ndarray] | None = None  # parameter domain within the box
+
+
+def _torus(theta):
+    s, t = theta[:, 0], theta[:, 1]
+    ring = 2.0 + np.cos(t)
+    return np.stack([ring * np.cos(s), ring * np.sin(s), np.sin(t)], axis=1)
+
+
+def _clifford(theta):
+    a, b = theta[:, 0], theta[:, 1]
+    return np.stack([np.cos(a), np.sin(a), np.cos(b), np.sin(b)], axis=1)
+
+
+def _saddle(theta):
+    x, y = theta[:, 0], theta[:, 1]
+    return np.stack([x, y, (x**2 - y**2) / 2], axis=1)
+
+
+def _ellipsoid(theta):
+    polar, azimuth = theta[:, 0], theta[:, 1]
+    return np.stack(
+        [np.sin(polar) * np.cos(azimuth), 1.5 * np.sin(polar) * np.sin(azimuth), 2.0 * np.cos(polar)],
+        axis=1,
+    )
+
+
+def _hypersphere(dim: int, radius: float):
+    """Hyperspherical angles phi_1..phi_{d-1} in [0, pi], phi_d in [0, 2 pi)."""
+
+    def embed(theta):
+        out = np.empty((len(theta), dim + 1))
+        running = np.full(len(theta), radius)
+        for i in range(dim):
+            out[:, i] = running * np.cos(theta[:, i])
+            running = running * np.sin(theta[:, i])
+        out[:, dim] = running
+        return out
+
+    return embed
+
+
+TAU = 2 * np.pi
+MANIFOLDS = {
+    "torus": Manifold("torus", 2, _torus, np.zeros(2), np.full(2, TAU)),
+    "clifford": Manifold("clifford", 2, _clifford, np.zeros(2), np.full(2, TAU)),
+    "saddle": Manifold(
+        "saddle", 2, _saddle, -np.ones(2), np.ones(2), inside=lambda t: (t**2).sum(axis=1) <= 1
+    ),
+    "ellipsoid": Manifold("ellipsoid", 2, _ellipsoid, np.zeros(2), np.array([np.pi, TAU])),
+    "sphere3": Manifold("sphere3", 3, _hypersphere(3, 2.0), np.zeros(3), np.array([np.pi, np.pi, TAU])),
+    "sphere5": Manifold("sphere5", 5, _hypersphere(5, 2.0), np.zeros(5), np.array([np.pi] * 4 + [TAU])),
+}
+
+
+def _derivatives(manifold: Manifold, theta: np.ndarray, step: float = 1e-4):
+    """First (n, d, E) and second (n, d, d, E) derivatives of X by central differences."""
+    d = manifold.dim
+    eye = np.eye(d) * step
+    first = np.stack(
+        [(manifold.embed(theta + eye[i]) - manifold.embed(theta - eye[i])) / (2 * step) for i in range(d)],
+        axis=1,
+    )
+    centre = manifold.embed(theta)
+    second = np.empty((len(theta), d, d, centre.shape[1]))
+    h = 1e-3  # second differences: error h^2, rounding eps / h^2
+    for i in range(d):
+        for j in range(i, d):
+            ei, ej = np.eye(d)[i] * h, np.eye(d)[j] * h
+            value = (
+                manifold.embed(theta + ei + ej)
+                - manifold.embed(theta + ei - ej)
+                - manifold.embed(theta - ei + ej)
+                + manifold.embed(theta - ei - ej)
+            ) / (4 * h * h)
+            second[:, i, j] = second[:, j, i] = value
+    return first, second
+
+
+def sff_squared(manifold: Manifold, theta: np.ndarray) -> np.ndarray:
+    """||II||^2 = g^ik g^jl <II_ij, II_kl> / d at each parameter point (n,)."""
+    first, second = _derivatives(manifold, theta)
+    metric = first @ first.transpose(0, 2, 1)  # (n, d, d)
+    inverse = np.linalg.inv(metric)
+    # projector onto the tangent space: J^T g^-1 J, J = first (n, d, E)
+    tangent = first.transpose(0, 2, 1) @ inverse @ first  # (n, E, E)
+    normal = second - np.einsum("nef,nijf->nije", tangent, second)
+    inner = np.einsum("nije,nkle->nijkl", normal, normal)
+    total = np.einsum("nik,njl,nijkl->n", inverse, inverse, inner)
+    return total / manifold.dim
+
+
+def _area_element(manifold: Manifold, theta: np.ndarray) -> np.ndarray:
+    first, _ = _derivatives(manifold, theta)
+    return np.sqrt(np.linalg.det(first @ first.transpose(0, 2, 1)))
+
+
+@dataclass(frozen=True)
+class Sample:
+    points: np.ndarray  # (n, ambient)
+    truth: float  # sqrt(mean ||II||^2) over the sample
+    scale: float  # RMS distance of the clean points from their centroid
+    dim: int
+
+
+def sample(name: str, n: int, ambient: int | None = None, noise: float = 0.0, seed: int = 0) -> Sample:
+    """n points of MANIFOLDS[name], uniform by area, rotated into R^ambient (default: its own
+    embedding space), with Gaussian noise of noise x scale per coordinate."""
+    manifold = MANIFOLDS[name]
+    rng = np.random.default_rng(seed)
+    probe = rng.uniform(manifold.low, manifold.high, size=(4096, manifold.dim))
+    ceiling = 1.2 * _area_element(manifold, probe).max()
+    kept: list[np.ndarray] = []
+    count = 0
+    while count < n:
+        theta = rng.uniform(manifold.low, manifold.high, size=(2 * n, manifold.dim))
+        if manifold.inside is not None:
+            theta = theta[manifold.inside(theta)]
+        theta = theta[rng.uniform(0, ceiling, len(theta)) < _area_element(manifold, theta)]
+        kept.append(theta)
+        count += len(theta)
+    theta = np.concatenate(kept)[:n]
+    clean = manifold.embed(theta)
+    own = clean.shape[1]
+    ambient = own if ambient is None else ambient
+    if ambient < own:
+        raise ValueError(f"{name} needs at least {own} dimensions")
+    basis, _ = np.linalg.qr(rng.standard_normal((ambient, own)))
+    points = clean @ basis.T
+    scale = float(np.sqrt(((clean - clean.mean(axis=0)) ** 2).sum(axis=1).mean()))
+    points = points + noise * scale * rng.standard_normal(points.shape)
+    truth = float(np.sqrt(sff_squared(manifold, theta).mean()))
+    return Sample(points=points, truth=truth, scale=scale, dim=manifold.dim)
+
+
+def measure(name, n, ambient, noise, seed, dim=None):
+    """One run: (sample, Curvature or None, dict of the layer's entry) with the default d."""
+    from manifold_probe.measures.curvature import curvature_profile
+    from manifold_probe.measures.pipeline import points_activations
+
+    drawn = sample(name, n, ambient, noise, seed)
+    arrays = points_activations(drawn.points, source={"points": name})
+    result = curvature_profile(arrays, dim=dim, bootstrap=100, seed=seed)
+    return drawn, result.layers[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="N = 1000, one seed, D = 50 only")
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--ambient", default="own,50,512", help="comma-separated; 'own': R^3..6")
+    parser.add_argument("--noise", default="0,0.005,0.01,0.02")
+    parser.add_argument("--manifolds", default=",".join(MANIFOLDS))
+    parser.add_argument("--dim", type=int, help="the tangent dimension for every run (default: chosen)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.seeds, args.ambient = 1000, 1, "50"
+    print(
+        f"N={args.n}, seeds={args.seeds}; error = estimate / truth - 1 (mean over seeds); "
+        "'cannot tell' = NaN with a reason"
+    )
+    header = ("manifold", "D", "noise", "truth", "d used", "error", "SNR", "status", "seconds")
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for name in args.manifolds.split(","):
+        for ambient_text in args.ambient.split(","):
+            ambient = None if ambient_text == "own" else int(ambient_text)
+            for noise in (float(v) for v in args.noise.split(",")):
+                errors, snrs, dims, statuses = [], [], [], []
+                start = time.perf_counter()
+                for seed in range(args.seeds):
+                    drawn, entry = measure(name, args.n, ambient, noise, seed, dim=args.dim)
+                    errors.append(entry.metrics["curvature_sff"] / drawn.truth - 1)
+                    snrs.append(entry.metrics.get("signal_to_noise", np.nan))
+                    dims.append(entry.details.get("dim"))
+                    statuses.append(entry.details.get("status", "measured"))
+                seconds = (time.perf_counter() - start) / args.seeds
+                shown_d = "/".join(str(d) for d in dims)
+                error = np.nanmean(errors) if not np.all(np.isnan(errors)) else np.nan
+                status = "/".join(sorted(set(statuses)))
+                own = MANIFOLDS[name].embed(np.zeros((1, MANIFOLDS[name].dim))).shape[1]
+                print(
+                    f"{name} | {ambient or own} | {noise:.1%} | {drawn.truth:.3f} | {shown_d} | "
+                    f"{error:+.1%} | {np.nanmean(snrs):.2g} | {status} | {seconds:.1f}"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
