@@ -45,7 +45,7 @@ MEASURES: dict[str, Measure] = {
         Measure("collapse", "collapse", "neural collapse of every layer", {}),
         Measure("spectra", "spectra", "class/cross-class spectra of every layer", {}),
         Measure("cutting-planes", "cutting_planes", "class-manifold dimension by random cutting planes",
-                {"classes": "all", "planes": 3, "steps": 100, "n_bootstrap": 100}),
+                {"classes": "all", "planes": 3, "n_bootstrap": 100}),
     )
 }  # fmt: skip
 """Every measure by command name, in the order the CLI's help and a sweep list them."""

@@ -35,8 +35,9 @@ Per-probe options are fixed for sweeps (the CLI commands expose more):
 - `spectra`: covariance spectra of every layer, the Fisher split on the classifier's input
   layer (the command's defaults).
 - `cutting-planes`: every class, 7 log-spaced cutting dimensions from 1 to the input
-  dimension, 3 planes per dimension, at most 100 Adam steps, 100 bootstrap resamples
-  (the command's defaults are about 14 dimensions, 5 planes, 300 steps).
+  dimension, 3 planes per dimension optimised until their loss plateaus (the command's cap
+  of 3000 steps), 100 bootstrap resamples (the command's defaults are about 14 dimensions and
+  5 planes; `measures.registry` holds these options).
 """
 
 from __future__ import annotations

@@ -127,7 +127,9 @@ def spearman(x: Sequence[float], y: Sequence[float], *, seed: int) -> Estimate:
     """Spearman's rho of the finite pairs with its bootstrap interval (report.statistics)."""
     result = correlation(x, y, "spearman", seed=seed, n_bootstrap=N_BOOT, n_perm=N_BOOT)
     if result.insufficient:
-        return Estimate(None, None, result.n, "fewer than 3 models, or a constant variable")
+        missing = len(x) - result.n
+        lacking = f" ({missing} of {len(x)} without a value)" if missing else ""
+        return Estimate(None, None, result.n, f"fewer than 3 values{lacking}, or a constant variable")
     return Estimate(result.value, result.interval, result.n, details={"p_value": result.p_value})
 
 
