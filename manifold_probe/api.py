@@ -396,7 +396,8 @@ def curvature(
     data : the model's data; `neighbourhood="perturb"` needs `load_data(...)` images.
     neighbourhood : `knn` (each point's K nearest neighbours in the layer) or `perturb`
         (Kaufman & Azencot 2023: each image's SVD-perturbed copies through the model).
-    dim : tangent dimension d (None: each layer's TwoNN estimate, rounded).
+    dim : tangent dimension d (None: each layer's, read from the gap in its local PCA spectra
+        at the fit's neighbourhood size; docs/methods.md#curvature).
     k : neighbours per point for `knn` (None: 3 p, p = 1 + d + d(d+1)/2).
     n_bootstrap : bootstrap resamples of the points for the intervals.
     n_top, n_toggle, n_copies : the `perturb` construction (singular values kept, switched,
