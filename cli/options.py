@@ -72,6 +72,34 @@ NPoints = Annotated[
         "--n-points", help="Use a reproducible seeded subset of this many samples.", show_default=False
     ),
 ]
+Normalize = Annotated[
+    str | None,
+    typer.Option(
+        "--normalize",
+        help="Standardise image inputs as the model was trained: a recipe (imagenet, cifar10, cifar100, "
+        "mnist, fashion-mnist) or per-channel means then stds, e.g. 0.286,0.353 (one channel) or "
+        "0.49,0.48,0.45,0.25,0.24,0.26 (three).",
+        show_default=False,
+    ),
+]
+
+
+def parse_normalize(text: str | None):
+    """--normalize as `load_data`'s `normalize`: a recipe name, or (means, stds) from 2C numbers."""
+    if text is None or not any(ch.isdigit() for ch in text):
+        return text
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or len(values) % 2:
+        raise InputError(
+            f"--normalize {text!r}: give a recipe name or per-channel means then stds (an even count)."
+        )
+    half = len(values) // 2
+    return tuple(values[:half]), tuple(values[half:])
+
+
 def _check_seed(value: int) -> int:
     from manifold_probe.validation import check_seed  # numpy: loaded when a command runs
 
@@ -174,6 +202,7 @@ class SourceArgs:
     trust_checkpoint: bool = False
     split: str = "train"
     n_points: int | None = None
+    normalize: str | None = None
     seed: int = 0
     device: str = "auto"
     layers: list[str] | None = None
@@ -197,7 +226,8 @@ class SourceArgs:
 
         if self.split not in ("train", "test"):
             raise InputError(f"--split must be train or test, got {self.split!r}.")
-        return mp.load_data(self.data, split=self.split, n_points=self.n_points, seed=self.seed)
+        return mp.load_data(self.data, split=self.split, n_points=self.n_points, seed=self.seed,
+                            normalize=parse_normalize(self.normalize))  # fmt: skip
 
     def load(self, *, min_points: int = 2, classifier: bool = False) -> Activations:
         """Either --model (with --data) or --points: the layers a command measures (with
@@ -237,6 +267,7 @@ _SOURCE_OPTIONS = {
     "trust_checkpoint": (TrustCheckpoint, False),
     "split": (Split, "train"),
     "n_points": (NPoints, None),
+    "normalize": (Normalize, None),
     "layers": (Layers, None),
     "reduction": (Reduction, None),
     "batch_size": (BatchSize, 256),

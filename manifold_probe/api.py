@@ -147,7 +147,7 @@ def load_data(
     Parameters
     ----------
     spec : `digits` (built in), `npz:PATH` (arrays x, y), `imagefolder:ROOT`, `cifar10:ROOT`,
-        `cifar100:ROOT`, `mnist:ROOT`. Nothing is ever downloaded.
+        `cifar100:ROOT`, `mnist:ROOT`, `fashion-mnist[:ROOT]`. Nothing is ever downloaded.
     split : `train` or `test`.
     n_points : a reproducible, class-stratified seeded subset of this many samples.
     seed : the subset's seed.

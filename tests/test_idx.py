@@ -166,3 +166,20 @@ def test_class_names_reach_the_result_json(tmp_path):
     model = build_model("digits-mlp", width=8, depth=1, input_size=28).eval()
     result = mp.intrinsic_dimension(model, data, methods=("twonn",))
     assert result.to_dict()["source"]["class_names"] == list(FASHION_MNIST_CLASSES)
+
+
+def test_normalize_is_recorded_in_the_cache_key_and_the_result(tmp_path):
+    from manifold_probe.measures.pipeline import data_key, data_source
+    from manifold_probe_cli.options import parse_normalize
+
+    _fake_set(tmp_path, False, np.random.default_rng(8), n_train=20)
+    plain = load_data(f"fashion-mnist:{tmp_path}")
+    normed = load_data(f"fashion-mnist:{tmp_path}", normalize=parse_normalize("0.286,0.353"))
+    assert parse_normalize("fashion-mnist") == "fashion-mnist"
+    assert parse_normalize("0.49,0.48,0.45,0.25,0.24,0.26") == ((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
+    with pytest.raises(InputError, match="even count"):
+        parse_normalize("0.3")
+    assert plain.preprocessing == "" and "preprocessing" not in data_source(plain, len(plain))
+    assert normed.preprocessing == "normalize=mean[0.286],std[0.353]"
+    assert data_key(plain) != data_key(normed)
+    assert data_source(normed, len(normed))["preprocessing"] == normed.preprocessing

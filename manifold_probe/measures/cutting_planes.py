@@ -251,6 +251,8 @@ def cutting_planes_profile(
         "input_shape": list(pool.shape[1:]),
         "num_classes": num_classes,
     }
+    if data.preprocessing:
+        source["preprocessing"] = data.preprocessing
     if data.class_names:
         source["class_names"] = list(data.class_names)
     result = Result(command="cutting-planes", source=source, params=params)

@@ -123,6 +123,8 @@ def data_key(data) -> str | None:
     """
     if isinstance(data, LabelledData):
         key = f"{data.spec}|{data.split}|{data.n_points}|{data.seed}"
+        if data.preprocessing:
+            key += f"|{data.preprocessing}"
         location = data_location(data.spec)
         if location is not None:
             key += f"|{path_fingerprint(location)}"
@@ -154,6 +156,8 @@ def data_source(data, n_points: int) -> dict[str, Any]:
     (and its class names when the data set has them), else the kind of object and its size."""
     if isinstance(data, LabelledData):
         source = {"data": data.spec, "split": data.split, "n_points": data.n_points, "seed": data.seed}
+        if data.preprocessing:
+            source["preprocessing"] = data.preprocessing
         if data.class_names:
             source["class_names"] = list(data.class_names)
         return source

@@ -168,7 +168,9 @@ class LabelledData(Dataset):
     `dataset` yields (float32 input of shape `input_shape`, int label); `labels` holds all
     labels in the same order; `indices` are the positions of the points in the whole split
     (equal to arange(n) without `n_points`); `class_names` names the classes when the data
-    set does (CIFAR, image folders), else None.
+    set does (CIFAR, image folders, MNIST, Fashion-MNIST), else None; `preprocessing` records
+    a `normalize` and `image_size` given to `load_data` ("" when none), so that cache keys and
+    results tell such inputs apart.
     """
 
     dataset: Dataset
@@ -182,6 +184,7 @@ class LabelledData(Dataset):
     seed: int
     split_seed: int = DIGITS_SPLIT_SEED
     class_names: tuple[str, ...] | None = None
+    preprocessing: str = ""
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -572,6 +575,17 @@ def has_test_split(spec: str) -> bool:
     return True
 
 
+def _preprocessing(normalize, image_size) -> str:
+    """What `normalize` and `image_size` did, as text ("" when neither was given)."""
+    parts = []
+    norm = _normalization(normalize)
+    if norm is not None:
+        parts.append(f"normalize=mean{list(norm[0])},std{list(norm[1])}")
+    if image_size is not None:
+        parts.append(f"image_size={int(image_size)}")
+    return ";".join(parts)
+
+
 def load_data(
     spec: str,
     *,
@@ -659,4 +673,5 @@ def load_data(
         seed=seed,
         split_seed=DIGITS_SPLIT_SEED,
         class_names=class_names,
+        preprocessing=_preprocessing(normalize, image_size),
     )
