@@ -228,3 +228,14 @@ def test_claims_tiny_on_digits_end_to_end(tmp_path):
     assert main(["claims", "--data", "digits", "--preset", "tiny", "--out", str(out), "--quiet"]) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # a second run reuses everything
     assert json.loads((out / "claims.json").read_text())["summary"]["findings"] == findings
+
+
+def test_an_effect_within_the_margin_is_not_supported_and_says_why():
+    from manifold_probe.study.claims.verdicts import Claim, Estimate
+
+    def tiny(study, seed, context):
+        return Estimate(0.01, (-0.05, 0.08), 5)
+
+    claim = Claim("x", "paper", "statement", "statistic", "increase", tiny, margin=0.1)
+    finding = claim.evaluate(Study(()), StudyContext(10), seed=0)
+    assert finding.verdict == "not supported" and "too small to matter" in finding.reason

@@ -281,6 +281,10 @@ class Claim:
         reason = estimate.reason
         if verdict == "inconclusive" and not reason and estimate.interval is not None:
             reason = "the interval reaches both sides of the decision"
+        elif verdict == "not supported" and self.kind in ("increase", "decrease"):
+            low, high = estimate.interval
+            if -self.margin <= low and high <= self.margin:
+                reason = f"the whole interval lies within +-{self.margin:.2g}: too small to matter"
         return Finding(
             claim=self.claim,
             paper=self.paper,
