@@ -71,17 +71,17 @@ def _records(infos: list[SweepCheckpoint], results_dir: Path) -> list[ModelRecor
 
 
 def _planes(
-    members: list[ModelRecord], infos: dict[str, SweepCheckpoint], out: Path, data: str, plan: ClaimsDesign,
-    seed: int, device: str,
+    members: list[ModelRecord], infos: dict[str, SweepCheckpoint], out: Path, data, plan: ClaimsDesign,
+    device: str,
 ) -> Result:  # fmt: skip
-    """The cutting-planes result of one model or one ensemble (read back when it exists)."""
+    """The cutting-planes result of one model or one ensemble on `data` (read back when it exists)."""
     names = [m.name for m in members]
     target = out / "planes" / ("+".join(names) + ".json")
     if not target.is_file():
         dims = default_dims(infos[names[0]].input_dim, PLANE_DIMS)
         result = api.cutting_planes(
             [api.load_model(infos[name].path, device=device) for name in names],
-            api.load_data(data, split="train", n_points=plan.n_points, seed=seed),
+            data,
             classes=plan.plane_classes if isinstance(plan.plane_classes, str) else list(plan.plane_classes),
             dims=dims,
             **PLANES,
@@ -96,19 +96,19 @@ def _measure_planes(
 ) -> tuple[Study, list[tuple[int, float]]]:  # fmt: skip
     """The study with cutting-planes results on the models Fort et al.'s claims compare, and
     (size, mean class-manifold dimension) of every ensemble and of each of its members alone."""
-    needed = {r.name for members in study.runs().values() for r in members}
-    needed |= {r.name for r in study.baselines()}
-    needed |= {r.name for attribute in ("label_noise", "train_size") for r in study.series(attribute)}
     ensembles = ensemble_members(study)
+    singles = {m.name for members in ensembles for m in members}
+    needed = singles | {r.name for members in study.runs().values() for r in members}
+    needed |= {r.name for attribute in ("label_noise", "train_size") for r in study.series(attribute)}
     jobs = [[r] for r in study.records if r.name in needed] + ensembles
     results = {}
+    pool = api.load_data(data, split="train", n_points=plan.n_points, seed=seed)  # once for every job
     for members in track(jobs, description="cutting planes", enabled=progress):
-        results["+".join(m.name for m in members)] = _planes(members, infos, out, data, plan, seed, device)
+        results["+".join(m.name for m in members)] = _planes(members, infos, out, pool, plan, device)
     records = tuple(
         replace(r, results={**r.results, "cutting-planes": results[r.name]}) if r.name in results else r
         for r in study.records
     )
-    singles = {m.name for members in ensembles for m in members}
     sizes = [(1, results[name]) for name in sorted(singles)]
     sizes += [(len(members), results["+".join(m.name for m in members)]) for members in ensembles]
     dims = []

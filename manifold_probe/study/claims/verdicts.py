@@ -370,9 +370,9 @@ def _phd_ncc(study: Study, seed: int, _context: StudyContext) -> Estimate:
 
 def _ew(metric: str):
     def estimate(study: Study, seed: int, _context: StudyContext) -> Estimate:
-        finals = [r for r in study.baselines()]
-        shallow = [log10(r.classifier_metric("collapse", metric)) for r in finals if r.depth == 1]
-        deep = [log10(r.classifier_metric("collapse", metric)) for r in finals if (r.depth or 0) >= 2]
+        baselines = study.baselines()
+        shallow = [log10(r.classifier_metric("collapse", metric)) for r in baselines if r.depth == 1]
+        deep = [log10(r.classifier_metric("collapse", metric)) for r in baselines if (r.depth or 0) >= 2]
         return group_means_difference([shallow, deep], lambda s, d: s - d, seed=seed)
 
     return estimate
