@@ -128,9 +128,11 @@ Reduction = Annotated[
     list[str] | None,
     typer.Option(
         "--reduction",
-        help="Reduction of each layer's output: none, avgpool (spatial mean) or project:N (seeded Gaussian "
-        "random projection to N dims); LAYER=SPEC (globs allowed) overrides one layer; repeatable.",
-        show_default="none",
+        help="Reduction of each layer's output: auto (mean over tokens for token sequences, else none), "
+        "none or flatten, avgpool (spatial mean of C x H x W maps), cls, mean (mask-aware), last (last "
+        "real token), token:I, or project:N (seeded Gaussian random projection to N dims); LAYER=SPEC "
+        "(globs allowed) overrides one layer; repeatable.",
+        show_default="auto",
     ),
 ]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass.")]
@@ -247,7 +249,7 @@ class SourceArgs:
             self.load_model(),
             data,
             layers=split_list(self.layers),
-            reduction=parse_reduction_options(self.reduction or ["none"]),
+            reduction=parse_reduction_options(self.reduction or ["auto"]),
             batch_size=self.batch_size,
             cache=None if self.no_cache else (self.cache_dir or True),
             max_memory=parse_memory(self.max_memory),

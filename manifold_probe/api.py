@@ -234,7 +234,7 @@ def extract(
     data: Any,
     *,
     layers: str | Sequence[str] | None = None,
-    reduction: str | Reduction | Mapping[str, str] = "none",
+    reduction: str | Reduction | Mapping[str, str] = "auto",
     batch_size: int = 256,
     cache: str | os.PathLike | bool | None = None,
     data_key: str | None = None,
@@ -252,8 +252,11 @@ def extract(
     data : a tensor or array of inputs, a Dataset, a DataLoader or `load_data(...)`.
     layers : names or globs (`"layer*"`), see `list_layers`; None: the outputs of the
         model's blocks plus `logits`.
-    reduction : `none`, `avgpool` (spatial mean) or `project:N` (seeded Gaussian
-        projection), or a dict {layer pattern: spec, "default": spec}.
+    reduction : `auto` (token sequences: `mean`; maps and vectors: `none`), `none` or
+        `flatten`, `avgpool` (spatial mean of (C, H, W) maps), `cls`, `mean` (over tokens,
+        with the batch's `attention_mask`), `last` (last real token), `token:I`, `project:N`
+        (seeded Gaussian projection), or a dict {layer pattern: spec, "default": spec}; see
+        `manifold_probe.extraction.reductions`.
     batch_size : inputs per forward pass (a DataLoader keeps its own batches).
     cache : None keeps everything in memory; a folder (or True for the user cache folder)
         caches each layer on disk, keyed by the weights' digest, the data and the layer.

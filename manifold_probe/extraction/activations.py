@@ -46,7 +46,7 @@ from ..errors import InputError
 from ..progress import track
 from ..validation import as_labels, check_free_space, check_positive, count_samples
 from .cache import ActivationCache, CacheKey, PendingEntry, default_cache_dir
-from .hooks import LayerRecorder, eval_mode, input_name, to_device
+from .hooks import LayerRecorder, attention_mask, eval_mode, input_name, to_device
 from .reductions import (
     DEFAULT_MAX_MATRIX_BYTES,
     Reduction,
@@ -245,7 +245,9 @@ class _LayerWriter:
         self.staging: torch.Tensor | None = None
         self.staged: tuple[int, int] | None = None
 
-    def write(self, output: torch.Tensor, start: int) -> None:
+    def write(self, output: torch.Tensor, start: int, mask: torch.Tensor | None = None) -> None:
+        """Reduce one batch's output (with the batch's attention mask, for token reductions)
+        into rows start, start + 1, ... of the array."""
         shape = tuple(output.shape[1:])
         if self.shape is None:
             self._open(shape, output.device)
@@ -254,7 +256,7 @@ class _LayerWriter:
                 f"layer {self.name!r} gave outputs of shape {self.shape} and then {shape}; "
                 "give inputs of one size (resize the images)."
             )
-        rows = self.reducer(output)
+        rows = self.reducer(output, mask)
         if rows.device.type != "cuda":
             torch.from_numpy(self.array[start : start + rows.shape[0]]).copy_(rows)
             return
@@ -273,6 +275,7 @@ class _LayerWriter:
 
     def _open(self, shape: tuple[int, ...], device: torch.device) -> None:
         self.shape = shape
+        self.reduction = self.reduction.for_shape(shape, layer=self.name)
         self.reducer = make_reducer(
             self.reduction,
             shape,
@@ -282,7 +285,7 @@ class _LayerWriter:
             max_matrix_bytes=self.settings.max_matrix_bytes,
         )
         size = (self.settings.n_points, self.reduction.n_features(shape))
-        info = {"layer": self.name, "shape": list(shape)}
+        info = {"layer": self.name, "shape": list(shape), "reduction": self.reduction.spec}
         self.array, self.pending, self.on_disk = self.storage.allocate(self.key, size, info)
 
     def finish(self) -> tuple[np.ndarray, LayerRecord]:
@@ -378,7 +381,7 @@ def extract(
     layers: Sequence[str],
     *,
     capture_inputs: Sequence[str] = (),
-    reduction: str | Reduction | Mapping[str, str] = "none",
+    reduction: str | Reduction | Mapping[str, str] = "auto",
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     cache_dir: str | Path | None = None,
@@ -435,9 +438,8 @@ def extract(
             if entry is not None and entry.array.shape[0] == n_points:
                 arrays[name] = entry.array
                 shape = tuple(entry.info.get("shape", ()))
-                records[name] = LayerRecord(
-                    name, shape, plan[name].spec, entry.array.shape[1], True, True
-                )
+                spec = entry.info.get("reduction", plan[name].spec)
+                records[name] = LayerRecord(name, shape, spec, entry.array.shape[1], True, True)
         if has_labels and (entry := cache.lookup(labels_key)) is not None:
             labels = np.asarray(entry.array)
 
@@ -477,8 +479,10 @@ def _run(model, data, writers, n_points, batch_size, device, progress) -> list:
     label_batches = []
     start = 0
 
+    mask = None
+
     def sink(name: str, output: torch.Tensor) -> None:
-        writers[name].write(output, start)
+        writers[name].write(output, start, mask)
 
     batches = track(
         _batches(data, batch_size),
@@ -500,7 +504,9 @@ def _run(model, data, writers, n_points, batch_size, device, progress) -> list:
                     f"the data set yielded more than its length ({n_points}) samples; fix its "
                     "__len__."
                 )
-            recorder.forward(to_device(inputs, device))
+            inputs = to_device(inputs, device)
+            mask = attention_mask(inputs)
+            recorder.forward(inputs)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
                 for writer in writers.values():

@@ -11,7 +11,8 @@ classifier W (C x p), its bias b and the penultimate features h, the input of th
   is the model's output width) and that it is applied to one feature vector per sample
   (input (N, p), not (N, T, p)). A model with no Linear (a convolutional head, or a
   TorchScript / torch.export program, whose submodules hooks cannot see) is an InputError
-  that points to `--points` with `--classifier`.
+  that points to `--points` with `--classifier`. The model's logits are its output tensor,
+  or the `logits` of the dict or Hugging Face `ModelOutput` it returns (`hooks.model_logits`).
 - The classifier's inputs over a data set are captured in the same forward pass as the
   layers (`extract(..., capture_inputs=[head.name])`, a forward pre-hook): there is no
   second pass and no second extraction engine.
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .hooks import eval_mode, is_scripted, run_model, to_device
+from .hooks import eval_mode, is_scripted, model_logits, run_model, to_device
 
 CLASSIFIER_HINT = (
     "save the penultimate features H and the classifier's weight W as arrays and measure them "
@@ -151,7 +152,7 @@ def find_classifier(model: nn.Module, example: torch.Tensor | None = None) -> Cl
         raise _no_linear(model)
     path, features = calls[-1]
     head = head_of(model, path)
-    logits = output if isinstance(output, torch.Tensor) else None
+    logits = model_logits(output)
     if logits is None or logits.ndim != 2:
         shape = None if logits is None else tuple(logits.shape)
         raise InputError(

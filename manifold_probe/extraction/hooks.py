@@ -13,8 +13,9 @@ Layer names (the same as `layers.list_layers` gives):
 
 A module's output that is a tuple, list or dict (a namedtuple, a Hugging Face `ModelOutput`)
 is represented by its first tensor, searched depth first in order (dict values in insertion
-order). Outputs whose first dimension is not the batch are not per-sample activations and are
-skipped.
+order); the model's own output is its `logits` entry or attribute when it has one
+(`model_logits`), so a Hugging Face classifier's `logits` layer is its logits. Outputs whose
+first dimension is not the batch are not per-sample activations and are skipped.
 
 Hooks see outputs while the forward pass is still running: a later in-place operation
 (`ReLU(inplace=True)`) may overwrite the very tensor the hook saw. The callback must copy
@@ -76,6 +77,34 @@ def first_tensor(output) -> torch.Tensor | None:
         found = first_tensor(item)
         if found is not None:
             return found
+    return None
+
+
+def model_logits(output) -> torch.Tensor | None:
+    """The logits a model returned: the tensor itself, the `logits` entry of a dict or a
+    Hugging Face `ModelOutput` (or a `logits` attribute), else the first tensor inside.
+
+    >>> model_logits({"loss": None, "logits": torch.zeros(2, 3)}).shape
+    torch.Size([2, 3])
+    """
+    if isinstance(output, torch.Tensor):
+        return output
+    named = output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)
+    if isinstance(named, torch.Tensor):
+        return named
+    return first_tensor(output)
+
+
+ATTENTION_MASK = "attention_mask"
+"""The keyword argument of a dict batch that marks real tokens (1) and padding (0)."""
+
+
+def attention_mask(inputs) -> torch.Tensor | None:
+    """The `attention_mask` entry of a dict batch (2-D: batch x tokens), else None."""
+    if isinstance(inputs, Mapping):
+        mask = inputs.get(ATTENTION_MASK)
+        if isinstance(mask, torch.Tensor) and mask.ndim == 2:
+            return mask
     return None
 
 
@@ -242,7 +271,7 @@ class LayerRecorder:
         return hook
 
     def _deliver(self, name: str, output) -> None:
-        tensor = first_tensor(output)
+        tensor = model_logits(output) if name == LOGITS else first_tensor(output)
         if tensor is None or not is_per_sample(tensor, self._batch_size):
             if self.wanted is None:
                 return

@@ -40,6 +40,7 @@ from torch import nn
 
 from ..errors import InputError
 from .hooks import LOGITS, OPAQUE_HINT, LayerRecorder, eval_mode, split_layer_name, to_device
+from .reductions import output_kind
 
 _PLAIN_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _PASS_THROUGH = (
@@ -88,6 +89,12 @@ class LayerInfo:
     def n_features(self) -> int:
         """Number of values per sample (the flattened output size)."""
         return math.prod(self.output_shape)
+
+    @property
+    def kind(self) -> str:
+        """`vector`, `token sequence` or `spatial map` (`reductions.output_kind`), which
+        decides the reductions that apply (`auto`: mean over tokens, else none)."""
+        return output_kind(self.output_shape)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,31 @@
 """Per-layer reductions of a layer's output to a (batch, features) float32 matrix.
 
+A layer's per-sample output is of one of three kinds (`output_kind`), by its number of axes:
+
+- a *vector* (D,) (a linear layer, the logits);
+- a *token sequence* (T, D) (a transformer block: tokens, then hidden features);
+- a *spatial map* (C, H, W) or (C, D, H, W) (a convolution: channels first).
+
+A (C, L) output of a 1-D convolution has two axes too and counts as a token sequence: two axes
+cannot tell channels-first maps from tokens, so `avgpool` refuses them (give `mean`, which
+averages over the first axis, or `flatten`).
+
 A reduction is named by a spec string:
 
-- `none`: flatten the per-sample output as it is (features = product of the output shape).
-- `avgpool`: mean over every dimension after the first (channels-first convention): a
-  (C, H, W) or (C, L) output becomes its C channel means; a vector stays as it is.
+- `auto` (the default): per output kind, `none` for vectors and spatial maps (the map flattened
+  as it is) and `mean` for token sequences (the mask-aware token mean: defined for every
+  transformer, with or without a class token, and with padding).
+- `none`, or `flatten`: flatten the per-sample output as it is (features = product of the
+  output shape; for a token sequence T * D, padding tokens included).
+- `avgpool`: the spatial mean of a map, (C, H, W) -> its C channel means; a vector stays as
+  it is; a token sequence is refused (its mean over the hidden axis is about 0 after a
+  LayerNorm, by construction: use `mean`).
+- `cls`: the first token x[0] of a token sequence (the class token of BERT and ViT);
+  `token:I`: token I (negative I counts from the end, `token:-1` the last position).
+- `mean`: the mean over tokens, sum_t m_t x_t / sum_t m_t with m the batch's attention mask
+  (1 for real tokens, 0 for padding; all ones when the batch has none).
+- `last`: the last real token, x[t*] with t* the largest t where m_t = 1 (the summary token
+  of a causal language model, wherever its padding is).
 - `project:N`: a Gaussian random projection to N <= `MAX_PROJECTION_DIM` dimensions,
   y = x R with R a (D, N) matrix of i.i.d. N(0, 1/N) entries, so that
   E ||y||^2 = ||x||^2 (Johnson-Lindenstrauss).
@@ -14,10 +35,20 @@ A reduction is named by a spec string:
   otherwise every batch regenerates it block by block, so memory stays bounded by one block
   (slower: D * N normal draws per batch). Both paths give the same matrix.
 
+Token reductions (`cls`, `token:I`, `mean`, `last`) applied to a vector leave it as it is
+(so one spec can cover a transformer's blocks and its logits) and refuse a spatial map.
+`Reduction.for_shape` turns a spec into the concrete reduction of one layer's output (what
+results and the cache record).
+
 Every reduction works in float32 on the device the layer ran on, batch by batch.
 
 A reduction plan gives each layer its reduction: one spec for all layers, or a dict whose
 keys are layer names or glob patterns (plus `default`), see `resolve_reductions`.
+
+Example
+-------
+>>> make_reducer(parse_reduction("cls"), (16, 64), layer="blocks.0")(torch.zeros(8, 16, 64)).shape
+torch.Size([8, 64])
 """
 
 from __future__ import annotations
@@ -41,43 +72,104 @@ MAX_PROJECTION_DIM = 2**16
 DEFAULT_MAX_MATRIX_BYTES = 256 * 2**20
 """Projection matrices up to this size are built once and kept; larger ones are streamed."""
 
-_SPEC_HELP = "use none, avgpool or project:N with N a positive whole number"
+_SPEC_HELP = (
+    "use auto, none, flatten, avgpool, cls, mean, last, token:I or project:N "
+    "(I a whole number, N a positive whole number)"
+)
+
+VECTOR, TOKENS, MAP = "vector", "token sequence", "spatial map"
+"""The output kinds (`output_kind`)."""
+
+AUTO_REDUCTIONS = {VECTOR: "none", TOKENS: "mean", MAP: "none"}
+"""What `auto` applies to each output kind."""
+
+_PLAIN = ("none", "flatten", "avgpool", "auto", "cls", "mean", "last")
+_TOKEN_KINDS = ("cls", "token", "mean", "last")
+
+
+def output_kind(shape: Sequence[int]) -> str:
+    """The kind of a per-sample output shape: `vector` (at most one axis), `token sequence`
+    (two axes, tokens then features) or `spatial map` (three or more, channels first).
+
+    >>> output_kind((197, 192)), output_kind((64, 8, 8)), output_kind((10,))
+    ('token sequence', 'spatial map', 'vector')
+    """
+    return VECTOR if len(shape) <= 1 else TOKENS if len(shape) == 2 else MAP
 
 
 @dataclass(frozen=True)
 class Reduction:
-    """A parsed reduction: `kind` is none, avgpool or project; `dim` is N for project:N."""
+    """A parsed reduction: `kind` is auto, none, flatten, avgpool, cls, token, mean, last or
+    project; `dim` is N for project:N and I for token:I."""
 
     kind: str
     dim: int | None = None
 
     @property
     def spec(self) -> str:
-        """The spec string this reduction parses from (`none`, `avgpool`, `project:N`)."""
-        return f"project:{self.dim}" if self.kind == "project" else self.kind
+        """The spec string this reduction parses from (`none`, `token:3`, `project:N`, ...)."""
+        return f"{self.kind}:{self.dim}" if self.kind in ("project", "token") else self.kind
+
+    def for_shape(self, shape: Sequence[int], *, layer: str = "") -> Reduction:
+        """The concrete reduction of an output of this per-sample shape: `auto` resolved by
+        the output kind, a vector's pooling or token choice as `none`; an InputError (one line
+        naming the layer) for a reduction that does not fit the kind."""
+        kind = output_kind(shape)
+        if self.kind == "auto":
+            return Reduction(AUTO_REDUCTIONS[kind])
+        if self.kind == "project" or self.kind in ("none", "flatten"):
+            return self
+        if kind == VECTOR:
+            return Reduction("none")
+        named = f"layer {layer!r}" if layer else "the layer"
+        shown = "x".join(str(int(s)) for s in shape)
+        if self.kind == "avgpool" and kind == TOKENS:
+            raise InputError(
+                f"reduction avgpool averages a (C, H, W) map over space, but {named} gives a token "
+                f"sequence ({shown}: tokens x features); use mean, cls, last, token:I or flatten."
+            )
+        if self.kind in _TOKEN_KINDS and kind == MAP:
+            raise InputError(
+                f"reduction {self.spec} picks or averages tokens, but {named} gives a spatial map "
+                f"({shown}); use avgpool, none or project:N there (LAYER=SPEC)."
+            )
+        if self.kind == "token" and not -shape[0] <= self.dim < shape[0]:
+            raise InputError(
+                f"reduction {self.spec}: {named} has {shape[0]} tokens (token:0 to token:{shape[0] - 1}, "
+                "or negative from the end)."
+            )
+        return self
 
     def n_features(self, shape: Sequence[int]) -> int:
         """How many features a per-sample output of this shape reduces to."""
-        if self.kind == "project":
-            return int(self.dim)
-        if self.kind == "avgpool" and len(shape) >= 2:
-            return int(shape[0])
+        concrete = self.for_shape(shape)
+        if concrete.kind == "project":
+            return int(concrete.dim)
+        if concrete.kind in ("avgpool", *_TOKEN_KINDS):
+            return int(shape[0] if concrete.kind == "avgpool" else shape[1])
         return math.prod(shape)
 
     def cache_token(self, seed: int) -> str:
-        """What the cache key records: the spec, plus the seed for a seeded projection."""
+        """What the cache key records: the spec, plus the seed for a seeded projection and
+        the rule for `auto`."""
+        if self.kind == "auto":
+            return "auto(" + ",".join(f"{k}={v}" for k, v in AUTO_REDUCTIONS.items()) + ")"
         return f"{self.spec} seed={seed}" if self.kind == "project" else self.spec
 
 
 def parse_reduction(spec: str | Reduction) -> Reduction:
-    """Parse `none`, `avgpool` or `project:N` (case and surrounding spaces ignored)."""
+    """Parse a spec: `auto`, `none`, `flatten`, `avgpool`, `cls`, `mean`, `last`, `token:I`
+    or `project:N` (case and surrounding spaces ignored)."""
     if isinstance(spec, Reduction):
         return spec
     if not isinstance(spec, str):
         raise InputError(f"reduction must be a string, got {spec!r}; {_SPEC_HELP}.")
     text = spec.strip().lower()
-    if text in ("none", "avgpool"):
+    if text in _PLAIN:
         return Reduction(text)
+    token = re.fullmatch(r"token\s*:\s*(-?\d+)", text)
+    if token:
+        return Reduction("token", int(token.group(1)))
     match = re.fullmatch(r"project\s*:\s*(\d+)", text)
     if match and int(match.group(1)) > MAX_PROJECTION_DIM:
         raise InputError(
@@ -95,7 +187,7 @@ def resolve_reductions(
 ) -> dict[str, Reduction]:
     """The reduction of each layer under a plan.
 
-    `plan` is one spec for every layer, or a dict: the key `default` (else `none`) applies
+    `plan` is one spec for every layer, or a dict: the key `default` (else `auto`) applies
     to layers no other key matches; other keys are layer names or glob patterns (fnmatch).
     An exact name wins over patterns; among patterns the first in the dict's order wins. A
     key that matches none of `layers` is an input error (it is almost always a typo).
@@ -106,7 +198,7 @@ def resolve_reductions(
     if not isinstance(plan, Mapping):
         raise InputError(f"reduction must be a spec string or a dict, got {type(plan).__name__}.")
     parsed = {key: parse_reduction(spec) for key, spec in plan.items()}
-    default = parsed.pop("default", Reduction("none"))
+    default = parsed.pop("default", Reduction("auto"))
     for key in parsed:
         if not any(name == key or fnmatch.fnmatchcase(name, key) for name in layers):
             raise InputError(
@@ -189,6 +281,19 @@ class _Projector:
         return result
 
 
+def _token_mask(mask: torch.Tensor | None, batch: torch.Tensor, layer: str) -> torch.Tensor:
+    """The (batch, T) float mask of real tokens: the attention mask, or all ones without one."""
+    n, tokens = batch.shape[0], batch.shape[1]
+    if mask is None:
+        return torch.ones(n, tokens, device=batch.device)
+    if tuple(mask.shape) != (n, tokens):
+        raise InputError(
+            f"the attention mask is {tuple(mask.shape)} but layer {layer!r} has {tokens} tokens per "
+            "sample; use cls, token:I or flatten for this layer (LAYER=SPEC)."
+        )
+    return (mask != 0).to(device=batch.device, dtype=torch.float32)
+
+
 def make_reducer(
     reduction: Reduction,
     shape: Sequence[int],
@@ -197,21 +302,44 @@ def make_reducer(
     seed: int = 0,
     device: torch.device | str = "cpu",
     max_matrix_bytes: int = DEFAULT_MAX_MATRIX_BYTES,
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function taking a batch of outputs (batch, *shape) to (batch, features) float32.
+) -> Callable[..., torch.Tensor]:
+    """A function taking a batch of outputs (batch, *shape), and the batch's attention mask
+    (batch, T) or None, to (batch, features) float32.
 
-    The result is a new tensor for avgpool and project, and may be a view of the input for
-    none (the caller copies it before the model can overwrite it in place).
+    `reduction` is resolved for `shape` first (`Reduction.for_shape`: `auto` by the output
+    kind, an InputError for a reduction that does not fit). The result is a new tensor for
+    every reduction but none/flatten, which may return a view of the input (the caller
+    copies it before the model can overwrite it in place).
     """
     shape = tuple(int(s) for s in shape)
-    if reduction.kind == "none":
-        return lambda batch: batch.reshape(batch.shape[0], -1).float()
-    if reduction.kind == "avgpool":
-        if len(shape) < 2:
-            return lambda batch: batch.reshape(batch.shape[0], -1).float()
+    reduction = reduction.for_shape(shape, layer=layer)
+    kind = reduction.kind
+    if kind in ("none", "flatten"):
+        return lambda batch, mask=None: batch.reshape(batch.shape[0], -1).float()
+    if kind == "avgpool":
         spatial = tuple(range(2, len(shape) + 1))
-        return lambda batch: batch.float().mean(dim=spatial)
+        return lambda batch, mask=None: batch.float().mean(dim=spatial)
+    if kind in ("cls", "token"):
+        index = 0 if kind == "cls" else reduction.dim
+        return lambda batch, mask=None: batch[:, index].float()
+    if kind == "mean":
+
+        def mean(batch: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+            weights = _token_mask(mask, batch, layer)
+            total = torch.einsum("nt,ntd->nd", weights, batch.float())
+            return total / weights.sum(dim=1, keepdim=True).clamp(min=1.0)
+
+        return mean
+    if kind == "last":
+
+        def last(batch: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+            weights = _token_mask(mask, batch, layer)
+            positions = torch.arange(batch.shape[1], device=batch.device, dtype=torch.float32)
+            index = (weights * positions).argmax(dim=1)  # the largest t with m_t = 1
+            return batch[torch.arange(batch.shape[0], device=batch.device), index].float()
+
+        return last
     projector = _Projector(
         seed, layer, math.prod(shape), reduction.dim, torch.device(device), max_matrix_bytes
     )
-    return lambda batch: projector(batch.reshape(batch.shape[0], -1).float())
+    return lambda batch, mask=None: projector(batch.reshape(batch.shape[0], -1).float())

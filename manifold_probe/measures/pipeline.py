@@ -169,7 +169,7 @@ def model_activations(
     data,
     *,
     layers: Sequence[str] | str | None = None,
-    reduction: str | Mapping[str, str] = "none",
+    reduction: str | Mapping[str, str] = "auto",
     batch_size: int = 256,
     cache_dir: str | None = None,
     use_cache: bool = True,
@@ -224,7 +224,8 @@ def model_activations(
         progress=progress,
     )
     labels = np.asarray(data.labels) if isinstance(data, LabelledData) else acts.labels
-    source = {**model_source(loaded), **data_source(data, acts.n_points), "reduction": reduction}
+    source = {**model_source(loaded), **data_source(data, acts.n_points), "reduction": reduction,
+              "reductions": {name: record.reduction for name, record in acts.info.items()}}  # fmt: skip
     if "checkpoint" in source:  # the JSON has always listed the checkpoint last
         source["checkpoint"] = source.pop("checkpoint")
     return Activations(

@@ -183,15 +183,15 @@ def result_tables(result: Result) -> list[Table]:
 
 
 def layers_table(layers, *, title: str, defaults_only: bool = False) -> Table:
-    """The layers of a model (`api.list_layers`): name, module type, output shape, features,
-    whether it is a default layer."""
+    """The layers of a model (`api.list_layers`): name, module type, output shape, kind
+    (vector, token sequence, spatial map), features, whether it is a default layer."""
     table = Table(title=title, header_style="bold")
-    for column in ("layer", "module", "output shape", "features", "default"):
+    for column in ("layer", "module", "output shape", "kind", "features", "default"):
         table.add_column(column)
     for layer in layers:
         if not defaults_only or layer.default:
             shape = "x".join(str(s) for s in layer.output_shape)
-            table.add_row(layer.name, layer.module_type, shape, str(layer.n_features),
+            table.add_row(layer.name, layer.module_type, shape, layer.kind, str(layer.n_features),
                           "yes" if layer.default else "")  # fmt: skip
     return table
 
