@@ -17,7 +17,7 @@ import typer
 
 from manifold_probe.errors import InputError
 
-from .options import HtmlOut, JsonOut, SourceArgs, source_options
+from .options import HtmlOut, JsonOut, SourceArgs, is_named_arch, source_options
 from .output import err_console, print_result, write_outputs
 
 Models = Annotated[
@@ -124,8 +124,8 @@ def collapse_command(
     """
     if models and source.points is not None:
         raise InputError("give either --model (with --data) or --points, not both.")
-    if not models and source.points is None:
-        raise InputError("give either --model (with --data) or --points.")
+    if not models and source.points is None and not is_named_arch(source.arch):
+        raise InputError("give either --model (with --data), --arch timm:NAME/hf:FOLDER, or --points.")
     _check_points_options(source, classifier, bias)
     import manifold_probe as mp
     from manifold_probe.measures.collapse import collapse_series
@@ -136,7 +136,7 @@ def collapse_command(
         with source.load(min_points=4) as arrays:
             result = mp.collapse(arrays, classifier=weight, bias=offsets, progress=progress)
     else:
-        paths = expand_models(models)
+        paths = expand_models(models) if models else [None]  # None: the model --arch names
         results = []
         for number, path in enumerate(paths, start=1):
             if len(paths) > 1 and progress:

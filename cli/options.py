@@ -49,11 +49,54 @@ Arch = Annotated[
     str | None,
     typer.Option(
         "--arch",
-        help="Architecture of a bare state_dict: digits-cnn, digits-mlp, small-resnet or torchvision:NAME "
-        "(e.g. torchvision:resnet18).",
+        help="Architecture of a bare state_dict or .safetensors file: digits-cnn, digits-mlp, small-resnet, "
+        "torchvision:NAME (e.g. torchvision:resnet18), timm:NAME or hf:FOLDER (a local config.json). "
+        "Without --model: that model with seeded initial weights (or the hf folder's weights).",
         show_default=False,
     ),
 ]
+# --- models by name (issue 11): --arch-kwargs, --in-channels -------------------------------
+ArchKwargs = Annotated[
+    str | None,
+    typer.Option(
+        "--arch-kwargs",
+        help='Arguments of --arch as JSON: torchvision sizes (\'{"image_size": 32}\'), timm\'s create_model '
+        'arguments (\'{"in_chans": 1, "depth": 4}\'), Hugging Face config fields (\'{"num_labels": 3}\').',
+        show_default=False,
+    ),
+]
+InChannels = Annotated[
+    int | None,
+    typer.Option(
+        "--in-channels",
+        help="Input channels: rebuilds a torchvision stem (1 for a grayscale ResNet conv1), sets timm's "
+        "in_chans, and reads imagefolder data as grayscale (1) or RGB (3).",
+        show_default=False,
+    ),
+]
+
+
+def parse_arch_kwargs(text: str | None) -> dict:
+    """--arch-kwargs as a dict (a JSON object)."""
+    import json
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--arch-kwargs is not JSON ({exc.msg}); write e.g. {{\"img_size\": 32}}.") from None
+    if not isinstance(value, dict):
+        raise InputError(f"--arch-kwargs must be a JSON object of named arguments, got {text!r}.")
+    return value
+
+
+def is_named_arch(arch: str | None) -> bool:
+    """Whether --arch names a model that can be built without --model."""
+    return bool(arch) and arch.startswith(("timm:", "hf:", "torchvision:"))
+
+
+# -------------------------------------------------------------------------------------------
 NumClasses = Annotated[
     int | None,
     typer.Option("--num-classes", help="Number of classes of a bare state_dict.", show_default=False),
@@ -200,6 +243,8 @@ class SourceArgs:
     labels: Path | None = None
     data: str = "digits"
     arch: str | None = None
+    arch_kwargs: str | None = None
+    in_channels: int | None = None
     num_classes: int | None = None
     trust_checkpoint: bool = False
     split: str = "train"
@@ -220,6 +265,7 @@ class SourceArgs:
         import manifold_probe as mp
 
         return mp.load_model(path or self.model, arch=self.arch, num_classes=self.num_classes,
+                             arch_args=parse_arch_kwargs(self.arch_kwargs), in_channels=self.in_channels,
                              trust_checkpoint=self.trust_checkpoint, device=self.device)  # fmt: skip
 
     def load_data(self):
@@ -228,8 +274,9 @@ class SourceArgs:
 
         if self.split not in ("train", "test"):
             raise InputError(f"--split must be train or test, got {self.split!r}.")
+        channels = self.in_channels if self.data.startswith("imagefolder:") else None
         return mp.load_data(self.data, split=self.split, n_points=self.n_points, seed=self.seed,
-                            normalize=parse_normalize(self.normalize))  # fmt: skip
+                            normalize=parse_normalize(self.normalize), channels=channels)  # fmt: skip
 
     def load(self, *, min_points: int = 2, classifier: bool = False) -> Activations:
         """Either --model (with --data) or --points: the layers a command measures (with
@@ -238,8 +285,9 @@ class SourceArgs:
         from manifold_probe.extraction.reductions import parse_reduction_options
         from manifold_probe.measures.pipeline import layers_from_points
 
-        if (self.model is None) == (self.points is None):
-            raise InputError("give either --model (with --data) or --points.")
+        has_model = self.model is not None or is_named_arch(self.arch)
+        if has_model == (self.points is not None):
+            raise InputError("give either --model (with --data), --arch timm:NAME/hf:FOLDER, or --points.")
         if self.points is not None:
             return layers_from_points(
                 str(self.points), str(self.labels) if self.labels else None, min_points=min_points
@@ -265,6 +313,8 @@ _SOURCE_OPTIONS = {
     "points": (Points, None),
     "labels": (Labels, None),
     "arch": (Arch, None),
+    "arch_kwargs": (ArchKwargs, None),
+    "in_channels": (InChannels, None),
     "num_classes": (NumClasses, None),
     "trust_checkpoint": (TrustCheckpoint, False),
     "split": (Split, "train"),

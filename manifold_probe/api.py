@@ -75,21 +75,31 @@ INFO_ATTRIBUTE = "mprobe_info"
 
 
 def load_model(
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     *,
     arch: str | None = None,
     num_classes: int | None = None,
+    arch_args: dict | None = None,
+    in_channels: int | None = None,
     trust_checkpoint: bool = False,
     device: str = "cpu",
 ) -> nn.Module:
-    """A model from a file, as an `nn.Module` in eval mode, with its metadata attached.
+    """A model from a file or by name, as an `nn.Module` in eval mode, with its metadata attached.
 
     Parameters
     ----------
-    path : mprobe's checkpoint (from `mprobe train`), a state_dict (give `arch` and
-        `num_classes`), a TorchScript archive or a `torch.export` program (`.pt2`).
-    arch : architecture of a bare state_dict: `digits-cnn`, `digits-mlp`, `torchvision:NAME`.
+    path : mprobe's checkpoint (from `mprobe train`), a state_dict or `.safetensors` file
+        (give `arch` and `num_classes`), a TorchScript archive or a `torch.export` program
+        (`.pt2`); or an architecture by name: `timm:NAME`, `hf:FOLDER` (a local config.json,
+        with its weights file when the folder has one), `torchvision:NAME`, built offline
+        with seeded initial weights.
+    arch : architecture of a bare state_dict: `digits-cnn`, `digits-mlp`, `torchvision:NAME`,
+        `timm:NAME`, `hf:FOLDER`.
     num_classes : number of classes of a bare state_dict.
+    arch_args : further arguments of the architecture: torchvision sizes
+        (`{"image_size": 32}`), timm's `create_model` arguments (`in_chans`, `embed_dim`,
+        `depth`), or Hugging Face config fields (`num_labels`).
+    in_channels : input channels: rebuilds a torchvision stem (a 1-channel ResNet `conv1`).
     trust_checkpoint : allow a whole pickled module (unpickling runs code from the file).
     device : `cpu`, `cuda` or `auto`.
 
@@ -102,12 +112,14 @@ def load_model(
     -------
     >>> model = mp.load_model("ckpt.pt")
     >>> mp.model_info(model).checkpoint["metrics"]["test_accuracy"]
+    >>> vit = mp.load_model("timm:vit_tiny_patch16_224", arch_args={"img_size": 32, "depth": 4})
     """
     loaded = _load_model(
-        path, arch=arch, num_classes=num_classes, trust_checkpoint=trust_checkpoint,
-        device=resolve_device(device),
+        path, arch=arch, num_classes=num_classes, arch_args=arch_args, in_channels=in_channels,
+        trust_checkpoint=trust_checkpoint, device=resolve_device(device),
     )  # fmt: skip
-    loaded = replace(loaded, path=str(path))
+    if loaded.path is None and loaded.kind != "named":
+        loaded = replace(loaded, path=str(path))
     setattr(loaded.module, INFO_ATTRIBUTE, loaded)
     return loaded.module
 
@@ -134,24 +146,29 @@ def model_info(model: nn.Module) -> LoadedModel:
 
 
 def load_data(
-    spec: str = "digits",
+    spec: Any = "digits",
     *,
     split: str = "train",
     n_points: int | None = None,
     seed: int = 0,
     normalize: str | tuple | None = None,
     image_size: int | None = None,
+    channels: int | None = None,
 ) -> LabelledData:
     """A labelled data set, itself a map-style `Dataset` of (input, label).
 
     Parameters
     ----------
-    spec : `digits` (built in), `npz:PATH` (arrays x, y), `imagefolder:ROOT`, `cifar10:ROOT`,
-        `cifar100:ROOT`, `mnist:ROOT`, `fashion-mnist[:ROOT]`. Nothing is ever downloaded.
+    spec : `digits` (built in), `npz:PATH` (arrays x, y; or named arrays such as input_ids,
+        attention_mask, labels, passed to the model as keyword arguments), `imagefolder:ROOT`,
+        `cifar10:ROOT`, `cifar100:ROOT`, `mnist:ROOT`, `fashion-mnist[:ROOT]`; or a dict of
+        arrays (a Hugging Face `datasets.Dataset` too): labels under `labels`, `label` or `y`,
+        the rest keyword arguments of the model. Nothing is ever downloaded.
     split : `train` or `test`.
     n_points : a reproducible, class-stratified seeded subset of this many samples.
     seed : the subset's seed.
     normalize, image_size : per-channel standardisation and resizing of image sets.
+    channels : 1 reads an image folder as grayscale, 3 (the default) as RGB.
 
     Returns
     -------
@@ -162,10 +179,18 @@ def load_data(
     >>> data = mp.load_data("digits", split="train", n_points=500, seed=0)
     >>> len(data), data.num_classes
     (500, 10)
+    >>> text = mp.load_data({"input_ids": ids, "attention_mask": mask, "labels": y})
     """
     check_positive(seed, name="seed", integer=True, allow_zero=True)
     return _load_data(spec, split=split, n_points=n_points, seed=seed, normalize=normalize,
-                      image_size=image_size)  # fmt: skip
+                      image_size=image_size, channels=channels)  # fmt: skip
+
+
+def _as_data(data: Any) -> Any:
+    """A dict of arrays (or a `datasets.Dataset`) as `load_data` reads it; other data as given."""
+    if isinstance(data, Mapping) or hasattr(data, "column_names"):
+        return load_data(data)
+    return data
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -210,6 +235,7 @@ def list_layers(model: nn.Module, data: Any = None, *, device: str | None = None
     """
     module, dev = _on_device(model, device)
     info = model_info(module)
+    data = _as_data(data)
     if data is None:
         if info.input_shape is None:
             raise InputError("the model does not record its input shape; give data to trace it with.")
@@ -249,7 +275,8 @@ def extract(
     Parameters
     ----------
     model : any `nn.Module` (it is run in eval mode; its flags are restored afterwards).
-    data : a tensor or array of inputs, a Dataset, a DataLoader or `load_data(...)`.
+    data : a tensor or array of inputs, a Dataset, a DataLoader, `load_data(...)`, or a dict
+        of arrays (keyword arguments of the model and their `labels`, as `load_data` reads it).
     layers : names or globs (`"layer*"`), see `list_layers`; None: the outputs of the
         model's blocks plus `logits`.
     reduction : `auto` (token sequences: `mean`; maps and vectors: `none`), `none` or
@@ -280,6 +307,7 @@ def extract(
     >>> acts["block1"].shape
     """
     module, dev = _on_device(model, device)
+    data = _as_data(data)
     if cache is None or cache is False:
         cache_dir, use_cache = None, False
     else:

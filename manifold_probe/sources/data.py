@@ -12,11 +12,16 @@ Specs (`load_data(spec, split=..., n_points=..., seed=...)`):
 - `npz:PATH`: a NumPy archive (read with allow_pickle=False) holding `x` (N, ...) and `y`
   (N,) for the `train` split and, optionally, `x_test` and `y_test` for the `test` split;
   asking for `test` when the archive has no `x_test` is an error. Arrays are used as
-  stored (cast to float32); labels are whole numbers 0..C-1, C = 1 + the largest label.
+  stored: float32, or int64 for integer arrays (token ids for an `nn.Embedding`); labels
+  are whole numbers 0..C-1, C = 1 + the largest label. An archive without `x` holds named
+  arrays passed to the model as keyword arguments (`input_ids`, `attention_mask`, ...), its
+  labels named `y`, `labels` or `label`; the test split is the arrays named `NAME_test`.
+  A Python dict of such arrays (`load_data({"input_ids": ..., "labels": ...})`) is the same.
 - `imagefolder:ROOT`: torchvision's ImageFolder (one sub-folder per class). `ROOT/train` and
   `ROOT/test` are the splits when ROOT has a `train` folder; otherwise ROOT itself is the
   `train` split and there is no `test` split. Classes are the union of both splits' class
-  folders, sorted, so their indices agree. Images are loaded as RGB and turned into
+  folders, sorted, so their indices agree. Images are loaded as RGB (or grayscale with
+  `channels=1`) and turned into
   [0, 1] tensors (ToTensor); they must share one size unless `image_size` is given
   (resize of the short side, then centre crop).
 - `cifar10:ROOT`, `cifar100:ROOT`: the python versions of CIFAR (ROOT/cifar-10-batches-py,
@@ -45,7 +50,7 @@ import difflib
 import hashlib
 import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +115,9 @@ class TensorImages(Dataset):
     """Images held in memory as one tensor, turned into float32 inputs item by item.
 
     An item is `(images[i] * scale - mean) / std` with its label; `mean` and `std` hold one
-    value per channel (axis 0 of an item) or are None (no standardisation).
+    value per channel (axis 0 of an item) or are None (no standardisation). Integer `images`
+    without scale and standardisation (token ids) stay integer: items are int64, so they can
+    reach an `nn.Embedding`.
     """
 
     def __init__(
@@ -135,7 +142,10 @@ class TensorImages(Dataset):
         return len(self.images)
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:
-        """Float32 model inputs from stored images (one item or a batch with a leading axis)."""
+        """Float32 model inputs from stored images (one item or a batch with a leading axis);
+        int64 for integer arrays used as stored (token ids)."""
+        if not images.is_floating_point() and self.scale == 1.0 and self._mean is None:
+            return images.to(torch.int64)
         x = images.to(torch.float32)
         if self.scale != 1.0:
             x = x * self.scale
@@ -161,11 +171,95 @@ class TensorImages(Dataset):
         return TensorImages(self.images, self.labels, scale=self.scale, mean=mean, std=std)
 
 
+LABEL_NAMES = ("y", "labels", "label")
+"""Names of the label array among named arrays (an npz archive, a dict of arrays)."""
+
+
+class KeywordArrays(Dataset):
+    """Named arrays of one length whose items are the model's keyword arguments.
+
+    Item i is `({name: arrays[name][i]}, labels[i])`; batches are passed to the model as
+    `model(**batch)` (a Hugging Face model's `input_ids`, `attention_mask`, ...). Integer and
+    boolean arrays become int64 tensors, the others float32.
+    """
+
+    def __init__(self, arrays: dict[str, torch.Tensor], labels: np.ndarray):
+        self.arrays = arrays
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[dict[str, torch.Tensor], int]:
+        return {name: array[index] for name, array in self.arrays.items()}, int(self.labels[index])
+
+    def subset(self, indices: np.ndarray) -> KeywordArrays:
+        """The samples at `indices`."""
+        chosen = torch.from_numpy(indices)
+        return KeywordArrays({k: v[chosen] for k, v in self.arrays.items()}, self.labels[indices])
+
+
+
+def arrays_digest(arrays: Mapping) -> str:
+    """sha256 of named arrays: every name, dtype, shape and the bytes (what identifies a dict
+    of arrays in the activation cache)."""
+    sha = hashlib.sha256()
+    for name in sorted(arrays, key=str):
+        values = np.ascontiguousarray(np.asarray(arrays[name]))
+        sha.update(f"{name}|{values.dtype}|{values.shape}|".encode() + values.tobytes())
+    return sha.hexdigest()
+
+
+def _as_input_tensor(values: np.ndarray, name: str, where: str) -> torch.Tensor:
+    """A model input from a numeric array: int64 for integers and booleans, else float32."""
+    if values.dtype == bool or np.issubdtype(values.dtype, np.integer):
+        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64))
+    if not np.issubdtype(values.dtype, np.number):
+        raise InputError(f"{name} in {where} must be a numeric array, got dtype {values.dtype}.")
+    if not np.isfinite(values).all():
+        raise InputError(f"{name} in {where} contains NaN or Inf; remove or impute them.")
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+
+
+def keyword_arrays(arrays, where: str) -> tuple[Dataset, np.ndarray, int, tuple[int, ...]]:
+    """(dataset, labels, number of classes, shape of the first input) from named arrays: the
+    label array (`y`, `labels` or `label`) and every other array, one row per sample, as the
+    model's keyword arguments (a lone array `x` as its positional input).
+
+    >>> data, labels, c, shape = keyword_arrays({"input_ids": ids, "attention_mask": m, "labels": y}, "dict")
+    """
+    arrays = {str(k): np.asarray(v) for k, v in arrays.items()}
+    label_name = next((name for name in LABEL_NAMES if name in arrays), None)
+    if label_name is None:
+        found = ", ".join(sorted(arrays)) or "nothing"
+        raise InputError(
+            f"{where} holds no labels: give arrays x and y, or named inputs (input_ids, ...) with "
+            f"labels named y, labels or label (found {found})."
+        )
+    raw = arrays.pop(label_name)
+    if not arrays:
+        raise InputError(f"{where} holds labels but no inputs (add input_ids, x or other arrays).")
+    n = len(raw)
+    for name, values in arrays.items():
+        if values.ndim < 1 or len(values) != n or n == 0:
+            raise InputError(
+                f"{name} in {where} has shape {values.shape} but there are {n} labels; every array "
+                "needs one row per sample."
+            )
+    labels = as_class_indices(raw, n, None, name=f"{label_name} in {where}")
+    tensors = {name: _as_input_tensor(values, name, where) for name, values in arrays.items()}
+    first = next(iter(tensors.values()))
+    # a lone `x` is the model's one positional input, as in an npz of x and y
+    dataset = TensorImages(first, labels) if list(tensors) == ["x"] else KeywordArrays(tensors, labels)
+    return dataset, labels, int(labels.max()) + 1, tuple(first.shape[1:])
+
+
 @dataclass(frozen=True, eq=False)
 class LabelledData(Dataset):
     """A labelled data set ready for a model, itself a map-style Dataset of (input, label).
 
-    `dataset` yields (float32 input of shape `input_shape`, int label); `labels` holds all
+    `dataset` yields (input of shape `input_shape`, int label), the input float32, int64 for
+    token ids, or a dict of keyword inputs (`KeywordArrays`); `labels` holds all
     labels in the same order; `indices` are the positions of the points in the whole split
     (equal to arange(n) without `n_points`); `class_names` names the classes when the data
     set does (CIFAR, image folders, MNIST, Fashion-MNIST), else None; `preprocessing` records
@@ -196,8 +290,14 @@ class LabelledData(Dataset):
         """All inputs as one (n_points, *input_shape) float32 tensor (for sets that fit in RAM).
 
         For in-memory sets stored as float32 (digits, npz) this may share memory with the
-        data set: do not modify it in place.
+        data set: do not modify it in place. Keyword inputs (named arrays) are no one tensor:
+        an InputError.
         """
+        if isinstance(self.dataset, KeywordArrays):
+            raise InputError(
+                f"the data {self.spec} are keyword inputs ({', '.join(self.dataset.arrays)}), not one "
+                "tensor of images; this measure needs image inputs."
+            )
         if isinstance(self.dataset, TensorImages):
             return self.dataset.transform(self.dataset.images)
         return torch.stack([self.dataset[i][0] for i in range(len(self.dataset))])
@@ -292,6 +392,8 @@ def _load_npz(path_text: str, split: str):
         raise InputError(f"could not read npz file {path}: {exc}") from None
     except Exception as exc:
         raise InputError(f"could not read npz file {path}: {exc}") from None
+    if "x" not in arrays and arrays:
+        return _npz_keywords(arrays, path, split)
     if "x" not in arrays or "y" not in arrays:
         found = ", ".join(sorted(arrays)) or "nothing"
         raise InputError(f"{path} must hold arrays named x and y (found {found}).")
@@ -317,8 +419,28 @@ def _load_npz(path_text: str, split: str):
         other_labels = as_class_indices(other, len(other), None, name=f"{other_name} in {path}")
         largest = max(largest, other_labels.max())
     num_classes = int(largest) + 1
-    images = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    images = _as_input_tensor(x, x_name, str(path))
     return TensorImages(images, labels), labels, num_classes, tuple(x.shape[1:])
+
+
+def _npz_keywords(arrays: dict[str, np.ndarray], path: Path, split: str):
+    """An npz of named arrays without `x`: the model's keyword arguments (`keyword_arrays`);
+    the `test` split is the arrays whose names end in `_test` (suffix dropped)."""
+    test = {name[: -len("_test")]: v for name, v in arrays.items() if name.endswith("_test")}
+    train = {name: v for name, v in arrays.items() if not name.endswith("_test")}
+    if split == "test" and not test:
+        raise InputError(
+            f"{path} has no test split (arrays named like input_ids_test, y_test); "
+            "add them to the archive or use --split train."
+        )
+    chosen = test if split == "test" else train
+    dataset, labels, num_classes, shape = keyword_arrays(chosen, str(path))
+    other = train if split == "test" else test
+    other_labels = next((other[name] for name in LABEL_NAMES if name in other), None)
+    if other_labels is not None and np.size(other_labels):
+        checked = as_class_indices(other_labels, len(other_labels), None, name=f"labels in {path}")
+        num_classes = max(num_classes, int(checked.max()) + 1)
+    return dataset, labels, num_classes, shape
 
 
 # --- image sets --------------------------------------------------------------------------
@@ -455,7 +577,7 @@ def _class_folders(directory: Path) -> set[str]:
     return {entry.name for entry in directory.iterdir() if entry.is_dir()}
 
 
-def _load_imagefolder(root_text: str, split: str, normalize, image_size: int | None):
+def _load_imagefolder(root_text: str, split: str, normalize, image_size: int | None, channels: int = 3):
     from torchvision import transforms
 
     root = Path(root_text).expanduser()
@@ -475,14 +597,14 @@ def _load_imagefolder(root_text: str, split: str, normalize, image_size: int | N
         raise InputError(
             f"{split_dirs[split]} has no class folders (expected <class>/<image> files)."
         )
-    steps = []
+    steps = [] if channels == 3 else [transforms.Grayscale(num_output_channels=1)]
     if image_size is not None:
         size = check_positive(image_size, name="image_size", integer=True)
         steps += [transforms.Resize(size), transforms.CenterCrop(size)]
     steps.append(transforms.ToTensor())
     norm = _normalization(normalize)
     if norm is not None:
-        _check_channels(norm, 3, f"imagefolder:{root}")
+        _check_channels(norm, channels, f"imagefolder:{root}")
         steps.append(transforms.Normalize(*norm))
     folder = _image_folder(split_dirs[split], classes, transforms.Compose(steps))
     if len(folder) == 0:
@@ -542,6 +664,8 @@ def data_location(spec: str) -> Path | None:
     `cifar10:/data`."""
     kind, _, argument = str(spec).strip().partition(":")
     kind = kind.lower()
+    if kind == "arrays":
+        return None
     if kind in IDX_SETS:
         root = Path(argument).expanduser() if argument else DEBIAN_FASHION_MNIST
         found = locate(root, IDX_FILES["train"][0], kind) if root.is_dir() else None
@@ -564,6 +688,8 @@ def has_test_split(spec: str) -> bool:
     if kind == "npz":
         try:
             with np.load(Path(argument).expanduser(), allow_pickle=False) as archive:
+                if "x" not in archive.files:  # named keyword arrays: the test split ends in _test
+                    return any(name.endswith("_test") for name in archive.files)
                 return {"x_test", "y_test"} <= set(archive.files)
         except Exception:
             return True
@@ -575,9 +701,9 @@ def has_test_split(spec: str) -> bool:
     return True
 
 
-def _preprocessing(normalize, image_size) -> str:
-    """What `normalize` and `image_size` did, as text ("" when neither was given)."""
-    parts = []
+def _preprocessing(normalize, image_size, channels: int | None = None) -> str:
+    """What `normalize`, `image_size` and `channels` did, as text ("" when none was given)."""
+    parts = [] if channels is None else [f"channels={channels}"]
     norm = _normalization(normalize)
     if norm is not None:
         parts.append(f"normalize=mean{list(norm[0])},std{list(norm[1])}")
@@ -586,27 +712,61 @@ def _preprocessing(normalize, image_size) -> str:
     return ";".join(parts)
 
 
+def _columns(table) -> dict | None:
+    """The named arrays of a dict of arrays, or of a Hugging Face `datasets.Dataset`-like
+    table (`column_names`, `table[name]` a column); None for anything else."""
+    if isinstance(table, Mapping):
+        return dict(table)
+    names = getattr(table, "column_names", None)
+    if isinstance(names, (list, tuple)) and not isinstance(table, str):
+        return {name: table[name] for name in names}
+    return None
+
+
 def load_data(
-    spec: str,
+    spec,
     *,
     split: str = "train",
     n_points: int | None = None,
     seed: int = 0,
     normalize: str | tuple | None = None,
     image_size: int | None = None,
+    channels: int | None = None,
 ) -> LabelledData:
     """The data set named by `spec` (see the module docstring), optionally a seeded subset.
+
+    `spec` may also be a dict of arrays (or a Hugging Face `datasets.Dataset`, by its
+    columns): the label array `y`, `labels` or `label`, and the model's keyword arguments
+    (`input_ids`, `attention_mask`, ...), see `keyword_arrays`; its spec is then
+    `arrays:<digest>`. `channels` (1 or 3) reads an image folder as grayscale or RGB.
 
     Raises InputError for an unknown spec (suggesting the closest form), missing files (saying
     what to put where), a bad split, or more points than the split holds.
     """
-    spec = str(spec).strip()
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}: use train or test.")
-    kind, sep, argument = spec.partition(":")
-    kind = kind.lower()
+    columns = _columns(spec)
+    if columns is None:
+        spec = str(spec).strip()
+        kind, sep, argument = spec.partition(":")
+        kind = kind.lower()
+    else:
+        kind, sep, argument = "arrays", "", ""
+    if channels is not None and (kind != "imagefolder" or channels not in (1, 3)):
+        raise InputError(
+            "channels applies to imagefolder data only, as 1 (grayscale) or 3 (RGB); "
+            f"got {channels} for {kind}."
+        )
     class_names = None
-    if kind == "digits":
+    if columns is not None:
+        if split != "train" or normalize is not None or image_size is not None:
+            raise InputError(
+                "a dict of arrays is one split used as stored: give the test arrays as their own "
+                "dict; normalize and image_size do not apply."
+            )
+        dataset, labels, num_classes, shape = keyword_arrays(columns, "the dict of arrays")
+        spec = f"arrays:{arrays_digest(columns)[:16]}"
+    elif kind == "digits":
         if sep:
             raise InputError(f"the digits data set takes no argument, got {spec!r}; use digits.")
         if normalize is not None or image_size is not None:
@@ -624,7 +784,7 @@ def load_data(
             dataset, labels, num_classes, shape = _load_npz(argument, split)
         elif kind == "imagefolder":
             dataset, labels, num_classes, shape, class_names = _load_imagefolder(
-                argument, split, normalize, image_size
+                argument, split, normalize, image_size, channels or 3
             )
         else:
             if image_size is not None:
@@ -656,7 +816,7 @@ def load_data(
             )
         indices = stratified_subset(labels, n_points, seed)
         if len(indices) < total:
-            if isinstance(dataset, TensorImages):
+            if isinstance(dataset, (TensorImages, KeywordArrays)):
                 dataset = dataset.subset(indices)
             else:
                 dataset = Subset(dataset, indices.tolist())
@@ -673,5 +833,5 @@ def load_data(
         seed=seed,
         split_seed=DIGITS_SPLIT_SEED,
         class_names=class_names,
-        preprocessing=_preprocessing(normalize, image_size),
+        preprocessing=_preprocessing(normalize, image_size, channels),
     )

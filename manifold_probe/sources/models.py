@@ -10,13 +10,18 @@
    `torch.jit.load`. torch 2.14 deprecates TorchScript; the FutureWarning that
    `torch.jit.load` emits is silenced here, since a user loading an archive cannot act on
    it (this docstring is the notice: prefer `torch.export`).
-3. anything else through `torch.load(weights_only=True)`, which refuses pickled code:
+3. a `.safetensors` file (tensors only), read as a state_dict;
+4. anything else through `torch.load(weights_only=True)`, which refuses pickled code:
    - the project checkpoint (`checkpoint.FORMAT`): the zoo rebuilds `arch(**arch_args)`;
    - a state_dict (also inside a {"state_dict": ...}, {"model": ...} or
      {"model_state_dict": ...} wrapper, with a common `module.` or `_orig_mod.` prefix
-     removed) with `arch` (a zoo name or `torchvision:NAME`) and `num_classes`;
+     removed) with `arch` (a zoo name, `torchvision:NAME`, `timm:NAME` or `hf:FOLDER`, see
+     `named_models`), `arch_args` and `num_classes`;
    - a whole pickled nn.Module only with `trust_checkpoint=True`, which loads with
      `torch.load(weights_only=False)` and can run arbitrary code from the file.
+
+The path may also name an architecture (`timm:NAME`, `hf:FOLDER`, `torchvision:NAME`):
+that model with its seeded initial weights, or a Hugging Face folder's own weights file.
 
 Programs (forms 1 and 2) can run code: without `trust_checkpoint=True` they load only
 when `model_safety` finds nothing in them but pure tensor operators (see there).
@@ -42,7 +47,7 @@ from torch import nn
 from ..device import resolve_device
 from ..errors import InputError
 from ..validation import existing_file
-from . import model_safety, zoo
+from . import model_safety, named_models, zoo
 from .checkpoint import check_checkpoint, checkpoint_metadata, is_project_checkpoint
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
@@ -165,7 +170,11 @@ def _unwrap_state_dict(obj: Mapping) -> Mapping | None:
 
 
 def _fit_state_dict(module: nn.Module, state_dict: Mapping, *, path: Path, label: str) -> None:
-    """Load `state_dict` into `module` strictly, or name the first mismatches in an InputError."""
+    """Load `state_dict` into `module` strictly, or name the first mismatches in an InputError.
+
+    An entry the file leaves out is not missing when the model ties it to an entry the file
+    has (one tensor under two names, as a language model's output embedding; `save_pretrained`
+    and safetensors store it once)."""
     expected = module.state_dict()
     problems = []
     for name, tensor in state_dict.items():
@@ -176,16 +185,18 @@ def _fit_state_dict(module: nn.Module, state_dict: Mapping, *, path: Path, label
                 f"{name} is {tuple(tensor.shape)} in the file but {tuple(expected[name].shape)} "
                 "in the model"
             )
-    problems += [f"missing {name}" for name in expected if name not in state_dict]
+    given = {expected[name].data_ptr() for name in state_dict if name in expected}
+    tied = {name for name in expected if name not in state_dict and expected[name].data_ptr() in given}
+    problems += [f"missing {name}" for name in expected if name not in state_dict and name not in tied]
     if problems:
         shown = "; ".join(problems[:_MAX_LISTED_MISMATCHES])
         hidden = len(problems) - _MAX_LISTED_MISMATCHES
         more = f" and {hidden} more" if hidden > 0 else ""
         raise InputError(
             f"the weights in {path} do not fit {label} ({shown}{more}); "
-            "check --arch and --num-classes."
+            "check --arch, --arch-kwargs and --num-classes."
         )
-    module.load_state_dict(state_dict, strict=True)
+    module.load_state_dict(state_dict, strict=not tied)
 
 
 def _describe(arch: str, arch_args: Mapping) -> str:
@@ -193,11 +204,34 @@ def _describe(arch: str, arch_args: Mapping) -> str:
     return f"{arch}({args})"
 
 
-def _from_arch(arch: str, arch_args: dict, state_dict: Mapping, path: Path) -> nn.Module:
+def _build(arch: str, arch_args: dict, in_channels: int | None) -> tuple[nn.Module, dict, str]:
+    """(fresh module, its full arguments, description) of a zoo, torchvision, timm or Hugging
+    Face architecture; `in_channels` becomes the zoo's `in_channels`, timm's `in_chans`, or a
+    rebuilt torchvision stem."""
+    if named_models.is_named(arch):
+        if in_channels is not None:
+            if arch.startswith(named_models.HF_PREFIX):
+                raise InputError("--in-channels applies to image models; a Hugging Face config sets its own.")
+            arch_args = {"in_chans": in_channels, **arch_args}
+        module, description = named_models.build_named(arch, arch_args)
+        return module, arch_args, description
+    if in_channels is not None and not arch.startswith(zoo.TORCHVISION_PREFIX):
+        arch_args = {**arch_args, "in_channels": in_channels}
     full = zoo.architecture_args(arch, arch_args)
-    module = zoo.build_model(arch, **full)
-    _fit_state_dict(module, state_dict, path=path, label=_describe(arch, full))
-    return module
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(named_models.INIT_SEED)
+        module = zoo.build_model(arch, **full)
+    if in_channels is not None and arch.startswith(zoo.TORCHVISION_PREFIX):
+        named_models.set_in_channels(module, in_channels)
+        full = {**full, "in_channels": in_channels}
+    return module, full, _describe(arch, full)
+
+
+def _from_arch(arch: str, arch_args: dict, state_dict: Mapping, path: Path,
+               in_channels: int | None = None) -> tuple[nn.Module, dict, str]:  # fmt: skip
+    module, full, description = _build(arch, arch_args, in_channels)
+    _fit_state_dict(module, state_dict, path=path, label=description)
+    return module, full, description
 
 
 def _load_export(path: Path, trust_checkpoint: bool) -> tuple[nn.Module, tuple[int, ...] | None]:
@@ -232,49 +266,84 @@ def _load_torchscript(path: Path, device: torch.device, trust_checkpoint: bool) 
     return module
 
 
+def _named_source(path) -> str | None:
+    """`path` itself when it names an architecture rather than a file (`timm:NAME`, `hf:PATH`,
+    `torchvision:NAME`)."""
+    if isinstance(path, str) and (named_models.is_named(path) or path.startswith(zoo.TORCHVISION_PREFIX)):
+        return path
+    return None
+
+
 def load_model(
-    path: str | os.PathLike,
+    path: str | os.PathLike | None,
     *,
     arch: str | None = None,
     num_classes: int | None = None,
     arch_args: dict | None = None,
+    in_channels: int | None = None,
     trust_checkpoint: bool = False,
     device: str | torch.device = "cpu",
 ) -> LoadedModel:
     """The model stored at `path` (see the module docstring for the accepted forms).
 
-    `arch`, `num_classes` and further `arch_args` (e.g. width and depth of a zoo net)
-    describe a bare state_dict (num_classes defaults to the architecture's default: 10 for
-    the zoo, 1000 for torchvision); the other forms carry their own architecture and ignore
-    them. Raises InputError for a missing or unreadable file, a refused pickle, or weights
-    that do not fit.
+    `arch`, `num_classes` and further `arch_args` (e.g. width and depth of a zoo net, a
+    timm model's `in_chans`, a Hugging Face config's fields) describe a bare state_dict or
+    safetensors file (num_classes defaults to the architecture's default: 10 for the zoo,
+    1000 for torchvision); `in_channels` rebuilds a torchvision stem (or sets the zoo's and
+    timm's input channels). `path` may also be an architecture itself (`timm:NAME`,
+    `hf:FOLDER`, `torchvision:NAME`), or None with `arch`: that model with its initial
+    weights (seeded, `named_models.INIT_SEED`), or the weights of the Hugging Face folder.
+    The other forms carry their own architecture and ignore these. Raises InputError for a
+    missing or unreadable file, a refused pickle, or weights that do not fit.
     """
-    path = existing_file(path, what="checkpoint")
-    torch_device = resolve_device(device)
-    archive = _archive_kind(path)
     given_args = dict(arch_args or {})
     if num_classes is not None:
         given_args["num_classes"] = num_classes
+    if (named := _named_source(path)) is not None:
+        if arch is not None and arch != named:
+            raise InputError(f"the model {named} is an architecture; give either it or --arch {arch}.")
+        path, arch = None, named
+    if path is None:
+        if arch is None:
+            raise InputError(
+                "give a model file, or an architecture (timm:NAME, hf:FOLDER, torchvision:NAME)."
+            )
+        module, full, description = _build(arch, given_args, in_channels)
+        kind, weights, source = "named", None, None
+        if arch.startswith(named_models.HF_PREFIX):
+            weights = named_models.hf_weights(Path(arch[len(named_models.HF_PREFIX) :]).expanduser())
+        if weights is not None:
+            state_dict = _read_state_dict(weights, trust_checkpoint)
+            _fit_state_dict(module, state_dict, path=weights, label=description)
+            kind, description, source = "state_dict", f"{weights} ({description})", str(weights)
+        else:
+            description = f"{description} (initial weights, seed {named_models.INIT_SEED})"
+        return _finish(module, device, kind=kind, description=description, arch=arch, arch_args=full,
+                       num_classes=full.get("num_classes"), input_shape=_input_shape(arch, full),
+                       path=source)  # fmt: skip
+
+    path = existing_file(path, what="checkpoint")
+    archive = _archive_kind(path)
     fields: dict = {}
 
     if archive == "export":
         module, shape = _load_export(path, trust_checkpoint)
         fields = {"kind": "export", "description": f"{path} (torch.export)", "input_shape": shape}
     elif archive == "torchscript":
-        module = _load_torchscript(path, torch_device, trust_checkpoint)
+        module = _load_torchscript(path, resolve_device(device), trust_checkpoint)
         fields = {"kind": "torchscript", "description": f"{path} (TorchScript)"}
     else:
-        obj = _torch_load(path, trust_checkpoint)
+        obj = _read_weights_file(path, trust_checkpoint)
         if isinstance(obj, nn.Module):
             module = obj
             fields = {"kind": "pickle", "description": f"{path} (pickled {type(obj).__name__})"}
         elif is_project_checkpoint(obj):
             ckpt = check_checkpoint(obj, source=str(path))
             full = zoo.architecture_args(ckpt["arch"], dict(ckpt["arch_args"]))
-            module = _from_arch(ckpt["arch"], full, ckpt["state_dict"], path)
+            module, full, description = _from_arch(ckpt["arch"], full, ckpt["state_dict"], path)
             fields = {
                 "kind": "checkpoint",
-                "description": f"{path} ({_describe(ckpt['arch'], full)})",
+                "description": f"{path} ({description})",
                 "checkpoint": checkpoint_metadata(ckpt),
                 "arch": ckpt["arch"],
                 "arch_args": full,
@@ -285,28 +354,52 @@ def load_model(
             if arch is None:
                 raise InputError(
                     f"{path} is a bare state_dict, which does not say what network it belongs "
-                    "to; pass --arch (torchvision:NAME or a zoo name) and --num-classes."
+                    "to; pass --arch (torchvision:NAME, timm:NAME, hf:FOLDER or a zoo name) and "
+                    "--num-classes."
                 )
-            full = zoo.architecture_args(arch, given_args)
-            module = _from_arch(arch, full, state_dict, path)
+            module, full, description = _from_arch(arch, given_args, state_dict, path, in_channels)
             fields = {
                 "kind": "state_dict",
-                "description": f"{path} ({_describe(arch, full)})",
+                "description": f"{path} ({description})",
                 "arch": arch,
                 "arch_args": full,
-                "input_shape": zoo.input_shape(arch, full),
-                "num_classes": full["num_classes"],
+                "input_shape": _input_shape(arch, full),
+                "num_classes": full.get("num_classes"),
             }
         else:
             raise InputError(
                 f"{path} holds a {type(obj).__name__}, not a model: expected a manifold-probe "
                 "checkpoint, a state_dict, a TorchScript archive or a torch.export program."
             )
+    return _finish(module, device, **fields)
 
+
+def _input_shape(arch: str, arch_args: dict) -> tuple[int, ...] | None:
+    return None if named_models.is_named(arch) else zoo.input_shape(arch, arch_args)
+
+
+def _read_weights_file(path: Path, trust_checkpoint: bool):
+    """What a weights file holds: a `.safetensors` file's tensors, else `torch.load`'s object."""
+    if path.suffix == ".safetensors":
+        return named_models.read_safetensors(path)
+    return _torch_load(path, trust_checkpoint)
+
+
+def _read_state_dict(path: Path, trust_checkpoint: bool) -> Mapping:
+    obj = _read_weights_file(path, trust_checkpoint)
+    state_dict = _unwrap_state_dict(obj) if isinstance(obj, Mapping) else None
+    if state_dict is None:
+        raise InputError(f"{path} holds a {type(obj).__name__}, not a state_dict of tensors.")
+    return state_dict
+
+
+def _finish(module: nn.Module, device, **fields) -> LoadedModel:
+    """The LoadedModel of a built or read module: in eval mode (a torch.export program keeps
+    its mode) on `device`."""
     digest = weights_digest(module.state_dict())
     if fields["kind"] != "export":
         module.eval()
-    module.to(torch_device)
+    module.to(resolve_device(device))
     return LoadedModel(module=module, digest=digest, **fields)
 
 

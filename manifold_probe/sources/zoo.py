@@ -18,7 +18,9 @@ can record `arch` and `arch_args` and rebuild the exact same module later:
   changes). From `block2` on, a block halves the feature map and doubles the channels while
   the map is at least 8 pixels wide (28 -> 14 -> 7 for MNIST-sized inputs, 32 -> 16 -> 8 -> 4
   for CIFAR), then `pool` and `head` as in digits-cnn.
-- `torchvision:NAME`: `torchvision.models.get_model(NAME, weights=None, num_classes=C)`;
+- `torchvision:NAME`: `torchvision.models.get_model(NAME, weights=None, num_classes=C)`, or
+  for a model class of torchvision.models (`torchvision:VisionTransformer`) the class called
+  with the architecture arguments (`num_classes=C` and its sizes);
   random weights, nothing is ever downloaded.
 
 Arguments of the built-in nets: `width` (channels or hidden units, default 32), `depth`
@@ -203,6 +205,16 @@ def torchvision_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+def _torchvision_class(name: str) -> type | None:
+    """A model class of torchvision.models named `name` (`VisionTransformer`, `ResNet`), built
+    with the architecture arguments themselves (any size: `torchvision:VisionTransformer` with
+    image_size, patch_size, num_layers, num_heads, hidden_dim, mlp_dim); None otherwise."""
+    import torchvision
+
+    cls = getattr(torchvision.models, name, None) if name[:1].isupper() else None
+    return cls if isinstance(cls, type) and issubclass(cls, nn.Module) else None
+
+
 def _unknown_arch(arch: str) -> InputError:
     if arch.startswith(TORCHVISION_PREFIX):
         name = arch[len(TORCHVISION_PREFIX) :]
@@ -244,7 +256,8 @@ def architecture_args(arch: str, arch_args: dict | None = None) -> dict:
             full[name] = check_positive(value, name=name, integer=True)
         return full
     if arch.startswith(TORCHVISION_PREFIX):
-        if arch[len(TORCHVISION_PREFIX) :] not in torchvision_names():
+        name = arch[len(TORCHVISION_PREFIX) :]
+        if name not in torchvision_names() and _torchvision_class(name) is None:
             raise _unknown_arch(arch)
         full = {"num_classes": TORCHVISION_DEFAULT_CLASSES, **given}
         full["num_classes"] = check_positive(full["num_classes"], name="num_classes", integer=True)
@@ -265,6 +278,8 @@ def build_model(arch: str, **arch_args) -> nn.Module:
 
     name = arch[len(TORCHVISION_PREFIX) :]
     try:
+        if (cls := _torchvision_class(name)) is not None:
+            return cls(**full)
         return torchvision.models.get_model(name, weights=None, **full)
     except (TypeError, ValueError) as exc:
         raise InputError(f"could not build {arch} with arguments {full}: {exc}") from None

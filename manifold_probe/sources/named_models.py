@@ -1,0 +1,159 @@
+"""Models named by their library: `timm:NAME` and `hf:PATH`, weights from `.safetensors`,
+and a torchvision stem for other input channels. Nothing is ever downloaded.
+
+- `timm:NAME`: `timm.create_model(NAME, pretrained=False, **arch_args)` (`in_chans`,
+  `num_classes`, `img_size`, `embed_dim`, `depth`, ... as timm's model takes them).
+- `hf:PATH`: a Hugging Face model from a local folder holding `config.json` (or the
+  config.json file itself): the class named first in the config's `architectures` (else
+  `AutoModel`), built with `from_config` (`arch_args` override config fields, e.g.
+  `num_labels`), then the folder's `model.safetensors` or `pytorch_model.bin` (read with
+  `weights_only=True`) when there is one. `HF_HUB_OFFLINE` and `TRANSFORMERS_OFFLINE` are set
+  before transformers is imported, and remote code is never trusted.
+
+A model built without weights has random weights drawn from a generator seeded with
+`INIT_SEED` (torch's global RNG is left as it was), so the same name and arguments give the
+same model in every process. Both libraries come with the optional extra
+`pip install manifold-probe[transformers]`; a missing one is an InputError naming it.
+
+Example
+-------
+>>> module, label = build_named("timm:resnet18", {"num_classes": 10, "in_chans": 1})
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+
+TIMM_PREFIX, HF_PREFIX = "timm:", "hf:"
+INIT_SEED = 0
+"""The seed of a named model's random initial weights."""
+
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+"""Weight files read from a Hugging Face model folder, in this order."""
+
+EXTRA_HINT = "install the optional extra: pip install 'manifold-probe[transformers]'"
+
+
+def is_named(arch: str | None) -> bool:
+    """Whether `arch` names a timm or Hugging Face model."""
+    return isinstance(arch, str) and arch.startswith((TIMM_PREFIX, HF_PREFIX))
+
+
+def _import(name: str):
+    if name == "transformers":  # never reach the Hub, whatever the environment says
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    try:
+        return __import__(name)
+    except ImportError:
+        raise InputError(f"loading this model needs the {name} package; {EXTRA_HINT}.") from None
+
+
+def _seeded_build(build):
+    """build() with torch's RNG seeded by INIT_SEED, the global RNG restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        return build()
+
+
+def _build_timm(name: str, arch_args: Mapping) -> nn.Module:
+    timm = _import("timm")
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"close matches: {', '.join(close)}" if close else "see timm.list_models()"
+        raise InputError(f"unknown timm model {name!r} ({hint}).")
+    try:
+        return _seeded_build(lambda: timm.create_model(name, pretrained=False, **arch_args))
+    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+        raise InputError(f"could not build timm:{name} with {dict(arch_args)}: {exc}") from None
+
+
+def _hf_config(path: Path, arch_args: Mapping):
+    transformers = _import("transformers")
+    file = path / "config.json" if path.is_dir() else path
+    if not file.is_file():
+        raise InputError(f"no Hugging Face config at {file}: give hf:FOLDER with a config.json.")
+    try:
+        fields = json.loads(file.read_text())
+        model_type = fields.pop("model_type")
+        config = transformers.AutoConfig.for_model(model_type, **fields)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"could not read the Hugging Face config {file}: {exc!s:.200}") from None
+    for key, value in arch_args.items():
+        setattr(config, key, value)
+    return transformers, config
+
+
+def _build_hf(path: Path, arch_args: Mapping) -> nn.Module:
+    transformers, config = _hf_config(path, arch_args)
+    names = list(getattr(config, "architectures", None) or [])
+    cls = getattr(transformers, names[0], None) if names else None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        cls = transformers.AutoModel
+    try:
+        module = _seeded_build(lambda: cls.from_config(config) if cls is transformers.AutoModel
+                               else cls._from_config(config))  # fmt: skip
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"could not build {cls.__name__} from {path}: {exc!s:.200}") from None
+    return module
+
+
+def hf_weights(path: Path) -> Path | None:
+    """The weight file of a Hugging Face model folder (`HF_WEIGHT_FILES`), or None."""
+    if not path.is_dir():
+        return None
+    return next((path / name for name in HF_WEIGHT_FILES if (path / name).is_file()), None)
+
+
+def build_named(arch: str, arch_args: Mapping | None = None) -> tuple[nn.Module, str]:
+    """(freshly built module in eval mode, description) for `timm:NAME` or `hf:PATH`."""
+    arch_args = dict(arch_args or {})
+    if arch.startswith(TIMM_PREFIX):
+        module = _build_timm(arch[len(TIMM_PREFIX) :], arch_args)
+    else:
+        path = Path(arch[len(HF_PREFIX) :]).expanduser()
+        if "num_classes" in arch_args:  # the Hugging Face name of the number of classes
+            arch_args["num_labels"] = arch_args.pop("num_classes")
+        module = _build_hf(path, arch_args)
+    shown = ", ".join(f"{k}={v}" for k, v in arch_args.items())
+    return module.eval(), f"{arch}({shown})" if shown else arch
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a `.safetensors` file (a format that holds tensors only, never code)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise InputError(f"reading {path} needs the safetensors package; {EXTRA_HINT}.") from None
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise InputError(f"could not read safetensors file {path}: {exc!s:.200}") from None
+
+
+def set_in_channels(module: nn.Module, channels: int) -> nn.Module:
+    """`module` with its first nn.Conv2d (a torchvision stem: ResNet's `conv1`, ViT's
+    `conv_proj`) rebuilt for `channels` input channels, other settings kept; new weights are
+    drawn with INIT_SEED. An InputError when the model has no convolution."""
+    convs = [(name, conv) for name, conv in module.named_modules() if isinstance(conv, nn.Conv2d)]
+    if not convs:
+        raise InputError("in_channels needs a model whose stem is an nn.Conv2d; this one has none.")
+    name, conv = convs[0]
+    if conv.in_channels == channels:
+        return module
+    new = _seeded_build(lambda: nn.Conv2d(
+        channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+        dilation=conv.dilation, groups=1, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+    ))  # fmt: skip
+    parent_name, _, child = name.rpartition(".")
+    setattr(module.get_submodule(parent_name), child, new)
+    return module
