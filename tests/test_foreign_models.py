@@ -247,3 +247,55 @@ def test_integer_and_keyword_inputs(tmp_path, text):
     assert same.spec.startswith("arrays:") and len(same) == N
     with pytest.raises(InputError, match="no labels"):
         mp.load_data({"input_ids": ids})
+
+
+def test_fixed_batch_export_runs_any_number_of_points(tmp_path, capsys):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.Tanh(), nn.Linear(5, 3)).eval()
+    torch.export.save(torch.export.export(net, (torch.randn(4, 3, 4),)), tmp_path / "fixed.pt2")
+    x = np.random.default_rng(0).normal(size=(30, 3, 4)).astype(np.float32)
+    model = mp.load_model(tmp_path / "fixed.pt2")
+    acts = mp.extract(model, x, layers="logits", batch_size=7)  # chunks of 4, the last one padded
+    np.testing.assert_allclose(acts["logits"], net(torch.from_numpy(x)).detach(), rtol=1e-5, atol=1e-6)
+    np.savez(tmp_path / "x.npz", x=x, y=np.arange(30) % 3)
+    args = ["--model", tmp_path / "fixed.pt2", "--data", f"npz:{tmp_path / 'x.npz'}"]
+    metrics = _id(args, capsys, tmp_path, "fixed")
+    assert set(metrics) == {"logits"}
+
+
+def test_export_returning_a_hugging_face_output_loads_in_a_fresh_process(tmp_path, bert_folder):
+    import subprocess
+    import sys
+
+    _, bert = bert_folder
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids):
+            return self.bert(input_ids=input_ids)  # a SequenceClassifierOutput
+
+    ids = torch.randint(1, VOCAB, (2, T), generator=torch.Generator().manual_seed(0))
+    torch.export.save(torch.export.export(Classifier().eval(), (ids,)), tmp_path / "hf.pt2")
+    script = f"""
+import sys
+import manifold_probe as mp
+from manifold_probe.errors import InputError
+from manifold_probe.sources import models
+assert "transformers" not in sys.modules
+models.IMPORTABLE_FOR_EXPORTS = ()
+try:
+    mp.load_model({str(tmp_path / "hf.pt2")!r})
+except InputError as exc:
+    print("refused:", exc)
+models.IMPORTABLE_FOR_EXPORTS = ("transformers.",)
+model = mp.load_model({str(tmp_path / "hf.pt2")!r})
+print("loaded:", type(model).__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("refused:") and "import transformers.modeling_outputs" in lines[0]
+    assert lines[1] == "loaded: FixedBatch" and done.stderr.strip() == ""

@@ -31,7 +31,9 @@ Every failure is an InputError with one line for the user.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
+import logging
 import os
 import pickle
 import re
@@ -46,6 +48,7 @@ from torch import nn
 
 from ..device import resolve_device
 from ..errors import InputError
+from ..extraction.hooks import model_logits
 from ..validation import existing_file
 from . import model_safety, named_models, zoo
 from .checkpoint import check_checkpoint, checkpoint_metadata, is_project_checkpoint
@@ -234,19 +237,122 @@ def _from_arch(arch: str, arch_args: dict, state_dict: Mapping, path: Path,
     return module, full, description
 
 
+IMPORTABLE_FOR_EXPORTS = ("transformers.", "timm.")
+"""Packages whose modules an export may need imported to read its output types (their
+classes register themselves with torch's pytree when imported); others are named, not imported."""
+
+
+def _unregistered_type(messages: list[str]) -> str | None:
+    """The class a torch.export load could not rebuild ('Deserializing X in pytree is not
+    registered'), from torch's log messages."""
+    for message in messages:
+        match = re.search(r"Deserializing ([\w.]+) in pytree is not registered", message)
+        if match:
+            return match.group(1)
+    return None
+
+
+class _ExportLog(logging.Handler):
+    """Collects what torch.export logs while a program loads (its traceback of a failure)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f"\n{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+        self.messages.append(text)
+
+
+def _export_program(data: bytes, path: Path):
+    """torch.export.load of the archive's bytes, torch's log kept off the terminal. A program
+    whose output type comes from a module not imported yet (a Hugging Face `ModelOutput`) is
+    loaded again after importing that module when it is in IMPORTABLE_FOR_EXPORTS, else an
+    InputError names the module."""
+    logger = logging.getLogger("torch.export")
+    for attempt in range(2):
+        handler = _ExportLog()
+        handlers, propagate = logger.handlers, logger.propagate
+        logger.handlers, logger.propagate = [handler], False
+        try:
+            program = torch.export.load(io.BytesIO(data))
+        except Exception as exc:
+            handler.messages.append(str(exc))
+            program = None
+        finally:
+            logger.handlers, logger.propagate = handlers, propagate
+        missing = _unregistered_type(handler.messages)
+        if program is not None and missing is None:
+            return program
+        if missing is None:
+            reason = next((m for m in reversed(handler.messages) if m.strip()), "unreadable archive")
+            raise _read_error(path, RuntimeError(reason.strip().splitlines()[-1]))
+        module_name = missing.rpartition(".")[0]
+        if attempt == 0 and module_name.startswith(IMPORTABLE_FOR_EXPORTS):
+            try:
+                importlib.import_module(module_name)
+                continue
+            except ImportError:
+                pass
+        raise InputError(
+            f"{path} returns a {missing}, a type torch can rebuild only once its module is imported: "
+            f"install {module_name.partition('.')[0]} and, in Python, import {module_name} before loading."
+        )
+    raise AssertionError("unreachable")
+
+
+class FixedBatch(nn.Module):
+    """A torch.export program exported with a fixed batch size B, run on any number of inputs:
+    the batch is cut into chunks of B rows, the last one padded with copies of its last row,
+    and the padded rows' outputs dropped. Its output is the program's logits
+    (`hooks.model_logits`)."""
+
+    def __init__(self, program: nn.Module, batch_size: int):
+        super().__init__()
+        self.program = program
+        self.batch_size = batch_size
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        outputs = []
+        for start in range(0, len(inputs), self.batch_size):
+            chunk = inputs[start : start + self.batch_size]
+            n = len(chunk)
+            if n < self.batch_size:
+                chunk = torch.cat([chunk, chunk[-1:].expand(self.batch_size - n, *chunk.shape[1:])])
+            outputs.append(model_logits(self.program(chunk))[:n])
+        return torch.cat(outputs)
+
+
+def _static_batch(program) -> int | None:
+    """The batch size a program was exported with when it is fixed (a plain int in the first
+    input's shape), None when it is dynamic or the program takes other than one tensor."""
+    names = list(program.graph_signature.user_inputs)
+    nodes = {node.name: node for node in program.graph.nodes if node.op == "placeholder"}
+    value = nodes[names[0]].meta.get("val") if len(names) == 1 and names[0] in nodes else None
+    if value is None or not hasattr(value, "shape") or len(value.shape) == 0:
+        return None
+    first = value.shape[0]
+    return first if isinstance(first, int) else None
+
+
 def _load_export(path: Path, trust_checkpoint: bool) -> tuple[nn.Module, tuple[int, ...] | None]:
+    """The program's module (wrapped in FixedBatch when its batch size is fixed) and its
+    per-sample input shape when it takes one tensor."""
     data = model_safety.read_archive(path)
     if not trust_checkpoint:
         model_safety.check_export_archive(data, path)
+    program = _export_program(data, path)
     try:
-        program = torch.export.load(io.BytesIO(data))
         module = program.module()
     except Exception as exc:
         raise _read_error(path, exc) from None
     args = program.example_inputs[0] if program.example_inputs else ()
     single_tensor = len(args) == 1 and isinstance(args[0], torch.Tensor)
     shape = tuple(args[0].shape[1:]) if single_tensor else None
-    return module, shape
+    batch = _static_batch(program) if single_tensor else None
+    return (FixedBatch(module, batch) if batch is not None else module), shape
 
 
 def _load_torchscript(path: Path, device: torch.device, trust_checkpoint: bool) -> nn.Module:
