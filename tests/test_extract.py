@@ -421,7 +421,7 @@ def test_half_written_entries_are_never_used(tmp_path):
     model = seeded(Tricky(), 1)
     x = inputs(10, 1, 4, 4)
     expected = tricky_by_hand(model, x)["conv"]
-    cached_extract(model, x, ["conv"], tmp_path)
+    cached_extract(model, x, ["conv"], tmp_path, reduction="none")
     key = CacheKey("weights-1", "data-1", "conv", "none")
     folder = tmp_path / "activations" / key.digest()[:2]
     array_path, sidecar_path = folder / f"{key.digest()}.npy", folder / f"{key.digest()}.json"
@@ -429,17 +429,17 @@ def test_half_written_entries_are_never_used(tmp_path):
     sidecar_path.unlink()
     np.save(array_path, np.zeros((10, 64), np.float32))
     (folder / f"{key.digest()}.otherhost-1-abcd.partial").write_bytes(b"junk")
-    acts = cached_extract(model, x, ["conv"], tmp_path)
+    acts = cached_extract(model, x, ["conv"], tmp_path, reduction="none")
     assert model.calls == 6 and not acts.info["conv"].from_cache
     np.testing.assert_allclose(acts["conv"], expected, rtol=1e-5, atol=1e-5)
     # a damaged sidecar or a truncated array is ignored too
     sidecar_path.write_text("{not json")
     assert ActivationCache(tmp_path).lookup(key) is None
-    cached_extract(model, x, ["conv"], tmp_path)
+    cached_extract(model, x, ["conv"], tmp_path, reduction="none")
     with open(array_path, "r+b") as handle:
         handle.truncate(os.path.getsize(array_path) - 8)
     assert ActivationCache(tmp_path).lookup(key) is None
-    acts = cached_extract(model, x, ["conv"], tmp_path)
+    acts = cached_extract(model, x, ["conv"], tmp_path, reduction="none")
     np.testing.assert_allclose(acts["conv"], expected, rtol=1e-5, atol=1e-5)
 
 
