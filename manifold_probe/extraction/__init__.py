@@ -7,7 +7,8 @@ with extract(model, dataset, layers, reduction="avgpool", model_key=..., data_ke
 
 from .activations import Activations, LayerRecord, extract
 from .cache import ActivationCache, CacheKey, default_cache_dir
-from .layers import LayerInfo, default_layers, layer_matches, list_layers, select_layers
+from .layers import LayerInfo, default_layers, list_layers, select_layers
+from .patterns import layer_matches
 from .reductions import Reduction, parse_reduction, parse_reduction_options, resolve_reductions
 
 __all__ = [

@@ -43,9 +43,7 @@ dots. `blocks.*` matches `blocks.3`, not `blocks.3.attn.qkv`; `blocks.**` matche
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,6 +52,7 @@ from torch import nn
 
 from ..errors import InputError
 from .hooks import LOGITS, OPAQUE_HINT, LayerRecorder, eval_mode, split_layer_name, to_device
+from .patterns import layer_matches
 
 _PLAIN_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _PASS_THROUGH = (
@@ -270,47 +269,6 @@ def default_layers(model: nn.Module, example_input: torch.Tensor) -> list[str]:
     return [*(t.info.name for t in chosen), LOGITS]
 
 
-@functools.lru_cache(maxsize=256)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    parts, i = [], 0
-    while i < len(pattern):
-        char = pattern[i]
-        if pattern.startswith("**", i):
-            parts.append(".*")
-            i += 2
-            continue
-        if char == "*":
-            parts.append("[^.]*")
-        elif char == "?":
-            parts.append("[^.]")
-        elif char == "[" and (close := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : close]
-            negate = body.startswith("!")
-            body = body[1:] if negate else body
-            parts.append(f"[{'^' if negate else ''}{body.replace(chr(92), chr(92) * 2)}]")
-            i = close + 1
-            continue
-        else:
-            parts.append(re.escape(char))
-        i += 1
-    return re.compile("".join(parts))
-
-
-def layer_matches(name: str, pattern: str) -> bool:
-    """Whether layer `name` is `pattern` or matches it as a glob over dotted names: `*` is any
-    run of characters within one dotted level (no `.`), `?` one such character, `[seq]` /
-    `[!seq]` one character in / not in seq, `**` any run including dots.
-
-    Example
-    -------
-    >>> layer_matches("blocks.3", "blocks.*"), layer_matches("blocks.3.attn.qkv", "blocks.*")
-    (True, False)
-    >>> layer_matches("blocks.3.attn.qkv", "blocks.**")
-    True
-    """
-    return name == pattern or _glob_regex(pattern).fullmatch(name) is not None
-
-
 def _split_patterns(patterns: Sequence[str]) -> list[str]:
     if isinstance(patterns, str):
         patterns = [patterns]
@@ -322,7 +280,7 @@ def select_layers(
     model: nn.Module, example_input: torch.Tensor, patterns: Sequence[str] | None
 ) -> list[str]:
     """The layers named by `patterns` (names or globs whose wildcards stay within one dotted
-    level, `**` crossing levels: see `layer_matches`; commas also separate them), in model
+    level, `**` crossing levels: see `patterns.layer_matches`; commas also separate them), in model
     order; `None` or an empty list gives `default_layers`.
 
     A pattern that matches no layer is an input error naming a few valid layers.

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from .layers import layer_matches
+from .patterns import layer_matches
 
 PROJECTION_BLOCK_ROWS = 4096
 MAX_PROJECTION_DIM = 2**16
@@ -97,7 +97,7 @@ def resolve_reductions(
 
     `plan` is one spec for every layer, or a dict: the key `default` (else `none`) applies
     to layers no other key matches; other keys are layer names or glob patterns
-    (`layers.layer_matches`: a wildcard stays within one dotted level, `**` crosses levels).
+    (`patterns.layer_matches`: a wildcard stays within one dotted level, `**` crosses levels).
     An exact name wins over patterns; among patterns the first in the dict's order wins. A
     key that matches none of `layers` is an input error (it is almost always a typo).
     """
