@@ -116,9 +116,11 @@ def test_an_input_error_on_one_layer_names_it_and_spares_the_others(digits_check
 )
 def test_each_command_skips_a_constant_layer_and_exits_0(command, zero_head, tmp_path, capsys):
     out = tmp_path / "r.json"
-    code = main([*command, "--model", str(zero_head), *COMMON, "--json", str(out)])
+    page = tmp_path / "r.html"
+    code = main([*command, "--model", str(zero_head), *COMMON, "--json", str(out), "--html", str(page)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    assert page.stat().st_size > 0  # the page draws the measured layers
     layers = {layer["name"]: layer for layer in json.loads(out.read_text())["layers"]}
     assert layers["logits"]["details"] == {"status": "skipped", "reason": CONSTANT}
     assert all(layer["metrics"] for name, layer in layers.items() if name != "logits")
