@@ -202,12 +202,13 @@ def _candidate_paths(model: nn.Module) -> _Candidates:
             if _is_plain_container(child):
                 visit(child, path, top=False)
                 continue
-            for stack, around in _stacks_below(child, path) if top else ():
+            stacks = _stacks_below(child, path) if top else []
+            for stack, enclosing_paths in stacks:
                 visit(modules[stack], stack, top=False)
-                for enclosing in around:
+                for enclosing in enclosing_paths:
                     norms.update(
-                        f"{enclosing}.{name}"
-                        for name, sibling in modules[enclosing].named_children()
+                        f"{enclosing}.{sibling_name}"
+                        for sibling_name, sibling in modules[enclosing].named_children()
                         if isinstance(sibling, _NORMALISATIONS)
                     )
             paths.add(path)
@@ -252,8 +253,9 @@ def default_layers(model: nn.Module, example_input: torch.Tensor) -> list[str]:
         if path not in candidates.paths or (path in candidates.final_norms and not after_block):
             continue
         role = _role(t.module)
-        ends_block = bool(units) and split_layer_name(units[-1][0][0].info.name)[0] in candidates.stack_blocks
-        if role != "starts" and units and not ends_block and path not in candidates.final_norms:
+        opener = split_layer_name(units[-1][0][0].info.name)[0] if units else None
+        unit_is_block = opener in candidates.stack_blocks  # nothing joins a stack's block (rule 3)
+        if role != "starts" and units and not unit_is_block and path not in candidates.final_norms:
             units[-1].append((t, role))
         else:
             units.append([(t, role)])
