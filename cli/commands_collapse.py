@@ -18,7 +18,7 @@ import typer
 from manifold_probe.errors import InputError
 
 from .options import HtmlOut, JsonOut, SourceArgs, is_named_arch, source_options
-from .output import err_console, print_result, write_outputs
+from .output import err_console, exit_if_nothing_measured, print_result, write_outputs
 
 Models = Annotated[
     list[str] | None,
@@ -147,6 +147,7 @@ def collapse_command(
         result = collapse_series(results)
     print_result(result)
     write_outputs(result, json, html)
+    exit_if_nothing_measured(result)
 
 
 # --- mprobe spectra --------------------------------------------------------------------
@@ -183,6 +184,7 @@ def spectra_command(
         )  # fmt: skip
     print_result(result)
     write_outputs(result, json, html)
+    exit_if_nothing_measured(result)
 
 
 def register(app: typer.Typer) -> None:

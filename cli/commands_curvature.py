@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .options import HtmlOut, JsonOut, SourceArgs, source_options
-from .output import console, err_console, print_result, write_outputs
+from .output import console, exit_if_nothing_measured, print_result, write_outputs
 
 NEIGHBOURHOOD_HELP = (
     "knn: each point's K nearest neighbours in the layer itself (works for any layer and for --points). "
@@ -83,7 +83,8 @@ def curvature_command(
     second-fundamental-form norm, independent of the embedding, noise-corrected), their
     dimensionless _scaled forms (times the median neighbourhood radius), signal_to_noise, the
     d used and each layer's status: measured, cannot_tell (curvature_sff NaN: noise or bias
-    too large, reason printed) or not_measurable (too few points for its d). The summary holds
+    too large, reason printed), not_measurable (too few points for its d) or skipped
+    (constant activations). Exit code 3 when no layer could be measured. The summary holds
     the curvature gap, last minus penultimate layer.
     """
     if neighbourhood not in ("knn", "perturb"):
@@ -102,9 +103,6 @@ def curvature_command(
             )  # fmt: skip
         results.append(result)
         print_result(result, title=f"curvature by layer: {src.model or src.points}")
-        for layer in result.layers:
-            if layer.details.get("reason"):
-                err_console.print(f"{layer.name}: {layer.details['status']}: {layer.details['reason']}")
         if "curvature_gap" in result.summary:
             console.print(
                 f"curvature gap (last - penultimate): mapc {result.summary['curvature_gap']:.4g}, "
@@ -116,6 +114,7 @@ def curvature_command(
     if json is not None:
         for src, result in zip(sources[1:], results[1:], strict=True):
             write_outputs(result, json.with_name(f"{json.stem}.{Path(src.model).stem}.json"))
+    exit_if_nothing_measured(results[0])
 
 
 def register(app: typer.Typer) -> None:

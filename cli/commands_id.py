@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .options import HtmlOut, JsonOut, SourceArgs, source_options, split_list
-from .output import print_result, write_outputs
+from .output import exit_if_nothing_measured, print_result, write_outputs
 
 Method = Annotated[
     list[str] | None,
@@ -58,6 +58,7 @@ def id_command(
         )  # fmt: skip
     print_result(result)
     write_outputs(result, json, html)
+    exit_if_nothing_measured(result)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,14 +12,35 @@ import typer
 
 from manifold_probe.measures.registry import SWEEP_PROBES as PROBES
 
-from .options import Data, Device, NPoints, Quiet, Seed, split_list
+from .options import (
+    Arch,
+    Data,
+    Device,
+    Layers,
+    NPoints,
+    NumClasses,
+    Quiet,
+    Reduction,
+    Seed,
+    TrustCheckpoint,
+    split_list,
+)
 from .output import console, err_console
 
 Checkpoints = Annotated[
-    list[Path],
+    list[Path] | None,
     typer.Argument(
         help="Checkpoints (.pt), or folders: every *.pt in a folder, with the family and settings of "
-        "its zoo.json when present.",
+        "its zoo.json when present. Optional with --manifest.",
+        show_default=False,
+    ),
+]
+Manifest = Annotated[
+    Path | None,
+    typer.Option(
+        "--manifest",
+        help="CSV or JSON listing checkpoints the project did not train: path, arch, num_classes, "
+        "arch_args, family, test_acc, train_acc, and any hyper-parameters as further columns.",
         show_default=False,
     ),
 ]
@@ -69,9 +90,15 @@ Address = Annotated[
 
 
 def sweep_command(
-    checkpoints: Checkpoints,
+    checkpoints: Checkpoints = None,
     out: Out = Path("sweep"),
     probes: Probes = None,
+    manifest: Manifest = None,
+    arch: Arch = None,
+    num_classes: NumClasses = None,
+    trust_checkpoint: TrustCheckpoint = False,
+    layers: Layers = None,
+    reduction: Reduction = None,
     data: Data = "digits",
     n_points: NPoints = None,
     seed: Seed = 0,
@@ -86,14 +113,25 @@ def sweep_command(
     Resumable: a task whose result file exists is skipped, so a killed sweep run again redoes
     only what is missing; results are written atomically. A failing task is recorded in
     results/<run_id>/<probe>.error.txt and the others go on; the command then exits with 1.
+    The model options (--arch, --num-classes, --trust-checkpoint, --layers, --reduction) are
+    those of the measuring commands; a --manifest row's own arch and num_classes win.
+    Writes table.csv (one row per checkpoint) and layers.csv (one row per checkpoint, probe,
+    layer and metric).
     """
+    from manifold_probe.extraction.reductions import parse_reduction_options
     from manifold_probe.report.tables import sweep_table
     from manifold_probe.study.sweep import run_sweep
 
     summary = run_sweep(
-        [str(path) for path in checkpoints],
+        [str(path) for path in checkpoints or []],
         split_list(probes) or ("id", "curvature"),
         out,
+        manifest=manifest,
+        arch=arch,
+        num_classes=num_classes,
+        trust_checkpoint=trust_checkpoint,
+        layers=split_list(layers),
+        reduction=parse_reduction_options(reduction or ["none"]),
         data=data,
         n_points=n_points,
         seed=seed,
@@ -112,8 +150,9 @@ def sweep_command(
             soft_wrap=True,
         )
     console.print(f"table: {summary.table_csv}", highlight=False, soft_wrap=True)
-    if summary.table_parquet is not None:
-        console.print(f"table: {summary.table_parquet}", highlight=False, soft_wrap=True)
+    for path in (summary.table_parquet, summary.layers_csv, summary.layers_parquet):
+        if path is not None:
+            console.print(f"table: {path}", highlight=False, soft_wrap=True)
     if summary.failed:
         raise typer.Exit(1)
 

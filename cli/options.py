@@ -163,7 +163,8 @@ Layers = Annotated[
     typer.Option(
         "--layers",
         help="Layers by module name or glob (repeat or comma-separate; see `mprobe layers`). "
-        "Default: the outputs of the model's blocks plus the logits.",
+        "Default: the model's repeated blocks (wherever they sit), its final norm and the logits; "
+        "a glob's `*` stays within one dotted level, `**` crosses levels.",
         show_default=False,
     ),
 ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
@@ -16,8 +17,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+NOTHING_MEASURED = 3
+"""Exit code of a measuring command when no layer could be measured (the result is written)."""
+
+
 def print_result(result: Result, *, title: str | None = None) -> None:
-    """Every terminal table of `result` (`report.tables.result_tables`)."""
+    """Every terminal table of `result` (`report.tables.result_tables`), then one line per
+    layer that has a status with a reason (skipped, not measurable, cannot tell)."""
     from manifold_probe.report.tables import result_tables
 
     for table in result_tables(result):
@@ -25,6 +31,26 @@ def print_result(result: Result, *, title: str | None = None) -> None:
             table.title = title
             title = None
         console.print(table)
+    for layer in result.layers:
+        if layer.details.get("reason"):
+            err_console.print(
+                f"{layer.name}: {layer.details.get('status')}: {layer.details['reason']}",
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
+
+
+def exit_if_nothing_measured(result: Result) -> None:
+    """After the result is written: exit with NOTHING_MEASURED when it has layers and none of
+    them could be measured (every one skipped or not measurable)."""
+    from manifold_probe.measures.layers import nothing_measured
+
+    if nothing_measured(result):
+        err_console.print(
+            f"[red]error:[/red] no layer could be measured (the reasons are above and in the result); "
+            f"exit code {NOTHING_MEASURED}.",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(NOTHING_MEASURED)
 
 
 def write_outputs(

@@ -8,6 +8,7 @@ with extract(model, dataset, layers, reduction="avgpool", model_key=..., data_ke
 from .activations import Activations, LayerRecord, extract
 from .cache import ActivationCache, CacheKey, default_cache_dir
 from .layers import LayerInfo, default_layers, list_layers, select_layers
+from .patterns import layer_matches
 from .reductions import Reduction, parse_reduction, parse_reduction_options, resolve_reductions
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "default_cache_dir",
     "default_layers",
     "extract",
+    "layer_matches",
     "list_layers",
     "parse_reduction",
     "parse_reduction_options",

@@ -6,16 +6,20 @@ lists each call that produced a per-sample tensor, in the order the outputs were
 model's output. Naming follows `hooks`: module paths, `path#k` for repeated calls.
 
 `default_layers` picks the outputs of the model's blocks, the layers a geometry profile
-plots. The rules, in order:
+plots: the model's repeated block list wherever it sits (BERT `bert.encoder.layer.N`, GPT-2
+`transformer.h.N`, torchvision ViT `encoder.layers.encoder_layer_N`, timm `blocks.N`, ResNet
+`layerN.M`), the final normalisation after it, and the logits. The rules, in order:
 
 1. The candidates are the model's top-level children. A plain container (exactly
    `nn.Sequential`, `nn.ModuleList` or `nn.ModuleDict`, not a subclass with its own
    meaning such as torchvision's `Conv2dNormActivation`) is replaced by its children,
    recursively: ResNet's `layer2` becomes the blocks `layer2.0`, `layer2.1`; VGG's
    `features` becomes its convolutions, activations and poolings.
-2. A top-level module that wraps a stack (a plain container of at least 3 blocks of one
-   type, like torchvision ViT's `encoder.layers`) contributes the stack's blocks and then
-   its own output.
+2. A top-level module that holds a stack at any depth (a plain container of at least 3
+   blocks of one type: torchvision ViT's `encoder.layers`, BERT's `bert.encoder.layer`,
+   GPT-2's `transformer.h`) contributes the stack's blocks, then the normalisation layers
+   that are direct children of the stack's enclosing modules and run after its last block
+   (the final norm: `encoder.ln`, `transformer.ln_f`), then its own output.
 3. The calls of the candidates, in forward order, are grouped into units: a module with
    submodules (a block) or any other leaf (convolution, linear, pooling, ...) starts a
    unit; a parameter-free activation or a normalisation layer after it joins that unit,
@@ -23,14 +27,22 @@ plots. The rules, in order:
    only repeat their input). A unit's layer is its last member that is not pass-through,
    so `conv, bn, relu` gives the relu output once, and `pool, flatten` gives the pool
    output with its spatial shape. A unit of pass-through modules alone (a leading
-   Flatten: the input itself) gives no layer.
-4. A unit whose output is the model's output itself (a final Linear) is listed as
-   `logits`, which always closes the list.
+   Flatten: the input itself) gives no layer. Nothing joins a block of a stack: the norm
+   after timm's last block (`norm`) is a layer of its own.
+4. A layer whose output is the very tensor of the layer before it (a wrapper returning
+   its final norm's output) is listed once, under the first name. A unit whose output is
+   the model's output itself (a final Linear) is listed as `logits`, which always closes
+   the list.
+
+Layer patterns (`select_layers`, `--layers`) are names or globs over the dotted names, where
+a wildcard stays within one dotted level: `*` matches any run of characters other than a
+dot, `?` one such character, `[...]` one character of a set, and `**` any run including
+dots. `blocks.*` matches `blocks.3`, not `blocks.3.attn.qkv`; `blocks.**` matches both;
+`layer*` matches `layer1` but not `layer1.0`; `**.ln_*` matches `encoder.layers.ln_1`.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +52,7 @@ from torch import nn
 
 from ..errors import InputError
 from .hooks import LOGITS, OPAQUE_HINT, LayerRecorder, eval_mode, split_layer_name, to_device
+from .patterns import layer_matches
 from .reductions import output_kind
 
 _PLAIN_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -147,36 +160,68 @@ def _is_plain_container(module: nn.Module) -> bool:
     return type(module) in _PLAIN_CONTAINERS
 
 
-def _stack_inside(module: nn.Module) -> str | None:
-    """The name of a child of `module` that is a stack of blocks (rule 2), if any."""
+def _is_stack(module: nn.Module) -> bool:
+    """A plain container of at least 3 blocks (modules with submodules) of one type."""
+    blocks = list(module.children())
+    return (
+        _is_plain_container(module)
+        and len(blocks) >= _MIN_STACK
+        and all(any(True for _ in block.children()) for block in blocks)
+        and len({type(block) for block in blocks}) == 1
+    )
+
+
+def _stacks_below(module: nn.Module, prefix: str) -> list[tuple[str, list[str]]]:
+    """Every stack inside `module` at any depth (rule 2), not looking inside a stack: its
+    path and the paths of the modules that enclose it (`prefix` first)."""
+    found = []
     for name, child in module.named_children():
-        blocks = list(child.children())
-        if (
-            _is_plain_container(child)
-            and len(blocks) >= _MIN_STACK
-            and all(any(True for _ in block.children()) for block in blocks)
-            and len({type(block) for block in blocks}) == 1
-        ):
-            return name
-    return None
+        path = f"{prefix}.{name}"
+        if _is_stack(child):
+            found.append((path, [prefix]))
+        else:
+            found += [(stack, [prefix, *around]) for stack, around in _stacks_below(child, path)]
+    return found
 
 
-def _candidate_paths(model: nn.Module) -> set[str]:
-    """Module paths that can be default layers (rules 1 and 2)."""
+@dataclass(frozen=True)
+class _Candidates:
+    """Module paths that can be default layers (rules 1 and 2): all of them, the blocks of a
+    stack, and the final norms of rule 2 (listed only after a stack's block)."""
+
+    paths: frozenset[str]
+    stack_blocks: frozenset[str]
+    final_norms: frozenset[str]
+
+
+def _candidate_paths(model: nn.Module) -> _Candidates:
+    """The candidates of rules 1 and 2."""
+    modules = dict(model.named_modules())
     paths: set[str] = set()
+    blocks: set[str] = set()
+    norms: set[str] = set()
 
     def visit(module: nn.Module, prefix: str, top: bool) -> None:
+        if prefix and _is_stack(module):
+            blocks.update(f"{prefix}.{block}" for block, _ in module.named_children())
         for name, child in module.named_children():
             path = f"{prefix}.{name}" if prefix else name
             if _is_plain_container(child):
                 visit(child, path, top=False)
                 continue
-            if top and (stack := _stack_inside(child)) is not None:
-                visit(getattr(child, stack), f"{path}.{stack}", top=False)
+            stacks = _stacks_below(child, path) if top else []
+            for stack, enclosing_paths in stacks:
+                visit(modules[stack], stack, top=False)
+                for enclosing in enclosing_paths:
+                    norms.update(
+                        f"{enclosing}.{sibling_name}"
+                        for sibling_name, sibling in modules[enclosing].named_children()
+                        if isinstance(sibling, _NORMALISATIONS)
+                    )
             paths.add(path)
 
     visit(model, "", top=True)
-    return paths
+    return _Candidates(frozenset(paths | norms), frozenset(blocks), frozenset(norms))
 
 
 def _role(module: nn.Module) -> str:
@@ -203,26 +248,34 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def default_layers(model: nn.Module, example_input: torch.Tensor) -> list[str]:
-    """The outputs of the model's blocks plus `logits` (the rules in this module's docstring)."""
+    """The outputs of the model's blocks, its final norm, then `logits` (the rules in this
+    module's docstring)."""
     traced = _trace(model, example_input)
     logits = traced[-1]
     candidates = _candidate_paths(model)
     units: list[list[tuple[_Traced, str]]] = []
+    after_block = False  # whether a block of a stack has run yet
     for t in traced[:-1]:
         path, _ = split_layer_name(t.info.name)
-        if path not in candidates:
+        if path not in candidates.paths or (path in candidates.final_norms and not after_block):
             continue
         role = _role(t.module)
-        if role != "starts" and units:
+        opener = split_layer_name(units[-1][0][0].info.name)[0] if units else None
+        unit_is_block = opener in candidates.stack_blocks  # nothing joins a stack's block (rule 3)
+        if role != "starts" and units and not unit_is_block and path not in candidates.final_norms:
             units[-1].append((t, role))
         else:
             units.append([(t, role)])
-    names = []
+        after_block = after_block or path in candidates.stack_blocks
+    chosen: list[_Traced] = []
     for unit in units:
         members = [t for t, role in unit if role != "passes"]
-        if members and not _same_tensor(members[-1].output, logits.output):
-            names.append(members[-1].info.name)
-    return [*names, LOGITS]
+        if not members or _same_tensor(members[-1].output, logits.output):
+            continue
+        if chosen and _same_tensor(members[-1].output, chosen[-1].output):
+            continue  # rule 4: a wrapper repeating its last layer's output
+        chosen.append(members[-1])
+    return [*(t.info.name for t in chosen), LOGITS]
 
 
 def _split_patterns(patterns: Sequence[str]) -> list[str]:
@@ -235,8 +288,9 @@ def _split_patterns(patterns: Sequence[str]) -> list[str]:
 def select_layers(
     model: nn.Module, example_input: torch.Tensor, patterns: Sequence[str] | None
 ) -> list[str]:
-    """The layers named by `patterns` (names or fnmatch globs, commas also separate them), in
-    model order; `None` or an empty list gives `default_layers`.
+    """The layers named by `patterns` (names or globs whose wildcards stay within one dotted
+    level, `**` crossing levels: see `patterns.layer_matches`; commas also separate them), in model
+    order; `None` or an empty list gives `default_layers`.
 
     A pattern that matches no layer is an input error naming a few valid layers.
     """
@@ -246,7 +300,7 @@ def select_layers(
     names = [info.name for info in list_layers(model, example_input)]
     chosen: set[str] = set()
     for pattern in wanted:
-        hits = [name for name in names if name == pattern or fnmatch.fnmatchcase(name, pattern)]
+        hits = [name for name in names if layer_matches(name, pattern)]
         if not hits:
             raise InputError(_no_match_message(model, pattern, names))
         chosen.update(hits)

@@ -53,7 +53,6 @@ torch.Size([8, 64])
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import math
 import re
@@ -63,6 +62,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
+from .patterns import layer_matches
 
 PROJECTION_BLOCK_ROWS = 4096
 MAX_PROJECTION_DIM = 2**16
@@ -188,7 +188,8 @@ def resolve_reductions(
     """The reduction of each layer under a plan.
 
     `plan` is one spec for every layer, or a dict: the key `default` (else `auto`) applies
-    to layers no other key matches; other keys are layer names or glob patterns (fnmatch).
+    to layers no other key matches; other keys are layer names or glob patterns
+    (`patterns.layer_matches`: a wildcard stays within one dotted level, `**` crosses levels).
     An exact name wins over patterns; among patterns the first in the dict's order wins. A
     key that matches none of `layers` is an input error (it is almost always a typo).
     """
@@ -200,7 +201,7 @@ def resolve_reductions(
     parsed = {key: parse_reduction(spec) for key, spec in plan.items()}
     default = parsed.pop("default", Reduction("auto"))
     for key in parsed:
-        if not any(name == key or fnmatch.fnmatchcase(name, key) for name in layers):
+        if not any(layer_matches(name, key) for name in layers):
             raise InputError(
                 f"reduction given for {key!r}, which matches none of the selected layers "
                 f"({', '.join(layers[:5])}{', ...' if len(layers) > 5 else ''}); fix the name."
@@ -210,7 +211,7 @@ def resolve_reductions(
         if name in parsed:
             result[name] = parsed[name]
             continue
-        matching = [key for key in parsed if fnmatch.fnmatchcase(name, key)]
+        matching = [key for key in parsed if layer_matches(name, key)]
         result[name] = parsed[matching[0]] if matching else default
     return result
 

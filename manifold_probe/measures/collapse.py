@@ -49,11 +49,10 @@ from ..extraction.activations import Activations
 from ..extraction.classifier import ClassifierHead
 from ..geometry.collapse import CollapseStatistics
 from ..geometry.spectra import covariance_spectra_from_statistics, fisher_spectra
-from ..progress import track
 from ..results import LayerResult, Result
 from ..sources.data import stratified_subset
 from ..validation import as_classifier, as_collapse_labels, as_points, check_widths
-from .layers import layer_result
+from .layers import layer_result, measure_layers
 
 PENULTIMATE = "penultimate"
 """The name of the added layer holding the classifier's inputs when no selected layer does."""
@@ -225,12 +224,13 @@ def collapse_profile(
     progress: bool = False,
 ) -> Result:
     """Result of `mprobe collapse`: the NC metrics of every layer, plus the classifier metrics
-    on the classifier's layer (nc4 takes a second pass over that layer)."""
+    on the classifier's layer (nc4 takes a second pass over that layer). A model's layer that
+    cannot be measured (constant, wider than `max_features`) is `skipped` with its reason."""
     y, n_classes = _labels_for(arrays, classifier)
-    check_widths(arrays.layers, max_features, "collapse")
     result = _new_result("collapse", arrays, {"max_features": max_features}, classifier, y, n_classes)
-    n = len(arrays.layers)
-    for index, layer in enumerate(track(arrays.layers, description="neural collapse", enabled=progress)):
+
+    def measure(layer, index, n):
+        check_widths([layer], max_features, "collapse")
         entry = layer_result(layer, index, n)
         stats = layer_statistics(layer.points, y, n_classes)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -244,7 +244,9 @@ def collapse_profile(
             else:
                 measured = stats.result()
         entry.metrics.update(measured.metrics)
-        result.layers.append(entry)
+        return entry
+
+    result.layers.extend(measure_layers(arrays, measure, description="neural collapse", progress=progress))
     return result
 
 
@@ -266,9 +268,9 @@ def spectra_profile(
     eigenvalues (the top `n_values` of each spectrum) in `details["spectra"]`; on the
     classifier's layer the Fisher block split (`fisher_*` metrics, eigenvalues in
     `details["fisher"]`) on a stratified seeded subset of at most `fisher_points` samples.
+    A model's layer that cannot be measured (constant, too wide) is `skipped` with its reason.
     """
     y, n_classes = _labels_for(arrays, classifier)
-    check_widths(arrays.layers, max_features, "spectra")
     params = {
         "n_values": n_values,
         "fisher_points": fisher_points,
@@ -276,8 +278,9 @@ def spectra_profile(
         "max_features": max_features,
     }
     result = _new_result("spectra", arrays, params, classifier, y, n_classes)
-    n = len(arrays.layers)
-    for index, layer in enumerate(track(arrays.layers, description="spectra", enabled=progress)):
+
+    def measure(layer, index, n):
+        check_widths([layer], max_features, "spectra")
         entry = layer_result(layer, index, n)
         stats = layer_statistics(layer.points, y, n_classes)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -294,7 +297,9 @@ def spectra_profile(
         }
         if classifier is not None and layer.name == classifier.layer:
             entry.metrics.update(_fisher(entry, layer.points, y, classifier, fisher_points, seed, n_values))
-        result.layers.append(entry)
+        return entry
+
+    result.layers.extend(measure_layers(arrays, measure, description="spectra", progress=progress))
     return result
 
 

@@ -31,7 +31,8 @@ from ..geometry.neighbours import NeighbourGraph, nearest_neighbours
 from ..geometry.tangent_dimension import tangent_dimension_at_fit_scale
 from ..progress import track
 from ..results import LayerResult, Result
-from .layers import layer_result
+from ..validation import check_positive
+from .layers import layer_result, measure_layers
 
 CURVATURE_METRICS = ("mapc", "curvature_sff", "mapc_scaled", "curvature_sff_scaled")
 GAP_DEFINITION = (
@@ -49,14 +50,15 @@ def curvature_gap(layers: list[LayerResult]) -> dict[str, float]:
     """Last layer minus penultimate layer, for each curvature metric (raw and scaled)."""
     if len(layers) < 2:
         return {}
-    last, before = layers[-1].metrics, layers[-2].metrics
+    last, before = layers[-1].metrics, layers[-2].metrics  # a skipped layer has none: NaN gaps
+    nan = float("nan")
     names = {
         "curvature_gap": "mapc",
         "curvature_gap_scaled": "mapc_scaled",
         "curvature_sff_gap": "curvature_sff",
         "curvature_sff_gap_scaled": "curvature_sff_scaled",
     }
-    return {gap: last[metric] - before[metric] for gap, metric in names.items()}
+    return {gap: last.get(metric, nan) - before.get(metric, nan) for gap, metric in names.items()}
 
 
 def _layer_entry(
@@ -108,8 +110,9 @@ def curvature_profile(
     Without `dim`, each layer's d is read from the gap in its local PCA spectra at the fit's
     neighbourhood size (`geometry.tangent_dimension`; details `dim_*` give the evidence).
     A layer that cannot be measured (too few points for its d, every neighbourhood
-    degenerate) is kept with NaN metrics, `status` "not_measurable" and the `reason`; the
-    other layers are measured. A measured layer whose value cannot be trusted has
+    degenerate) is kept with NaN metrics, `status` "not_measurable" and the `reason`; a layer
+    of constant activations is `skipped` (`layers.measure_layers`); the other layers are
+    measured. A measured layer whose value cannot be trusted has
     curvature_sff NaN, `status` "cannot_tell" and the `reason` (`geometry.curvature`).
     """
     result = Result(
@@ -117,21 +120,17 @@ def curvature_profile(
         source=dict(arrays.source),
         params={"neighbourhood": "knn", "dim": dim, "k": k, "bootstrap": bootstrap, "seed": seed},
     )
-    n_layers = len(arrays.layers)
-    for index, layer in enumerate(track(arrays.layers, description="curvature", enabled=progress)):
-        result.layers.append(
-            _knn_layer(
-                layer,
-                index,
-                n_layers,
-                dim=dim,
-                k=k,
-                bootstrap=bootstrap,
-                seed=seed,
-                device=device,
-                progress=progress,
-            )
-        )
+
+    check_positive(bootstrap, name="n_bootstrap", integer=True)  # an option error is no layer's
+
+    def measure(layer, index, n_layers):
+        return _knn_layer(layer, index, n_layers, dim=dim, k=k, bootstrap=bootstrap, seed=seed,
+                          device=device, progress=progress)  # fmt: skip
+
+    result.layers.extend(
+        measure_layers(arrays, measure, description="curvature", progress=progress,
+                       skip_errors=dim is None and k is None)  # fmt: skip
+    )
     result.summary.update(curvature_gap(result.layers))
     result.summary["curvature_gap_definition"] = GAP_DEFINITION
     return result

@@ -35,14 +35,15 @@ def layer_table(
     result: Result, metrics: list[str], *, title: str = "", details: tuple[str, ...] = ()
 ) -> Table:
     """One row per layer: name, activation shape, each metric (with its interval if any), then
-    the `details` fields asked for (e.g. a status)."""
+    the `details` fields asked for and, when any layer has one, its status (e.g. skipped)."""
     table = Table(title=title or None, header_style="bold")
     table.add_column("layer", style="cyan")
     table.add_column("shape")
     shown = [m for m in metrics if any(m in layer.metrics for layer in result.layers)]
     for metric in shown:
         table.add_column(metric, justify="right")
-    extra = [d for d in details if any(d in layer.details for layer in result.layers)]
+    shown_details = dict.fromkeys((*details, "status"))  # a skipped layer's status always shows
+    extra = [d for d in shown_details if any(d in layer.details for layer in result.layers)]
     for name in extra:
         table.add_column(name)
     for layer in result.layers:

@@ -7,6 +7,16 @@ Layout of a sweep folder SWEEP:
     SWEEP/results/<run_id>/<probe>.error.txt   the traceback of a task that failed
     SWEEP/cache/                               the activation cache shared by all tasks
     SWEEP/table.csv, SWEEP/table.parquet       one row per checkpoint (Parquet when pyarrow imports)
+    SWEEP/layers.csv, SWEEP/layers.parquet     the long form: one row per checkpoint, probe, layer
+                                               and metric (run_id, checkpoint, family, probe, layer,
+                                               depth, metric, value, low, high)
+
+Checkpoints are files and folders (every *.pt, with the family and settings of a zoo.json
+beside them), or the rows of a manifest (`read_manifest`: CSV or JSON with path, arch,
+family, test and train accuracy and any hyper-parameters) for checkpoints the project did
+not train. The model options of the measuring commands (`arch`, `num_classes`, `arch_args`,
+`trust_checkpoint`, `layers`, `reduction`) apply to every checkpoint; a manifest row's own
+arch, num_classes, arch_args and layers take precedence for that row.
 
 `run_id` is the checkpoint's stem, "-", and the first 8 hex digits of its weights digest,
 so a retrained checkpoint under the same name gets a new folder.
@@ -79,6 +89,26 @@ CUTTING_PLANE_DIMS = 7
 ZOO_FILE = "zoo.json"
 TABLE_CSV = "table.csv"
 TABLE_PARQUET = "table.parquet"
+LAYERS_CSV = "layers.csv"
+LAYERS_PARQUET = "layers.parquet"
+
+LAYER_COLUMN_TYPES: dict[str, str] = {
+    "run_id": "string",
+    "checkpoint": "string",
+    "family": "string",
+    "probe": "string",
+    "layer": "string",
+    "depth": "float",
+    "metric": "string",
+    "value": "float",
+    "low": "float",
+    "high": "float",
+}
+"""The long-form table's columns and types: one row per (checkpoint, probe, layer, metric); for
+cutting planes `layer` names the target (`class 3`) and `depth` is empty."""
+
+LOAD_OPTIONS = ("arch", "num_classes", "arch_args", "in_channels", "trust_checkpoint")
+"""The model options a sweep passes to `load_model` (those that are set), for every checkpoint."""
 
 SETTING_DEFAULTS: dict[str, Any] = {
     "mixup": 0.0,
@@ -127,7 +157,10 @@ class SweepCheckpoint:
     """A checkpoint of a sweep: its path, run id, zoo entry (family, settings) and metadata.
 
     `metadata` is the project checkpoint's metadata (None for other formats); `input_dim`
-    the number of input features when the model records its input shape.
+    the number of input features when the model records its input shape; `load_options` the
+    `load_model` options it loads with; `metrics` its accuracies from a manifest;
+    `hyper_parameters` the manifest's own columns, which become columns of the table;
+    `layers` the manifest's layers for it (None: the sweep's).
     """
 
     path: str
@@ -139,6 +172,10 @@ class SweepCheckpoint:
     arch: str | None = None
     arch_args: dict[str, Any] | None = None
     input_dim: int | None = None
+    load_options: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    hyper_parameters: tuple[str, ...] = ()
+    layers: tuple[str, ...] | None = None
 
 
 def read_zoo(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -168,6 +205,146 @@ def read_zoo(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return entries
 
 
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One row of a sweep manifest: the checkpoint, how to load it, its family, accuracies and
+    hyper-parameters (every other column)."""
+
+    path: str
+    load_options: dict[str, Any] = field(default_factory=dict)
+    family: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    layers: tuple[str, ...] | None = None
+
+
+_ACCURACY_COLUMNS = {
+    "test_acc": "test_accuracy",
+    "test_accuracy": "test_accuracy",
+    "train_acc": "train_accuracy",
+    "train_accuracy": "train_accuracy",
+}
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell as a number when it reads as one, None when empty, else the text."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _manifest_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"could not read the manifest {path}: {exc}.") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"the manifest {path} is not valid JSON ({exc.msg} at line {exc.lineno})."
+            ) from None
+        if isinstance(data, dict):
+            data = data.get("checkpoints", data.get("models"))
+        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+            raise InputError(
+                f"the manifest {path} must be a JSON list of objects (or {{\"checkpoints\": [...]}}), "
+                "one per checkpoint with at least its path."
+            )
+        return data
+    if path.suffix.lower() != ".csv":
+        raise InputError(f"the manifest {path} must be a .csv or .json file.")
+    reader = csv.DictReader(text.splitlines())
+    return [{key.strip(): _cell(value) for key, value in row.items() if key} for row in reader]
+
+
+def _split_layers(layers: list[str] | None) -> tuple[str, ...] | None:
+    parts = tuple(part.strip() for item in layers or () for part in item.split(",") if part.strip())
+    return parts or None
+
+
+def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
+    """The checkpoints of a sweep manifest, for checkpoints the project did not train.
+
+    CSV (a header row) or JSON (a list of objects, or {"checkpoints": [...]}), one entry per
+    checkpoint: `path` (required; relative to the manifest's folder), `arch` (e.g.
+    `torchvision:resnet18`), `num_classes`, `arch_args` (an object; in CSV its JSON text),
+    `family` (the report's grouping; default: the arch), `test_acc` and `train_acc` (or
+    `test_accuracy`, `train_accuracy`; fractions in [0, 1]), `layers` (names or globs,
+    comma-separated: the layers of this checkpoint, since architectures name them
+    differently); any other column is a hyper-parameter and becomes a column of the sweep
+    table. Bad rows are InputErrors naming the row.
+
+    Example
+    -------
+    path,arch,num_classes,family,test_acc,train_acc,lr
+    r18-a.pt,torchvision:resnet18,10,resnet,0.61,0.93,0.1
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"manifest not found: {p}.")
+    entries = []
+    for number, row in enumerate(_manifest_rows(p), start=1):
+        where = f"{p} entry {number}"
+        row = {str(k).strip(): v for k, v in row.items()}
+        location = row.pop("path", None)
+        if not isinstance(location, str) or not location.strip():
+            raise InputError(f"{where} has no path; every entry names its checkpoint file in `path`.")
+        target = Path(location).expanduser()
+        target = target if target.is_absolute() else p.parent / target
+        if not target.is_file():
+            raise InputError(f"{where}: checkpoint not found: {target}.")
+        options: dict[str, Any] = {}
+        for key in ("arch", "num_classes", "arch_args"):
+            value = row.pop(key, None)
+            if value is not None:
+                options[key] = value
+        if isinstance(options.get("arch_args"), str):
+            try:
+                options["arch_args"] = json.loads(options["arch_args"])
+            except json.JSONDecodeError:
+                options["arch_args"] = None
+        if "arch_args" in options and not isinstance(options["arch_args"], dict):
+            raise InputError(f"{where}: arch_args must be a JSON object, e.g. {{\"image_size\": 32}}.")
+        if "num_classes" in options and (isinstance(options["num_classes"], bool)
+                                         or not isinstance(options["num_classes"], int)):  # fmt: skip
+            raise InputError(f"{where}: num_classes must be a whole number, got {options['num_classes']!r}.")
+        metrics = {}
+        for column, metric in _ACCURACY_COLUMNS.items():
+            value = row.pop(column, None)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise InputError(f"{where}: {column} must be a fraction from 0 to 1, got {value!r}.")
+            metrics[metric] = float(value)
+        family = row.pop("family", None)
+        layers = row.pop("layers", None)
+        if isinstance(layers, str):
+            layers = [layers]
+        if layers is not None and not (isinstance(layers, list) and all(isinstance(x, str) for x in layers)):
+            raise InputError(f"{where}: layers must be names or globs, comma-separated, got {layers!r}.")
+        entries.append(
+            ManifestEntry(
+                path=str(target.resolve()), load_options=options,
+                family=None if family is None else str(family), metrics=metrics,
+                settings={k: v for k, v in row.items() if v is not None},
+                layers=_split_layers(layers),
+            )
+        )  # fmt: skip
+    if not entries:
+        raise InputError(f"the manifest {p} lists no checkpoint.")
+    return entries
+
+
 def checkpoint_paths(items: Sequence[str | os.PathLike]) -> list[str]:
     """Checkpoint files from files and folders (a folder gives every *.pt in it, sorted)."""
     paths: list[str] = []
@@ -187,27 +364,36 @@ def checkpoint_paths(items: Sequence[str | os.PathLike]) -> list[str]:
     return paths
 
 
-def describe_checkpoints(items: Sequence[str | os.PathLike | SweepCheckpoint]) -> list[SweepCheckpoint]:
+def describe_checkpoints(
+    items: Sequence[str | os.PathLike | SweepCheckpoint | ManifestEntry],
+    *,
+    load_options: dict[str, Any] | None = None,
+) -> list[SweepCheckpoint]:
     """Load each checkpoint once (on the CPU) for its run id and metadata, and attach the zoo
-    entry from the zoo.json beside it. A folder stands for every *.pt in it; repeats of the
-    same weights under the same name are dropped."""
+    entry from the zoo.json beside it, or the manifest entry it came from. A folder stands for
+    every *.pt in it; repeats of the same weights under the same name are dropped.
+    `load_options` (`LOAD_OPTIONS`: arch, num_classes, ...) load every checkpoint; a manifest
+    entry's own options take precedence."""
+    given = {k: v for k, v in (load_options or {}).items() if k in LOAD_OPTIONS and v not in (None, False)}
     zoos: dict[str, dict[str, dict[str, Any]]] = {}
     described: dict[str, SweepCheckpoint] = {}
     known = [item for item in items if isinstance(item, SweepCheckpoint)]
-    paths = (
-        checkpoint_paths([item for item in items if not isinstance(item, SweepCheckpoint)])
-        if len(known) < len(items)
-        else []
-    )
+    listed = [item for item in items if isinstance(item, ManifestEntry)]
+    files = [item for item in items if not isinstance(item, (SweepCheckpoint, ManifestEntry))]
     for info in known:
         described.setdefault(info.run_id, info)
-    for item in paths:
-        path = Path(item).expanduser().resolve()
-        loaded = load_model(path, device="cpu")
-        folder = str(path.parent)
-        if folder not in zoos:
-            zoos[folder] = read_zoo(folder)
-        entry = zoos[folder].get(str(path), {})
+    entries = [(Path(p).expanduser().resolve(), None) for p in (checkpoint_paths(files) if files else [])]
+    entries += [(Path(entry.path), entry) for entry in listed]
+    for path, manifest in entries:
+        options = {**given, **(manifest.load_options if manifest else {})}
+        loaded = load_model(path, device="cpu", **options)
+        if manifest is None:
+            folder = str(path.parent)
+            if folder not in zoos:
+                zoos[folder] = read_zoo(folder)
+            entry = zoos[folder].get(str(path), {})
+        else:
+            entry = {"family": manifest.family, "settings": manifest.settings}
         shape = loaded.input_shape
         info = SweepCheckpoint(
             path=str(path),
@@ -216,9 +402,13 @@ def describe_checkpoints(items: Sequence[str | os.PathLike | SweepCheckpoint]) -
             family=entry.get("family"),
             settings=dict(entry.get("settings") or {}),
             metadata=loaded.checkpoint,
-            arch=loaded.arch,
+            arch=loaded.arch or options.get("arch"),
             arch_args=loaded.arch_args,
             input_dim=int(np.prod(shape)) if shape else None,
+            load_options=options,
+            metrics=dict(manifest.metrics) if manifest else {},
+            hyper_parameters=tuple(manifest.settings) if manifest else (),
+            layers=manifest.layers if manifest else None,
         )
         described.setdefault(info.run_id, info)
     return list(described.values())
@@ -242,7 +432,9 @@ class SweepTask:
     cache_dir: str | None = None
     input_dim: int | None = None
     torch_threads: int | None = None
-    reduction: str = "none"
+    reduction: str | dict[str, str] = "none"
+    layers: tuple[str, ...] | None = None
+    load_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def error_path(self) -> Path:
@@ -264,10 +456,11 @@ class TaskOutcome:
 
 def _measure(task: SweepTask) -> Result:
     """The probe of `task` through the Python API, with the sweep's fixed options
-    (`registry.MEASURES[probe].sweep_options`), on the train split's seeded subset."""
+    (`registry.MEASURES[probe].sweep_options`) and the model options of the sweep (its
+    `load_options`, `layers`, `reduction`), on the train split's seeded subset."""
     from .. import api
 
-    model = api.load_model(task.checkpoint, device=task.device)
+    model = api.load_model(task.checkpoint, device=task.device, **task.load_options)
     data = api.load_data(task.data, split="train", n_points=task.n_points, seed=task.seed)
     options = dict(MEASURES[task.probe].sweep_options)
     if task.probe == "cutting-planes":
@@ -275,6 +468,8 @@ def _measure(task: SweepTask) -> Result:
     else:
         options["cache"] = task.cache_dir or True
         options["reduction"] = task.reduction
+        if task.layers:
+            options["layers"] = list(task.layers)
         if task.probe != "collapse":
             options["seed"] = task.seed
     return MEASURES[task.probe](model, data, **options)
@@ -438,6 +633,8 @@ class SweepSummary:
     failed: tuple[TaskOutcome, ...]
     table_csv: Path
     table_parquet: Path | None
+    layers_csv: Path | None = None
+    layers_parquet: Path | None = None
 
     @property
     def executed(self) -> int:
@@ -446,14 +643,20 @@ class SweepSummary:
 
 
 def run_sweep(
-    checkpoints: Sequence[str | os.PathLike | SweepCheckpoint],
+    checkpoints: Sequence[str | os.PathLike | SweepCheckpoint | ManifestEntry] = (),
     probes: Sequence[str] = ("id", "curvature"),
     out_dir: str | os.PathLike = "sweep",
     *,
+    manifest: str | os.PathLike | None = None,
     data: str = "digits",
     n_points: int | None = None,
     seed: int = 0,
-    reduction: str = "none",
+    reduction: str | dict[str, str] = "none",
+    layers: Sequence[str] | None = None,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    arch_args: dict[str, Any] | None = None,
+    trust_checkpoint: bool = False,
     device: str = "cpu",
     executor: str = "local",
     workers: int | None = None,
@@ -461,13 +664,27 @@ def run_sweep(
     progress: bool = False,
 ) -> SweepSummary:
     """Run every probe on every checkpoint into `out_dir`, skipping finished tasks, then
-    write the table (see the module docstring). Failing tasks are recorded and reported in
-    the summary; the others go on. `reduction` applies to every extracted layer (a spec of
-    `extraction.reductions`, e.g. `avgpool` or `project:512`; cutting planes work on the inputs)."""
+    write the table and its long form (see the module docstring). Failing tasks are recorded
+    and reported in the summary; the others go on.
+
+    checkpoints: files, folders, and with `manifest` (a CSV or JSON file, `read_manifest`)
+    also the manifest's checkpoints. `arch`, `num_classes`, `arch_args`, `trust_checkpoint`
+    load every checkpoint (a manifest row's own arch, num_classes, arch_args, layers win), as for
+    the measuring commands. `layers` (names or globs; None: the default layers) and
+    `reduction` (a spec of `extraction.reductions`, e.g. `avgpool` or `project:512`, or a
+    dict {layer pattern: spec, "default": spec}) apply to every extracted layer; cutting
+    planes work on the inputs.
+    """
     chosen = check_sweep_options(probes, executor, workers, known_probes=PROBES, executors=EXECUTORS)
-    parse_reduction(reduction)  # a bad spec stops here, not in every task
+    for spec in reduction.values() if isinstance(reduction, dict) else [reduction]:
+        parse_reduction(spec)  # a bad spec stops here, not in every task
     out = Path(out_dir).expanduser().resolve()
-    infos = describe_checkpoints(checkpoints)
+    items = list(checkpoints) + (read_manifest(manifest) if manifest is not None else [])
+    if not items:
+        raise InputError("give at least one checkpoint (a .pt file or a folder of them) or a --manifest.")
+    load_options = {"arch": arch, "num_classes": num_classes, "arch_args": arch_args,
+                    "trust_checkpoint": trust_checkpoint}  # fmt: skip
+    infos = describe_checkpoints(items, load_options=load_options)
     if not infos:
         raise InputError("give at least one checkpoint (a .pt file or a folder of them).")
     if executor == "local":
@@ -489,6 +706,7 @@ def run_sweep(
                     checkpoint=info.path, run_id=info.run_id, probe=probe, result_path=str(path),
                     data=data, n_points=n_points, seed=seed, device=device, cache_dir=str(out / "cache"),
                     input_dim=info.input_dim, torch_threads=threads, reduction=reduction,
+                    layers=info.layers or (tuple(layers) if layers else None), load_options=info.load_options,
                 )
             )  # fmt: skip
     outcomes: list[TaskOutcome] = []
@@ -496,6 +714,7 @@ def run_sweep(
         stream = _run_local(tasks, workers) if executor == "local" else _run_ray(tasks, workers, ray_address)
         outcomes.extend(track(stream, description="sweep", total=len(tasks), enabled=progress))
     csv_path, parquet_path = write_table(collect_table(out, infos), out)
+    layers_csv, layers_parquet = write_layer_table(collect_layer_table(out, infos), out)
     return SweepSummary(
         out_dir=out,
         checkpoints=len(infos),
@@ -504,6 +723,8 @@ def run_sweep(
         failed=tuple(o for o in outcomes if o.status == "failed"),
         table_csv=csv_path,
         table_parquet=parquet_path,
+        layers_csv=layers_csv,
+        layers_parquet=layers_parquet,
     )
 
 
@@ -558,19 +779,28 @@ def classifier_layer(result: Result):
     return next((entry for entry in result.layers if entry.name == name), None)
 
 
+def _arch(info: SweepCheckpoint) -> str | None:
+    return (info.metadata or {}).get("arch") or info.arch
+
+
+def _family(info: SweepCheckpoint) -> str | None:
+    """The checkpoint's family in the tables and the report: its zoo's or manifest's, else its arch."""
+    return info.family or _arch(info)
+
+
 def _row(info: SweepCheckpoint, measures: dict[str, dict[str, float | None]]) -> dict[str, Any]:
     meta = info.metadata or {}
     training = dict(meta.get("training") or {})
     arch_args = dict(meta.get("arch_args") or info.arch_args or {})
     settings = {**SETTING_DEFAULTS, **info.settings, **{k: v for k, v in training.items() if v is not None}}
-    metrics = meta.get("metrics") or {}
+    metrics = meta.get("metrics") or info.metrics
     epoch = meta.get("epoch", settings.get("epochs"))
-    arch = meta.get("arch") or info.arch
+    arch = _arch(info)
     train_acc, test_acc = _number(metrics.get("train_accuracy")), _number(metrics.get("test_accuracy"))
     row: dict[str, Any] = {
         "run_id": info.run_id,
         "checkpoint": info.path,
-        "family": info.family or arch,
+        "family": _family(info),
         "arch": arch,
         "untrained": None if epoch is None else int(epoch) == 0,
         "epochs": epoch,
@@ -586,6 +816,7 @@ def _row(info: SweepCheckpoint, measures: dict[str, dict[str, float | None]]) ->
         "test_accuracy": test_acc,
         "generalization_gap": None if train_acc is None or test_acc is None else train_acc - test_acc,
     }
+    row.update({name: info.settings.get(name) for name in info.hyper_parameters if name not in row})
     for values in measures.values():
         row.update(values)
     return row
@@ -608,17 +839,23 @@ def collect_table(
 ) -> list[dict[str, Any]]:
     """One row per checkpoint: its settings and metrics, and the measure columns of every probe
     that has a result for some checkpoint (None where a checkpoint lacks it). Columns: `COLUMN_TYPES`,
-    then `MEASURE_COLUMNS` in the order id, curvature, collapse, cutting-planes."""
+    the manifest's own hyper-parameter columns, then `MEASURE_COLUMNS` in the order id,
+    curvature, collapse, cutting-planes."""
     results = Path(sweep_dir).expanduser() / "results"
     infos = describe_checkpoints(checkpoints)
     measured = [_measures(results / info.run_id) for info in infos]
     probes = [p for p in PROBES if any(p in m for m in measured)]
-    columns = list(COLUMN_TYPES) + [c for p in probes for c in MEASURE_COLUMNS[p]]
-    rows = []
-    for info, measures in zip(infos, measured, strict=True):
-        row = _row(info, measures)
-        rows.append({c: _typed(row.get(c), COLUMN_TYPES.get(c, "float")) for c in columns})
-    return rows
+    extra = list(dict.fromkeys(h for info in infos for h in info.hyper_parameters if h not in COLUMN_TYPES))
+    columns = list(COLUMN_TYPES) + extra + [c for p in probes for c in MEASURE_COLUMNS[p]]
+    raw = [_row(info, measures) for info, measures in zip(infos, measured, strict=True)]
+    types = {**{c: _column_type([row.get(c) for row in raw]) for c in extra}, **COLUMN_TYPES}
+    return [{c: _typed(row.get(c), types.get(c, "float")) for c in columns} for row in raw]
+
+
+def _column_type(values: list[Any]) -> str:
+    """The type of a manifest's own column: float when every value is a number, else string."""
+    numbers = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
+    return "float" if numbers else "string"
 
 
 def parquet_available() -> bool:
@@ -636,7 +873,21 @@ def write_table(rows: list[dict[str, Any]], sweep_dir: str | os.PathLike) -> tup
     imports) into `sweep_dir`, atomically; returns their paths (Parquet None when not written)."""
     out = Path(sweep_dir).expanduser()
     columns = list(rows[0]) if rows else list(COLUMN_TYPES)
-    csv_path = out / TABLE_CSV
+    types = {c: COLUMN_TYPES.get(c) or _column_type([row.get(c) for row in rows]) for c in columns}
+    return _write_tables(rows, columns, types, out / TABLE_CSV, out / TABLE_PARQUET)
+
+
+def write_layer_table(rows: list[dict[str, Any]], sweep_dir: str | os.PathLike) -> tuple[Path, Path | None]:
+    """Write the long form `layers.csv` (and `layers.parquet` when pyarrow imports) into
+    `sweep_dir`, atomically; returns their paths (Parquet None when not written)."""
+    out = Path(sweep_dir).expanduser()
+    columns = list(LAYER_COLUMN_TYPES)
+    return _write_tables(rows, columns, LAYER_COLUMN_TYPES, out / LAYERS_CSV, out / LAYERS_PARQUET)
+
+
+def _write_tables(
+    rows: list[dict[str, Any]], columns: list[str], types: dict[str, str], csv_path: Path, parquet_path: Path
+) -> tuple[Path, Path | None]:
     with atomic_write(csv_path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
@@ -647,9 +898,33 @@ def write_table(rows: list[dict[str, Any]], sweep_dir: str | os.PathLike) -> tup
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = {"string": pa.string(), "bool": pa.bool_(), "int": pa.int64(), "float": pa.float64()}
-    schema = pa.schema([(c, types[COLUMN_TYPES.get(c, "float")]) for c in columns])
+    arrow = {"string": pa.string(), "bool": pa.bool_(), "int": pa.int64(), "float": pa.float64()}
+    schema = pa.schema([(c, arrow[types.get(c, "float")]) for c in columns])
     table = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows], schema=schema)
-    parquet_path = out / TABLE_PARQUET
     atomic_save(parquet_path, lambda tmp: pq.write_table(table, tmp))
     return csv_path, parquet_path
+
+
+def collect_layer_table(
+    sweep_dir: str | os.PathLike, checkpoints: Sequence[str | os.PathLike | SweepCheckpoint]
+) -> list[dict[str, Any]]:
+    """The long form of a sweep: one row per checkpoint, probe, layer and metric, with the
+    layer's relative depth and the metric's interval (`LAYER_COLUMN_TYPES`); from every result
+    in the sweep folder, probes in `PROBES` order. A skipped layer has no metrics, so no rows;
+    for cutting planes `layer` is the target (`class 3`) and `depth` is None."""
+    results = Path(sweep_dir).expanduser() / "results"
+    rows = []
+    for info in describe_checkpoints(checkpoints):
+        family = _family(info)
+        for probe in PROBES:
+            result = _read(results / info.run_id, probe)
+            if result is None:
+                continue
+            depth = {layer.name: layer.depth for layer in result.layers}
+            for part, metric, value, low, high in result.to_frame().itertuples(index=False):
+                rows.append({
+                    "run_id": info.run_id, "checkpoint": info.path, "family": family, "probe": probe,
+                    "layer": part, "depth": depth.get(part), "metric": metric,
+                    "value": _number(value), "low": _number(low), "high": _number(high),
+                })  # fmt: skip
+    return rows
