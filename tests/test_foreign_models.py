@@ -299,3 +299,15 @@ print("loaded:", type(model).__name__)
     lines = done.stdout.splitlines()
     assert lines[0].startswith("refused:") and "import transformers.modeling_outputs" in lines[0]
     assert lines[1] == "loaded: FixedBatch" and done.stderr.strip() == ""
+
+
+def test_a_model_that_rejects_the_data_is_one_line_exit_2(capsys):
+    """A model built for 32x32 inputs given 8x8 digits: bad input (exit 2) naming the batch's shape."""
+    code, _, err = run(
+        ["layers", "--arch", "timm:vit_tiny_patch16_224", "--arch-kwargs",
+         '{"img_size": 32, "depth": 1, "num_classes": 10}', "--data", "digits"],
+        capsys,
+    )
+    assert code == 2, err
+    assert "forward pass failed on a batch of 1x1x8x8 float32" in err
+    assert "Traceback" not in err

@@ -138,11 +138,32 @@ def batch_size_of(inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> int:
     return int(inputs.shape[0])
 
 
-def run_model(model: nn.Module, inputs: torch.Tensor | Mapping[str, torch.Tensor]):
-    """The model applied to one batch: `model(inputs)`, or `model(**inputs)` for a dict batch."""
+def _describe_batch(inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> str:
     if isinstance(inputs, Mapping):
-        return model(**inputs)
-    return model(inputs)
+        return ", ".join(f"{key} {_describe_batch(value)}" for key, value in inputs.items())
+    if isinstance(inputs, torch.Tensor):
+        return f"{'x'.join(map(str, inputs.shape))} {str(inputs.dtype).removeprefix('torch.')}"
+    return type(inputs).__name__
+
+
+def run_model(model: nn.Module, inputs: torch.Tensor | Mapping[str, torch.Tensor]):
+    """The model applied to one batch: `model(inputs)`, or `model(**inputs)` for a dict batch.
+
+    A model that rejects the data (a shape, channel count or dtype it was not built for)
+    is bad input, not a crash: its error becomes an `InputError` that names the batch's shape.
+    """
+    try:
+        if isinstance(inputs, Mapping):
+            return model(**inputs)
+        return model(inputs)
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, AssertionError, ValueError, TypeError, IndexError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(
+            f"the model's forward pass failed on a batch of {_describe_batch(inputs)}: {first_line} "
+            "(does the data fit the input size, channels and dtype the model was built for?)"
+        ) from exc
 
 
 def to_device(inputs, device: torch.device):
