@@ -37,7 +37,7 @@ def layer_table(
     """One row per layer: name, activation shape, each metric (with its interval if any), then
     the `details` fields asked for and, when any layer has one, its status (e.g. skipped)."""
     table = Table(title=title or None, header_style="bold")
-    table.add_column("layer", style="cyan")
+    table.add_column("layer", style="cyan", overflow="fold")  # full names: blocks differ at the end
     table.add_column("shape")
     shown = [m for m in metrics if any(m in layer.metrics for layer in result.layers)]
     for metric in shown:
@@ -187,7 +187,8 @@ def layers_table(layers, *, title: str, defaults_only: bool = False) -> Table:
     """The layers of a model (`api.list_layers`): name, module type, output shape, kind
     (vector, token sequence, spatial map), features, whether it is a default layer."""
     table = Table(title=title, header_style="bold")
-    for column in ("layer", "module", "output shape", "kind", "features", "default"):
+    table.add_column("layer", style="cyan", overflow="fold")
+    for column in ("module", "output shape", "kind", "features", "default"):
         table.add_column(column)
     for layer in layers:
         if not defaults_only or layer.default:
