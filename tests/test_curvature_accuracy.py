@@ -175,3 +175,20 @@ def test_a_full_rank_cloud_has_no_tangent_dimension_below_the_ambient():
     entry = _profile(_layer("full", rng.standard_normal((800, 6)))).layers[0]
     assert entry.details["status"] == "uncertain_dimension"
     assert np.isnan(entry.metrics["mapc"])
+
+
+def test_a_layer_too_costly_at_the_default_k_says_so(monkeypatch):
+    """d = 50 at its default K = 3978 would take ~1e14 operations on 5000 points of R^512: the
+    default K is refused with the estimate (here forced with a tiny budget on a small layer),
+    the other layers unaffected; a K given by the user runs."""
+    import manifold_probe.measures.curvature as measures
+    from manifold_probe.geometry.curvature import MAX_FIT_FLOPS, default_k, fit_flops
+
+    assert fit_flops(5000, default_k(50), 512, 50) > MAX_FIT_FLOPS > fit_flops(2000, 30, 65536, 2)
+    drawn = acc.sample("clifford", 800, 20, 0.0, seed=4)
+    monkeypatch.setattr(measures, "MAX_FIT_FLOPS", 1.0)
+    entry = _profile(_layer("clifford", drawn.points)).layers[0]
+    assert entry.details["status"] == "not_measurable" and "--k" in entry.details["reason"]
+    assert entry.details["fit_flops"] > 1 and np.isnan(entry.metrics["curvature_sff"])
+    given = _profile(_layer("clifford", drawn.points), k=30).layers[0]
+    assert given.details["status"] == "measured"

@@ -176,6 +176,23 @@ def default_k(dim: int, n_points: int | None = None) -> int:
     return k if n_points is None else min(k, n_points - 1)
 
 
+MAX_FIT_FLOPS = 1e13
+"""The most floating-point operations `fit_flops` the default K may cost a layer (about an hour
+on 2 CPU cores at the few GFLOP/s these batched small factorisations reach); a layer above it
+is reported as too costly unless the user gives K."""
+
+
+def fit_flops(n_points: int, k: int, ambient: int, dim: int) -> float:
+    """Estimated floating-point operations of the fits of n_points points (`_local_fits`):
+    per point the Gram product (2 K s D, s = min(K, D)), two symmetric eigendecompositions
+    with vectors (about 9 s^3 each) and the QR factorisations of the two designs (2 K p^2,
+    p the unknowns of each fit). Example: d = 2, K = 30, D = 512 gives about 1e6 per point;
+    d = 50 at its default K = 3978 about 1e11."""
+    side = min(k, ambient)
+    designs = 2 * k * (n_unknowns(dim) ** 2 + sff_unknowns(dim) ** 2)
+    return float(n_points) * (2.0 * k * side * ambient + 18.0 * side**3 + designs)
+
+
 @dataclass(frozen=True)
 class Curvature:
     """Curvature of one point cloud (a layer): summaries, per-point values, quantiles, intervals.

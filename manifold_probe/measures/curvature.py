@@ -26,10 +26,12 @@ from ..errors import InputError
 from ..extraction.activations import Activations, LayerArray, extract
 from ..extraction.perturbations import svd_perturbations
 from ..geometry.curvature import (
+    MAX_FIT_FLOPS,
     Curvature,
     NeighbourhoodCurvature,
     curvature,
     default_k,
+    fit_flops,
     min_neighbours,
     n_unknowns,
 )
@@ -142,6 +144,19 @@ def _too_few_points(n: int, dim: int) -> str:
     )
 
 
+def _too_costly(n: int, ambient: int, dim: int) -> str:
+    """Why the default K's fits are intractable for this layer (`MAX_FIT_FLOPS`), or ""."""
+    k = default_k(dim, n)
+    flops = fit_flops(n, k, ambient, dim)
+    if flops <= MAX_FIT_FLOPS:
+        return ""
+    return (
+        f"dim={dim} at the default K={k} would cost about {flops:.1g} floating-point operations "
+        f"(more than {MAX_FIT_FLOPS:.0g}, hours on a few CPU cores): give --k to run it anyway, "
+        "or a smaller --dim"
+    )
+
+
 def curvature_profile(
     arrays: Activations,
     *,
@@ -211,10 +226,14 @@ def _knn_layer(
     )
     if reason:
         return _unmeasured_entry(layer, index, n_layers, id_estimate, reason, details, status)
-    n = x.shape[0]
+    n, ambient = x.shape
     reason = _too_few_points(n, d) if k is None else ""
     if reason:
         details["k_needed"] = min_neighbours(d)
+        return _unmeasured_entry(layer, index, n_layers, id_estimate, reason, details)
+    reason = _too_costly(n, ambient, d) if k is None else ""
+    if reason:
+        details["fit_flops"] = fit_flops(n, default_k(d, n), ambient, d)
         return _unmeasured_entry(layer, index, n_layers, id_estimate, reason, details)
     k_layer = k if k is not None else default_k(d, n)
     try:
