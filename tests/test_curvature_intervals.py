@@ -64,7 +64,9 @@ def test_memory_bounded_runs_give_the_same_numbers():
     points = drawn.points.astype(np.float32)
     free = curvature(points, 2, n_bootstrap=50)
     bounded = curvature(points, 2, n_bootstrap=50, max_memory=1)
-    np.testing.assert_allclose(bounded.sff_squared_per_point, free.sff_squared_per_point, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        bounded.sff_squared_per_point, free.sff_squared_per_point, rtol=1e-9, atol=1e-12
+    )
     np.testing.assert_allclose(bounded.mapc_per_point, free.mapc_per_point, rtol=1e-9)
     assert bounded.curvature_sff == pytest.approx(free.curvature_sff, rel=1e-12)
     for name, bounds in free.intervals.items():
