@@ -119,7 +119,7 @@ def memory_child(path: str, max_memory: int | None) -> None:
     """One measured call (run in a fresh process): prints 'seconds per-point-ms peak-bytes'."""
     points = np.load(path).astype(np.float32)
     graph = nearest_neighbours(points, 30)
-    curvature(points[:40, :64], 2, k=30, n_bootstrap=10)  # warm-up: torch's and LAPACK's own pages
+    curvature(points[:40, :64], 2, k=30, n_bootstrap=10, max_memory=max_memory)  # warm-up: library pages
     peak, stop = [_rss_bytes()], threading.Event()
 
     def sample() -> None:
