@@ -8,9 +8,10 @@
 before and not counted). Each run is a fresh process that loads float32 points of the curved
 manifold below (d = 2, default K), builds the graph, and samples its resident set size
 (/proc/self/statm, every 5 ms) during the call: the table gives the peak RSS above the RSS just
-before the call (after a small warm-up call, so that the libraries' own pages are counted), for --max-memory none, 256MB and 32MB at D = 65,536, and the time per point
-at D = 512 and D = 65,536 (same N), whose ratio shows what the width costs beyond the one
-K x K Gram product per point (K D work against K^2 D).
+before the call (after a small warm-up call with the same budget, so that the libraries' own
+pages are not counted), for --max-memory none, 256MB and 32MB at D = 65,536, and the time per
+point at D = 512 and D = 65,536 (same N), whose ratio shows what the width costs beyond the
+one K x K Gram product per point (K D work against K^2 D).
 
 Data: a curved d-dimensional manifold in R^D: random Fourier features cos(W z + b) of a
 latent z uniform in [0, 1]^d (min(64, D) features, frequencies N(0, 2^2)), embedded isometrically
