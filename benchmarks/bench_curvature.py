@@ -2,6 +2,16 @@
 
     python benchmarks/bench_curvature.py [--quick] [--n 5000] [--ambient 512] [--k 128]
         [--dim 6] [--device cpu,cuda] [--threads 1 --workers 16]
+    python benchmarks/bench_curvature.py --memory [--quick]
+
+--memory: the working memory and per-point cost of `curvature` alone (the kNN graph is built
+before and not counted). Each run is a fresh process that loads float32 points of the curved
+manifold below (d = 2, default K), builds the graph, and samples its resident set size
+(/proc/self/statm, every 5 ms) during the call: the table gives the peak RSS above the RSS just
+before the call (after a small warm-up call with the same budget, so that the libraries' own
+pages are not counted), for --max-memory none, 256MB and 32MB at D = 65,536, and the time per
+point at D = 512 and D = 65,536 (same N), whose ratio shows what the width costs beyond the
+one K x K Gram product per point (K D work against K^2 D).
 
 Data: a curved d-dimensional manifold in R^D: random Fourier features cos(W z + b) of a
 latent z uniform in [0, 1]^d (min(64, D) features, frequencies N(0, 2^2)), embedded isometrically
@@ -17,7 +27,9 @@ The script checks that the per-point values agree and prints the times and their
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,9 +68,7 @@ def _hessian(quad: np.ndarray, d: int) -> np.ndarray:
     return h
 
 
-def plain_local_fit(
-    delta: np.ndarray, dim: int, quartic: bool = False
-) -> tuple[float, float, np.ndarray]:
+def plain_local_fit(delta: np.ndarray, dim: int, quartic: bool = False) -> tuple[float, float, np.ndarray]:
     """One point, the plain way: (mapc, noise-corrected ||II||^2, principal curvatures (m, d)).
 
     delta: (K, D) differences x_j - x.
@@ -101,6 +111,64 @@ def plain_curvature(points: np.ndarray, indices: np.ndarray, dim: int) -> tuple[
     return mapc, sff_squared
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_child(path: str, max_memory: int | None) -> None:
+    """One measured call (run in a fresh process): prints 'seconds per-point-ms peak-bytes'."""
+    points = np.load(path).astype(np.float32)
+    graph = nearest_neighbours(points, 30)
+    curvature(points[:40, :64], 2, k=30, n_bootstrap=10, max_memory=max_memory)  # warm-up: library pages
+    peak, stop = [_rss_bytes()], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.005):
+            peak[0] = max(peak[0], _rss_bytes())
+
+    before = _rss_bytes()
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    start = time.perf_counter()
+    curvature(points, 2, k=30, graph=graph, n_bootstrap=100, max_memory=max_memory)
+    seconds = time.perf_counter() - start
+    stop.set()
+    watcher.join()
+    print(seconds, 1e3 * seconds / len(points), max(peak[0], _rss_bytes()) - before)
+
+
+def memory_table(n: int) -> None:
+    """The --memory table (module docstring), each row from a fresh process."""
+    import subprocess
+    import tempfile
+
+    def run(path: str, max_memory: str) -> tuple[float, float, int]:
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", path, "--max-memory", max_memory],
+            check=True, capture_output=True, text=True,
+        ).stdout.split()  # fmt: skip
+        return float(out[0]), float(out[1]), int(float(out[2]))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [("D", "--max-memory", "seconds", "ms/point", "peak RSS above start (MB)")]
+        times = {}
+        for ambient, budgets in ((512, ("none",)), (65536, ("none", "256MB", "32MB"))):
+            path = f"{tmp}/points_{ambient}.npy"
+            np.save(path, curved_manifold(n, 2, ambient).astype(np.float32))
+            for budget in budgets:
+                seconds, per_point, peak = run(path, budget)
+                times.setdefault(ambient, per_point)
+                rows.append(
+                    (str(ambient), budget, f"{seconds:.2f}", f"{per_point:.2f}", f"{peak / 2**20:.0f}")
+                )
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    print(f"curvature alone, N={n}, d=2, K=30, float32 points (torch threads {torch.get_num_threads()})")
+    for r in rows:
+        print("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)))
+    print(f"per-point cost D=65536 / D=512: {times[65536] / times[512]:.1f}x for 128x the width")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 300: finishes in seconds")
@@ -111,7 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="comma-separated, e.g. cpu,cuda")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads for the batched run")
     parser.add_argument("--workers", type=int, help="chunks in parallel (default: torch threads)")
+    parser.add_argument("--memory", action="store_true", help="peak RSS and per-point cost table")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--max-memory", default="none", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_child:
+        from manifold_probe_cli.options import parse_memory
+
+        memory_child(args.memory_child, None if args.max_memory == "none" else parse_memory(args.max_memory))
+        return 0
+    if args.memory:
+        memory_table(200 if args.quick else 1000)
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     n = 300 if args.quick else args.n
@@ -126,26 +205,42 @@ def main(argv: list[str] | None = None) -> int:
     plain_sff = float(np.sqrt(max(plain_sq.mean(), 0.0)))
     rows = [
         ("estimator", "seconds", "ms/point", "speed-up", "mapc", "curvature_sff", "max rel. diff"),
-        ("plain (numpy loop)", f"{plain_s:.2f}", f"{1e3 * plain_s / n:.3f}", "1.0x",
-         f"{plain_mapc.mean():.6g}", f"{plain_sff:.6g}", ""),
+        (
+            "plain (numpy loop)",
+            f"{plain_s:.2f}",
+            f"{1e3 * plain_s / n:.3f}",
+            "1.0x",
+            f"{plain_mapc.mean():.6g}",
+            f"{plain_sff:.6g}",
+            "",
+        ),
     ]
     agree = True
     for device in devices:
         curvature(points[:50], args.dim, k=min(args.k, 49), device=device)  # warm-up
         start = time.perf_counter()
-        result = curvature(points, args.dim, k=args.k, graph=graph, device=device,
-                           workers=args.workers)
+        result = curvature(points, args.dim, k=args.k, graph=graph, device=device, workers=args.workers)
         batched_s = time.perf_counter() - start
         err_mapc = np.max(np.abs(result.mapc_per_point - plain_mapc) / np.abs(plain_mapc))
         err_sff = np.max(np.abs(result.sff_squared_per_point - plain_sq)) / np.abs(plain_sq).max()
         agree &= bool(err_mapc < 1e-6 and err_sff < 1e-6)
-        rows.append((f"batched ({device})", f"{batched_s:.2f}", f"{1e3 * batched_s / n:.3f}",
-                     f"{plain_s / batched_s:.1f}x", f"{result.mapc:.6g}",
-                     f"{result.curvature_sff:.6g}", f"{max(err_mapc, err_sff):.1e}"))
+        rows.append(
+            (
+                f"batched ({device})",
+                f"{batched_s:.2f}",
+                f"{1e3 * batched_s / n:.3f}",
+                f"{plain_s / batched_s:.1f}x",
+                f"{result.mapc:.6g}",
+                f"{result.curvature_sff:.6g}",
+                f"{max(err_mapc, err_sff):.1e}",
+            )
+        )
 
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    print(f"N={n} D={args.ambient} K={args.k} d={args.dim}  (kNN graph shared, not timed; "
-          f"torch threads {torch.get_num_threads()}, workers {args.workers or 'default'})")
+    print(
+        f"N={n} D={args.ambient} K={args.k} d={args.dim}  (kNN graph shared, not timed; "
+        f"torch threads {torch.get_num_threads()}, workers {args.workers or 'default'})"
+    )
     for r in rows:
         print("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)))
     print("per-point values " + ("agree (relative difference < 1e-6)" if agree else "DISAGREE"))

@@ -2,6 +2,7 @@
 
     python benchmarks/curvature_accuracy.py [--quick] [--n 2000] [--seeds 2]
         [--ambient 3,50,512] [--noise 0,0.005,0.01,0.02] [--manifolds torus,clifford,...]
+    python benchmarks/curvature_accuracy.py --coverage [--draws 40] [--n 1000] ...
 
 Every manifold is a parametrisation X(theta) (theta in a box), sampled uniformly by area
 (rejection on sqrt(det g)), rotated isometrically into R^D and given isotropic Gaussian noise
@@ -21,6 +22,11 @@ Manifolds (d, where their curvature comes from):
 The table (one row per manifold, D and noise level; mean over seeds) gives the estimate's
 relative error, the layer's signal_to_noise and status, the tangent dimension chosen
 without --dim, and whether the tool said "cannot tell" (NaN) instead.
+
+With --coverage, each cell draws `--draws` fresh samples (seeds 100, 101, ...) at the true d
+and gives the share of 95 % curvature_sff intervals that hold the truth, the share the
+bootstrap part alone would hold, the mean half-width and the mean bias allowance (both
+relative to the truth), and the mean error.
 """
 
 from __future__ import annotations
@@ -192,6 +198,73 @@ def measure(name, n, ambient, noise, seed, dim=None):
     return drawn, result.layers[0]
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """Coverage of the 95 % curvature_sff interval over fresh samples (relative to the truth)."""
+
+    draws: int
+    measured: int  # draws not "cannot tell"
+    covered: int  # intervals that hold the truth
+    covered_without_bias: int  # the bootstrap part alone (allowance removed)
+    half_width: float
+    allowance: float
+    error: float
+
+
+def coverage(name: str, n: int, ambient: int | None, noise: float, draws: int, n_bootstrap: int = 200):
+    """The 95 % interval of `geometry.curvature` at the true d over `draws` fresh samples."""
+    from manifold_probe.geometry.curvature import curvature
+
+    covered = bare = measured = 0
+    widths, allowances, errors = [], [], []
+    for draw in range(draws):
+        drawn = sample(name, n, ambient, noise, seed=100 + draw)
+        result = curvature(drawn.points, drawn.dim, n_bootstrap=n_bootstrap, seed=draw)
+        if result.status != "measured":
+            continue
+        measured += 1
+        low, high = result.intervals["curvature_sff"]
+        covered += low <= drawn.truth <= high
+        allowance = result.bias_allowance
+        bare += low + allowance <= drawn.truth <= high - allowance  # the bootstrap part alone
+        widths.append((high - low) / 2 / drawn.truth)
+        allowances.append(allowance / drawn.truth)
+        errors.append(result.curvature_sff / drawn.truth - 1)
+    return Coverage(draws, measured, covered, bare, _mean(widths), _mean(allowances), _mean(errors))
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def main_coverage(args) -> int:
+    print(f"N={args.n}, {args.draws} fresh samples per cell, 95 % intervals of curvature_sff at the true d")
+    header = ("manifold", "D", "noise", "measured", "covered", "without bias allowance", "half-width",
+              "allowance", "mean error")  # fmt: skip
+    for name, ambient, noise, shown in _cells(args, header):
+        c = coverage(name, args.n, ambient, noise, args.draws)
+        share = c.covered / c.measured if c.measured else float("nan")
+        bare = c.covered_without_bias / c.measured if c.measured else float("nan")
+        print(
+            f"{name} | {shown} | {noise:.1%} | {c.measured}/{c.draws} | {share:.0%} | "
+            f"{bare:.0%} | {c.half_width:.1%} | {c.allowance:.1%} | {c.error:+.1%}",
+            flush=True,
+        )
+    return 0
+
+
+def _cells(args, header):
+    """Print the table's header; yield (manifold, ambient or None, noise, D shown) per row."""
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for name in args.manifolds.split(","):
+        own = MANIFOLDS[name].embed(np.zeros((1, MANIFOLDS[name].dim))).shape[1]
+        for ambient_text in args.ambient.split(","):
+            ambient = None if ambient_text == "own" else int(ambient_text)
+            for noise in (float(v) for v in args.noise.split(",")):
+                yield name, ambient, noise, ambient or own
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 1000, one seed, D = 50 only")
@@ -201,7 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", default="0,0.005,0.01,0.02")
     parser.add_argument("--manifolds", default=",".join(MANIFOLDS))
     parser.add_argument("--dim", type=int, help="the tangent dimension for every run (default: chosen)")
+    parser.add_argument("--coverage", action="store_true", help="interval coverage over fresh samples")
+    parser.add_argument("--draws", type=int, default=40, help="--coverage: fresh samples per cell")
     args = parser.parse_args(argv)
+    if args.coverage:
+        return main_coverage(args)
     if args.quick:
         args.n, args.seeds, args.ambient = 1000, 1, "50"
     print(
@@ -209,29 +286,24 @@ def main(argv: list[str] | None = None) -> int:
         "'cannot tell' = NaN with a reason"
     )
     header = ("manifold", "D", "noise", "truth", "d used", "error", "SNR", "status", "seconds")
-    print(" | ".join(header))
-    print(" | ".join("---" for _ in header))
-    for name in args.manifolds.split(","):
-        for ambient_text in args.ambient.split(","):
-            ambient = None if ambient_text == "own" else int(ambient_text)
-            for noise in (float(v) for v in args.noise.split(",")):
-                errors, snrs, dims, statuses = [], [], [], []
-                start = time.perf_counter()
-                for seed in range(args.seeds):
-                    drawn, entry = measure(name, args.n, ambient, noise, seed, dim=args.dim)
-                    errors.append(entry.metrics["curvature_sff"] / drawn.truth - 1)
-                    snrs.append(entry.metrics.get("signal_to_noise", np.nan))
-                    dims.append(entry.details.get("dim"))
-                    statuses.append(entry.details.get("status", "measured"))
-                seconds = (time.perf_counter() - start) / args.seeds
-                shown_d = "/".join(str(d) for d in dims)
-                error = np.nanmean(errors) if not np.all(np.isnan(errors)) else np.nan
-                status = "/".join(sorted(set(statuses)))
-                own = MANIFOLDS[name].embed(np.zeros((1, MANIFOLDS[name].dim))).shape[1]
-                print(
-                    f"{name} | {ambient or own} | {noise:.1%} | {drawn.truth:.3f} | {shown_d} | "
-                    f"{error:+.1%} | {np.nanmean(snrs):.2g} | {status} | {seconds:.1f}"
-                )
+    for name, ambient, noise, shown in _cells(args, header):
+        errors, snrs, dims, statuses = [], [], [], []
+        start = time.perf_counter()
+        for seed in range(args.seeds):
+            drawn, entry = measure(name, args.n, ambient, noise, seed, dim=args.dim)
+            errors.append(entry.metrics["curvature_sff"] / drawn.truth - 1)
+            snrs.append(entry.metrics.get("signal_to_noise", np.nan))
+            dims.append(entry.details.get("dim"))
+            statuses.append(entry.details.get("status", "measured"))
+        seconds = (time.perf_counter() - start) / args.seeds
+        shown_d = "/".join(str(d) for d in dims)
+        error = np.nanmean(errors) if not np.all(np.isnan(errors)) else np.nan
+        status = "/".join(sorted(set(statuses)))
+        print(
+            f"{name} | {shown} | {noise:.1%} | {drawn.truth:.3f} | {shown_d} | "
+            f"{error:+.1%} | {np.nanmean(snrs):.2g} | {status} | {seconds:.1f}",
+            flush=True,
+        )
     return 0
 
 

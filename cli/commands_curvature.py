@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .options import HtmlOut, JsonOut, SourceArgs, source_options
+from .options import HtmlOut, JsonOut, SourceArgs, parse_memory, source_options
 from .output import console, exit_if_nothing_measured, print_result, write_outputs
 
 NEIGHBOURHOOD_HELP = (
@@ -99,7 +99,8 @@ def curvature_command(
         with src.load(min_points=4) as arrays:
             result = mp.curvature(
                 arrays, neighbourhood=neighbourhood, dim=dim, k=k, n_bootstrap=bootstrap, n_top=n_top,
-                n_toggle=n_toggle, n_copies=copies, seed=src.seed, device=src.device, progress=not src.quiet,
+                n_toggle=n_toggle, n_copies=copies, seed=src.seed, device=src.device,
+                max_memory=parse_memory(src.max_memory), progress=not src.quiet,
             )  # fmt: skip
         results.append(result)
         print_result(result, title=f"curvature by layer: {src.model or src.points}")

@@ -416,6 +416,7 @@ def curvature(
     n_copies: int | None = None,
     seed: int = 0,
     device: str | None = None,
+    max_memory: int | None = None,
     progress: bool = False,
     **extract_options: Any,
 ) -> Result:
@@ -435,6 +436,8 @@ def curvature(
         and a seeded subset of the 2^n_toggle - 1 patterns).
     seed : seeds the bootstrap and the perturbation subset.
     device : where the estimators run (for `perturb` the model runs where it is).
+    max_memory : bytes of working memory for the `knn` fits and local spectra (chunks and
+        worker threads shrink to fit); with a model it also goes to `extract`.
     **extract_options : passed to `extract` with a model.
 
     Returns
@@ -448,6 +451,8 @@ def curvature(
     """
     if neighbourhood not in ("knn", "perturb"):
         raise InputError(f"neighbourhood must be knn or perturb, got {neighbourhood!r}.")
+    if max_memory is not None and isinstance(source, (nn.Module, LoadedModel)):
+        extract_options = {**extract_options, "max_memory": max_memory}
     acts = _activations(source, data, min_points=4, classifier=False, extract_options=extract_options)
     dev = _device(acts, device)
     if neighbourhood == "perturb":
@@ -467,7 +472,7 @@ def curvature(
             seed=seed, device=dev, progress=progress,
         )  # fmt: skip
     return curvature_profile(acts, dim=dim, k=k, bootstrap=n_bootstrap, seed=seed, device=dev,
-                             progress=progress)  # fmt: skip
+                             max_memory=max_memory, progress=progress)  # fmt: skip
 
 
 def _classifier_layer(acts: Activations, classifier: Any, bias: Any):

@@ -77,7 +77,7 @@ def test_noisy_manifolds_are_within_fifteen_percent_or_cannot_tell(name, ambient
     entry = _profile(_layer(name, drawn.points)).layers[0]
     assert entry.details["dim"] == drawn.dim
     if np.isnan(entry.metrics["curvature_sff"]):
-        assert entry.details["status"] == "cannot_tell" and entry.details["reason"]
+        assert entry.details["status"] in ("cannot_tell", "uncertain_dimension") and entry.details["reason"]
     else:
         assert entry.metrics["curvature_sff"] == pytest.approx(drawn.truth, rel=0.15)
         assert entry.metrics["signal_to_noise"] >= 0.1
@@ -96,11 +96,11 @@ def test_noise_that_drowns_the_bending_gives_nan_with_a_reason_not_zero():
 
 
 def test_a_layer_that_cannot_be_measured_does_not_cost_the_others():
-    """Pure noise in R^60 on 40 points: its d needs more neighbours than it has points; it is
-    kept with NaN metrics, status not_measurable and the K it would need; the sphere layer
-    beside it is measured."""
+    """40 points of an 8-dimensional Gaussian in R^60: a clear gap at d = 8, whose fit needs
+    more neighbours than there are points; it is kept with NaN metrics, status not_measurable
+    and the K it would need; the Clifford torus layer beside it is measured."""
     rng = np.random.default_rng(4)
-    noise = rng.standard_normal((40, 60))
+    noise = rng.standard_normal((40, 8)) @ np.linalg.qr(rng.standard_normal((60, 8)))[0].T
     drawn = acc.sample("clifford", 1500, 20, 0.0, seed=4)
     result = _profile(_layer("noise", noise), _layer("clifford", drawn.points))
     first, second = result.layers
@@ -143,3 +143,52 @@ def test_random_init_resnet18_gives_every_layer_a_result(tmp_path, capsys):
             assert layer.details["reason"]
         if status == "not_measurable":
             assert layer.details["k_needed"] > layer.n_points - 1
+
+
+def test_no_clear_gap_gives_no_curvature_numbers_unless_dim_is_given():
+    """A Gaussian blob in R^40: its local spectra decay smoothly (no drop by 3x),
+    like the random-init CNN layers of Fashion-MNIST. Without --dim every curvature metric is
+    NaN with status uncertain_dimension (the best guess and its spectrum kept as evidence); with
+    --dim the layer is measured at the user's d and says so."""
+    rng = np.random.default_rng(5)
+    blob = rng.standard_normal((600, 40))
+    sphere = acc.sample("clifford", 1500, 20, 0.0, seed=4).points
+    guessed, clean = _profile(_layer("blob", blob), _layer("clifford", sphere)).layers
+    assert guessed.details["status"] == "uncertain_dimension"
+    assert "no clear gap" in guessed.details["reason"] and "--dim" in guessed.details["reason"]
+    assert guessed.details["dim_gap_clear"] is False and guessed.details["dim_user_given"] is False
+    for name in ("mapc", "mapc_scaled", "curvature_sff", "curvature_sff_scaled", "signal_to_noise"):
+        assert np.isnan(guessed.metrics[name])
+    assert not guessed.intervals
+    assert clean.details["status"] == "measured" and clean.details["dim_gap_clear"] is True
+    given = _profile(_layer("blob", blob), dim=2).layers[0]
+    assert given.details["dim"] == 2 and given.details["dim_user_given"] is True
+    assert given.details["dim_method"] == "given (--dim)"
+    assert np.isfinite(given.metrics["mapc_scaled"])
+
+
+def test_a_full_rank_cloud_has_no_tangent_dimension_below_the_ambient():
+    """A Gaussian in R^6 with plenty of points: the local spectra drop to zero after 6
+    eigenvalues, a 'gap' at d = D, where no normal direction is left to bend into. It is
+    not clipped to d = D - 1 and called clear."""
+    rng = np.random.default_rng(6)
+    entry = _profile(_layer("full", rng.standard_normal((800, 6)))).layers[0]
+    assert entry.details["status"] == "uncertain_dimension"
+    assert np.isnan(entry.metrics["mapc"])
+
+
+def test_a_layer_too_costly_at_the_default_k_says_so(monkeypatch):
+    """d = 50 at its default K = 3978 would take ~1e14 operations on 5000 points of R^512: the
+    default K is refused with the estimate (here forced with a tiny budget on a small layer),
+    the other layers unaffected; a K given by the user runs."""
+    import manifold_probe.measures.curvature as measures
+    from manifold_probe.geometry.curvature import MAX_FIT_FLOPS, default_k, fit_flops
+
+    assert fit_flops(5000, default_k(50), 512, 50) > MAX_FIT_FLOPS > fit_flops(2000, 30, 65536, 2)
+    drawn = acc.sample("clifford", 800, 20, 0.0, seed=4)
+    monkeypatch.setattr(measures, "MAX_FIT_FLOPS", 1.0)
+    entry = _profile(_layer("clifford", drawn.points)).layers[0]
+    assert entry.details["status"] == "not_measurable" and "--k" in entry.details["reason"]
+    assert entry.details["fit_flops"] > 1 and np.isnan(entry.metrics["curvature_sff"])
+    given = _profile(_layer("clifford", drawn.points), k=30).layers[0]
+    assert given.details["status"] == "measured"

@@ -78,3 +78,20 @@ def test_perturb_needs_a_model(tmp_path, capsys):
     code = main(["curvature", "--neighbourhood", "perturb", "--points", str(tmp_path / "s.npy"), "-q"])
     _, err = capsys.readouterr()
     assert code == 2 and "perturb" in err
+
+
+def test_perturb_reads_each_layers_dimension_from_its_spectral_gap(tmp_path, capsys):
+    """Without --dim, perturb takes each layer's d from the gap in its local PCA spectra (as
+    knn does), not from TwoNN; every layer is measured at that d or kept with its reason."""
+    model = tmp_path / "m.pt"
+    train_and_save("digits-cnn", {"width": 8, "depth": 2}, out=model, epochs=1, seed=0)
+    code = main(["curvature", "--neighbourhood", "perturb", "--model", str(model), "--n-points", "60",
+                 "--bootstrap", "20", "--no-cache", "--json", str(tmp_path / "p.json"), "-q"])  # fmt: skip
+    assert code == 0
+    for layer in read_result(tmp_path / "p.json").layers:
+        assert layer.details["dim_method"].startswith("local PCA")
+        assert layer.details["dim_user_given"] is False
+        if layer.details["status"] == "measured":
+            assert layer.details["dim_gap_clear"] and layer.details["k"] == 127
+        else:
+            assert layer.details["reason"] and layer.metrics["mapc"] is None  # NaN in JSON: null

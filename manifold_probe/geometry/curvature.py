@@ -91,16 +91,35 @@ K x K (or D x D) work: two symmetric eigendecompositions (the frame relative to 
 centred frame), two small QR factorisations and the eigenvalues of the m Hessians; batched
 over chunks of points in torch, float64, on the CPU (chunks in parallel threads) or a GPU.
 
-Per-point values come with quantiles (5, 25, 50, 75, 95 %) and a percentile bootstrap
-interval (seeded). With kNN neighbourhoods the per-point values are not independent
-(neighbourhoods overlap), so the bootstrap resamples blocks of nearby points (the Voronoi
-cells of N // 2K seeded anchors, 10 to 100 cells); explicit neighbourhoods do not overlap and
-are resampled point by point. The interval covers sampling variation, not the fit's bias.
+Per-point values come with quantiles (5, 25, 50, 75, 95 %) and a 95 % interval (seeded) made
+of two parts:
+
+- sampling: a percentile bootstrap of the mean. With kNN neighbourhoods the per-point values
+  are not independent (neighbourhoods overlap), so it resamples blocks of nearby points (the
+  Voronoi cells of N // 2K seeded anchors, 10 to 100 cells); explicit neighbourhoods do not
+  overlap and are resampled point by point;
+- bias (`curvature_sff` only): the fit's own bias does not shrink with more bootstrap draws,
+  so the interval is widened on both sides by an allowance for it (`bias_allowance`, in units
+  of curvature_sff): the larger of the quadratic fit's expected bias 0.5 curvature_sff_scaled^2
+  (relative) and the difference between the quadratic and the radial-quartic fit on the same
+  neighbourhoods (where the quartic fit is well posed). The quartic terms remove the leading
+  bias, but what stays was measured at 0.08-0.35 of what they removed at N = 2000 (torus,
+  Clifford torus, S^3, S^5), 0.9 on the torus at N = 1000, and noise adds its own (torus of
+  revolution, N = 1000, 1 % noise: +10 % with the quartic fit, +13 % without); the leading
+  order 0.5 curvature_sff_scaled^2 is what this estimator can vouch for.
+
+Coverage measured with `python benchmarks/curvature_accuracy.py --coverage` (fresh samples
+of manifolds of known ||II||, the share of 95 % intervals that hold the truth): see the README.
+`mapc`'s interval is the bootstrap part alone (the reference's quantity has no truth to be
+biased from).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -118,9 +137,8 @@ LENGTH_SCALE = "median over points of the RMS distance from a point to its K nei
 SFF_AVERAGE = "root mean square over points of the noise-corrected per-point SFF norm"
 # relative size under which a singular value or a pivot of the fit counts as zero
 _DEGENERATE = 1e-10
-# bytes of the float64 differences of one chunk of points: small enough for the allocator to
-# reuse memory between chunks (glibc maps blocks over 32 MB afresh, page faults every time)
-_CHUNK_BYTES = 2**24
+WORK_BYTES = 2**28
+"""Default working memory of the fits, all worker threads together (`max_memory` overrides)."""
 QUADRATIC_FIT = "quadratic with a constant"
 QUARTIC_FIT = "quadratic with a constant and radial-quartic terms |u|^2 u_i u_j"
 MAX_QUADRATIC_BIAS = 0.08
@@ -132,6 +150,10 @@ MIN_SIGNAL_TO_NOISE = 0.1
 BLOCKS = (
     "percentile bootstrap over blocks of nearby points (Voronoi cells of seeded anchors), "
     "so that overlapping neighbourhoods are resampled together"
+)
+BIAS_ALLOWANCE = (
+    "curvature_sff interval widened on both sides by the larger of 0.5 curvature_sff_scaled^2 "
+    "(relative) and |quadratic fit - radial-quartic fit|"
 )
 
 
@@ -156,6 +178,23 @@ def default_k(dim: int, n_points: int | None = None) -> int:
     return k if n_points is None else min(k, n_points - 1)
 
 
+MAX_FIT_FLOPS = 1e13
+"""The most floating-point operations `fit_flops` the default K may cost a layer (about an hour
+on 2 CPU cores at the few GFLOP/s these batched small factorisations reach); a layer above it
+is reported as too costly unless the user gives K."""
+
+
+def fit_flops(n_points: int, k: int, ambient: int, dim: int) -> float:
+    """Estimated floating-point operations of the fits of n_points points (`_local_fits`):
+    per point the Gram product (2 K s D, s = min(K, D)), two symmetric eigendecompositions
+    with vectors (about 9 s^3 each) and the QR factorisations of the two designs (2 K p^2,
+    p the unknowns of each fit). Example: d = 2, K = 30, D = 512 gives about 1e6 per point;
+    d = 50 at its default K = 3978 about 1e11."""
+    side = min(k, ambient)
+    designs = 2 * k * (n_unknowns(dim) ** 2 + sff_unknowns(dim) ** 2)
+    return float(n_points) * (2.0 * k * side * ambient + 18.0 * side**3 + designs)
+
+
 @dataclass(frozen=True)
 class Curvature:
     """Curvature of one point cloud (a layer): summaries, per-point values, quantiles, intervals.
@@ -172,8 +211,11 @@ class Curvature:
     sff_squared_per_point: the noise-corrected ||II||^2 per point (may be slightly negative).
     noise_share: the fraction of the raw sum_a ||H_a||_F^2 (all points) removed as noise.
     quantiles: {metric: {"q05": .., "q25": .., "q50": .., "q75": .., "q95": ..}} of per-point values.
-    intervals: {metric: (low, high)}, percentile bootstrap over `n_blocks` blocks of nearby
-        points (`interval_method`) at `confidence`.
+    intervals: {metric: (low, high)} at `confidence`: percentile bootstrap over `n_blocks`
+        blocks of nearby points (`interval_method`), for curvature_sff widened by the fit's
+        `bias_allowance` (module docstring).
+    bias_allowance: how far the curvature_sff interval was widened on each side for the fit's
+        bias (units of curvature_sff; `BIAS_ALLOWANCE`).
     """
 
     dim: int
@@ -201,6 +243,7 @@ class Curvature:
     n_blocks: int = 0
     interval_method: str = ""
     fit: str = ""
+    bias_allowance: float = float("nan")
 
     @property
     def mapc_scaled(self) -> float:
@@ -235,6 +278,8 @@ class Curvature:
             "noise_share": self.noise_share,
             "quantiles": self.quantiles,
             "interval_method": self.interval_method,
+            "interval_bias_allowance": self.bias_allowance,
+            "interval_bias_method": BIAS_ALLOWANCE,
             "n_blocks": self.n_blocks,
             "confidence": self.confidence,
             "n_bootstrap": self.n_bootstrap,
@@ -270,6 +315,7 @@ def curvature(
     confidence: float = 0.95,
     seed: int = 0,
     workers: int | None = None,
+    max_memory: int | None = None,
     progress: bool = False,
 ) -> Curvature:
     """Curvature of `points` (N, D) with kNN neighbourhoods in the points themselves.
@@ -277,9 +323,18 @@ def curvature(
     dim: tangent dimension d (see `geometry.tangent_dimension`, or given by the user).
     k: neighbours per point (default `default_k(dim, N)`); `graph`: a precomputed
     NeighbourGraph holding at least k neighbours (its first k are used).
-    dtype: working precision (float64 by default); chunk_size: points per batch (default:
-    16 MB of differences); workers: batches in parallel threads (see `_fit_all`).
+    dtype: working precision (float64 by default); chunk_size: at most this many points per
+    batch; workers: batches in parallel threads (see `_fit_all`);
+    max_memory: bytes of working memory for the fits, all workers together (default
+    `WORK_BYTES`; chunks and workers shrink to fit, down to one point at a time; the points
+    themselves are not counted: float32 points stay float32, only each chunk's differences
+    are float64).
     n_bootstrap, confidence, seed: the percentile bootstrap over points.
+
+    Example: S^2 of radius 2 has ||II|| = 1/2 everywhere:
+    >>> x = np.random.default_rng(0).standard_normal((2000, 3))
+    >>> round(curvature(2 * x / np.linalg.norm(x, axis=1, keepdims=True), 2).curvature_sff, 1)
+    0.5
     """
     x = as_points(points, min_points=3)
     n, ambient = x.shape
@@ -300,11 +355,30 @@ def curvature(
     dev = resolve_device(device)
     xt = torch.from_numpy(x).to(dev)
 
-    def chunk(start: int, stop: int) -> torch.Tensor:
-        idx = torch.from_numpy(graph.indices[start:stop]).to(dev)
-        return xt[idx].to(dtype) - xt[start:stop, None, :].to(dtype)
+    buffers = threading.local()  # each worker thread's gather and difference buffers
 
-    fits = _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, dev)
+    def chunk(start: int, stop: int) -> torch.Tensor:
+        """x_j - x for the chunk's points (B, K, D), exact in float64 from float32 points.
+
+        The differences go into buffers that each worker thread allocates once and reuses:
+        fresh blocks of tens of MB per chunk fragment glibc's per-thread heaps (measured up
+        to 2.7 GB resident for a 32 MB budget at D = 65,536)."""
+        rows = stop - start
+        if getattr(buffers, "delta", None) is None or buffers.delta.shape[0] < rows:
+            buffers.delta = torch.empty((rows, k, ambient), dtype=dtype, device=dev)
+            same = xt.dtype == dtype
+            buffers.gather = (
+                buffers.delta if same else torch.empty((rows, k, ambient), dtype=xt.dtype, device=dev)
+            )
+        idx = torch.from_numpy(graph.indices[start:stop]).to(dev).reshape(-1)
+        gathered = buffers.gather[:rows]
+        torch.index_select(xt, 0, idx, out=gathered.view(rows * k, ambient))
+        delta = buffers.delta[:rows]
+        if buffers.gather is not buffers.delta:
+            delta.copy_(gathered)
+        return delta.sub_(xt[start:stop, None, :].to(dtype))
+
+    fits = _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, dev, max_memory)
     return _summarise(fits, dim, k, n_bootstrap, confidence, seed, positions=x)
 
 
@@ -418,7 +492,7 @@ def _check_enough(k: int, dim: int) -> None:
         )
 
 
-def _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, device) -> _LocalFits:
+def _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, device, max_memory=None) -> _LocalFits:
     """Run `_local_fits` over chunks of points; `chunk(start, stop)` gives their differences.
 
     The chunks run in a pool of `workers` threads (default: torch.get_num_threads() on the
@@ -427,23 +501,58 @@ def _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, device) -
     With several workers torch runs one intra-op thread per worker for the duration (the
     setting is restored after): small batched solves contend badly when every worker also
     spreads its own operations over all cores (15 s against 2.2 s at N = 5000 on 16 cores).
+    max_memory: bytes for all workers' chunks together (`_bytes_per_point` each point;
+    default `WORK_BYTES`): the workers and then the chunks shrink to fit, down to one point;
+    a given max_memory also makes glibc return freed blocks at once (`_return_freed_memory`).
+    Chunks as large as the budget allows also keep the resident set small: glibc serves
+    blocks over 32 MB by mmap and returns them on free, while per-thread heaps of many
+    blocks just under that size fragment (measured: one-point chunks of 16 MB in two threads,
+    N = 200, D = 65,536, held 1.4 GB; five-point chunks 0.2 GB).
     """
-    if chunk_size is None:
-        chunk_size = max(1, min(n, _CHUNK_BYTES // (8 * k * max(ambient, k))))
+    if workers is None:
+        workers = torch.get_num_threads() if device.type == "cpu" else 1
+    workers = check_positive(workers, name="workers", integer=True)
+    per_point = _bytes_per_point(k, ambient, dim)
+    budget = WORK_BYTES if max_memory is None else check_positive(max_memory, name="max_memory", integer=True)
+    if max_memory is not None:
+        _return_freed_memory()
+    workers = max(1, min(workers, budget // per_point))
+    fits_in = max(1, min(budget // (workers * per_point), -(-n // workers)))  # every worker busy
+    chunk_size = fits_in if chunk_size is None else min(chunk_size, fits_in)
     chunk_size = check_positive(chunk_size, name="chunk_size", integer=True)
     starts = range(0, n, chunk_size)
 
     def fit(start: int) -> _LocalFits:
         return _local_fits(chunk(start, min(n, start + chunk_size)), dim)
 
-    if workers is None:
-        workers = torch.get_num_threads() if device.type == "cpu" else 1
-    workers = min(len(starts), check_positive(workers, name="workers", integer=True))
+    workers = min(len(starts), workers)
     threads = torch_threads(1) if workers > 1 else contextlib.nullcontext()
     with threads, ThreadPoolExecutor(max_workers=workers) as pool:
         done = track(pool.map(fit, starts), description="curvature", total=len(starts), enabled=progress)
         parts = list(done)
     return _concatenate(parts)
+
+
+@functools.cache
+def _return_freed_memory() -> bool:
+    """Ask glibc to serve blocks of 64 KB and more by mmap and to trim freed heap at once
+    (mallopt M_MMAP_THRESHOLD, M_TRIM_THRESHOLD; process-wide, once), so that memory freed
+    between chunks goes back to the system. Without it the per-chunk blocks of the fits piled
+    up in glibc's heaps whatever the chunk size: N = 400, D = 65,536, a 32 MB budget held
+    230 MB above the start, 26 MB with it, at the same speed. False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 65536)) and bool(libc.mallopt(-1, 0))  # M_MMAP_, M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
+def _bytes_per_point(k: int, ambient: int, dim: int) -> int:
+    """Working bytes of one point's fit (upper estimate): its float32 gather and float64
+    differences (12 K D), the K x K (or D x D) products and eigenvectors, and the designs and
+    their factors (K x p, p the quartic fit's unknowns), in float64."""
+    side = min(k, ambient)
+    return 12 * k * ambient + 8 * (6 * side * side + 4 * k * sff_unknowns(dim) + 2 * k * side)
 
 
 def _concatenate(parts: list[_LocalFits]) -> _LocalFits:
@@ -655,13 +764,20 @@ def _summarise(
     mean_sq = float(good_sq.mean())
     noise_total = float(raw.sum()) - float(good_sq.sum())
     flat = float(np.mean(raw * radius[valid] ** 2)) < _FLAT  # no fitted bending above rounding
-    quadratic_bias = 0.0 if quartic else 0.5 * max(mean_sq, 0.0) * float(np.median(radius[valid])) ** 2
+    quadratic_bias = 0.0 if quartic else 0.5 * max(mean_sq, 0.0) * length**2
     reason = "" if flat else cannot_tell(mean_sq, snr, quadratic_bias)
     status = "cannot_tell" if reason else "measured"
     mapc_iv = tuple(float(v) for v in np.percentile(boot_mapc, [lo, hi]))
     sff_iv = tuple(float(v) for v in np.sqrt(np.clip(np.percentile(boot_sq, [lo, hi]), 0, None)))
+    estimate = float(np.sqrt(max(mean_sq, 0.0)))
+    allowance = 0.5 * (estimate * length) ** 2 * estimate  # 0.5 curvature_sff_scaled^2, relative
+    if fits.valid_quartic.cpu().numpy()[valid].all():  # both fits well posed everywhere
+        quadratic_sq = fits.sff_squared.cpu().numpy()[valid]
+        quartic_sq = fits.sff_squared_quartic.cpu().numpy()[valid]
+        allowance = max(allowance, abs(_root_mean(quadratic_sq) - _root_mean(quartic_sq)))
+    sff_iv = (max(sff_iv[0] - allowance, 0.0), sff_iv[1] + allowance)
     if reason:
-        sff_iv = (np.nan, np.nan)
+        sff_iv, allowance = (np.nan, np.nan), np.nan
     intervals = {
         "mapc": mapc_iv,
         "curvature_sff": sff_iv,
@@ -692,10 +808,16 @@ def _summarise(
         status=status,
         reason=reason,
         n_blocks=n_blocks,
+        bias_allowance=float(allowance),
         interval_method=BLOCKS
         if positions is not None
         else "percentile bootstrap over points (explicit neighbourhoods do not overlap)",
     )
+
+
+def _root_mean(squares: np.ndarray) -> float:
+    """sqrt(mean(squares)), clipped at 0."""
+    return float(np.sqrt(max(float(squares.mean()), 0.0)))
 
 
 def _signal_to_noise(corrected: np.ndarray, raw: np.ndarray) -> float:
@@ -741,7 +863,7 @@ def _blocks(positions, valid, k, seed) -> tuple[int, np.ndarray]:
     n = int(valid.sum())
     if positions is None:
         return n, np.arange(n)
-    x = positions[valid]
+    x = positions if valid.all() else positions[valid]  # no copy of a wide layer when it can
     n_blocks = int(min(max(n // (2 * k), 10), 100, n))
     rng = np.random.default_rng(seed)
     anchors = torch.from_numpy(x[rng.choice(n, size=n_blocks, replace=False)])

@@ -46,8 +46,8 @@ GAP = 3.0
 FLOOR = 0.1
 """Only eigenvalues at least this fraction of the largest (mean-normalised) can be tangent."""
 MAX_ROUNDS = 4
-GRAM_BYTES = 2**27
-"""Largest points' Gram matrix (bytes) formed whole for the local spectra (N = 4096)."""
+BLOCK_BYTES = 2**25
+"""Working memory (bytes) of one block of neighbourhoods in `local_spectrum` (default)."""
 METHOD = (
     "local PCA at the fit's K: first drop by >= 3x of the mean normalised neighbourhood spectrum "
     "among eigenvalues >= 0.1 of the largest"
@@ -83,32 +83,34 @@ class TangentDimension:
         }
 
 
-def local_spectrum(points, graph: NeighbourGraph, k: int, *, n_anchors: int = 500, seed: int = 0):
+def local_spectrum(
+    points,
+    graph: NeighbourGraph,
+    k: int,
+    *,
+    n_anchors: int = 500,
+    seed: int = 0,
+    max_bytes: int = BLOCK_BYTES,
+):
     """Mean over up to n_anchors seeded anchors of their K-neighbourhood covariance spectrum,
     each divided by its largest eigenvalue: (K - 1,) descending (item 1 of the module doc).
 
-    Each neighbourhood's K x K Gram matrix is a block of the points' Gram matrix: when that
-    fits in `GRAM_BYTES` it is formed once (N^2 D), else per anchor (K^2 D each)."""
-    x = torch.from_numpy(as_points(points, min_points=3)).double()
+    The points stay in their own precision (float32 activations are not copied); a block of
+    anchors at a time, their neighbourhoods are gathered in float64, centred on their own mean
+    (before any product, so no cancellation) and reduced to K x K Gram matrices:
+    n_anchors K^2 D operations, and at most about `max_bytes` of working memory per block."""
+    x = torch.from_numpy(as_points(points, min_points=3))
     n, ambient = x.shape
     rng = np.random.default_rng(seed)
     anchors = np.sort(rng.choice(n, size=min(n, n_anchors), replace=False))
     indices = torch.from_numpy(graph.indices[anchors, :k])
-    whole = x - x.mean(dim=0) if 8 * n * n <= GRAM_BYTES else None
-    gram = whole @ whole.T if whole is not None else None
     total = torch.zeros(k, dtype=torch.float64)
-    block = max(1, 2**22 // (k * (k if gram is not None else ambient)))
+    block = max(1, max_bytes // (8 * k * (ambient + k)))
     for start in range(0, len(anchors), block):
-        idx = indices[start : start + block]
-        if gram is not None:
-            local = gram[idx[:, :, None], idx[:, None, :]]  # (B, K, K)
-        else:
-            nb = x[idx]
-            local = nb @ nb.mT
-        # centre on the neighbourhood's mean: J G J with J = I - 1 1^T / K
-        local = local - local.mean(dim=1, keepdim=True) - local.mean(dim=2, keepdim=True)
-        local = local + local.mean(dim=(1, 2), keepdim=True)
-        values = torch.linalg.eigvalsh(local).flip(-1).clamp_min(0.0)  # (B, K)
+        nb = x[indices[start : start + block]].double()  # (B, K, D)
+        nb -= nb.mean(dim=1, keepdim=True)
+        values = torch.linalg.eigvalsh(nb @ nb.mT).flip(-1).clamp_min(0.0)  # (B, K)
+        del nb
         top = values[:, :1]
         total += (values / torch.where(top > 0, top, torch.ones_like(top))).sum(dim=0)
     return (total / len(anchors)).numpy()[: k - 1], len(anchors)
@@ -137,6 +139,7 @@ def tangent_dimension_at_fit_scale(
     max_k: int,
     n_anchors: int = 500,
     seed: int = 0,
+    max_bytes: int = BLOCK_BYTES,
 ) -> TangentDimension:
     """The tangent dimension read from local spectra at K = k_for(d) (module docstring).
 
@@ -144,13 +147,17 @@ def tangent_dimension_at_fit_scale(
     dimension d (e.g. the curvature default); max_dim: the largest d allowed (below the
     ambient dimension); max_k: the most neighbours there are (N - 1). A d whose K exceeds
     max_k ends the rounds: the fit could not use it anyway (the caller reports that).
+    max_bytes: working memory of one block of neighbourhoods (`local_spectrum`).
     """
     d, rounds, seen = min(2, max_dim), [], {}
     while True:
         k = min(k_for(d), max_k)
-        spectrum, used = local_spectrum(points, graph_for(k), k, n_anchors=n_anchors, seed=seed)
+        spectrum, used = local_spectrum(
+            points, graph_for(k), k, n_anchors=n_anchors, seed=seed, max_bytes=max_bytes
+        )
         found, gap, clear = read_gap(spectrum)
-        found = min(found, max_dim)
+        if found > max_dim:  # e.g. d = D: no normal direction left, not a tangent dimension
+            found, clear = max_dim, False
         rounds.append((found, k))
         seen[(found, k)] = TangentDimension(
             dim=found,

@@ -1,6 +1,7 @@
 """The curvature profile: principal curvature of every layer's data manifold (Kaufman & Azencot 2023).
 
-Per layer: the tangent dimension d is the layer's TwoNN estimate rounded (or given), and
+Per layer: the tangent dimension d is read from the gap in the layer's local PCA spectra at
+the fit's neighbourhood size (`geometry.tangent_dimension`), or given by the user, and
 `geometry.curvature` fits the local quadratic model on each point's neighbourhood:
 - `knn`: the K nearest neighbours in the layer itself;
 - `perturb`: the paper's construction, each image's own perturbed copies
@@ -8,6 +9,12 @@ Per layer: the tangent dimension d is the layer's TwoNN estimate rounded (or giv
   input neighbourhood.
 The summary carries the curvature gap between the last two layers, the quantity Kaufman &
 Azencot relate to test accuracy.
+
+A layer whose local spectra show no clear gap has no known tangent dimension: every curvature
+metric of it is NaN with status "uncertain_dimension" and the reason (the best-guess d and
+the spectrum stay in its details), unless the user gave `dim` (then it is measured at that d,
+`dim_user_given` true). A fit at a guessed d would be a confident number of unknown meaning:
+on random-init CNN layers of Fashion-MNIST the rule's best guess is d = 1 against TwoNN 10-15.
 """
 
 from __future__ import annotations
@@ -19,16 +26,23 @@ from ..errors import InputError
 from ..extraction.activations import Activations, LayerArray, extract
 from ..extraction.perturbations import svd_perturbations
 from ..geometry.curvature import (
+    MAX_FIT_FLOPS,
     Curvature,
     NeighbourhoodCurvature,
     curvature,
     default_k,
+    fit_flops,
     min_neighbours,
     n_unknowns,
 )
 from ..geometry.intrinsic_dimension import distinct_points, twonn
 from ..geometry.neighbours import NeighbourGraph, nearest_neighbours
-from ..geometry.tangent_dimension import tangent_dimension_at_fit_scale
+from ..geometry.tangent_dimension import (
+    BLOCK_BYTES,
+    GAP,
+    TangentDimension,
+    tangent_dimension_at_fit_scale,
+)
 from ..progress import track
 from ..results import LayerResult, Result
 from ..validation import check_positive
@@ -39,11 +53,6 @@ GAP_DEFINITION = (
     "curvature_gap = mapc(last layer) - mapc(penultimate layer), raw (the reference's MAPC, 1/length); "
     "*_scaled gaps use each layer's dimensionless mapc_scaled / curvature_sff_scaled"
 )
-
-
-def tangent_dimension(id_twonn: float, ambient: int) -> int:
-    """The TwoNN estimate rounded, at least 1 and below the ambient dimension."""
-    return int(min(max(round(id_twonn), 1), ambient - 1))
 
 
 def curvature_gap(layers: list[LayerResult]) -> dict[str, float]:
@@ -73,14 +82,56 @@ def _layer_entry(
 
 
 def _unmeasured_entry(
-    layer: LayerArray, index: int, n_layers: int, id_twonn: float, reason: str, details: dict
+    layer: LayerArray,
+    index: int,
+    n_layers: int,
+    id_twonn: float,
+    reason: str,
+    details: dict,
+    status: str = "not_measurable",
 ) -> LayerResult:
-    """A layer that could not be measured: every curvature metric NaN, the reason in details."""
+    """A layer that could not be measured: every curvature metric NaN, `status` and the reason in details."""
     entry = layer_result(layer, index, n_layers)
     entry.metrics.update({name: float("nan") for name in (*CURVATURE_METRICS, "signal_to_noise")})
     entry.metrics["id_twonn"] = id_twonn
-    entry.details.update({"status": "not_measurable", "reason": reason, **details})
+    entry.details.update({**details, "status": status, "reason": reason})
     return entry
+
+
+def _uncertain_dimension(found: TangentDimension, id_twonn: float) -> str:
+    """The reason a layer without a clear spectral gap gets no curvature numbers."""
+    return (
+        f"no clear gap in the local spectra (largest drop {found.gap:.2g}x < {GAP:g}x at K={found.k}): "
+        f"the tangent dimension is unknown (best guess d={found.dim}, TwoNN {id_twonn:.3g}), so every "
+        "curvature value would be of unknown meaning; give --dim if d is known"
+    )
+
+
+def _layer_dimension(
+    x: np.ndarray, graph_for, dim: int | None, seed: int, max_memory: int | None = None
+) -> tuple[int, dict, TangentDimension | None]:
+    """(d, details, the spectral evidence or None): the user's `dim`, else the local-spectrum gap."""
+    n, ambient = x.shape
+    if dim is not None:
+        return dim, {"dim_method": "given (--dim)", "dim_user_given": True}, None
+    found = tangent_dimension_at_fit_scale(
+        x,
+        graph_for,
+        default_k,
+        max_dim=min(ambient - 1, n - 2),
+        max_k=n - 1,
+        seed=seed,
+        max_bytes=min(max_memory or BLOCK_BYTES, BLOCK_BYTES),
+    )
+    return found.dim, {**found.details(), "dim": found.dim, "dim_user_given": False}, found
+
+
+def _too_few_copies(dim: int, n_copies: int) -> str:
+    """Why a `perturb` fit in dimension `dim` cannot run on n_copies copies per image."""
+    return (
+        f"dim={dim} needs K >= {min_neighbours(dim)} neighbours for the quadratic fit, but each image has "
+        f"{n_copies} perturbed copies: raise --n-toggle or --copies, or give a smaller --dim"
+    )
 
 
 def _too_few_points(n: int, dim: int) -> str:
@@ -95,6 +146,19 @@ def _too_few_points(n: int, dim: int) -> str:
     )
 
 
+def _too_costly(n: int, ambient: int, dim: int) -> str:
+    """Why the default K's fits are intractable for this layer (`MAX_FIT_FLOPS`), or ""."""
+    k = default_k(dim, n)
+    flops = fit_flops(n, k, ambient, dim)
+    if flops <= MAX_FIT_FLOPS:
+        return ""
+    return (
+        f"dim={dim} at the default K={k} would cost about {flops:.1g} floating-point operations "
+        f"(more than {MAX_FIT_FLOPS:.0g}, hours on a few CPU cores): give --k to run it anyway, "
+        "or a smaller --dim"
+    )
+
+
 def curvature_profile(
     arrays: Activations,
     *,
@@ -103,6 +167,7 @@ def curvature_profile(
     bootstrap: int = 1000,
     seed: int = 0,
     device="cpu",
+    max_memory: int | None = None,
     progress: bool = False,
 ) -> Result:
     """Result of `mprobe curvature --neighbourhood knn`: curvature metrics and id_twonn per layer.
@@ -114,6 +179,7 @@ def curvature_profile(
     of constant activations is `skipped` (`layers.measure_layers`); the other layers are
     measured. A measured layer whose value cannot be trusted has
     curvature_sff NaN, `status` "cannot_tell" and the `reason` (`geometry.curvature`).
+    max_memory: bytes of working memory for the local spectra and the fits (not the layers).
     """
     result = Result(
         command="curvature",
@@ -125,7 +191,7 @@ def curvature_profile(
 
     def measure(layer, index, n_layers):
         return _knn_layer(layer, index, n_layers, dim=dim, k=k, bootstrap=bootstrap, seed=seed,
-                          device=device, progress=progress)  # fmt: skip
+                          device=device, max_memory=max_memory, progress=progress)  # fmt: skip
 
     result.layers.extend(
         measure_layers(arrays, measure, description="curvature", progress=progress,
@@ -150,33 +216,22 @@ class _GrowingGraph:
 
 
 def _knn_layer(
-    layer: LayerArray, index: int, n_layers: int, *, dim, k, bootstrap, seed, device, progress
+    layer: LayerArray, index: int, n_layers: int, *, dim, k, bootstrap, seed, device, max_memory, progress
 ) -> LayerResult:
     """One layer of `curvature_profile`: measured, or kept with its reason (never raised)."""
-    x = distinct_points(layer.points)
+    x, graph_for, d, id_estimate, details, reason, status = _layer_setup(
+        layer, dim, seed, device, k or 0, max_memory
+    )
+    if reason:
+        return _unmeasured_entry(layer, index, n_layers, id_estimate, reason, details, status)
     n, ambient = x.shape
-    if n < 4:
-        reason = f"the layer has {n} distinct points; curvature needs many more"
-        return _unmeasured_entry(layer, index, n_layers, float("nan"), reason, {})
-    graph_for = _GrowingGraph(x, min(n - 1, max(k or 0, 64)), device)
-    id_estimate = twonn(graph=graph_for.graph).dimension
-    found = None
-    if dim is not None:
-        d, details = dim, {"dim_method": "given (--dim)"}
-    else:
-        found = tangent_dimension_at_fit_scale(
-            x,
-            graph_for,
-            default_k,
-            max_dim=min(ambient - 1, n - 2),
-            max_k=n - 1,
-            seed=seed,
-        )
-        d, details = found.dim, found.details()
-    details["id_twonn"] = id_estimate
     reason = _too_few_points(n, d) if k is None else ""
     if reason:
         details["k_needed"] = min_neighbours(d)
+        return _unmeasured_entry(layer, index, n_layers, id_estimate, reason, details)
+    reason = _too_costly(n, ambient, d) if k is None else ""
+    if reason:
+        details["fit_flops"] = fit_flops(n, default_k(d, n), ambient, d)
         return _unmeasured_entry(layer, index, n_layers, id_estimate, reason, details)
     k_layer = k if k is not None else default_k(d, n)
     try:
@@ -188,6 +243,7 @@ def _knn_layer(
             device=device,
             n_bootstrap=bootstrap,
             seed=seed,
+            max_memory=max_memory,
             progress=progress,
         )
     except InputError as error:
@@ -196,13 +252,35 @@ def _knn_layer(
         return _unmeasured_entry(layer, index, n_layers, id_estimate, str(error).rstrip("."), details)
     entry = _layer_entry(layer, index, n_layers, measured, id_estimate)
     entry.details.update(details)
-    if found is not None and not found.clear and measured.status == "measured":
-        entry.details["status"] = "uncertain_dimension"
-        entry.details["reason"] = (
-            f"no clear gap in the local spectra (largest drop {found.gap:.2g}x < 3x): d={d} is "
-            "the best guess; give --dim if it is known"
-        )
     return entry
+
+
+def _layer_setup(
+    layer: LayerArray, dim: int | None, seed: int, device, k: int = 0, max_memory: int | None = None
+):
+    """(distinct points, their growing kNN graph, d, id_twonn, details, reason, status) of one
+    layer before its fits: reason "" when it can be fitted, else why not (too few distinct
+    points: not_measurable; no clear spectral gap: uncertain_dimension) and the status."""
+    x = distinct_points(layer.points)
+    n = x.shape[0]
+    if n < 4:
+        reason = f"the layer has {n} distinct points; curvature needs many more"
+        return x, None, 0, float("nan"), {}, reason, "not_measurable"
+    graph_for = _GrowingGraph(x, min(n - 1, max(k, 64)), device)
+    id_estimate = twonn(graph=graph_for.graph).dimension
+    d, details, found = _layer_dimension(x, graph_for, dim, seed)
+    details["id_twonn"] = id_estimate
+    if found is not None and not found.clear:
+        return (
+            x,
+            graph_for,
+            d,
+            id_estimate,
+            details,
+            _uncertain_dimension(found, id_estimate),
+            "uncertain_dimension",
+        )
+    return x, graph_for, d, id_estimate, details, "", "measured"
 
 
 def perturbation_curvature_profile(
@@ -220,7 +298,10 @@ def perturbation_curvature_profile(
     """Result of `mprobe curvature --neighbourhood perturb` for the model and layers of `arrays`.
 
     `arrays` holds the layers' activations of the images themselves (from `layers_from_model`):
-    they give each layer's TwoNN dimension. Then, a batch of images at a time, every image's
+    they give each layer's tangent dimension, read as for `knn` from the gap in the local PCA
+    spectra of the images' kNN neighbourhoods (`dim` overrides); a layer without a clear gap, or
+    whose d needs more neighbours than there are copies, is kept with NaN metrics and its
+    reason, and the copies do not run through it. Then, a batch of images at a time, every image's
     perturbed copies go through the model once, and in every layer the copies' activations
     are the neighbourhood of the centre's (the rank-n_top reconstruction's) activation.
     """
@@ -234,21 +315,27 @@ def perturbation_curvature_profile(
             f"--neighbourhood perturb needs images (N, C, H, W), the data has inputs of shape "
             f"{tuple(images.shape[1:])}; use --neighbourhood knn."
         )
-    names = [layer.name for layer in arrays.layers]
     reduction = arrays.source.get("reduction", "none")
-    ids = {layer.name: twonn(distinct_points(layer.points)).dimension for layer in arrays.layers}
-    accumulators = {
-        layer.name: NeighbourhoodCurvature(
-            dim if dim is not None else tangent_dimension(ids[layer.name], layer.points.shape[1]),
-            device=device,
-        )
-        for layer in arrays.layers
-    }
-    width = sum(layer.points.shape[1] for layer in arrays.layers)
     first = svd_perturbations(images[:1], n_top=n_top, n_toggle=n_toggle, n_copies=n_copies, seed=seed)
     n_per_image = first.copies.shape[1] + 1
+    n_layers = len(arrays.layers)
+    entries: dict[str, LayerResult] = {}  # layers settled before the copies run (not measurable)
+    accumulators: dict[str, tuple[NeighbourhoodCurvature, float, dict]] = {}
+    for index, layer in enumerate(arrays.layers):
+        _, _, d, id_estimate, details, reason, status = _layer_setup(layer, dim, seed, device)
+        if not reason and min_neighbours(d) > n_per_image - 1:
+            details["k_needed"] = min_neighbours(d)
+            reason, status = _too_few_copies(d, n_per_image - 1), "not_measurable"
+        if reason:
+            entries[layer.name] = _unmeasured_entry(
+                layer, index, n_layers, id_estimate, reason, details, status
+            )
+        else:
+            accumulators[layer.name] = (NeighbourhoodCurvature(d, device=device), id_estimate, details)
+    names = list(accumulators)
+    width = sum(layer.points.shape[1] for layer in arrays.layers if layer.name in accumulators)
     per_batch = max(1, 2**26 // (n_per_image * max(width, int(np.prod(images.shape[1:])))))
-    starts = range(0, len(images), per_batch)
+    starts = range(0, len(images), per_batch) if names else range(0)
     for start in track(starts, description="perturbed neighbourhoods", enabled=progress):
         batch = images[start : start + per_batch]
         perturbed = svd_perturbations(batch, n_top=n_top, n_toggle=n_toggle, n_copies=n_copies, seed=seed)
@@ -259,7 +346,7 @@ def perturbation_curvature_profile(
         ) as acts:
             for name in names:
                 values = np.asarray(acts[name])
-                accumulators[name].add(values[:g], values[g:].reshape(g, p, -1))
+                accumulators[name][0].add(values[:g], values[g:].reshape(g, p, -1))
 
     result = Result(
         command="curvature",
@@ -268,7 +355,7 @@ def perturbation_curvature_profile(
             "neighbourhood": "perturb",
             "n_top": first.n_top,
             "n_toggle": first.n_toggle,
-            "n_copies": p,
+            "n_copies": n_per_image - 1,
             "centre": first.centre,
             "dim": dim,
             "bootstrap": bootstrap,
@@ -276,8 +363,19 @@ def perturbation_curvature_profile(
         },
     )
     for index, layer in enumerate(arrays.layers):
-        measured = accumulators[layer.name].result(n_bootstrap=bootstrap, seed=seed)
-        result.layers.append(_layer_entry(layer, index, len(arrays.layers), measured, ids[layer.name]))
+        if layer.name in entries:
+            result.layers.append(entries[layer.name])
+            continue
+        accumulator, id_estimate, details = accumulators[layer.name]
+        try:
+            measured = accumulator.result(n_bootstrap=bootstrap, seed=seed)
+        except InputError as error:  # every neighbourhood degenerate
+            reason = str(error).rstrip(".")
+            result.layers.append(_unmeasured_entry(layer, index, n_layers, id_estimate, reason, details))
+            continue
+        entry = _layer_entry(layer, index, n_layers, measured, id_estimate)
+        entry.details.update(details)
+        result.layers.append(entry)
     result.summary.update(curvature_gap(result.layers))
     result.summary["curvature_gap_definition"] = GAP_DEFINITION
     return result
