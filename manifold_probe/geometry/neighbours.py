@@ -1,7 +1,7 @@
 """Exact k nearest neighbours, chunked, on CPU or GPU; one graph per layer, shared by estimators.
 
 Candidates are found with the Gram form ||x||^2 + ||y||^2 - 2 x.y on mean-centred float32
-data, one block of query rows at a time (memory O(chunk * N)); from 512 features on, where
+data, one block of query rows at a time (memory O(chunk * N)); from 1,024 features on, where
 the product dominates, each pair of row blocks is multiplied once and serves both blocks (the
 Gram matrix is symmetric). That form loses precision
 when points nearly coincide (relative error ~ eps * ||x||^2 / d^2), which is exactly where
@@ -232,7 +232,7 @@ def point_scale(points) -> float:
     return _spread_scale(x, _column_mean(x))
 
 
-SYMMETRIC_MIN_DIM = 512
+SYMMETRIC_MIN_DIM = 1024
 """From this many features the Gram product dominates the search, and `_symmetric_candidates`
 multiplies each pair of row blocks once; below it the top-k selection dominates, and
 `_torch_candidates` takes full rows (one selection per row, no merging)."""
