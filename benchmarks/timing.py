@@ -37,3 +37,35 @@ def report_ratio(benchmark: str, what: str, measured: float, goal: float | None,
     sign = "<=" if lower_is_better else ">="
     goal_text = "-" if goal is None else f"{sign} {goal:g}"
     print(f"SUMMARY\t{benchmark}\t{what}\t{measured:.3g}\t{goal_text}\t{verdict}", flush=True)
+
+
+def time_stages(stages: dict, seconds: dict[str, float]) -> None:
+    """Wrap functions so that each call adds its wall time to seconds[stage].
+
+    stages: stage -> a function (every attribute of a loaded `manifold_probe` module that
+    holds it is replaced, so `from x import f` copies are timed too) or an (owner, name)
+    pair (a method: the class attribute is replaced).
+    """
+    import sys
+
+    def wrap(stage, fn):
+        def timed_call(*args, **kwargs):
+            begin = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[stage] += time.perf_counter() - begin
+
+        return timed_call
+
+    for stage, target in stages.items():
+        seconds.setdefault(stage, 0.0)
+        if isinstance(target, tuple):
+            owner, name = target
+            setattr(owner, name, wrap(stage, getattr(owner, name)))
+            continue
+        wrapped = wrap(stage, target)
+        for module in list(sys.modules.values()):
+            ours = (getattr(module, "__name__", "") or "").startswith("manifold_probe")
+            if ours and getattr(module, target.__name__, None) is target:
+                setattr(module, target.__name__, wrapped)
