@@ -61,8 +61,8 @@ def _seconds(fn) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="2 images on a CPU (the default)")
-    size.add_argument("--full", action="store_true", help="8 images on a CPU, 5,000 on a GPU")
+    size.add_argument("--quick", action="store_true", help="4 images on a CPU (the default)")
+    size.add_argument("--full", action="store_true", help="20 images on a CPU, 5,000 on a GPU")
     parser.add_argument("--images", type=int, default=None, help="images to measure (overrides the size)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--gpu-fp32-tflops", type=float, default=15.0)
@@ -74,7 +74,7 @@ def main() -> None:
     from manifold_probe.extraction.activations import extract
 
     dev = resolve_device(args.device)
-    n = args.images or ((TARGET_IMAGES if dev.type == "cuda" else 8) if args.full else 2)
+    n = args.images or ((TARGET_IMAGES if dev.type == "cuda" else 20) if args.full else 4)
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=CLASSES).eval().to(dev)
     with tempfile.TemporaryDirectory(prefix="bench-perturb-") as tmp:
@@ -88,7 +88,7 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             start = time.perf_counter()
-            result = mp.curvature(model, data, neighbourhood="perturb", n_bootstrap=0, progress=False)
+            result = mp.curvature(model, data, neighbourhood="perturb", n_bootstrap=10, progress=False)
             total = time.perf_counter() - start
     seconds["fits and the rest"] = total - seconds["perturbing"] - seconds["forward"]
     layers = len(result.layers)

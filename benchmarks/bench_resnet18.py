@@ -136,6 +136,9 @@ def main() -> None:
     size.add_argument("--full", action="store_true", help="both models, id N=5,000, curvature N=2,000")
     parser.add_argument("--steps", type=int, default=30, help="SGD steps of the trained model")
     parser.add_argument("--skip-curvature", action="store_true")
+    parser.add_argument("--skip-id", action="store_true")
+    parser.add_argument("--models", choices=("random", "trained", "both"), default=None,
+                        help="which models (default: random with --quick, both with --full)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before a run is stopped")
     args = parser.parse_args()
     n_id, n_curv = (5000, 2000) if args.full else (1000, 300)
@@ -146,12 +149,15 @@ def main() -> None:
         np.savez(folder / "images.npz", x=x, y=y)
         print(f"ResNet-18 (torchvision, num_classes=10), synthetic 3x32x32 images, --reduction none; "
               f"id N={n_id}, curvature N={n_curv}", flush=True)
-        models = make_models(folder, x, y, args.steps if args.full else 0)
+        which = args.models or ("both" if args.full else "random")
+        models = make_models(folder, x, y, 0 if which == "random" else args.steps)
+        if which == "trained":
+            models.pop("random init")
         header = ("run", "import s", "forward s", "kNN s", "fits+rest s", "total s", "peak GB", "layers")
         print(f"{header[0]:<36}" + "".join(f"{h:>12}" for h in header[1:]), flush=True)
         for label, model in models.items():
             for command, n in (("id", n_id), ("curvature", n_curv)):
-                if command == "curvature" and args.skip_curvature:
+                if (command == "curvature" and args.skip_curvature) or (command == "id" and args.skip_id):
                     continue
                 name = f"{command} N={n}, {label}"
                 print(f"{name:<36}running ...", flush=True)
