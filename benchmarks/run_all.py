@@ -76,7 +76,7 @@ def main() -> int:
         status, seconds, rows = run_one(script, size_name, timeout)
         if status != "ok":
             failed.append(script.name)
-        table.extend([script.stem, *row] for row in rows)
+        table.extend(rows)
         if not rows:
             table.append([script.stem, f"(no ratio line; {status} in {seconds:.0f} s)", "", "", ""])
         elif status != "ok":
