@@ -63,7 +63,7 @@ def make_models(folder: Path, x: np.ndarray, y: np.ndarray, steps: int) -> dict[
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-        print(f"  trained {steps} SGD steps (batch 128), last loss {float(loss):.3f}", flush=True)
+        print(f"  trained {steps} SGD steps (batch 128), last loss {loss.item():.3f}", flush=True)
         paths[f"trained {steps} steps"] = folder / "resnet18-trained.pt"
         torch.save(model.state_dict(), paths[f"trained {steps} steps"])
     return paths

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from scipy.spatial.distance import cdist
 from sklearn.neighbors import NearestNeighbors
 
@@ -156,3 +157,14 @@ def test_duplicate_rows_agree_with_a_row_sort():
     expected = np.ones(len(x), dtype=bool)
     expected[first] = False
     np.testing.assert_array_equal(duplicate_rows(x), expected)
+
+
+def test_only_candidates_within_the_float32_error_bound_are_re_ranked():
+    """A candidate whose search value could, within the bound, tie the (k+1)-th is kept; one
+    farther than every bound is cut; at least k + 1 stay (the row itself is a candidate)."""
+    cand = torch.tensor([[7, 3, 9, 4]])
+    values = torch.tensor([[5.0, 0.0, 1.0, 1.015]])
+    bound = torch.full((1, 4), 0.01)
+    np.testing.assert_array_equal(neighbours._possible_neighbours(cand, values, bound, 1), [[3, 9, 4]])
+    np.testing.assert_array_equal(neighbours._possible_neighbours(cand, values, 0 * bound, 1), [[3, 9]])
+    assert neighbours.gram_error_factor(512) == 520 * 2.0**-23

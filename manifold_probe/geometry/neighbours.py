@@ -140,11 +140,13 @@ def _search(x_np, k, dev, backend, n_cand, chunk_size, symmetric, workers) -> Ne
     mean = _column_mean(x_np)
     scale = _spread_scale(x_np, mean)
     centred = torch.from_numpy(_centred_float32(x_np, mean, scale)).to(dev)
+    sq_norms = (centred * centred).sum(dim=1)
     x = torch.from_numpy(np.ascontiguousarray(x_np)).to(dev)
     if backend == "torch":
-        blocks = (_symmetric_candidates if symmetric else _torch_candidates)(centred, n_cand, chunk_size)
+        search = _symmetric_candidates if symmetric else _torch_candidates
+        blocks = search(centred, sq_norms, n_cand, chunk_size)
     else:
-        blocks = _faiss_candidates(centred, n_cand, chunk_size)
+        blocks = _faiss_candidates(centred, sq_norms, n_cand, chunk_size)
 
     indices = np.empty((n, k), dtype=np.int64)
     distances = np.empty((n, k), dtype=np.float64)
@@ -154,21 +156,26 @@ def _search(x_np, k, dev, backend, n_cand, chunk_size, symmetric, workers) -> Ne
     # differences neither overflow nor underflow (the same numbers, one pass less)
     safe = 2.0**-30 <= scale <= 2.0**30
     inv_scale = 1.0 if safe else 1.0 / scale
+    gram_error = gram_error_factor(dim)
 
-    def rerank(first: int, cand: torch.Tensor) -> None:
+    def rerank(first: int, cand: torch.Tensor, values: torch.Tensor) -> None:
+        bound = gram_error * (sq_norms[first : first + len(cand), None] + sq_norms[cand])
+        cand = _possible_neighbours(cand, values, bound, k)
         order, exact = _exact_rerank(x, first, cand, k, inv_scale)
         indices[first : first + len(cand)] = order.cpu().numpy()
         distances[first : first + len(cand)] = exact.cpu().numpy()
 
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
-        for start, candidates in blocks:
+        for start, candidates, values in blocks:
             subs = range(start, start + len(candidates), rerank_rows)
             if pool is None:
                 for first in subs:
-                    rerank(first, candidates[first - start : first - start + rerank_rows])
+                    part = slice(first - start, first - start + rerank_rows)
+                    rerank(first, candidates[part], values[part])
                 continue
-            jobs = [pool.submit(rerank, f, candidates[f - start : f - start + rerank_rows]) for f in subs]
+            parts = [(f, slice(f - start, f - start + rerank_rows)) for f in subs]
+            jobs = [pool.submit(rerank, f, candidates[part], values[part]) for f, part in parts]
             for job in jobs:
                 job.result()
     finally:
@@ -177,6 +184,38 @@ def _search(x_np, k, dev, backend, n_cand, chunk_size, symmetric, workers) -> Ne
     if not safe:
         distances *= scale
     return NeighbourGraph(indices, distances)
+
+
+def gram_error_factor(dim: int) -> float:
+    """c such that |g - g_true| <= c (||q||^2 + ||y||^2) for the float32 search values
+    g = ||y||^2 - 2 q.y of centred points (q, y) of `dim` features.
+
+    A float32 dot product of length D errs by at most gamma_D ||q|| ||y||, gamma_D ~ D u with
+    u = 2^-24 (Higham, Accuracy and Stability of Numerical Algorithms, 2002, eq. 3.5, whatever
+    the order of summation); ||y||^2 likewise by gamma_D ||y||^2; and rounding the centred
+    points to float32 moves ||q - y||^2 by at most 4 u (||q||^2 + ||y||^2). With
+    2 ||q|| ||y|| <= ||q||^2 + ||y||^2 the sum is below 2 (D + 8) u (||q||^2 + ||y||^2).
+    Example: gram_error_factor(512) == 520 * 2.0**-23.
+    """
+    return (dim + 8) * 2.0**-23
+
+
+def _possible_neighbours(
+    cand: torch.Tensor, values: torch.Tensor, bound: torch.Tensor, k: int
+) -> torch.Tensor:
+    """The candidates, nearest by search value first, cut after the last one that can still be
+    among a row's k nearest (k + 1 with the row itself) in any row of the block.
+
+    A candidate whose value less its error bound exceeds the (k + 1)-th smallest value plus
+    bound is farther than k others whatever the rounding: its exact distance is not needed.
+    The cut keeps at least the first k + 1 candidates.
+    """
+    order = torch.argsort(values, dim=1)
+    cand, values, bound = (torch.gather(t, 1, order) for t in (cand, values, bound))
+    limit = torch.kthvalue(values + bound, min(k + 1, values.shape[1]), dim=1).values
+    possible = (values - bound) <= limit[:, None]
+    columns = torch.arange(1, values.shape[1] + 1, device=values.device)
+    return cand[:, : max(k + 1, int((possible * columns).max()))]
 
 
 def _exact_rerank(
@@ -277,24 +316,25 @@ def _product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) 
 
 
 def _torch_candidates(
-    centred: torch.Tensor, n_cand: int, chunk_size: int
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """(first row, candidate indices) per block of query rows, from the Gram form in float32."""
+    centred: torch.Tensor, sq_norms: torch.Tensor, n_cand: int, chunk_size: int
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(first row, candidate indices, their ||y||^2 - 2 q.y) per block of query rows, from the
+    Gram form in float32."""
     n = len(centred)
-    sq_norms = (centred * centred).sum(dim=1)[None, :]
     # one buffer reused across blocks: fresh memory is slow to fault in on a busy machine
     block = torch.empty((min(chunk_size, n), n), dtype=torch.float32, device=centred.device)
     for start in range(0, n, chunk_size):
         stop = min(n, start + chunk_size)
         d2 = _product(centred[start:stop], centred, out=block[: stop - start])
         # ||q - y||^2 ranks like ||y||^2 - 2 q.y (||q||^2 is constant along a row)
-        d2.mul_(-2.0).add_(sq_norms)
-        yield start, torch.topk(d2, n_cand, dim=1, largest=False, sorted=False).indices
+        d2.mul_(-2.0).add_(sq_norms[None, :])
+        found = torch.topk(d2, n_cand, dim=1, largest=False, sorted=False)
+        yield start, found.indices, found.values
 
 
 def _symmetric_candidates(
-    centred: torch.Tensor, n_cand: int, chunk_size: int
-) -> Iterator[tuple[int, torch.Tensor]]:
+    centred: torch.Tensor, sq_norms: torch.Tensor, n_cand: int, chunk_size: int
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """The same candidates as `_torch_candidates`, each Gram block computed once.
 
     The Gram matrix is symmetric, so each pair of row blocks (I, J), J >= I, is multiplied
@@ -304,7 +344,6 @@ def _symmetric_candidates(
     once it has met every block.
     """
     n, dev = len(centred), centred.device
-    sq_norms = (centred * centred).sum(dim=1)
     best_d2 = torch.full((n, n_cand), torch.inf, device=dev)
     best_idx = torch.zeros((n, n_cand), dtype=torch.int64, device=dev)
 
@@ -324,13 +363,14 @@ def _symmetric_candidates(
             if other != start:  # rows `cols` against columns `rows`: the same product, transposed
                 merge(cols, sq_norms[None, rows] - 2.0 * product.T, start)
             merge(rows, product.mul_(-2.0).add_(sq_norms[None, cols]), other)
-        yield start, best_idx[rows]
+        yield start, best_idx[rows], best_d2[rows]
 
 
 def _faiss_candidates(
-    centred: torch.Tensor, n_cand: int, chunk_size: int
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """The same candidates from faiss's exact flat L2 index (CPU)."""
+    centred: torch.Tensor, sq_norms: torch.Tensor, n_cand: int, chunk_size: int
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """The same candidates from faiss's exact flat L2 index (CPU), with their squared distances
+    (||q||^2 more than the Gram values: the same along a row; sq_norms is not needed)."""
     try:
         import faiss
     except ImportError:
@@ -339,8 +379,8 @@ def _faiss_candidates(
     index = faiss.IndexFlatL2(data.shape[1])
     index.add(data)
     for start in range(0, len(data), chunk_size):
-        _, found = index.search(data[start : start + chunk_size], n_cand)
-        yield start, torch.from_numpy(found).to(centred.device)
+        d2, found = index.search(data[start : start + chunk_size], n_cand)
+        yield start, torch.from_numpy(found).to(centred.device), torch.from_numpy(d2).to(centred.device)
 
 
 def duplicate_rows(points: np.ndarray) -> np.ndarray:
