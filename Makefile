@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-out
 
-.PHONY: setup system-packages demo test test-all bench lint clean
+.PHONY: setup system-packages demo test test-all bench bench-full lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ test: $(STAMP) system-packages
 test-all: $(STAMP) system-packages
 	$(PY) -m pytest -m ""
 
+# every benchmark at its small size (a few minutes each on 2 cores), then the summary table
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py --quick
+
+# the goals' sizes (hours on 2 cores; ResNet-18 and the kNN grid dominate)
+bench-full: $(STAMP)
+	$(PY) benchmarks/run_all.py --full
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -2,10 +2,13 @@
 
 import numpy as np
 import pytest
+import torch
 from scipy.spatial.distance import cdist
+from sklearn.neighbors import NearestNeighbors
 
 from manifold_probe.errors import InputError
-from manifold_probe.geometry.neighbours import nearest_neighbours
+from manifold_probe.geometry import neighbours
+from manifold_probe.geometry.neighbours import drop_duplicates, duplicate_rows, nearest_neighbours
 
 
 def brute_force(x, k):
@@ -76,3 +79,92 @@ def test_faiss_backend_gives_the_same_graph():
 def test_unknown_backend_is_an_input_error():
     with pytest.raises(InputError, match="backend"):
         nearest_neighbours(np.random.default_rng(0).normal(size=(20, 3)), 2, backend="annoy")
+
+
+def _lattice(n_side: int, dim: int) -> np.ndarray:
+    """Integer grid points, shuffled: every distance is the square root of an integer, so
+    shells of exactly tied neighbours (6 at 1, 12 at sqrt 2 in 3-D)."""
+    grid = np.stack(np.meshgrid(*[np.arange(n_side)] * dim, indexing="ij"), axis=-1).reshape(-1, dim)
+    return grid[np.random.default_rng(6).permutation(len(grid))].astype(np.float64)
+
+
+@pytest.fixture
+def symmetric_search(monkeypatch):
+    """Every width takes the symmetric block product, with several blocks."""
+    monkeypatch.setattr(neighbours, "SYMMETRIC_MIN_DIM", 1)
+
+
+@pytest.mark.parametrize("path", ["rows", "symmetric"])
+@pytest.mark.parametrize(
+    "case",
+    ["ties", "duplicates", "offset", "tiny", "huge", "wide"],
+)
+def test_knn_equals_float64_brute_force_on_adversarial_data(request, path, case):
+    """Exact ties (broken by the lower index, as a stable sort does), duplicates, a large
+    offset, tiny and huge scales and a wide layer: the same graph as brute force in float64."""
+    if path == "symmetric":
+        request.getfixturevalue("symmetric_search")
+    rng = np.random.default_rng(7)
+    x = {
+        "ties": _lattice(7, 3) + 0.0,
+        "duplicates": np.vstack([base := rng.normal(size=(150, 5)), base[:40], base[:3]]),
+        "offset": 1e6 + rng.normal(size=(200, 6)),
+        "tiny": 1e-200 * rng.normal(size=(200, 6)),
+        "huge": 1e200 * rng.normal(size=(200, 6)),
+        "wide": rng.normal(size=(120, 3000)),
+    }[case]
+    k = 10
+    graph = nearest_neighbours(x, k, chunk_size=37 if path == "symmetric" else None)
+    unit = 2.0 ** np.round(np.log2(np.abs(x).max()))  # exact; cdist's squares underflow at 1e-200
+    idx, dist = brute_force(x / unit, k)
+    dist *= unit
+    np.testing.assert_allclose(graph.distances, dist, rtol=1e-9, atol=0)
+    if case != "duplicates":  # equal rows are interchangeable: compare distances only
+        np.testing.assert_array_equal(graph.indices, idx)
+    if case == "ties":
+        # scikit-learn's own float64 brute force, which includes each point as its own nearest
+        ref_dist, _ = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(x).kneighbors(x)
+        np.testing.assert_allclose(graph.distances, ref_dist[:, 1:], rtol=1e-12)
+
+
+def test_float32_wide_layer_matches_float64_brute_force(symmetric_search):
+    x = np.random.default_rng(8).normal(size=(150, 2048)).astype(np.float32)
+    graph = nearest_neighbours(x, 5, chunk_size=40)
+    idx, dist = brute_force(x.astype(np.float64), 5)
+    np.testing.assert_array_equal(graph.indices, idx)
+    np.testing.assert_allclose(graph.distances, dist, rtol=1e-6)
+
+
+def test_duplicate_rows_are_found_exactly():
+    rng = np.random.default_rng(9)
+    base = rng.normal(size=(300, 4))
+    signed_zero = np.zeros((2, 4))
+    signed_zero[1, 0] = -0.0  # -0.0 == 0.0: a duplicate
+    x = np.vstack([base, base[[5, 5, 17]], signed_zero, np.nextafter(base[:1], np.inf)])  # last: one ulp off
+    expected = np.zeros(len(x), dtype=bool)
+    expected[[300, 301, 302, 304]] = True  # the second and third copy of 5, 17, the second zero row
+    np.testing.assert_array_equal(duplicate_rows(x), expected)
+    np.testing.assert_array_equal(duplicate_rows(x.astype(np.float32))[:304], expected[:304])
+    kept, removed = drop_duplicates(x)
+    assert removed == 4
+    np.testing.assert_array_equal(kept, x[~expected])
+    assert drop_duplicates(base)[1] == 0 and drop_duplicates(base)[0] is base
+
+
+def test_duplicate_rows_agree_with_a_row_sort():
+    x = np.random.default_rng(10).integers(0, 3, size=(400, 3)).astype(np.float32)  # many repeats
+    _, first = np.unique(x, axis=0, return_index=True)
+    expected = np.ones(len(x), dtype=bool)
+    expected[first] = False
+    np.testing.assert_array_equal(duplicate_rows(x), expected)
+
+
+def test_only_candidates_within_the_float32_error_bound_are_re_ranked():
+    """A candidate whose search value could, within the bound, tie the (k+1)-th is kept; one
+    farther than every bound is cut; at least k + 1 stay (the row itself is a candidate)."""
+    cand = torch.tensor([[7, 3, 9, 4]])
+    values = torch.tensor([[5.0, 0.0, 1.0, 1.015]])
+    bound = torch.full((1, 4), 0.01)
+    np.testing.assert_array_equal(neighbours._possible_neighbours(cand, values, bound, 1), [[3, 9, 4]])
+    np.testing.assert_array_equal(neighbours._possible_neighbours(cand, values, 0 * bound, 1), [[3, 9]])
+    assert neighbours.gram_error_factor(512) == 520 * 2.0**-23

@@ -93,6 +93,15 @@ def test_sweep_writes_every_result_and_the_table(swept):
         assert str(table.schema.field("untrained").type) == "bool"
 
 
+def test_tasks_share_the_worker_processes(swept):
+    """More tasks than workers run in at most two processes, neither of them this one: each
+    worker imports torch once and takes task after task."""
+    _, summary = swept
+    pids = {outcome.worker_pid for outcome in summary.done}
+    assert len(summary.done) > 2
+    assert 1 <= len(pids) <= 2 and os.getpid() not in pids and 0 not in pids
+
+
 def test_second_run_skips_everything(zoo, swept):
     out, _ = swept
     stamps = {p: p.stat().st_mtime_ns for p in result_files(out)}

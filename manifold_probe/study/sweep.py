@@ -33,7 +33,9 @@ before the next one starts; two concurrent extractions of the same key are safe,
 `extract.cache`).
 
 Executors: `local` runs the tasks in a process pool (spawn context; torch limited to one
-thread per worker; each worker exits within a second of its parent's death, even a
+thread per worker; each worker imports torch and the API once and then runs task after
+task, so start-up is paid per worker, not per task (`TaskOutcome.worker_pid` says which
+process ran a task); each worker exits within a second of its parent's death, even a
 `kill -9`) or, with one worker, in this process; `ray` sends the same task
 function to a Ray cluster (the sweep folder must be on a file system every node sees).
 Both give the same results.
@@ -445,13 +447,15 @@ class SweepTask:
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """What became of a task: status `done` or `failed` (with the error's last line)."""
+    """What became of a task: status `done` or `failed` (with the error's last line), and the
+    process that ran it (0 when its worker died)."""
 
     run_id: str
     probe: str
     status: str
     seconds: float = 0.0
     error: str | None = None
+    worker_pid: int = 0
 
 
 def _measure(task: SweepTask) -> Result:
@@ -510,9 +514,10 @@ def run_task(task: SweepTask) -> TaskOutcome:
     except Exception:
         text = traceback.format_exc()
         _write_error(task, text)
-        return TaskOutcome(task.run_id, task.probe, "failed", time.perf_counter() - start, _last_line(text))
+        seconds = time.perf_counter() - start
+        return TaskOutcome(task.run_id, task.probe, "failed", seconds, _last_line(text), os.getpid())
     task.error_path.unlink(missing_ok=True)
-    return TaskOutcome(task.run_id, task.probe, "done", time.perf_counter() - start)
+    return TaskOutcome(task.run_id, task.probe, "done", time.perf_counter() - start, worker_pid=os.getpid())
 
 
 def _failure(task: SweepTask, exc: BaseException) -> TaskOutcome:
