@@ -24,7 +24,11 @@ def test_demo_reports_correlations_and_reuses_its_work(tmp_path, monkeypatch, ca
     first, _ = capsys.readouterr()
     assert "5 models" in first and "0 reused" in first and "curvature_gap" in first
     report = json.loads((out / "report" / "report.json").read_text())
-    entry = report["summary"]["correlation"]["curvature_gap_vs_test_accuracy"]["spearman"]
+    curvature = report["summary"]["correlation"]["curvature_gap_vs_test_accuracy"]["spearman"]
+    # these MLPs' hidden layers show no clear spectral gap at 200 points: their curvature is NaN
+    # (uncertain_dimension), never a number at a guessed d, so the gap has nothing to correlate
+    assert curvature["n"] == 0 and curvature["value"] is None
+    entry = report["summary"]["correlation"]["last_layer_id_twonn_vs_test_accuracy"]["spearman"]
     assert entry["n"] == 4  # the trained models; the untrained one is left out
     assert entry["value"] is not None and len(entry["interval"]) == 2 and 0 < entry["p_value"] <= 1
     page = (out / "report" / "index.html").read_text()

@@ -78,12 +78,17 @@ def test_sweep_writes_every_result_and_the_table(swept):
     assert float(trained["generalization_gap"]) == pytest.approx(gap)
     for row in rows:
         assert row["run_id"] in {p.parent.name for p in result_files(out)}
-        for column in ("curvature_gap", "last_layer_id_twonn", "nc1_penultimate"):
+        for column in ("last_layer_id_twonn", "nc1_penultimate"):
             assert np.isfinite(float(row[column]))
-        # 200 points in the last layers: curvature_sff may honestly be "cannot tell" (empty)
-        assert row["curvature_sff_gap_scaled"] == "" or np.isfinite(float(row["curvature_sff_gap_scaled"]))
+        # 200 points in the last layers: curvature may honestly be "cannot tell" or, without a
+        # clear spectral gap, uncertain_dimension (empty), never a number at a guessed d
+        for column in ("curvature_gap", "curvature_sff_gap_scaled"):
+            assert row[column] == "" or np.isfinite(float(row[column]))
     curvature = read_result(out / "results" / trained["run_id"] / "curvature.json")
-    assert float(trained["curvature_gap"]) == pytest.approx(curvature.summary["curvature_gap"])
+    if trained["curvature_gap"]:
+        assert float(trained["curvature_gap"]) == pytest.approx(curvature.summary["curvature_gap"])
+    else:
+        assert any(layer.details["status"] != "measured" for layer in curvature.layers[-2:])
     assert curvature.params["bootstrap"] == sweep.MEASURES["curvature"].sweep_options["n_bootstrap"]
     if summary.table_parquet is not None:
         import pyarrow.parquet as pq
