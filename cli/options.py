@@ -161,6 +161,14 @@ HtmlOut = Annotated[
     Path | None,
     typer.Option("--html", help="Write an interactive, self-contained Plotly page.", show_default=False),
 ]
+PlotlyJs = Annotated[
+    str,
+    typer.Option(
+        "--plotlyjs",
+        help="How the --html page gets plotly.js: inline (the page stands alone, about 4.7 MB) or "
+        "directory (one shared plotly.min.js beside the page, which must travel with it).",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}

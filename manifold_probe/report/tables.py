@@ -125,9 +125,20 @@ def _hits_cell(entry: dict) -> str:
     return f"{bars} {' '.join(str(r['hits']) for r in records)}"
 
 
-def target_name(entry: dict) -> str:
+def class_name(label, class_names=None) -> str:
+    """A class by its name when the data set names its classes (`source.class_names`), else its
+    integer label: class_name(1, ["T-shirt/top", "Trouser"]) == "Trouser"."""
+    if class_names and isinstance(label, int) and 0 <= label < len(class_names):
+        return str(class_names[label])
+    return str(label)
+
+
+def target_name(entry: dict, class_names=None) -> str:
+    """The target of a cutting-planes entry: one class, or a set of classes in braces, by name."""
     target = entry["class"]
-    return "{" + ", ".join(map(str, target)) + "}" if isinstance(target, list) else str(target)
+    if isinstance(target, list):
+        return "{" + ", ".join(class_name(c, class_names) for c in target) + "}"
+    return class_name(target, class_names)
 
 
 def _dim(value) -> str:
@@ -156,7 +167,7 @@ def class_table(result: Result) -> Table:
     table.add_column("hits per d", no_wrap=True)
     for entry in result.classes:
         table.add_row(
-            target_name(entry),
+            target_name(entry, result.source.get("class_names")),
             _with_interval(entry["critical_dim"], *entry["critical_dim_interval"]),
             _with_interval(entry["manifold_dim"], *entry["manifold_dim_interval"]),
             entry["critical_dim_status"],
