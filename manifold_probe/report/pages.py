@@ -465,7 +465,12 @@ def result_figures(
         )
         if "ensemble_limitation" in result.summary:
             notes += f" Ensemble: {result.summary['ensemble_limitation']}."
-        return [success_figure(result), dimension_figure(result)], "mprobe cutting-planes", notes
+        figures = [success_figure(result)]
+        if any(entry["manifold_dim"] is not None for entry in result.classes):
+            figures.append(dimension_figure(result))
+        else:  # an empty bar chart would say nothing
+            notes += " No target crossed 0.5 within the swept d: no class-manifold dimension to draw."
+        return figures, "mprobe cutting-planes", notes
     raise ValueError(f"no page for results of {command!r}")
 
 
