@@ -211,3 +211,11 @@ def test_every_command_page_draws_its_figures_in_chromium(digits_checkpoint, tmp
             expected[name] = 1 + any(e["manifold_dim"] is not None for e in read_result(js).classes)
         seen = check_page(page)
         assert seen.ok and seen.plots == expected[name], (name, seen)
+
+
+def test_class_names_label_the_rows_of_the_frame():
+    entries = [{"class": 1, "critical_dim": 700.0, "manifold_dim": 84.0},
+               {"class": [0, 6], "critical_dim": 650.0, "manifold_dim": 134.0}]  # fmt: skip
+    named = Result("cutting-planes", {"class_names": FASHION}, {}, classes=entries)
+    assert sorted(named.to_frame().layer.unique()) == ["class 1 (Trouser)", "set {0 T-shirt/top, 6 Shirt}"]
+    assert set(Result("cutting-planes", {}, {}, classes=entries).metrics) == {"class 1", "set {0, 6}"}

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ..measures.collapse import CLASSIFIER_METRICS, COLLAPSE_METRICS, FISHER_METRICS, SPECTRA_METRICS
 from ..measures.curvature import CURVATURE_METRICS
-from ..results import Result
+from ..results import Result, class_name
 
 
 def format_value(value) -> str:
@@ -125,20 +125,13 @@ def _hits_cell(entry: dict) -> str:
     return f"{bars} {' '.join(str(r['hits']) for r in records)}"
 
 
-def class_name(label, class_names=None) -> str:
-    """A class by its name when the data set names its classes (`source.class_names`), else its
-    integer label: class_name(1, ["T-shirt/top", "Trouser"]) == "Trouser"."""
-    if class_names and isinstance(label, int) and 0 <= label < len(class_names):
-        return str(class_names[label])
-    return str(label)
-
-
 def target_name(entry: dict, class_names=None) -> str:
-    """The target of a cutting-planes entry: one class, or a set of classes in braces, by name."""
+    """The target of a cutting-planes entry, one class or a set of classes in braces, by the
+    data set's class names when it has them (`source.class_names`), else by label."""
     target = entry["class"]
     if isinstance(target, list):
-        return "{" + ", ".join(class_name(c, class_names) for c in target) + "}"
-    return class_name(target, class_names)
+        return "{" + ", ".join(class_name(c, class_names) or str(c) for c in target) + "}"
+    return class_name(target, class_names) or str(target)
 
 
 def _dim(value) -> str:
