@@ -258,7 +258,8 @@ def spectra_figure(result: Result) -> go.Figure:
         )  # fmt: skip
         if spectra["bulk_edge"] > 0:
             fig.add_hline(y=spectra["bulk_edge"], line_dash="dash", line_color="#888", row=row, col=1)
-        fig.update_yaxes(type="log", title_text="eigenvalue (activation unit^2)", row=row, col=1)
+        shown = [v for part in ("total", "within", "between") for v in spectra[part] if v > floor]
+        fig.update_yaxes(**log_axis(shown), title_text="eigenvalue (activation unit^2)", row=row, col=1)
         fig.update_xaxes(title_text="eigenvalue index" if row == len(layers) else None, row=row, col=1)
     fig.update_layout(
         title="Covariance spectra (log scale; dashed: the within-class bulk edge)",
@@ -286,7 +287,8 @@ def fisher_figure(layer) -> go.Figure:
     fig.add_trace(_eigen_trace(fisher["within_class"], "within-class (top)", "#7f7f7f", floor=floor))
     if fisher["bulk_edge"] > 0:
         fig.add_hline(y=fisher["bulk_edge"], line_dash="dash", line_color="#888")
-    fig.update_yaxes(type="log", title_text="eigenvalue (log)")
+    shown = [v for part in parts for v in fisher[part] if v > floor]
+    fig.update_yaxes(**log_axis(shown), title_text="eigenvalue (log)")
     fig.update_xaxes(title_text="eigenvalue index")
     where = layer.name or "the classifier's input"
     fig.update_layout(
