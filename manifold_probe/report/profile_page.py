@@ -130,12 +130,17 @@ def layer_profile_figure(
 
     The x axis is the layer index labelled with layer names when all results share their
     layers, else the relative depth in [0, 1]. Each y axis is titled with its metric's unit
-    (`axis_title`). `log_y` is True, False or the metrics to draw on a log scale; any other
+    (`axis_title`); a metric no layer has a finite value of gets no panel, and the title says
+    so. `log_y` is True, False or the metrics to draw on a log scale; any other
     metric whose values span more than two decades (`spans_decades`, e.g. an untrained model
     beside a trained one) is drawn on a log scale too. Legends name models by `model_label`.
     """
     names = names or [model_label(r.source) if r.source else r.command for r in results]
-    metrics = [m for m in metrics if any(m in layer.metrics for r in results for layer in r.layers)]
+    present = [m for m in metrics if any(m in layer.metrics for r in results for layer in r.layers)]
+    metrics = [m for m in present if any(_finite(lr.metrics.get(m)) for r in results for lr in r.layers)]
+    empty = [m for m in present if m not in metrics]  # no layer has a number: no empty panel
+    if empty:
+        title += f" (no layer has a value of {', '.join(empty)}: not drawn)"
     by_index = _same_layers(results)
     fig = make_subplots(
         rows=max(len(metrics), 1), cols=1, shared_xaxes=True, subplot_titles=metrics, vertical_spacing=0.08
@@ -207,6 +212,10 @@ def layer_profile_figure(
 
 def _number(value) -> float:
     return math.nan if value is None else float(value)
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 PAGE_STYLE = "body{font-family:sans-serif;margin:1.5em;} p.notes{color:#444;max-width:60em}"
