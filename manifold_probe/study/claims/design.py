@@ -17,7 +17,7 @@ Presets:
 - `tiny`: digits, digits-cnn width 16 and depth 2, cutting planes on 3 classes: a few
   minutes on 2 cores; checks the pipeline end to end (its intervals are wide: few models).
 - `small`: a real data set (e.g. Fashion-MNIST) on a 2,000-image training subset,
-  digits-cnn width 16, 16 epochs. Its cutting planes are cut to what the claims read (README
+  digits-cnn width 16, 16 epochs. Its cutting planes are cut to what the claims read (docs/claims.md
   for the cost estimate): 3 classes (0, 1, 6: T-shirt/top, Trouser and Shirt on
   Fashion-MNIST), 5 cutting dimensions from D/8 to D, at most `SMALL_PLANE_STEPS` Adam steps
   per plane, per-epoch planes on one training run, and nested ensembles (seeds {0, 1} and
@@ -38,7 +38,7 @@ from ..zoo_presets import ZooModel
 PRESETS: tuple[str, ...] = ("tiny", "small", "full")
 
 SMALL_PLANE_STEPS = 300
-"""The small preset's cap on Adam steps per plane (the measure's default is 3000; see README for
+"""The small preset's cap on Adam steps per plane (the measure's default is 3000; see docs/claims.md for
 the cost estimate and what the cap leaves out)."""
 
 
