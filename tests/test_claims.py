@@ -244,7 +244,6 @@ def test_an_effect_within_the_margin_is_not_supported_and_says_why():
 def test_the_small_preset_measures_only_the_planes_its_claims_read(study):
     from dataclasses import replace
 
-    from manifold_probe.study.claims.design import plane_dims
     from manifold_probe.study.claims.study import plane_jobs
 
     every = plane_jobs(study, replace(design("small"), plane_runs=None, nested_ensembles=False))
@@ -257,7 +256,6 @@ def test_the_small_preset_measures_only_the_planes_its_claims_read(study):
     ensembles = [[r.name for r in m] for m in small if len(m) > 1]
     assert ensembles == [["cnn-s0", "cnn-s1"], ["cnn-s0", "cnn-s1", "cnn-s2"]]
     plan = design("small")
-    assert plan.planes["steps"] == 300 and plane_dims(784, plan.plane_dims, plan.plane_lowest)[0] == 98
+    assert plan.planes["steps"] == 300 and plan.plane_classes == (0, 1, 6)
     tiny = design("tiny")  # unchanged: every run, every ensemble, the measure's own step cap
     assert tiny.plane_runs is None and not tiny.nested_ensembles and "steps" not in tiny.planes
-    assert plane_dims(64, tiny.plane_dims, tiny.plane_lowest) == [1, 2, 4, 8, 16, 32, 64]

@@ -97,22 +97,19 @@ class CriticalDimension:
         )
 
 
-def default_dims(input_dim: int, count: int = 14, lowest: int = 1) -> list[int]:
-    """About `count` log-spaced whole cutting dimensions from `lowest` (default 1) to `input_dim`
-    (both included).
+def default_dims(input_dim: int, count: int = 14) -> list[int]:
+    """About `count` log-spaced whole cutting dimensions from 1 to `input_dim` (both included).
 
-    Rounding geomspace(lowest, D, count) repeats small values; each repeat is bumped to the next
+    Rounding geomspace(1, D, count) repeats small values; each repeat is bumped to the next
     free integer, so the grid is strictly increasing (all of 1..D when D <= count).
     """
     if int(input_dim) != input_dim or input_dim < 1:
         raise InputError(f"the input dimension must be a positive whole number, got {input_dim}.")
     if int(count) != count or count < 2:
         raise InputError(f"the number of cutting dimensions must be at least 2, got {count}.")
-    if int(lowest) != lowest or not 1 <= lowest <= input_dim:
-        raise InputError(f"the lowest cutting dimension must lie in 1..{input_dim}, got {lowest}.")
     dims: list[int] = []
-    for value in np.round(np.geomspace(lowest, input_dim, int(count))).astype(int):
-        nxt = max(int(value), dims[-1] + 1 if dims else int(lowest))
+    for value in np.round(np.geomspace(1, input_dim, int(count))).astype(int):
+        nxt = max(int(value), dims[-1] + 1 if dims else 1)
         if nxt <= input_dim:
             dims.append(nxt)
     return dims

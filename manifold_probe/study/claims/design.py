@@ -19,9 +19,10 @@ Presets:
 - `small`: a real data set (e.g. Fashion-MNIST) on a 2,000-image training subset,
   digits-cnn width 16, 16 epochs. Its cutting planes are cut to what the claims read (docs/claims.md
   for the cost estimate): 3 classes (0, 1, 6: T-shirt/top, Trouser and Shirt on
-  Fashion-MNIST), 5 cutting dimensions from D/8 to D, at most `SMALL_PLANE_STEPS` Adam steps
-  per plane, per-epoch planes on one training run, and nested ensembles (seeds {0, 1} and
-  {0, 1, 2}): 13 plane jobs instead of 21.
+  Fashion-MNIST), at most `SMALL_PLANE_STEPS` Adam steps per plane, per-epoch planes on one
+  training run, and nested ensembles (seeds {0, 1} and {0, 1, 2}): 13 plane jobs instead of
+  21. The cutting dimensions stay log-spaced from 1 (a weakly trained net's Shirt class is
+  hit at every d >= 50 of 784: a grid from D/8 would lose its reading).
 - `full`: `small` with more seeds, widths and levels, small-resnet beside digits-cnn: a GPU
   or a night.
 """
@@ -48,23 +49,6 @@ PLANE_DIMS = 7
 """Log-spaced cutting dimensions from 1 to the input dimension."""
 
 
-def plane_dims(input_dim: int, count: int = PLANE_DIMS, lowest: float | None = None) -> list[int]:
-    """The cutting dimensions of a study: `count` log-spaced whole numbers from 1 (or from
-    `lowest` x D) to D (`probes.critical_dimension.default_dims`).
-
-    A trained classifier's class manifolds on images are nearly full-dimensional (Fort et al.
-    2022: d* within a few tens of D), so planes below D/8 all miss and only cost time; `lowest`
-    puts every plane where the hit fraction can change.
-
-    >>> plane_dims(784, 5, lowest=0.125)
-    [98, 165, 277, 466, 784]
-    """
-    from ...probes.critical_dimension import default_dims
-
-    start = 1 if lowest is None else max(1, round(lowest * input_dim))
-    return default_dims(input_dim, count, lowest=start)
-
-
 @dataclass(frozen=True)
 class ClaimsDesign:
     """A study's zoo and how it is measured.
@@ -74,8 +58,7 @@ class ClaimsDesign:
     `plane_classes`: the classes whose manifolds the cutting planes measure ("all" or a tuple),
     on the models Fort et al.'s claims compare (runs, baselines and their ensembles, the
     label-noise and training-size series);
-    `plane_dims`, `plane_lowest`: how many cutting dimensions, from 1 or from `plane_lowest` x D
-    (`plane_dims`);
+    `plane_dims`: how many log-spaced cutting dimensions from 1 to D;
     `plane_options`: options of `api.cutting_planes` over `PLANES` (e.g. a smaller step cap);
     `plane_runs`: how many training runs get cutting planes at every saved epoch (None: all);
     `nested_ensembles`: ensembles of the first 2, 3, ... baseline seeds only, instead of every
@@ -88,7 +71,6 @@ class ClaimsDesign:
     reduction: str = "none"
     plane_classes: str | tuple[int, ...] = "all"
     plane_dims: int = PLANE_DIMS
-    plane_lowest: float | None = None
     plane_options: tuple[tuple[str, object], ...] = ()
     plane_runs: int | None = None
     nested_ensembles: bool = False
@@ -156,8 +138,7 @@ def design(preset: str) -> ClaimsDesign:
         models += _shallow((64, 256, 1024), 16, seed=0, **common)
         return ClaimsDesign(
             "small", tuple(models), n_points=1000, reduction="project:512", plane_classes=(0, 1, 6),
-            plane_dims=5, plane_lowest=0.125, plane_options=(("steps", SMALL_PLANE_STEPS),),
-            plane_runs=1, nested_ensembles=True,
+            plane_options=(("steps", SMALL_PLANE_STEPS),), plane_runs=1, nested_ensembles=True,
         )  # fmt: skip
     if preset == "full":
         common = {"train_size": 10000, "batch_size": 64}

@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from ... import api
+from ...probes.critical_dimension import default_dims
 from ...progress import track
 from ...results import Result, read_result
 from ..sweep import SweepCheckpoint, describe_checkpoints, run_sweep
 from ..zoo_presets import train_zoo
-from .design import ClaimsDesign, design, plane_dims
+from .design import ClaimsDesign, design
 from .evidence import ModelRecord, Study, record_from_checkpoint
 from .verdicts import VERDICTS, Finding, StudyContext, ensemble_members, evaluate_claims
 
@@ -78,7 +79,7 @@ def _planes(
     names = [m.name for m in members]
     target = out / "planes" / ("+".join(names) + ".json")
     classes = plan.plane_classes if isinstance(plan.plane_classes, str) else list(plan.plane_classes)
-    dims = plane_dims(infos[names[0]].input_dim, plan.plane_dims, plan.plane_lowest)
+    dims = default_dims(infos[names[0]].input_dim, plan.plane_dims)
     wanted = {"classes": classes, "dims": dims, **plan.planes}
     if target.is_file():
         found = read_result(target)
@@ -150,7 +151,7 @@ def findings_result(
                 "n_checkpoints": len(study.records)},
         params={"n_points": plan.n_points, "reduction": plan.reduction, "probes": list(SWEEP_PROBES),
                 "plane_classes": plan.plane_classes, "planes": plan.planes,
-                "plane_dims": plan.plane_dims, "plane_lowest": plan.plane_lowest,
+                "plane_dims": plan.plane_dims,
                 "plane_runs": plan.plane_runs, "nested_ensembles": plan.nested_ensembles,
                 "models": [asdict(m) for m in plan.models]},
         summary={"verdicts": counts, "findings": [f.to_dict() for f in findings], "models": models},
