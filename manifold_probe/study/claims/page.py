@@ -1,6 +1,6 @@
 """The findings page of a claims study: the verdict table and the figures each claim rests on.
 
-Self-contained (plotly.js inlined once, no network), written atomically.
+Opens offline: plotly.js in one shared plotly.min.js beside the page (or inline), written atomically.
 """
 
 from __future__ import annotations
