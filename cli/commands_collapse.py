@@ -17,7 +17,7 @@ import typer
 
 from manifold_probe.errors import InputError
 
-from .options import HtmlOut, JsonOut, SourceArgs, is_named_arch, source_options
+from .options import HtmlOut, JsonOut, PlotlyJs, SourceArgs, is_named_arch, source_options
 from .output import err_console, exit_if_nothing_measured, print_result, write_outputs
 
 Models = Annotated[
@@ -111,6 +111,7 @@ def collapse_command(
     bias: BiasFile = None,
     json: JsonOut = None,
     html: HtmlOut = None,
+    plotlyjs: PlotlyJs = "inline",
     *,
     source: SourceArgs,
     models: list[str] | None,
@@ -146,7 +147,7 @@ def collapse_command(
                 results.append(mp.collapse(arrays, classifier=True, progress=progress))
         result = collapse_series(results)
     print_result(result)
-    write_outputs(result, json, html)
+    write_outputs(result, json, html, plotlyjs=plotlyjs)
     exit_if_nothing_measured(result)
 
 
@@ -161,6 +162,7 @@ def spectra_command(
     n_values: NValues = None,
     json: JsonOut = None,
     html: HtmlOut = None,
+    plotlyjs: PlotlyJs = "inline",
     *,
     source: SourceArgs,
 ) -> None:
@@ -183,7 +185,7 @@ def spectra_command(
             seed=source.seed, progress=not source.quiet, **{k: v for k, v in given.items() if v is not None},
         )  # fmt: skip
     print_result(result)
-    write_outputs(result, json, html)
+    write_outputs(result, json, html, plotlyjs=plotlyjs)
     exit_if_nothing_measured(result)
 
 

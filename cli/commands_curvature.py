@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .options import HtmlOut, JsonOut, SourceArgs, parse_memory, source_options
+from .options import HtmlOut, JsonOut, PlotlyJs, SourceArgs, parse_memory, source_options
 from .output import console, exit_if_nothing_measured, print_result, write_outputs
 
 NEIGHBOURHOOD_HELP = (
@@ -74,6 +74,7 @@ def curvature_command(
     ] = False,
     json: JsonOut = None,
     html: HtmlOut = None,
+    plotlyjs: PlotlyJs = "inline",
     *,
     source: SourceArgs,
 ) -> None:
@@ -110,8 +111,7 @@ def curvature_command(
                 f"mapc_scaled {result.summary['curvature_gap_scaled']:.4g}, "
                 f"curvature_sff_scaled {result.summary['curvature_sff_gap_scaled']:.4g}"
             )
-    names = [str(src.model or src.points) for src in sources]
-    write_outputs(results[0], json, html, results=results, names=names, log_scale=log_scale)
+    write_outputs(results[0], json, html, results=results, log_scale=log_scale, plotlyjs=plotlyjs)
     if json is not None:
         for src, result in zip(sources[1:], results[1:], strict=True):
             write_outputs(result, json.with_name(f"{json.stem}.{Path(src.model).stem}.json"))

@@ -22,6 +22,7 @@ from .options import (
     JsonOut,
     NPoints,
     NumClasses,
+    PlotlyJs,
     Quiet,
     Seed,
     Split,
@@ -133,6 +134,7 @@ def cutting_planes_command(
     device: Device = "auto",
     json: JsonOut = None,
     html: HtmlOut = None,
+    plotlyjs: PlotlyJs = "inline",
     quiet: Quiet = False,
 ) -> None:
     """Dimension of each class manifold by random affine cutting planes (see HELP)."""
@@ -166,7 +168,7 @@ def cutting_planes_command(
         f"(D = {summary['input_dim']}, {len(models)} model{'s' if len(models) > 1 else ''}); {elapsed:.1f} s",
         highlight=False,
     )
-    write_outputs(result, json, html)
+    write_outputs(result, json, html, plotlyjs=plotlyjs)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .options import HtmlOut, JsonOut, SourceArgs, source_options, split_list
+from .options import HtmlOut, JsonOut, PlotlyJs, SourceArgs, source_options, split_list
 from .output import exit_if_nothing_measured, print_result, write_outputs
 
 Method = Annotated[
@@ -40,6 +40,7 @@ def id_command(
     knn_backend: KnnBackend = "torch",
     json: JsonOut = None,
     html: HtmlOut = None,
+    plotlyjs: PlotlyJs = "inline",
     *,
     source: SourceArgs,
 ) -> None:
@@ -57,7 +58,7 @@ def id_command(
             knn_backend=knn_backend, progress=not source.quiet,
         )  # fmt: skip
     print_result(result)
-    write_outputs(result, json, html)
+    write_outputs(result, json, html, plotlyjs=plotlyjs)
     exit_if_nothing_measured(result)
 
 

@@ -31,6 +31,14 @@ def report_command(
         bool, typer.Option("--include-untrained", help="Relate untrained models too (left out by default).")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    plotlyjs: Annotated[
+        str,
+        typer.Option(
+            "--plotlyjs",
+            help="inline (index.html stands alone, about 4.7 MB) or directory (one shared plotly.min.js "
+            "beside it).",
+        ),
+    ] = "directory",
 ) -> None:
     """Relate each measure of a sweep (curvature gap raw and scaled, last-layer ID, NC1, class-manifold
     dimension) to test accuracy and to the generalization gap: Pearson, Spearman and Kendall tau-b,
@@ -49,7 +57,7 @@ def report_command(
         console.print(table)
     console.print(f"models: {result.params['models']}; green: p < 0.05", highlight=False)
     result.write(out / "report.json")
-    page = write_report_page(result, sweep, out / "index.html")
+    page = write_report_page(result, sweep, out / "index.html", plotlyjs=plotlyjs)
     err_console.print(f"wrote {out / 'report.json'}")
     console.print(f"page: {page}", soft_wrap=True)
 

@@ -120,8 +120,17 @@ Normalize = Annotated[
     typer.Option(
         "--normalize",
         help="Standardise image inputs as the model was trained: a recipe (imagenet, cifar10, cifar100, "
-        "mnist, fashion-mnist) or per-channel means then stds, e.g. 0.286,0.353 (one channel) or "
-        "0.49,0.48,0.45,0.25,0.24,0.26 (three).",
+        "mnist, fashion-mnist), per-channel means then stds, e.g. 0.286,0.353 (one channel) or "
+        "0.49,0.48,0.45,0.25,0.24,0.26 (three), or auto (what an mprobe checkpoint records).",
+        show_default=False,
+    ),
+]
+InputShape = Annotated[
+    str | None,
+    typer.Option(
+        "--input-shape",
+        help="Reshape every sample to this shape, e.g. 1,28,28 for an N x 784 npz (default: to the "
+        "model's input shape when a sample is flat or channel-less and the sizes agree).",
         show_default=False,
     ),
 ]
@@ -207,6 +216,14 @@ HtmlOut = Annotated[
     Path | None,
     typer.Option("--html", help="Write an interactive, self-contained Plotly page.", show_default=False),
 ]
+PlotlyJs = Annotated[
+    str,
+    typer.Option(
+        "--plotlyjs",
+        help="How the --html page gets plotly.js: inline (the page stands alone, about 4.7 MB) or "
+        "directory (one shared plotly.min.js beside the page, which must travel with it).",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
@@ -251,6 +268,7 @@ class SourceArgs:
     split: str = "train"
     n_points: int | None = None
     normalize: str | None = None
+    input_shape: str | None = None
     seed: int = 0
     device: str = "auto"
     layers: list[str] | None = None
@@ -269,15 +287,17 @@ class SourceArgs:
                              arch_args=parse_arch_kwargs(self.arch_kwargs), in_channels=self.in_channels,
                              trust_checkpoint=self.trust_checkpoint, device=self.device)  # fmt: skip
 
-    def load_data(self):
-        """The data of --data, --split, --n-points, --seed, through the Python API."""
+    def load_data(self, model=None):
+        """The data of --data, --split, --n-points, --seed, --normalize, --input-shape, through
+        the Python API (for `model`: its training normalisation, its input shape)."""
         import manifold_probe as mp
 
         if self.split not in ("train", "test"):
             raise InputError(f"--split must be train or test, got {self.split!r}.")
         channels = self.in_channels if self.data.startswith("imagefolder:") else None
         return mp.load_data(self.data, split=self.split, n_points=self.n_points, seed=self.seed,
-                            normalize=parse_normalize(self.normalize), channels=channels)  # fmt: skip
+                            normalize=parse_normalize(self.normalize), channels=channels, model=model,
+                            input_shape=self.input_shape)  # fmt: skip
 
     def load(self, *, min_points: int = 2, classifier: bool = False) -> Activations:
         """Either --model (with --data) or --points: the layers a command measures (with
@@ -293,10 +313,10 @@ class SourceArgs:
             return layers_from_points(
                 str(self.points), str(self.labels) if self.labels else None, min_points=min_points
             )
-        data = self.load_data()
+        model = self.load_model()
         return mp.extract(
-            self.load_model(),
-            data,
+            model,
+            self.load_data(model),
             layers=split_list(self.layers),
             reduction=parse_reduction_options(self.reduction or ["auto"]),
             batch_size=self.batch_size,
@@ -321,6 +341,7 @@ _SOURCE_OPTIONS = {
     "split": (Split, "train"),
     "n_points": (NPoints, None),
     "normalize": (Normalize, None),
+    "input_shape": (InputShape, None),
     "layers": (Layers, None),
     "reduction": (Reduction, None),
     "batch_size": (BatchSize, 256),

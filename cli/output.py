@@ -61,14 +61,16 @@ def write_outputs(
     results: Sequence[Result] | None = None,
     names: Sequence[str] | None = None,
     log_scale: bool = False,
+    plotlyjs: str = "inline",
 ) -> None:
-    """Write the JSON of `result` and the page of `results` (default: `result` alone) if asked
-    for, and say where."""
+    """Write the JSON of `result` and the page of `results` (default: `result` alone, plotly.js
+    `plotlyjs`: inline or directory) if asked for, and say where."""
     if json_path is not None:
         result.write(json_path)
         err_console.print(f"wrote {json_path}")
     if html_path is not None:
         from manifold_probe.report.pages import write_result_page
 
-        write_result_page(html_path, list(results or [result]), names=names, log_scale=log_scale)
+        write_result_page(html_path, list(results or [result]), names=names, log_scale=log_scale,
+                          plotlyjs=plotlyjs)  # fmt: skip
         err_console.print(f"wrote {html_path}")

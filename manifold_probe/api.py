@@ -154,6 +154,8 @@ def load_data(
     normalize: str | tuple | None = None,
     image_size: int | None = None,
     channels: int | None = None,
+    model: nn.Module | None = None,
+    input_shape: Sequence[int] | str | None = None,
 ) -> LabelledData:
     """A labelled data set, itself a map-style `Dataset` of (input, label).
 
@@ -167,8 +169,13 @@ def load_data(
     split : `train` or `test`.
     n_points : a reproducible, class-stratified seeded subset of this many samples.
     seed : the subset's seed.
-    normalize, image_size : per-channel standardisation and resizing of image sets.
+    normalize, image_size : per-channel standardisation and resizing of image sets;
+        `normalize="auto"` takes the normalisation `model` was trained with (mprobe's own
+        checkpoints record it; see `sources.input_fit.training_normalization`).
     channels : 1 reads an image folder as grayscale, 3 (the default) as RGB.
+    model : the model the data is for: "auto" reads it, and a flat or channel-less sample
+        (N x 784, N x 28 x 28) is reshaped to its input shape (1 x 28 x 28) when unambiguous.
+    input_shape : an explicit per-sample shape, e.g. (1, 28, 28) or "1,28,28".
 
     Returns
     -------
@@ -181,9 +188,15 @@ def load_data(
     (500, 10)
     >>> text = mp.load_data({"input_ids": ids, "attention_mask": mask, "labels": y})
     """
+    from .sources.input_fit import fit_input_shape, parse_input_shape, training_normalization
+
     check_positive(seed, name="seed", integer=True, allow_zero=True)
-    return _load_data(spec, split=split, n_points=n_points, seed=seed, normalize=normalize,
+    info = model_info(model) if model is not None else None
+    if isinstance(normalize, str) and normalize == "auto":
+        normalize = training_normalization(info)
+    data = _load_data(spec, split=split, n_points=n_points, seed=seed, normalize=normalize,
                       image_size=image_size, channels=channels)  # fmt: skip
+    return fit_input_shape(data, parse_input_shape(input_shape), info.input_shape if info else None)
 
 
 def _as_data(data: Any) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,8 @@ class Result:
     def details(self) -> dict[str, dict[str, Any]]:
         """Layer name (or target class) -> the free-form details (spectra, quantiles, success curves)."""
         if self.classes:
-            return {class_label(entry): dict(entry) for entry in self.classes}
+            names = self.source.get("class_names")
+            return {class_label(entry, names): dict(entry) for entry in self.classes}
         return {layer.name: dict(layer.details) for layer in self.layers}
 
     def _parts(self) -> dict[str, list[tuple[str, Any, Any, Any]]]:
@@ -105,13 +107,14 @@ class Result:
                 if name in entry:
                     low, high = entry.get(f"{name}_interval") or (None, None)
                     rows.append((name, entry[name], low, high))
-            parts[class_label(entry)] = rows
+            parts[class_label(entry, self.source.get("class_names"))] = rows
         return parts
 
     def to_frame(self):
         """The measurements as a pandas DataFrame: one row per (layer, metric), the columns
         `layer, metric, value, low, high` (low and high NaN where there is no interval;
-        for cutting planes `layer` names the target class, e.g. `class 3`).
+        for cutting planes `layer` names the target class, e.g. `class 3`, or `class 1 (Trouser)`
+        when the data set names its classes).
 
         Example
         -------
@@ -186,12 +189,26 @@ CLASS_METRICS = ("critical_dim", "manifold_dim")
 """The per-class numbers of a cutting-planes result that `metrics` and `to_frame` show."""
 
 
-def class_label(entry: dict[str, Any]) -> str:
-    """How a cutting-planes target is named in `metrics` and `to_frame`: `class 3`, `set {3, 5}`."""
+def class_name(label: Any, class_names: Sequence[str] | None = None) -> str | None:
+    """The data set's name of class `label` (`source.class_names`), or None when it has none.
+
+    >>> class_name(1, ["T-shirt/top", "Trouser"]), class_name(1, None)
+    ('Trouser', None)
+    """
+    if class_names and isinstance(label, int) and 0 <= label < len(class_names):
+        return str(class_names[label])
+    return None
+
+
+def class_label(entry: dict[str, Any], class_names: Sequence[str] | None = None) -> str:
+    """How a cutting-planes target is named in `metrics` and `to_frame`: `class 3`, `set {3, 5}`,
+    with the data set's class names when it has them: `class 1 (Trouser)`, `set {0 T-shirt/top, 6 Shirt}`."""
     target = entry.get("class")
     if isinstance(target, (list, tuple)):
-        return "set {" + ", ".join(str(c) for c in target) + "}"
-    return f"class {target}"
+        members = (f"{c} {name}" if (name := class_name(c, class_names)) else str(c) for c in target)
+        return "set {" + ", ".join(members) + "}"
+    name = class_name(target, class_names)
+    return f"class {target} ({name})" if name else f"class {target}"
 
 
 def _number(value: Any) -> float:

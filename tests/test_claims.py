@@ -239,3 +239,23 @@ def test_an_effect_within_the_margin_is_not_supported_and_says_why():
     claim = Claim("x", "paper", "statement", "statistic", "increase", tiny, margin=0.1)
     finding = claim.evaluate(Study(()), StudyContext(10), seed=0)
     assert finding.verdict == "not supported" and "too small to matter" in finding.reason
+
+
+def test_the_small_preset_measures_only_the_planes_its_claims_read(study):
+    from dataclasses import replace
+
+    from manifold_probe.study.claims.study import plane_jobs
+
+    every = plane_jobs(study, replace(design("small"), plane_runs=None, nested_ensembles=False))
+    small = plane_jobs(study, design("small"))
+    assert [len(m) for m in every].count(1) == 16 and sorted(len(m) for m in every)[-4:] == [2, 2, 2, 3]
+    singles = sorted(m[0].name for m in small if len(m) == 1)
+    expected = ["cnn-s0", "cnn-s1", "cnn-s2", "cnn-s0-epoch003", "cnn-s0-epoch006", "cnn-s0-epoch009",
+                "cnn-ln0.2", "cnn-ln0.5", "cnn-n100", "cnn-n300"]  # fmt: skip
+    assert singles == sorted(expected)
+    ensembles = [[r.name for r in m] for m in small if len(m) > 1]
+    assert ensembles == [["cnn-s0", "cnn-s1"], ["cnn-s0", "cnn-s1", "cnn-s2"]]
+    plan = design("small")
+    assert plan.planes["steps"] == 300 and plan.plane_classes == (0, 1, 6)
+    tiny = design("tiny")  # unchanged: every run, every ensemble, the measure's own step cap
+    assert tiny.plane_runs is None and not tiny.nested_ensembles and "steps" not in tiny.planes

@@ -55,7 +55,8 @@ def test_model_profile_with_an_untrained_comparison_on_one_page(tmp_path, capsys
     scaled_gap = last["mapc_scaled"] - before["mapc_scaled"]
     assert result.summary["curvature_gap_scaled"] == pytest.approx(scaled_gap)
     page = (tmp_path / "c.html").read_text()
-    assert "t.pt" in page and "u.pt" in page
+    assert "t (digits-mlp, epoch 2)" in page and "u (digits-mlp, epoch 0)" in page  # legends name models
+    assert "knn neighbourhoods" in page and "tangent dimension d = 3" in page
 
 
 def test_perturb_neighbourhoods_through_a_model(tmp_path, capsys):

@@ -116,10 +116,13 @@ def covariance_spectra_from_statistics(stats: CollapseStatistics) -> CovarianceS
     between = np.linalg.svd(offsets, compute_uv=False)[:rank] ** 2
     within = np.linalg.eigvalsh(sigma_w)[::-1]
     total = np.linalg.eigvalsh(sigma_w + offsets.T @ offsets)[::-1]
+    # class means spanning fewer than C - 1 directions (a layer narrower than C - 1, e.g. logits
+    # behind an 8-wide layer) leave between-class eigenvalues at rounding level: they are zero
+    between = np.where(between > rounding_level(total[0], n_features), between, 0.0)
 
     bulk_edge = within[0]
     margin = tracy_widom_margin(int(counts.sum()) - n_classes, n_features) * bulk_edge
-    margin += _rounding(total[0], n_features)
+    margin += rounding_level(total[0], n_features)
     outliers = total[total > bulk_edge + margin]
     trace_total = float(np.sum(total))
     centred_means = means - means.mean(axis=0)
@@ -360,7 +363,7 @@ def fisher_spectra(
     bulk_edge = within_eig[0]
     metrics = {
         "fisher_n_outliers": float(
-            np.count_nonzero(total_eig > bulk_edge + _rounding(total_eig[0], size))
+            np.count_nonzero(total_eig > bulk_edge + rounding_level(total_eig[0], size))
         ),
         "fisher_outlier_bulk_ratio": float(means_eig[n_classes - 1] / bulk_edge),
     }
@@ -404,10 +407,15 @@ def tracy_widom_margin(n_samples: int, n_features: int, level: float = 0.01) -> 
     return float((TW1_QUANTILES[1 - level] - TW1_QUANTILES[level]) * s / mu)
 
 
-def _rounding(largest: float, size: int) -> float:
+def rounding_level(largest: float, size: int) -> float:
     """A bound on the rounding error of the eigenvalues of a size x size symmetric matrix whose
-    largest eigenvalue is `largest`: an eigenvalue counts as above the bulk edge only when it
-    exceeds the edge by more than this."""
+    largest eigenvalue is `largest`, 16 size eps largest: an eigenvalue counts as above the bulk
+    edge only when it exceeds the edge by more than this, and one below it is numerical zero
+    (the pages leave such eigenvalues out).
+
+    >>> rounding_level(1.0, 10) == 160 * np.finfo(np.float64).eps
+    True
+    """
     return 16 * size * np.finfo(np.float64).eps * max(largest, 0.0)
 
 

@@ -1,7 +1,9 @@
 """The pages of results: the figures of each measure, and `write_result_page`, which
 `Result.to_html` and every command's `--html` use.
 
-Pages are self-contained (plotly.js inlined once; see `profile_page.write_page`).
+Pages open offline (plotly.js inlined once, or shared beside the page: see
+`profile_page.write_page`). Axes carry their units, legends the models' names, tables and
+panels the data set's class names (`source.class_names`).
 """
 
 from __future__ import annotations
@@ -9,29 +11,71 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..geometry.spectra import rounding_level
 from ..measures.collapse import CLASSIFIER_METRICS, COLLAPSE_METRICS, SPECTRA_METRICS
 from ..measures.cutting_planes import CAVEATS, HIT_DEFINITION, success_curve_points
 from ..results import Result
-from .profile_page import layer_profile_figure, write_page
+from .profile_page import axis_title, layer_profile_figure, log_axis, model_label, write_page
 from .tables import classifier_layer, format_value, target_name
+
+
+def source_notes(result: Result) -> str:
+    """The source of a result in words: model (or points), data, split and sample count, reduction.
+
+    >>> source_notes(Result("id", {"model": "runs/a.pt", "data": "digits", "split": "train",
+    ...                           "n_points": 1346}, {}))
+    'model a; data digits, train split, 1346 samples'
+    """
+    source = result.source
+    parts = [f"model {model_label(source)}" if source.get("model") else f"points {model_label(source)}"]
+    if source.get("data"):
+        where = f"data {source['data']}"
+        if source.get("split"):
+            where += f", {source['split']} split, {source.get('n_points')} samples"
+        parts.append(where)
+    if source.get("reduction") not in (None, "none"):
+        parts.append(f"reduction {source['reduction']}")
+    return "; ".join(parts)
 
 
 def collapse_notes(result: Result) -> str:
     """One line under the title of a collapse or spectra page: the source, the classes, the classifier."""
     summary = result.summary
-    parts = [f"source: {result.source.get('model') or result.source.get('points')}"]
-    if result.source.get("split"):
-        parts.append(f"split {result.source['split']}, {result.source.get('n_points')} samples")
-    parts.append(f"{summary.get('n_classes')} classes")
+    parts = [source_notes(result)]
+    names = result.source.get("class_names")
+    count = f"{summary.get('n_classes')} classes"
+    parts.append(f"{count} ({', '.join(map(str, names))})" if names else count)
     classifier = summary.get("classifier")
     if classifier:
-        parts.append(f"classifier {classifier['module']} on layer {classifier['layer']}")
+        parts.append(f"classifier {classifier['module']} on layer {classifier['layer'] or '(the input)'}")
     return "; ".join(parts) + "."
+
+
+def curvature_notes(result: Result) -> str:
+    """The neighbourhood kind and its parameters, then the source: the subtitle of a curvature page."""
+    params = result.params
+    if params.get("neighbourhood") == "perturb":
+        copies = params.get("n_copies", "all")
+        kind = (
+            f"perturb neighbourhoods (each image's own copies: top {params.get('n_top')} singular values "
+            f"per channel, the smallest {params.get('n_toggle')} switched on and off, {copies} copies)"
+        )
+    else:
+        ks = sorted({layer.details["k"] for layer in result.layers if layer.details.get("k")})
+        k_text = f"K = {params['k']}" if params.get("k") else (
+            "K = " + ", ".join(map(str, ks)) + " by layer" if ks else "K by layer")
+        kind = f"knn neighbourhoods ({k_text})"
+    dims = sorted({layer.details["dim"] for layer in result.layers if layer.details.get("dim")})
+    dim_text = f"d = {params['dim']}" if params.get("dim") else (
+        "d = " + ", ".join(map(str, dims)) + " (each layer's own)" if dims else "d by layer")
+    gap = result.summary.get("curvature_gap_definition", "")
+    return f"{kind}, tangent dimension {dim_text}; {source_notes(result)}." + (f" {gap}" if gap else "")
 
 
 def _classifier_table_figure(result: Result) -> go.Figure | None:
@@ -45,7 +89,7 @@ def _classifier_table_figure(result: Result) -> go.Figure | None:
             cells={"values": [shown, [format_value(layer.metrics[m]) for m in shown]]},
         )
     )
-    fig.update_layout(title=f"the classifier's layer: {layer.name}", height=60 + 28 * len(shown))
+    fig.update_layout(title=f"the classifier's layer: {layer.name}", height=160 + 30 * len(shown))
     return fig
 
 
@@ -67,26 +111,38 @@ def _positive(values):
     return [v if v is not None and np.isfinite(v) and v > 0 else None for v in values]
 
 
+def _epoch_axis(fig: go.Figure, epochs: list, row: int) -> None:
+    """Whole epochs on the x axis (no 0.5 steps): a tick per epoch up to 20 of them."""
+    span = max(epochs) - min(epochs) if epochs else 0
+    fig.update_xaxes(tickformat="d", dtick=1 if span <= 20 else None, title_text="epoch", row=row, col=1)
+
+
 def epoch_figure(checkpoints: list[dict]) -> go.Figure:
-    """Metric versus epoch: accuracy, NC1 and ETF distance of every layer (one line each), then
-    the classifier layer's NC2-NC4 (Papyan et al.'s figures 2-7)."""
+    """Metric versus epoch: accuracy (when the checkpoints record it), NC1 and ETF distance of
+    every layer (one line each), then the classifier layer's NC2-NC4 (Papyan et al.'s figures 2-7)."""
     x = [e["epoch"] if e["epoch"] is not None else i for i, e in enumerate(checkpoints)]
     metrics = [m for m in EPOCH_METRICS[2:] if any(m in e["metrics"] for e in checkpoints)]
-    titles = ["accuracy", "nc1 by layer (log)", "etf_distance by layer", *metrics]
+    accuracies = [
+        (key, colour, [e.get(key) for e in checkpoints])
+        for key, colour in (("train_accuracy", "#1f77b4"), ("test_accuracy", "#d62728"))
+        if any(e.get(key) is not None for e in checkpoints)
+    ]
+    titles = (["accuracy"] if accuracies else []) + ["nc1 by layer (log)", "etf_distance by layer", *metrics]
+    height = 230 * len(titles)
     fig = make_subplots(
-        rows=len(titles), cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.03
-    )
-    for key, colour in (("train_accuracy", "#1f77b4"), ("test_accuracy", "#d62728")):
-        values = [e.get(key) for e in checkpoints]
-        if any(v is not None for v in values):
-            fig.add_trace(
-                go.Scatter(x=x, y=values, name=key, mode="lines+markers", line={"color": colour}), 1, 1
-            )
+        rows=len(titles), cols=1, shared_xaxes=True, subplot_titles=titles,
+        vertical_spacing=min(0.1, 70 / height),
+    )  # fmt: skip
+    for key, colour, values in accuracies:
+        fig.add_trace(go.Scatter(x=x, y=values, name=key, mode="lines+markers", line={"color": colour}), 1, 1)
+    if accuracies:
+        fig.update_yaxes(title_text="accuracy (fraction)", range=[0, 1.02], row=1, col=1)
+    first = 2 if accuracies else 1
     layer_names = list(dict.fromkeys(name for e in checkpoints for name in e["layers"]))
     palette = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#d62728"]
     for i, name in enumerate(layer_names):
         colour = palette[i % len(palette)]
-        for row, metric in ((2, "nc1"), (3, "etf_distance")):
+        for row, metric in ((first, "nc1"), (first + 1, "etf_distance")):
             values = [e["layers"].get(name, {}).get(metric) for e in checkpoints]
             fig.add_trace(
                 go.Scatter(
@@ -94,15 +150,17 @@ def epoch_figure(checkpoints: list[dict]) -> go.Figure:
                     y=_positive(values) if metric == "nc1" else values,
                     name=name,
                     legendgroup=name,
-                    showlegend=row == 2,
+                    showlegend=row == first,
                     mode="lines+markers",
                     line={"color": colour},
                 ),
                 row,
                 1,
             )
-    fig.update_yaxes(type="log", row=2, col=1)
-    for row, metric in enumerate(metrics, start=4):
+    nc1_values = [v for e in checkpoints for layer in e["layers"].values() for v in [layer.get("nc1")]]
+    fig.update_yaxes(**log_axis(nc1_values), title_text=axis_title("nc1"), row=first, col=1)
+    fig.update_yaxes(title_text=axis_title("etf_distance"), row=first + 1, col=1)
+    for row, metric in enumerate(metrics, start=first + 2):
         values = [e["metrics"].get(metric) for e in checkpoints]
         fig.add_trace(
             go.Scatter(
@@ -111,10 +169,9 @@ def epoch_figure(checkpoints: list[dict]) -> go.Figure:
             row,
             1,
         )
-    fig.update_xaxes(title_text="epoch", row=len(titles), col=1)
-    fig.update_layout(
-        title="Neural collapse over training", height=230 * len(titles), template="plotly_white"
-    )
+        fig.update_yaxes(title_text=axis_title(metric), row=row, col=1)
+    _epoch_axis(fig, x, len(titles))
+    fig.update_layout(title="Neural collapse over training", height=height, template="plotly_white")
     return fig
 
 
@@ -135,9 +192,19 @@ def collapse_figures(result: Result) -> list[go.Figure]:
     return figures
 
 
-def _eigen_trace(values, name, colour, *, offset=0, mode="markers", showlegend=True, group=None):
+def numerical_zero(values, size: int | None = None) -> float:
+    """The level at or below which eigenvalues are rounding noise: `rounding_level` of the
+    largest |value| for a matrix of `size` (default: the number of values given)."""
     values = np.asarray(values, dtype=float)
-    keep = values > 0  # a log axis has no room for zero (or rounding-negative) eigenvalues
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0
+    return rounding_level(float(np.max(np.abs(finite))), size or finite.size)
+
+
+def _eigen_trace(values, name, colour, *, floor=0.0, offset=0, mode="markers", showlegend=True, group=None):
+    values = np.asarray(values, dtype=float)
+    keep = values > floor  # a log axis has no room for zero or rounding-level eigenvalues
     index = np.arange(1, len(values) + 1) + offset
     return go.Scatter(
         x=index[keep],
@@ -151,33 +218,52 @@ def _eigen_trace(values, name, colour, *, offset=0, mode="markers", showlegend=T
     )
 
 
+def _dropped(floor: float, *spectra) -> int:
+    return int(sum(np.sum(np.asarray(s, dtype=float) <= floor) for s in spectra))
+
+
 def spectra_figure(result: Result) -> go.Figure:
     """One log-scale panel per layer: the covariance eigenvalues, the class-mean outliers above
-    the within-class bulk edge in red, the between- and within-class spectra, the bulk edge."""
+    the within-class bulk edge in red, the between- and within-class spectra, the bulk edge.
+    Eigenvalues at or below numerical zero (`numerical_zero` of the layer's covariance) are
+    left out, and each panel's title counts them."""
     layers = [layer for layer in result.layers if "spectra" in layer.details]
-    titles = [f"{layer.name}: {int(layer.metrics.get('n_outliers', 0))} outliers" for layer in layers]
-    fig = make_subplots(rows=max(len(layers), 1), cols=1, subplot_titles=titles, vertical_spacing=0.04)
-    for row, layer in enumerate(layers, start=1):
+    floors = [numerical_zero(layer.details["spectra"]["total"], layer.ambient_dim) for layer in layers]
+    titles = []
+    for layer, floor in zip(layers, floors, strict=True):
+        spectra = layer.details["spectra"]
+        dropped = _dropped(floor, spectra["total"], spectra["within"], spectra["between"])
+        titles.append(
+            f"{layer.name}: {int(layer.metrics.get('n_outliers', 0))} outliers"
+            + (f" ({dropped} eigenvalues below numerical zero {floor:.1e} not drawn)" if dropped else "")
+        )
+    height = max(360, 320 * len(layers))
+    fig = make_subplots(
+        rows=max(len(layers), 1), cols=1, subplot_titles=titles, vertical_spacing=min(0.2, 90 / height)
+    )
+    for row, (layer, floor) in enumerate(zip(layers, floors, strict=True), start=1):
         spectra = layer.details["spectra"]
         total = np.asarray(spectra["total"], dtype=float)
         n_out = int(layer.metrics.get("n_outliers", 0))
         first = row == 1
-        fig.add_trace(_eigen_trace(spectra["within"], "within-class (bulk)", "#aaaaaa", mode="lines",
+        fig.add_trace(_eigen_trace(spectra["within"], "within-class (bulk)", "#aaaaaa", floor=floor,
+                                   mode="lines", showlegend=first), row, 1)  # fmt: skip
+        fig.add_trace(_eigen_trace(spectra["between"], "between-class (class means)", "#2ca02c", floor=floor,
                                    showlegend=first), row, 1)  # fmt: skip
-        fig.add_trace(_eigen_trace(spectra["between"], "between-class (class means)", "#2ca02c",
-                                   showlegend=first), row, 1)  # fmt: skip
-        fig.add_trace(_eigen_trace(total[n_out:], "covariance: bulk", "#1f77b4", offset=n_out,
+        fig.add_trace(_eigen_trace(total[n_out:], "covariance: bulk", "#1f77b4", floor=floor, offset=n_out,
                                    showlegend=first), row, 1)  # fmt: skip
         fig.add_trace(
-            _eigen_trace(total[:n_out], "covariance: outliers", "#d62728", showlegend=first), row, 1
-        )
+            _eigen_trace(total[:n_out], "covariance: outliers", "#d62728", floor=floor, showlegend=first),
+            row, 1,
+        )  # fmt: skip
         if spectra["bulk_edge"] > 0:
             fig.add_hline(y=spectra["bulk_edge"], line_dash="dash", line_color="#888", row=row, col=1)
-        fig.update_yaxes(type="log", row=row, col=1)
-    fig.update_xaxes(title_text="eigenvalue index", row=max(len(layers), 1), col=1)
+        shown = [v for part in ("total", "within", "between") for v in spectra[part] if v > floor]
+        fig.update_yaxes(**log_axis(shown), title_text="eigenvalue (activation unit^2)", row=row, col=1)
+        fig.update_xaxes(title_text="eigenvalue index" if row == len(layers) else None, row=row, col=1)
     fig.update_layout(
         title="Covariance spectra (log scale; dashed: the within-class bulk edge)",
-        height=max(360, 300 * len(layers)),
+        height=height,
         template="plotly_white",
     )
     return fig
@@ -185,21 +271,31 @@ def spectra_figure(result: Result) -> go.Figure:
 
 def fisher_figure(layer) -> go.Figure:
     """The Fisher block's eigenvalues (log scale) with its class-mean outliers (G1, C of them),
-    the cross-class mini-bulk (G2), the same-class part (G0) and the within-class bulk edge."""
+    the cross-class mini-bulk (G2), the same-class part (G0) and the within-class bulk edge;
+    eigenvalues at or below numerical zero are left out (the title counts them)."""
     fisher = layer.details["fisher"]
+    floor = numerical_zero(fisher["total"])
+    parts = ("total", "class_means", "cross_class", "same_class", "within_class")
+    dropped = _dropped(floor, *(fisher[part] for part in parts))
     fig = go.Figure()
-    fig.add_trace(_eigen_trace(fisher["total"], "G (whole block)", "#1f77b4", mode="lines+markers"))
-    fig.add_trace(_eigen_trace(fisher["class_means"], "G1 class means (outliers)", "#d62728"))
-    fig.add_trace(_eigen_trace(fisher["cross_class"], "G2 cross-class (mini-bulk)", "#ff7f0e"))
-    fig.add_trace(_eigen_trace(fisher["same_class"], "G0 same class", "#9467bd"))
-    fig.add_trace(_eigen_trace(fisher["within_class"], "within-class (top)", "#7f7f7f"))
+    fig.add_trace(
+        _eigen_trace(fisher["total"], "G (whole block)", "#1f77b4", floor=floor, mode="lines+markers")
+    )
+    fig.add_trace(_eigen_trace(fisher["class_means"], "G1 class means (outliers)", "#d62728", floor=floor))
+    fig.add_trace(_eigen_trace(fisher["cross_class"], "G2 cross-class (mini-bulk)", "#ff7f0e", floor=floor))
+    fig.add_trace(_eigen_trace(fisher["same_class"], "G0 same class", "#9467bd", floor=floor))
+    fig.add_trace(_eigen_trace(fisher["within_class"], "within-class (top)", "#7f7f7f", floor=floor))
     if fisher["bulk_edge"] > 0:
         fig.add_hline(y=fisher["bulk_edge"], line_dash="dash", line_color="#888")
-    fig.update_yaxes(type="log", title_text="eigenvalue")
-    fig.update_xaxes(title_text="index")
+    shown = [v for part in parts for v in fisher[part] if v > floor]
+    fig.update_yaxes(**log_axis(shown), title_text="eigenvalue (log)")
+    fig.update_xaxes(title_text="eigenvalue index")
+    where = layer.name or "the classifier's input"
     fig.update_layout(
-        title=f"Fisher block of the classifier on {layer.name} ({fisher['n_points']} samples; "
-        "dashed: the within-class bulk edge)",
+        title=f"Fisher block of the classifier on {where} ({fisher['n_points']} samples; "
+        "dashed: the within-class bulk edge"
+        + (f"; {dropped} eigenvalues below numerical zero {floor:.1e} not drawn" if dropped else "")
+        + ")",
         height=480,
         template="plotly_white",
     )
@@ -209,12 +305,14 @@ def fisher_figure(layer) -> go.Figure:
 def success_figure(result: Result) -> go.Figure:
     """One panel per target: hit fraction against d (log axis), the fitted sigmoid, d* and its interval."""
     entries = result.classes
+    class_names = result.source.get("class_names")
     cols = min(len(entries), 5)
     rows = math.ceil(len(entries) / cols)
     titles = []
     for entry in entries:
         dim = entry["manifold_dim"]
-        text = f"class {target_name(entry)}: " + (
+        name = target_name(entry, class_names)
+        text = f"{name if class_names else 'class ' + name}<br>" + (
             f"D - d* = {dim:.1f}" if dim is not None else entry["critical_dim_status"]
         )
         titles.append(text)
@@ -279,9 +377,10 @@ def success_figure(result: Result) -> go.Figure:
                 ),
                 row=row, col=col,
             )  # fmt: skip
-    fig.update_xaxes(type="log", title_text="cutting dimension d")
+    fig.update_xaxes(**log_axis(result.params["dims"]), title_text="cutting dimension d")
     fig.update_yaxes(range=[-0.05, 1.05])
     fig.update_yaxes(title_text="fraction of planes that hit", col=1)
+    fig.update_annotations(font_size=12)
     fig.update_layout(
         title=f"Success curves (D = {result.summary['input_dim']}, {result.params['planes']} planes per d)",
         height=max(380, 330 * rows), template="plotly_white", hovermode="closest",
@@ -297,7 +396,7 @@ def dimension_figure(result: Result) -> go.Figure:
     highs = [e["manifold_dim_interval"][1] for e in entries]
     fig = go.Figure(
         go.Bar(
-            x=[target_name(e) for e in entries],
+            x=[target_name(e, result.source.get("class_names")) for e in entries],
             y=values,
             error_y={
                 "type": "data",
@@ -310,7 +409,7 @@ def dimension_figure(result: Result) -> go.Figure:
     )
     fig.update_layout(
         title=f"Class-manifold dimension D - d* (D = {result.summary['input_dim']})",
-        xaxis_title="class", yaxis_title="D - d*", template="plotly_white", height=360,
+        xaxis_title="class", yaxis_title="D - d* (dimensions)", template="plotly_white", height=360,
         xaxis={"type": "category"},
     )  # fmt: skip
     return fig
@@ -347,24 +446,33 @@ def result_figures(
         metrics = list(dict.fromkeys(k for r in results for layer in r.layers for k in layer.metrics))
         title = "Intrinsic dimension by layer"
         figure = layer_profile_figure(list(results), metrics, names=names, title=title)
-        return [figure], "mprobe id", f"source: {result.source}"
+        return [figure], "mprobe id", "; ".join(source_notes(r) for r in results) + "."
     if command == "curvature":
         scaled = CURVATURE_FIGURE_METRICS[:4] if log_scale else False
+        neighbourhood = result.params.get("neighbourhood", "knn")
+        title = f"Curvature by layer ({neighbourhood} neighbourhoods)"
         figure = layer_profile_figure(list(results), CURVATURE_FIGURE_METRICS, names=names, log_y=scaled,
-                                      title="Curvature by layer")  # fmt: skip
-        return [figure], "mprobe curvature", result.summary.get("curvature_gap_definition", "")
+                                      title=title)  # fmt: skip
+        return [figure], "mprobe curvature", curvature_notes(result)
     if command == "collapse":
         return collapse_figures(result), "mprobe collapse", collapse_notes(result)
     if command == "spectra":
         return spectra_figures(result), "mprobe spectra", collapse_notes(result)
     if command == "cutting-planes":
+        models = result.source.get("models") or [result.source]
         notes = (
             f"{HIT_DEFINITION}. Caveats: {CAVEATS}. "
-            f"Models: {result.source['model']}; data: {result.source['data']} ({result.source['split']})."
+            f"Models: {', '.join(model_label(m) for m in models)}; "
+            f"data: {result.source['data']} ({result.source['split']})."
         )
         if "ensemble_limitation" in result.summary:
             notes += f" Ensemble: {result.summary['ensemble_limitation']}."
-        return [success_figure(result), dimension_figure(result)], "mprobe cutting-planes", notes
+        figures = [success_figure(result)]
+        if any(entry["manifold_dim"] is not None for entry in result.classes):
+            figures.append(dimension_figure(result))
+        else:  # an empty bar chart would say nothing
+            notes += " No target crossed 0.5 within the swept d: no class-manifold dimension to draw."
+        return figures, "mprobe cutting-planes", notes
     raise ValueError(f"no page for results of {command!r}")
 
 
@@ -374,7 +482,9 @@ def write_result_page(
     *,
     names: Sequence[str] | None = None,
     log_scale: bool = False,
-) -> None:
-    """Write the self-contained page of `results` (see `result_figures`) atomically."""
+    plotlyjs: str = "inline",
+) -> Path:
+    """Write the page of `results` (see `result_figures`) atomically; `plotlyjs` "inline" (the
+    page stands alone) or "directory" (a shared plotly.min.js beside it)."""
     figures, title, notes = result_figures(results, names=names, log_scale=log_scale)
-    write_page(path, figures, title=title, notes=notes)
+    return write_page(path, figures, title=title, notes=notes, plotlyjs=plotlyjs)

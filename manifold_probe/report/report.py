@@ -28,10 +28,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..errors import InputError
-from ..files import atomic_write
 from ..progress import track
 from ..results import Result, read_result
 from ..validation import parse_flag
+from .profile_page import write_page
 from .statistics import METHODS, correlations, linear_fit
 
 MEASURES = (
@@ -50,6 +50,8 @@ SETTINGS = (
     "train_size", "seed",
 )  # fmt: skip
 PROFILE_PROBES = ("id", "curvature", "collapse")  # the probes whose results are per layer
+TARGET_RANGES = {"test_accuracy": (0.0, 1.0), "generalization_gap": (-1.0, 1.0)}
+"""The values each target can take: bands and fitted lines are clipped to them on the page."""
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -72,6 +74,23 @@ class SweepRow:
     def mixup(self) -> bool:
         value = _number(self.cells.get("mixup", ""))
         return math.isfinite(value) and value > 0
+
+    @property
+    def kind(self) -> str:
+        """How the checkpoint was made, in words, from its own settings: untrained, mixup,
+        label noise p, N training points, otherwise trained (never a guessed "baseline")."""
+        if self.untrained:
+            return "untrained"
+        parts = []
+        if self.mixup:
+            parts.append(f"mixup {self.cells['mixup']}")
+        noise = _number(self.cells.get("label_noise", ""))
+        if math.isfinite(noise) and noise > 0:
+            parts.append(f"label noise {noise:g}")
+        size = _number(self.cells.get("train_size", ""))
+        if math.isfinite(size) and size > 0:
+            parts.append(f"{size:g} training points")
+        return ", ".join(parts) or "trained"
 
     def number(self, column: str) -> float:
         """The column as a float; NaN when empty or absent. The gap is derived when its cell is empty."""
@@ -197,7 +216,8 @@ def _colours(families: list[str]) -> dict[str, str]:
 
 def scatter_figure(result: Result, rows: list[SweepRow], *, target: str = "test_accuracy") -> go.Figure:
     """Each measure against `target`, one point per model coloured by family, the least-squares
-    line with its 95 % bootstrap band; a dropdown picks the measure (the raw curvature gap first)."""
+    line with its 95 % bootstrap band clipped to the target's range (`TARGET_RANGES`: an
+    accuracy band stays in [0, 1]); a dropdown picks the measure (the raw curvature gap first)."""
     params = result.params
     used = [row for row in rows if params["include_untrained"] or not row.untrained]
     families = sorted({row.family for row in rows})
@@ -233,14 +253,16 @@ def scatter_figure(result: Result, rows: list[SweepRow], *, target: str = "test_
         y = np.array([r.number(target) for r in used])
         fit = linear_fit(x, y, seed=params["seed"], n_bootstrap=params["n_boot"])
         if fit is not None:
+            low, high = TARGET_RANGES.get(target, (-np.inf, np.inf))
             band_x = np.concatenate([fit.grid, fit.grid[::-1]])
-            band_y = np.concatenate([fit.high, fit.low[::-1]])
+            band_y = np.clip(np.concatenate([fit.high, fit.low[::-1]]), low, high)
             fig.add_trace(
                 go.Scatter(x=band_x, y=band_y, fill="toself", fillcolor="rgba(80,80,80,0.15)",
                            line={"width": 0}, hoverinfo="skip", name="95 % bootstrap band")
             )  # fmt: skip
             fig.add_trace(
-                go.Scatter(x=fit.grid, y=fit.intercept + fit.slope * fit.grid, mode="lines",
+                go.Scatter(x=fit.grid, y=np.clip(fit.intercept + fit.slope * fit.grid, low, high),
+                           mode="lines",
                            line={"color": "#333", "width": 2},
                            name=f"least squares: slope {fit.slope:.3g}", hoverinfo="name")
             )  # fmt: skip
@@ -266,7 +288,7 @@ def scatter_figure(result: Result, rows: list[SweepRow], *, target: str = "test_
     fig.update_layout(
         updatemenus=[{"buttons": menu, "direction": "down", "x": 1.0, "xanchor": "right", "y": 1.15,
                       "yanchor": "top", "showactive": True}] if menu else [],
-        yaxis_title=target,
+        yaxis_title=f"{target.replace('_', ' ')} (fraction)",
         height=560,
         template="plotly_white",
         hovermode="closest",
@@ -294,7 +316,8 @@ def load_profiles(sweep_dir: str | os.PathLike, rows: list[SweepRow]) -> list[tu
 def profile_figure(profiles: list[tuple[SweepRow, Result]]) -> go.Figure:
     """Every per-layer metric against relative depth, all models overlaid, a dropdown for the metric.
 
-    Colour: family. Line style: solid = trained baseline, dash = trained with mixup, dot = untrained.
+    Colour: family. Line style: solid = trained, dash = trained with mixup, dot = untrained; the
+    legend says how each was made (`SweepRow.kind`).
     """
     metrics: list[str] = []
     for _, result in profiles:
@@ -312,7 +335,7 @@ def profile_figure(profiles: list[tuple[SweepRow, Result]]) -> go.Figure:
                 continue
             drawn.add(row.run_id)
             dash = "dot" if row.untrained else ("dash" if row.mixup else "solid")
-            kind = "untrained" if row.untrained else ("mixup" if row.mixup else "baseline")
+            kind = row.kind
             fig.add_trace(
                 go.Scatter(
                     x=[layer.depth for layer in layers],
@@ -384,8 +407,11 @@ _STYLE = (
 )
 
 
-def write_report_page(result: Result, sweep_dir: str | os.PathLike, out_html: str | os.PathLike) -> Path:
-    """The self-contained report page (plotly.js inlined once, no network), written atomically.
+def write_report_page(
+    result: Result, sweep_dir: str | os.PathLike, out_html: str | os.PathLike, *, plotlyjs: str = "directory"
+) -> Path:
+    """The report page (no network; plotly.js in one shared plotly.min.js beside it, or inline
+    with `plotlyjs="inline"`), written atomically.
 
     The measure-versus-test-accuracy and measure-versus-generalization-gap scatters, the layer
     profiles of all models, and the correlation tables (all models, then each family).
@@ -396,10 +422,6 @@ def write_report_page(result: Result, sweep_dir: str | os.PathLike, out_html: st
     profiles = load_profiles(sweep_dir, rows)
     if profiles:
         figures.append(profile_figure(profiles))
-    plots = [
-        fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"responsive": True})
-        for i, fig in enumerate(figures)
-    ]
     summary = result.summary
     tables = [
         correlation_table_html(summary["correlation"], caption=f"All {summary['n_models_used']} models")
@@ -413,20 +435,13 @@ def write_report_page(result: Result, sweep_dir: str | os.PathLike, out_html: st
         f"({params['models']}). Each cell: coefficient [{params['interval']}]; p: {params['p_value']} "
         f"({params['n_perm']} permutations, {params['n_boot']} resamples, seed {params['seed']}); green: "
         "p < 0.05. Scatter: filled circles trained, open circles untrained; hover for each checkpoint's "
-        "settings. Profiles: solid = trained baseline, dashed = mixup, dotted = untrained; colour = family."
+        "settings. Profiles: solid = trained, dashed = mixup, dotted = untrained; colour = family."
     )
     title = "mprobe report: geometry against generalization"
-    page = (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p class='notes'>{html.escape(notes)}</p>"
-        + plots[0]
-        + plots[1]
-        + ("<h2>Layer profiles</h2>" + plots[2] if profiles else "<p>No per-layer results found.</p>")
-        + "<h2>Correlations</h2>"
-        + "".join(tables)
-        + "</body></html>\n"
-    )
-    with atomic_write(out_html, "w", encoding="utf-8") as handle:
-        handle.write(page)
-    return Path(out_html)
+    parts = [
+        *figures[:2],
+        *(["<h2>Layer profiles</h2>", figures[2]] if profiles else ["<p>No per-layer results found.</p>"]),
+        "<h2>Correlations</h2>",
+        *tables,
+    ]
+    return write_page(out_html, parts, title=title, notes=notes, style=_STYLE, plotlyjs=plotlyjs)

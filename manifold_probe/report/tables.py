@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ..measures.collapse import CLASSIFIER_METRICS, COLLAPSE_METRICS, FISHER_METRICS, SPECTRA_METRICS
 from ..measures.curvature import CURVATURE_METRICS
-from ..results import Result
+from ..results import Result, class_name
 
 
 def format_value(value) -> str:
@@ -126,9 +126,13 @@ def _hits_cell(entry: dict) -> str:
     return f"{bars} {' '.join(str(r['hits']) for r in records)}"
 
 
-def target_name(entry: dict) -> str:
+def target_name(entry: dict, class_names=None) -> str:
+    """The target of a cutting-planes entry, one class or a set of classes in braces, by the
+    data set's class names when it has them (`source.class_names`), else by label."""
     target = entry["class"]
-    return "{" + ", ".join(map(str, target)) + "}" if isinstance(target, list) else str(target)
+    if isinstance(target, list):
+        return "{" + ", ".join(class_name(c, class_names) or str(c) for c in target) + "}"
+    return class_name(target, class_names) or str(target)
 
 
 def _dim(value) -> str:
@@ -157,7 +161,7 @@ def class_table(result: Result) -> Table:
     table.add_column("hits per d", no_wrap=True)
     for entry in result.classes:
         table.add_row(
-            target_name(entry),
+            target_name(entry, result.source.get("class_names")),
             _with_interval(entry["critical_dim"], *entry["critical_dim_interval"]),
             _with_interval(entry["manifold_dim"], *entry["manifold_dim_interval"]),
             entry["critical_dim_status"],

@@ -1,6 +1,6 @@
 """The findings page of a claims study: the verdict table and the figures each claim rests on.
 
-Self-contained (plotly.js inlined once, no network), written atomically.
+Opens offline: plotly.js in one shared plotly.min.js beside the page (or inline), written atomically.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ...files import atomic_write
+from ...report.profile_page import write_page
 from ...results import Result
 from .evidence import ModelRecord, Study
 from .verdicts import manifold_dim
@@ -155,17 +155,19 @@ def _fort_figure(study: Study, ensembles: list[list[float]]) -> go.Figure:
 
 
 def write_findings_page(
-    result: Result, study: Study, path: str | os.PathLike, *, ensembles: list | None = None
+    result: Result,
+    study: Study,
+    path: str | os.PathLike,
+    *,
+    ensembles: list | None = None,
+    plotlyjs: str = "directory",
 ) -> Path:
-    """Write the findings page of a `claims` result to `path` and return the path."""
+    """Write the findings page of a `claims` result to `path` and return the path (plotly.js in
+    a shared plotly.min.js beside it, or inline with `plotlyjs="inline"`)."""
     summary = result.summary
     source = result.source
     figures = [_profiles_figure(study), _gap_figure(study), _training_figure(study),
                _fort_figure(study, ensembles or [])]  # fmt: skip
-    plots = "".join(
-        fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"responsive": True})
-        for i, fig in enumerate(figures)
-    )
     counts = ", ".join(f"{n} {verdict}" for verdict, n in summary["verdicts"].items())
     title = f"mprobe claims: the five papers re-tested on {source['data']} (preset {source['preset']})"
     notes = (
@@ -176,12 +178,5 @@ def write_findings_page(
         "lies on the other side or within the margin of no effect, inconclusive otherwise "
         "(see docs/claims.md)."
     )
-    page = (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p class='notes'>{html.escape(notes)}</p>"
-        f"<h2>Findings</h2>{_table(summary['findings'])}<h2>Evidence</h2>{plots}</body></html>\n"
-    )
-    with atomic_write(path, "w", encoding="utf-8") as handle:
-        handle.write(page)
-    return Path(path)
+    parts = ["<h2>Findings</h2>", _table(summary["findings"]), "<h2>Evidence</h2>", *figures]
+    return write_page(path, parts, title=title, notes=notes, style=_STYLE, plotlyjs=plotlyjs)

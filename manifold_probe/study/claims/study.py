@@ -30,7 +30,7 @@ from ...progress import track
 from ...results import Result, read_result
 from ..sweep import SweepCheckpoint, describe_checkpoints, run_sweep
 from ..zoo_presets import train_zoo
-from .design import PLANE_DIMS, PLANES, ClaimsDesign, design
+from .design import ClaimsDesign, design
 from .evidence import ModelRecord, Study, record_from_checkpoint
 from .verdicts import VERDICTS, Finding, StudyContext, ensemble_members, evaluate_claims
 
@@ -74,20 +74,34 @@ def _planes(
     members: list[ModelRecord], infos: dict[str, SweepCheckpoint], out: Path, data, plan: ClaimsDesign,
     device: str,
 ) -> Result:  # fmt: skip
-    """The cutting-planes result of one model or one ensemble on `data` (read back when it exists)."""
+    """The cutting-planes result of one model or one ensemble on `data` (read back when it exists
+    and was measured with the same classes, dimensions and options; measured again otherwise)."""
     names = [m.name for m in members]
     target = out / "planes" / ("+".join(names) + ".json")
-    if not target.is_file():
-        dims = default_dims(infos[names[0]].input_dim, PLANE_DIMS)
-        result = api.cutting_planes(
-            [api.load_model(infos[name].path, device=device) for name in names],
-            data,
-            classes=plan.plane_classes if isinstance(plan.plane_classes, str) else list(plan.plane_classes),
-            dims=dims,
-            **PLANES,
-        )
-        result.write(target)
+    classes = plan.plane_classes if isinstance(plan.plane_classes, str) else list(plan.plane_classes)
+    dims = default_dims(infos[names[0]].input_dim, plan.plane_dims)
+    wanted = {"classes": classes, "dims": dims, **plan.planes}
+    if target.is_file():
+        found = read_result(target)
+        if all(found.params.get(key) == value for key, value in wanted.items()):
+            return found
+    models = [api.load_model(infos[name].path, device=device) for name in names]
+    result = api.cutting_planes(models, data, **wanted)
+    result.write(target)
     return read_result(target)
+
+
+def plane_jobs(study: Study, plan: ClaimsDesign) -> list[list[ModelRecord]]:
+    """The models (one each) and ensembles whose cutting planes Fort et al.'s claims read: the
+    baseline seeds and their ensembles (`ensemble_members`, nested or all), every saved epoch
+    of the first `plan.plane_runs` runs (lowest seeds; all runs when None), and the
+    label-noise and training-size series."""
+    ensembles = ensemble_members(study, nested=plan.nested_ensembles)
+    runs = sorted(study.runs().values(), key=lambda members: (members[-1].seed, members[-1].name))
+    needed = {m.name for members in ensembles for m in members}
+    needed |= {r.name for members in runs[: plan.plane_runs] for r in members}
+    needed |= {r.name for attribute in ("label_noise", "train_size") for r in study.series(attribute)}
+    return [[r] for r in study.records if r.name in needed] + ensembles
 
 
 def _measure_planes(
@@ -96,11 +110,9 @@ def _measure_planes(
 ) -> tuple[Study, list[tuple[int, float]]]:  # fmt: skip
     """The study with cutting-planes results on the models Fort et al.'s claims compare, and
     (size, mean class-manifold dimension) of every ensemble and of each of its members alone."""
-    ensembles = ensemble_members(study)
+    jobs = plane_jobs(study, plan)
+    ensembles = [members for members in jobs if len(members) > 1]
     singles = {m.name for members in ensembles for m in members}
-    needed = singles | {r.name for members in study.runs().values() for r in members}
-    needed |= {r.name for attribute in ("label_noise", "train_size") for r in study.series(attribute)}
-    jobs = [[r] for r in study.records if r.name in needed] + ensembles
     results = {}
     pool = api.load_data(data, split="train", n_points=plan.n_points, seed=seed)  # once for every job
     for members in track(jobs, description="cutting planes", enabled=progress):
@@ -138,7 +150,9 @@ def findings_result(
         source={"data": data, "preset": plan.preset, "seed": seed, "n_models": len(study.finals),
                 "n_checkpoints": len(study.records)},
         params={"n_points": plan.n_points, "reduction": plan.reduction, "probes": list(SWEEP_PROBES),
-                "plane_classes": plan.plane_classes, "planes": dict(PLANES),
+                "plane_classes": plan.plane_classes, "planes": plan.planes,
+                "plane_dims": plan.plane_dims,
+                "plane_runs": plan.plane_runs, "nested_ensembles": plan.nested_ensembles,
                 "models": [asdict(m) for m in plan.models]},
         summary={"verdicts": counts, "findings": [f.to_dict() for f in findings], "models": models},
     )  # fmt: skip

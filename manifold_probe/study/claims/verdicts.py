@@ -633,14 +633,15 @@ CLAIMS: tuple[Claim, ...] = (
 """Every claim tested, in the order of the findings page."""
 
 
-def ensemble_members(study: Study) -> list[list[ModelRecord]]:
-    """Every ensemble of two or more baseline seeds of one shape (all combinations)."""
+def ensemble_members(study: Study, *, nested: bool = False) -> list[list[ModelRecord]]:
+    """Every ensemble of two or more baseline seeds of one shape: all combinations, or with
+    `nested` the first 2, 3, ... seeds only (one ensemble per size)."""
     groups = group_by(study.baselines(), lambda r: (r.shape, r.epochs, r.batch_size))
     ensembles = []
     for members in groups.values():
         members = sorted(members, key=lambda r: r.seed)
         for size in range(2, len(members) + 1):
-            ensembles += [list(c) for c in combinations(members, size)]
+            ensembles += [members[:size]] if nested else [list(c) for c in combinations(members, size)]
     return ensembles
 
 
