@@ -14,6 +14,7 @@ from manifold_probe.measures.registry import SWEEP_PROBES as PROBES
 
 from .options import (
     Arch,
+    ArchKwargs,
     Data,
     Device,
     Layers,
@@ -23,6 +24,7 @@ from .options import (
     Reduction,
     Seed,
     TrustCheckpoint,
+    parse_arch_kwargs,
     split_list,
 )
 from .output import console, err_console
@@ -95,6 +97,7 @@ def sweep_command(
     probes: Probes = None,
     manifest: Manifest = None,
     arch: Arch = None,
+    arch_kwargs: ArchKwargs = None,
     num_classes: NumClasses = None,
     trust_checkpoint: TrustCheckpoint = False,
     layers: Layers = None,
@@ -113,7 +116,7 @@ def sweep_command(
     Resumable: a task whose result file exists is skipped, so a killed sweep run again redoes
     only what is missing; results are written atomically. A failing task is recorded in
     results/<run_id>/<probe>.error.txt and the others go on; the command then exits with 1.
-    The model options (--arch, --num-classes, --trust-checkpoint, --layers, --reduction) are
+    The model options (--arch, --arch-kwargs, --num-classes, --trust-checkpoint, --layers, --reduction) are
     those of the measuring commands; a --manifest row's own arch and num_classes win.
     Writes table.csv (one row per checkpoint) and layers.csv (one row per checkpoint, probe,
     layer and metric).
@@ -128,10 +131,11 @@ def sweep_command(
         out,
         manifest=manifest,
         arch=arch,
+        arch_args=parse_arch_kwargs(arch_kwargs),
         num_classes=num_classes,
         trust_checkpoint=trust_checkpoint,
         layers=split_list(layers),
-        reduction=parse_reduction_options(reduction or ["none"]),
+        reduction=parse_reduction_options(reduction or ["auto"]),
         data=data,
         n_points=n_points,
         seed=seed,

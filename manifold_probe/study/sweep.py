@@ -434,7 +434,7 @@ class SweepTask:
     cache_dir: str | None = None
     input_dim: int | None = None
     torch_threads: int | None = None
-    reduction: str | dict[str, str] = "none"
+    reduction: str | dict[str, str] = "auto"
     layers: tuple[str, ...] | None = None
     load_options: dict[str, Any] = field(default_factory=dict)
 
@@ -656,7 +656,7 @@ def run_sweep(
     data: str = "digits",
     n_points: int | None = None,
     seed: int = 0,
-    reduction: str | dict[str, str] = "none",
+    reduction: str | dict[str, str] = "auto",
     layers: Sequence[str] | None = None,
     arch: str | None = None,
     num_classes: int | None = None,
