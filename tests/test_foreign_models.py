@@ -311,3 +311,16 @@ def test_a_model_that_rejects_the_data_is_one_line_exit_2(capsys):
     assert code == 2, err
     assert "forward pass failed on a batch of 1x1x8x8 float32" in err
     assert "Traceback" not in err
+
+
+def test_a_hooks_own_error_is_not_blamed_on_the_data(capsys):
+    """avgpool refused on a token sequence (raised inside the forward pass) keeps its own line."""
+    code, _, err = run(
+        ["id", "--arch", "timm:vit_tiny_patch16_224", "--arch-kwargs",
+         '{"img_size": 8, "patch_size": 2, "depth": 1, "in_chans": 1, "num_classes": 10}',
+         "--data", "digits", "--n-points", "60", "--reduction", "avgpool", "--no-cache"],
+        capsys,
+    )
+    assert code == 2, err
+    assert "gives a token sequence" in err
+    assert "forward pass failed" not in err

@@ -156,7 +156,7 @@ def run_model(model: nn.Module, inputs: torch.Tensor | Mapping[str, torch.Tensor
         if isinstance(inputs, Mapping):
             return model(**inputs)
         return model(inputs)
-    except torch.OutOfMemoryError:
+    except (torch.OutOfMemoryError, InputError):  # a hook's own one-line error stays as it is
         raise
     except (RuntimeError, AssertionError, ValueError, TypeError, IndexError) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
