@@ -106,16 +106,21 @@ def curvature_command(
         results.append(result)
         print_result(result, title=f"curvature by layer: {src.model or src.points}")
         if "curvature_gap" in result.summary:
-            console.print(
-                f"curvature gap (last - penultimate): mapc {result.summary['curvature_gap']:.4g}, "
-                f"mapc_scaled {result.summary['curvature_gap_scaled']:.4g}, "
-                f"curvature_sff_scaled {result.summary['curvature_sff_gap_scaled']:.4g}"
-            )
+            gaps = {"mapc": "curvature_gap", "mapc_scaled": "curvature_gap_scaled",
+                    "curvature_sff_scaled": "curvature_sff_gap_scaled"}  # fmt: skip
+            console.print("curvature gap (last - penultimate): " + ", ".join(
+                f"{name} {_gap_text(result.summary[key])}" for name, key in gaps.items()
+            ))  # fmt: skip
     write_outputs(results[0], json, html, results=results, log_scale=log_scale, plotlyjs=plotlyjs)
     if json is not None:
         for src, result in zip(sources[1:], results[1:], strict=True):
             write_outputs(result, json.with_name(f"{json.stem}.{Path(src.model).stem}.json"))
     exit_if_nothing_measured(results[0])
+
+
+def _gap_text(value: float) -> str:
+    """A gap as printed: its value, or "cannot tell" when an end layer has no value (NaN)."""
+    return "cannot tell" if value != value else f"{value:.4g}"
 
 
 def register(app: typer.Typer) -> None:
