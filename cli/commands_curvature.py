@@ -24,12 +24,14 @@ NEIGHBOURHOOD_HELP = (
 def curvature_command(
     neighbourhood: Annotated[str, typer.Option("--neighbourhood", help=NEIGHBOURHOOD_HELP)] = "knn",
     dim: Annotated[
-        int | None,
+        str | None,
         typer.Option(
             "--dim",
-            help="Tangent dimension d (default: each layer's, from the gap in its local PCA spectra "
-            "at the fit's neighbourhood size).",
-            min=1,
+            help="Tangent dimension d: an integer, or 'twonn' for each layer's rounded TwoNN estimate "
+            "(Kaufman & Azencot's protocol, marked in the result). Default: each layer's, from the gap "
+            "in its local PCA spectra at the fit's neighbourhood size; no value where there is no "
+            "clear gap.",
+            show_default="spectral gap",
         ),
     ] = None,
     k: Annotated[
@@ -39,6 +41,16 @@ def curvature_command(
             help="Neighbours per point (knn). Default 3 p, p = 1 + d + d(d+1)/2 unknowns of the quadratic "
             "fit; K must exceed d + d(d+1)/2.",
             min=2,
+        ),
+    ] = None,
+    centres: Annotated[
+        int | None,
+        typer.Option(
+            "--centres",
+            help="knn: fit at a seeded sample of this many points per layer (neighbours from all points); "
+            "the layer's averages are then means over the sample, at that fraction of the cost.",
+            min=1,
+            show_default="every point",
         ),
     ] = None,
     n_top: Annotated[
@@ -83,17 +95,22 @@ def curvature_command(
     Per layer: mapc (the paper's mean absolute principal curvature), curvature_sff (the
     second-fundamental-form norm, independent of the embedding, noise-corrected), their
     dimensionless _scaled forms (times the median neighbourhood radius), signal_to_noise, the
-    d used and each layer's status: measured, cannot_tell (curvature_sff NaN: noise or bias
-    too large, reason printed), not_measurable (too few points for its d) or skipped
-    (constant activations). Exit code 3 when no layer could be measured. The summary holds
-    the curvature gap, last minus penultimate layer.
+    d used (--dim twonn: the paper's protocol, d = rounded TwoNN) and each layer's status:
+    measured, uncertain_dimension (no clear spectral gap, so no d), cannot_tell
+    (curvature_sff NaN: noise or bias too large, reason printed), not_measurable (too few
+    points for its d) or skipped (constant activations). Exit code 3 when no layer could be
+    measured. The summary holds the curvature gap, last minus penultimate layer.
     """
     if neighbourhood not in ("knn", "perturb"):
         raise typer.BadParameter("use knn or perturb", param_hint="--neighbourhood")
+    if centres is not None and neighbourhood != "knn":
+        raise typer.BadParameter("--centres is for knn neighbourhoods", param_hint="--centres")
     if compare and source.model is None:
         raise typer.BadParameter("--compare needs --model", param_hint="--compare")
     import manifold_probe as mp
+    from manifold_probe.validation import check_curvature_dim
 
+    dim = check_curvature_dim(dim)  # a bad --dim stops before the data loads
     sources = [source] + [dataclasses.replace(source, model=str(path)) for path in compare or []]
     results = []
     for src in sources:
@@ -101,10 +118,13 @@ def curvature_command(
             result = mp.curvature(
                 arrays, neighbourhood=neighbourhood, dim=dim, k=k, n_bootstrap=bootstrap, n_top=n_top,
                 n_toggle=n_toggle, n_copies=copies, seed=src.seed, device=src.device,
-                max_memory=parse_memory(src.max_memory), progress=not src.quiet,
+                max_memory=parse_memory(src.max_memory), n_centres=centres, progress=not src.quiet,
             )  # fmt: skip
         results.append(result)
         print_result(result, title=f"curvature by layer: {src.model or src.points}")
+        if dim == "twonn":
+            console.print("d = each layer's TwoNN estimate rounded (Kaufman & Azencot's protocol), "
+                          "not read from its local spectra")  # fmt: skip
         if "curvature_gap" in result.summary:
             gaps = {"mapc": "curvature_gap", "mapc_scaled": "curvature_gap_scaled",
                     "curvature_sff_scaled": "curvature_sff_gap_scaled"}  # fmt: skip

@@ -62,6 +62,25 @@ Out = Annotated[
         "results there are kept and skipped.",
     ),
 ]
+CurvatureDim = Annotated[
+    str | None,
+    typer.Option(
+        "--curvature-dim",
+        help="The curvature probe's d: an integer, or 'twonn' for each layer's rounded TwoNN (Kaufman & "
+        "Azencot's protocol). Default: each layer's spectral gap (no value where there is no clear gap).",
+        show_default="spectral gap",
+    ),
+]
+CurvatureCentres = Annotated[
+    int | None,
+    typer.Option(
+        "--curvature-centres",
+        help="The curvature probe fits at a seeded sample of this many points per layer (neighbours from "
+        "all points).",
+        min=1,
+        show_default="every point",
+    ),
+]
 Executor = Annotated[
     str,
     typer.Option(
@@ -102,6 +121,8 @@ def sweep_command(
     trust_checkpoint: TrustCheckpoint = False,
     layers: Layers = None,
     reduction: Reduction = None,
+    curvature_dim: CurvatureDim = None,
+    curvature_centres: CurvatureCentres = None,
     data: Data = "digits",
     n_points: NPoints = None,
     seed: Seed = 0,
@@ -136,6 +157,8 @@ def sweep_command(
         trust_checkpoint=trust_checkpoint,
         layers=split_list(layers),
         reduction=parse_reduction_options(reduction or ["auto"]),
+        curvature_dim=curvature_dim,
+        curvature_centres=curvature_centres,
         data=data,
         n_points=n_points,
         seed=seed,

@@ -421,7 +421,7 @@ def curvature(
     data: Any = None,
     *,
     neighbourhood: str = "knn",
-    dim: int | None = None,
+    dim: int | str | None = None,
     k: int | None = None,
     n_bootstrap: int = 1000,
     n_top: int = 22,
@@ -430,6 +430,7 @@ def curvature(
     seed: int = 0,
     device: str | None = None,
     max_memory: int | None = None,
+    n_centres: int | None = None,
     progress: bool = False,
     **extract_options: Any,
 ) -> Result:
@@ -442,7 +443,8 @@ def curvature(
     neighbourhood : `knn` (each point's K nearest neighbours in the layer) or `perturb`
         (Kaufman & Azencot 2023: each image's SVD-perturbed copies through the model).
     dim : tangent dimension d (None: each layer's, read from the gap in its local PCA spectra
-        at the fit's neighbourhood size; docs/methods.md#curvature).
+        at the fit's neighbourhood size, NaN where there is no clear gap; "twonn": each layer's
+        rounded TwoNN estimate, Kaufman & Azencot's protocol; docs/methods.md#curvature).
     k : neighbours per point for `knn` (None: 3 p, p = 1 + d + d(d+1)/2).
     n_bootstrap : bootstrap resamples of the points for the intervals.
     n_top, n_toggle, n_copies : the `perturb` construction (singular values kept, switched,
@@ -451,6 +453,9 @@ def curvature(
     device : where the estimators run (for `perturb` the model runs where it is).
     max_memory : bytes of working memory for the `knn` fits and local spectra (chunks and
         worker threads shrink to fit); with a model it also goes to `extract`.
+    n_centres : `knn` only: fit at a seeded sample of this many points per layer (their
+        neighbours from all points): the averages become means over that sample, at
+        n_centres / N of the fits' cost (None: every point).
     **extract_options : passed to `extract` with a model.
 
     Returns
@@ -469,6 +474,8 @@ def curvature(
     acts = _activations(source, data, min_points=4, classifier=False, extract_options=extract_options)
     dev = _device(acts, device)
     if neighbourhood == "perturb":
+        if n_centres is not None:
+            raise InputError("n_centres is for knn neighbourhoods; with perturb, give fewer images instead.")
         if acts.model is None or not isinstance(acts.data, LabelledData):
             raise InputError(
                 "neighbourhood='perturb' needs a model and image data from load_data(...); "
@@ -485,7 +492,7 @@ def curvature(
             seed=seed, device=dev, progress=progress,
         )  # fmt: skip
     return curvature_profile(acts, dim=dim, k=k, bootstrap=n_bootstrap, seed=seed, device=dev,
-                             max_memory=max_memory, progress=progress)  # fmt: skip
+                             max_memory=max_memory, n_centres=n_centres, progress=progress)  # fmt: skip
 
 
 def _classifier_layer(acts: Activations, classifier: Any, bias: Any):
@@ -647,4 +654,3 @@ def cutting_planes(
         [model_info(m) for m in moved], data, classes=classes, as_set=as_set, options=options,
         device=_device_of(moved[0]), progress=progress,
     )  # fmt: skip
-

@@ -269,9 +269,7 @@ def select_targets(
     return [(c,) for c in chosen]
 
 
-def as_classifier(
-    classifier, bias, *, n_classes: int, n_features: int
-) -> tuple[np.ndarray, np.ndarray]:
+def as_classifier(classifier, bias, *, n_classes: int, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     """The classifier W as (n_classes, n_features) float64 and the bias as (n_classes,) (zeros when None)."""
     weights = as_points(to_numpy(classifier), name="classifier", min_points=1).astype(np.float64)
     if weights.shape != (n_classes, n_features):
@@ -284,9 +282,7 @@ def as_classifier(
         return weights, np.zeros(n_classes)
     offsets = np.asarray(to_numpy(bias), dtype=np.float64).reshape(-1)
     if offsets.shape != (n_classes,):
-        raise InputError(
-            f"bias has {offsets.size} entries but the classifier has {n_classes} rows."
-        )
+        raise InputError(f"bias has {offsets.size} entries but the classifier has {n_classes} rows.")
     if not np.isfinite(offsets).all():
         raise InputError("bias contains NaN or Inf; pass the last Linear's finite bias.")
     return weights, offsets
@@ -342,6 +338,19 @@ def check_tangent_dim(dim, ambient: int) -> int:
             "a manifold as wide as its space has no normal directions to bend into."
         )
     return dim
+
+
+def check_curvature_dim(dim: int | str | None) -> int | str | None:
+    """The curvature measures' `dim`: None (each layer's spectral gap), a positive integer, or
+    "twonn" (each layer's rounded TwoNN, the paper's protocol); digits given as text (a command
+    line, a CSV cell) become an integer."""
+    if isinstance(dim, str) and dim.strip().isdigit():
+        dim = int(dim)
+    if dim is None or dim == "twonn":
+        return dim
+    if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool) and dim >= 1:
+        return int(dim)
+    raise InputError(f"dim must be a positive integer or 'twonn' (the paper's protocol), got {dim!r}.")
 
 
 def check_resample_counts(n_bootstrap: int, n_perm: int) -> None:
@@ -404,7 +413,11 @@ def parse_flag(text: str, *, name: str) -> bool:
 
 
 def check_sweep_options(
-    probes: Sequence[str], executor: str, workers: int | None, *, known_probes: Sequence[str],
+    probes: Sequence[str],
+    executor: str,
+    workers: int | None,
+    *,
+    known_probes: Sequence[str],
     executors: Sequence[str],
 ) -> tuple[str, ...]:
     """A sweep's probes (distinct, known; returned in order), executor and worker count."""

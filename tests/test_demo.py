@@ -25,9 +25,12 @@ def test_demo_reports_correlations_and_reuses_its_work(tmp_path, monkeypatch, ca
     assert "5 models" in first and "0 reused" in first and "curvature_gap" in first
     report = json.loads((out / "report" / "report.json").read_text())
     curvature = report["summary"]["correlation"]["curvature_gap_vs_test_accuracy"]["spearman"]
-    # these MLPs' hidden layers show no clear spectral gap at 200 points: their curvature is NaN
-    # (uncertain_dimension), never a number at a guessed d, so the gap has nothing to correlate
-    assert curvature["n"] == 0 and curvature["value"] is None
+    # the demo measures curvature with the paper's protocol (d = each layer's rounded TwoNN),
+    # so the 4 trained models each have a gap, and every layer says where its d came from
+    assert curvature["n"] == 4 and curvature["value"] is not None
+    result = json.loads(next((out / "sweep" / "results").glob("*/curvature.json")).read_text())
+    assert result["params"]["dim"] == "twonn"
+    assert all(layer["details"]["dim_method"].startswith("twonn") for layer in result["layers"])
     entry = report["summary"]["correlation"]["last_layer_id_twonn_vs_test_accuracy"]["spearman"]
     assert entry["n"] == 4  # the trained models; the untrained one is left out
     assert entry["value"] is not None and len(entry["interval"]) == 2 and 0 < entry["p_value"] <= 1

@@ -316,6 +316,7 @@ def curvature(
     seed: int = 0,
     workers: int | None = None,
     max_memory: int | None = None,
+    n_centres: int | None = None,
     progress: bool = False,
 ) -> Curvature:
     """Curvature of `points` (N, D) with kNN neighbourhoods in the points themselves.
@@ -330,6 +331,10 @@ def curvature(
     themselves are not counted: float32 points stay float32, only each chunk's differences
     are float64).
     n_bootstrap, confidence, seed: the percentile bootstrap over points.
+    n_centres: fit at a seeded random subset of this many points only (`centre_rows`), their
+    neighbourhoods still drawn from all N: the layer's averages are then means over a random
+    sample of its points, at n_centres / N of the cost, and the bootstrap over that sample
+    gives their intervals. None: every point.
 
     Example: S^2 of radius 2 has ||II|| = 1/2 everywhere:
     >>> x = np.random.default_rng(0).standard_normal((2000, 3))
@@ -354,6 +359,7 @@ def curvature(
         graph = graph.first(k)
     dev = resolve_device(device)
     xt = torch.from_numpy(x).to(dev)
+    rows = centre_rows(n, n_centres, seed)
 
     buffers = threading.local()  # each worker thread's gather and difference buffers
 
@@ -363,23 +369,41 @@ def curvature(
         The differences go into buffers that each worker thread allocates once and reuses:
         fresh blocks of tens of MB per chunk fragment glibc's per-thread heaps (measured up
         to 2.7 GB resident for a 32 MB budget at D = 65,536)."""
-        rows = stop - start
-        if getattr(buffers, "delta", None) is None or buffers.delta.shape[0] < rows:
-            buffers.delta = torch.empty((rows, k, ambient), dtype=dtype, device=dev)
+        size = stop - start
+        if getattr(buffers, "delta", None) is None or buffers.delta.shape[0] < size:
+            buffers.delta = torch.empty((size, k, ambient), dtype=dtype, device=dev)
             same = xt.dtype == dtype
             buffers.gather = (
-                buffers.delta if same else torch.empty((rows, k, ambient), dtype=xt.dtype, device=dev)
+                buffers.delta if same else torch.empty((size, k, ambient), dtype=xt.dtype, device=dev)
             )
-        idx = torch.from_numpy(graph.indices[start:stop]).to(dev).reshape(-1)
-        gathered = buffers.gather[:rows]
-        torch.index_select(xt, 0, idx, out=gathered.view(rows * k, ambient))
-        delta = buffers.delta[:rows]
+        fitted = np.arange(start, stop) if rows is None else rows[start:stop]
+        idx = torch.from_numpy(graph.indices[fitted]).to(dev).reshape(-1)
+        gathered = buffers.gather[:size]
+        torch.index_select(xt, 0, idx, out=gathered.view(size * k, ambient))
+        delta = buffers.delta[:size]
         if buffers.gather is not buffers.delta:
             delta.copy_(gathered)
-        return delta.sub_(xt[start:stop, None, :].to(dtype))
+        return delta.sub_(xt[torch.from_numpy(fitted).to(dev), None, :].to(dtype))
 
-    fits = _fit_all(chunk, n, k, ambient, dim, chunk_size, workers, progress, dev, max_memory)
-    return _summarise(fits, dim, k, n_bootstrap, confidence, seed, positions=x)
+    n_fitted = n if rows is None else len(rows)
+    fits = _fit_all(chunk, n_fitted, k, ambient, dim, chunk_size, workers, progress, dev, max_memory)
+    positions = x if rows is None else x[rows]
+    return _summarise(fits, dim, k, n_bootstrap, confidence, seed, positions=positions)
+
+
+def centre_rows(n_points: int, n_centres: int | None, seed: int) -> np.ndarray | None:
+    """The sorted rows a fit at `n_centres` centres uses: a seeded uniform sample without
+    replacement (None when n_centres is None or covers every point).
+
+    >>> centre_rows(10, 3, seed=0).tolist()
+    [5, 6, 9]
+    """
+    if n_centres is None:
+        return None
+    n_centres = check_positive(n_centres, name="n_centres", integer=True)
+    if n_centres >= n_points:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n_points, size=n_centres, replace=False))
 
 
 class NeighbourhoodCurvature:

@@ -15,6 +15,12 @@ metric of it is NaN with status "uncertain_dimension" and the reason (the best-g
 the spectrum stay in its details), unless the user gave `dim` (then it is measured at that d,
 `dim_user_given` true). A fit at a guessed d would be a confident number of unknown meaning:
 on random-init CNN layers of Fashion-MNIST the rule's best guess is d = 1 against TwoNN 10-15.
+
+`dim="twonn"` is Kaufman & Azencot's own protocol: each layer is fitted at d = its TwoNN
+estimate rounded (at least 1), whatever its local spectra say, and every such layer says so
+(`dim_method` "twonn (the paper's protocol)"). Use it to reproduce the paper's numbers or
+to compare models measured the same way; the values are the quadratic fit at that d, not
+a claim that the layer is a d-dimensional manifold at the fit's scale.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from ..geometry.tangent_dimension import (
 )
 from ..progress import track
 from ..results import LayerResult, Result
-from ..validation import check_positive
+from ..validation import check_curvature_dim, check_positive
 from .layers import layer_result, measure_layers
 
 CURVATURE_METRICS = ("mapc", "curvature_sff", "mapc_scaled", "curvature_sff_scaled")
@@ -108,10 +114,14 @@ def _uncertain_dimension(found: TangentDimension, id_twonn: float) -> str:
 
 
 def _layer_dimension(
-    x: np.ndarray, graph_for, dim: int | None, seed: int, max_memory: int | None = None
+    x: np.ndarray, graph_for, dim: int | str | None, seed: int, id_twonn: float, max_memory: int | None = None
 ) -> tuple[int, dict, TangentDimension | None]:
-    """(d, details, the spectral evidence or None): the user's `dim`, else the local-spectrum gap."""
+    """(d, details, the spectral evidence or None): the user's `dim`; the rounded TwoNN
+    estimate for "twonn" (0 when TwoNN has no value); else the local-spectrum gap."""
     n, ambient = x.shape
+    if dim == "twonn":
+        d = max(1, round(id_twonn)) if np.isfinite(id_twonn) else 0
+        return d, {"dim_method": "twonn (the paper's protocol)", "dim": d, "dim_user_given": False}, None
     if dim is not None:
         return dim, {"dim_method": "given (--dim)", "dim_user_given": True}, None
     found = tangent_dimension_at_fit_scale(
@@ -162,40 +172,58 @@ def _too_costly(n: int, ambient: int, dim: int) -> str:
 def curvature_profile(
     arrays: Activations,
     *,
-    dim: int | None = None,
+    dim: int | str | None = None,
     k: int | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
     device="cpu",
     max_memory: int | None = None,
+    n_centres: int | None = None,
     progress: bool = False,
 ) -> Result:
     """Result of `mprobe curvature --neighbourhood knn`: curvature metrics and id_twonn per layer.
 
     Without `dim`, each layer's d is read from the gap in its local PCA spectra at the fit's
-    neighbourhood size (`geometry.tangent_dimension`; details `dim_*` give the evidence).
+    neighbourhood size (`geometry.tangent_dimension`; details `dim_*` give the evidence);
+    `dim="twonn"` fits each layer at its rounded TwoNN estimate (the paper's protocol).
     A layer that cannot be measured (too few points for its d, every neighbourhood
     degenerate) is kept with NaN metrics, `status` "not_measurable" and the `reason`; a layer
     of constant activations is `skipped` (`layers.measure_layers`); the other layers are
     measured. A measured layer whose value cannot be trusted has
     curvature_sff NaN, `status` "cannot_tell" and the `reason` (`geometry.curvature`).
     max_memory: bytes of working memory for the local spectra and the fits (not the layers).
+    n_centres: fit at a seeded sample of this many points per layer, neighbours from all of
+    them (`geometry.curvature.curvature`); None: every point.
     """
+    dim = check_curvature_dim(dim)
     result = Result(
         command="curvature",
         source=dict(arrays.source),
-        params={"neighbourhood": "knn", "dim": dim, "k": k, "bootstrap": bootstrap, "seed": seed},
+        params={
+            "neighbourhood": "knn",
+            "dim": dim,
+            "k": k,
+            "bootstrap": bootstrap,
+            "seed": seed,
+            "n_centres": n_centres,
+        },
     )
 
     check_positive(bootstrap, name="n_bootstrap", integer=True)  # an option error is no layer's
 
     def measure(layer, index, n_layers):
         return _knn_layer(layer, index, n_layers, dim=dim, k=k, bootstrap=bootstrap, seed=seed,
-                          device=device, max_memory=max_memory, progress=progress)  # fmt: skip
+                          device=device, max_memory=max_memory, n_centres=n_centres,
+                          progress=progress)  # fmt: skip
 
     result.layers.extend(
-        measure_layers(arrays, measure, description="curvature", progress=progress,
-                       skip_errors=dim is None and k is None)  # fmt: skip
+        measure_layers(
+            arrays,
+            measure,
+            description="curvature",
+            progress=progress,
+            skip_errors=not isinstance(dim, int) and k is None,
+        )  # fmt: skip
     )
     result.summary.update(curvature_gap(result.layers))
     result.summary["curvature_gap_definition"] = GAP_DEFINITION
@@ -216,7 +244,18 @@ class _GrowingGraph:
 
 
 def _knn_layer(
-    layer: LayerArray, index: int, n_layers: int, *, dim, k, bootstrap, seed, device, max_memory, progress
+    layer: LayerArray,
+    index: int,
+    n_layers: int,
+    *,
+    dim,
+    k,
+    bootstrap,
+    seed,
+    device,
+    max_memory,
+    n_centres,
+    progress,
 ) -> LayerResult:
     """One layer of `curvature_profile`: measured, or kept with its reason (never raised)."""
     x, graph_for, d, id_estimate, details, reason, status = _layer_setup(
@@ -244,19 +283,21 @@ def _knn_layer(
             n_bootstrap=bootstrap,
             seed=seed,
             max_memory=max_memory,
+            n_centres=n_centres,
             progress=progress,
         )
     except InputError as error:
-        if k is not None or dim is not None:
+        if k is not None or isinstance(dim, int):
             raise  # the user's own --k or --dim: their input error
         return _unmeasured_entry(layer, index, n_layers, id_estimate, str(error).rstrip("."), details)
     entry = _layer_entry(layer, index, n_layers, measured, id_estimate)
     entry.details.update(details)
+    entry.details["n_centres"] = measured.n_points
     return entry
 
 
 def _layer_setup(
-    layer: LayerArray, dim: int | None, seed: int, device, k: int = 0, max_memory: int | None = None
+    layer: LayerArray, dim: int | str | None, seed: int, device, k: int = 0, max_memory: int | None = None
 ):
     """(distinct points, their growing kNN graph, d, id_twonn, details, reason, status) of one
     layer before its fits: reason "" when it can be fitted, else why not (too few distinct
@@ -268,8 +309,16 @@ def _layer_setup(
         return x, None, 0, float("nan"), {}, reason, "not_measurable"
     graph_for = _GrowingGraph(x, min(n - 1, max(k, 64)), device)
     id_estimate = twonn(graph=graph_for.graph).dimension
-    d, details, found = _layer_dimension(x, graph_for, dim, seed)
+    d, details, found = _layer_dimension(x, graph_for, dim, seed, id_estimate)
     details["id_twonn"] = id_estimate
+    if dim == "twonn" and not 1 <= d < x.shape[1]:
+        reason = (
+            "TwoNN has no estimate for this layer, so the paper's protocol has no d"
+            if d < 1
+            else f"TwoNN reads {id_estimate:.3g}, not below the layer's {x.shape[1]} features: it fills its "
+            "space, with no normal direction to bend into"
+        )
+        return x, graph_for, d, id_estimate, details, reason, "not_measurable"
     if found is not None and not found.clear:
         return (
             x,
@@ -289,7 +338,7 @@ def perturbation_curvature_profile(
     n_top: int = 22,
     n_toggle: int = 10,
     n_copies: int | None = None,
-    dim: int | None = None,
+    dim: int | str | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
     device="cpu",
@@ -299,7 +348,8 @@ def perturbation_curvature_profile(
 
     `arrays` holds the layers' activations of the images themselves (from `layers_from_model`):
     they give each layer's tangent dimension, read as for `knn` from the gap in the local PCA
-    spectra of the images' kNN neighbourhoods (`dim` overrides); a layer without a clear gap, or
+    spectra of the images' kNN neighbourhoods (`dim` overrides: an integer, or "twonn" for
+    each layer's rounded TwoNN estimate, the paper's protocol); a layer without a clear gap, or
     whose d needs more neighbours than there are copies, is kept with NaN metrics and its
     reason, and the copies do not run through it. Then, a batch of images at a time, every image's
     perturbed copies go through the model once, and in every layer the copies' activations
@@ -315,6 +365,7 @@ def perturbation_curvature_profile(
             f"--neighbourhood perturb needs images (N, C, H, W), the data has inputs of shape "
             f"{tuple(images.shape[1:])}; use --neighbourhood knn."
         )
+    dim = check_curvature_dim(dim)
     reduction = arrays.source.get("reduction", "none")
     first = svd_perturbations(images[:1], n_top=n_top, n_toggle=n_toggle, n_copies=n_copies, seed=seed)
     n_per_image = first.copies.shape[1] + 1

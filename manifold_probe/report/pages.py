@@ -68,12 +68,21 @@ def curvature_notes(result: Result) -> str:
         )
     else:
         ks = sorted({layer.details["k"] for layer in result.layers if layer.details.get("k")})
-        k_text = f"K = {params['k']}" if params.get("k") else (
-            "K = " + ", ".join(map(str, ks)) + " by layer" if ks else "K by layer")
+        k_text = (
+            f"K = {params['k']}"
+            if params.get("k")
+            else ("K = " + ", ".join(map(str, ks)) + " by layer" if ks else "K by layer")
+        )
         kind = f"knn neighbourhoods ({k_text})"
     dims = sorted({layer.details["dim"] for layer in result.layers if layer.details.get("dim")})
-    dim_text = f"d = {params['dim']}" if params.get("dim") else (
-        "d = " + ", ".join(map(str, dims)) + " (each layer's own)" if dims else "d by layer")
+    if params.get("dim") == "twonn":
+        dim_text = "d = " + ", ".join(map(str, dims)) + " (each layer's TwoNN rounded: the paper's protocol)"
+    elif params.get("dim"):
+        dim_text = f"d = {params['dim']}"
+    else:
+        dim_text = (
+            ("d = " + ", ".join(map(str, dims)) + " (each layer's spectral gap)") if dims else "d by layer"
+        )
     gap = result.summary.get("curvature_gap_definition", "")
     return f"{kind}, tangent dimension {dim_text}; {source_notes(result)}." + (f" {gap}" if gap else "")
 
@@ -413,8 +422,6 @@ def dimension_figure(result: Result) -> go.Figure:
         xaxis={"type": "category"},
     )  # fmt: skip
     return fig
-
-
 
 
 CURVATURE_FIGURE_METRICS = ["mapc", "curvature_sff", "mapc_scaled", "curvature_sff_scaled", "id_twonn"]

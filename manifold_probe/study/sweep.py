@@ -42,7 +42,10 @@ Both give the same results.
 
 Per-probe options are fixed for sweeps (the CLI commands expose more):
 - `id`: TwoNN, MLE (k = 20), PCA 90 % and participation ratio; no bootstrap.
-- `curvature`: kNN neighbourhoods, default K, 200 bootstrap resamples.
+- `curvature`: kNN neighbourhoods, default K, 200 bootstrap resamples; d per layer from
+  the spectral gap, or the sweep's `curvature_dim` (an integer, or "twonn" for the paper's
+  protocol) and `curvature_centres` (fit at a seeded sample of that many points per layer).
+  A finished curvature result measured with other values of these is redone.
 - `collapse`: NC metrics of every layer; the classifier's metrics on its input layer.
 - `spectra`: covariance spectra of every layer, the Fisher split on the classifier's input
   layer (the command's defaults).
@@ -79,7 +82,7 @@ from ..probes.critical_dimension import default_dims
 from ..progress import track
 from ..results import Result, read_result
 from ..sources.models import load_model
-from ..validation import check_sweep_options
+from ..validation import check_curvature_dim, check_positive, check_sweep_options
 
 PROBES: tuple[str, ...] = SWEEP_PROBES
 """The probes a sweep runs (`registry.MEASURES`); each result's `command` is the probe's name."""
@@ -259,7 +262,7 @@ def _manifest_rows(path: Path) -> list[dict[str, Any]]:
             data = data.get("checkpoints", data.get("models"))
         if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
             raise InputError(
-                f"the manifest {path} must be a JSON list of objects (or {{\"checkpoints\": [...]}}), "
+                f'the manifest {path} must be a JSON list of objects (or {{"checkpoints": [...]}}), '
                 "one per checkpoint with at least its path."
             )
         return data
@@ -316,7 +319,7 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
             except json.JSONDecodeError:
                 options["arch_args"] = None
         if "arch_args" in options and not isinstance(options["arch_args"], dict):
-            raise InputError(f"{where}: arch_args must be a JSON object, e.g. {{\"image_size\": 32}}.")
+            raise InputError(f'{where}: arch_args must be a JSON object, e.g. {{"image_size": 32}}.')
         if "num_classes" in options and (isinstance(options["num_classes"], bool)
                                          or not isinstance(options["num_classes"], int)):  # fmt: skip
             raise InputError(f"{where}: num_classes must be a whole number, got {options['num_classes']!r}.")
@@ -437,12 +440,13 @@ class SweepTask:
     reduction: str | dict[str, str] = "auto"
     layers: tuple[str, ...] | None = None
     load_options: dict[str, Any] = field(default_factory=dict)
+    curvature_dim: int | str | None = None
+    curvature_centres: int | None = None
 
     @property
     def error_path(self) -> Path:
         """Where a failure's traceback goes: `<probe>.error.txt` beside the result."""
         return Path(self.result_path).with_name(f"{self.probe}.error.txt")
-
 
 
 @dataclass(frozen=True)
@@ -476,6 +480,9 @@ def _measure(task: SweepTask) -> Result:
             options["layers"] = list(task.layers)
         if task.probe != "collapse":
             options["seed"] = task.seed
+        if task.probe == "curvature":
+            options["dim"] = task.curvature_dim
+            options["n_centres"] = task.curvature_centres
     return MEASURES[task.probe](model, data, **options)
 
 
@@ -527,15 +534,17 @@ def _failure(task: SweepTask, exc: BaseException) -> TaskOutcome:
     return TaskOutcome(task.run_id, task.probe, "failed", 0.0, _last_line(text) or type(exc).__name__)
 
 
-def result_complete(path: str | os.PathLike, probe: str) -> bool:
-    """Whether `path` holds a finished result of `probe` (it exists and reads back)."""
+def result_complete(path: str | os.PathLike, probe: str, params: dict[str, Any] | None = None) -> bool:
+    """Whether `path` holds a finished result of `probe` (it exists and reads back), measured
+    with `params` (each given parameter equal to the result's own)."""
     p = Path(path)
     if not p.is_file():
         return False
     try:
-        return read_result(p).command == probe
+        result = read_result(p)
     except (InputError, KeyError, TypeError, UnicodeDecodeError, OSError):
         return False
+    return result.command == probe and all(result.params.get(k) == v for k, v in (params or {}).items())
 
 
 # --- executors -------------------------------------------------------------------------
@@ -662,6 +671,8 @@ def run_sweep(
     num_classes: int | None = None,
     arch_args: dict[str, Any] | None = None,
     trust_checkpoint: bool = False,
+    curvature_dim: int | str | None = None,
+    curvature_centres: int | None = None,
     device: str = "cpu",
     executor: str = "local",
     workers: int | None = None,
@@ -678,11 +689,17 @@ def run_sweep(
     the measuring commands. `layers` (names or globs; None: the default layers) and
     `reduction` (a spec of `extraction.reductions`, e.g. `avgpool` or `project:512`, or a
     dict {layer pattern: spec, "default": spec}) apply to every extracted layer; cutting
-    planes work on the inputs.
+    planes work on the inputs. `curvature_dim` is the curvature probe's `dim` (None: each
+    layer's spectral gap; "twonn": the paper's protocol; an integer), `curvature_centres` its
+    `n_centres` (None: every point).
     """
     chosen = check_sweep_options(probes, executor, workers, known_probes=PROBES, executors=EXECUTORS)
     for spec in reduction.values() if isinstance(reduction, dict) else [reduction]:
         parse_reduction(spec)  # a bad spec stops here, not in every task
+    curvature_dim = check_curvature_dim(curvature_dim)
+    if curvature_centres is not None:
+        check_positive(curvature_centres, name="curvature_centres", integer=True)
+    curvature_params = {"dim": curvature_dim, "n_centres": curvature_centres}
     out = Path(out_dir).expanduser().resolve()
     items = list(checkpoints) + (read_manifest(manifest) if manifest is not None else [])
     if not items:
@@ -700,7 +717,7 @@ def run_sweep(
     for probe in chosen:  # probe by probe: one checkpoint's probes rarely run at the same time
         for info in infos:
             path = out / "results" / info.run_id / f"{probe}.json"
-            if result_complete(path, probe):
+            if result_complete(path, probe, curvature_params if probe == "curvature" else None):
                 skipped += 1
                 continue
             if path.exists():
@@ -712,6 +729,7 @@ def run_sweep(
                     data=data, n_points=n_points, seed=seed, device=device, cache_dir=str(out / "cache"),
                     input_dim=info.input_dim, torch_threads=threads, reduction=reduction,
                     layers=info.layers or (tuple(layers) if layers else None), load_options=info.load_options,
+                    curvature_dim=curvature_dim, curvature_centres=curvature_centres,
                 )
             )  # fmt: skip
     outcomes: list[TaskOutcome] = []

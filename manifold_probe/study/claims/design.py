@@ -55,6 +55,12 @@ class ClaimsDesign:
 
     `n_points`: training points measured per model (a seeded stratified subset);
     `reduction`: applied to every layer before the geometry (`extract.reductions`);
+    `curvature_dim`: the curvature probe's d, "twonn" (Kaufman & Azencot's own protocol: each
+    layer's rounded TwoNN) by default, since the claims are about the paper's quantity and real
+    layers rarely show the clear local spectral gap the default rule needs;
+    `curvature_centres`: curvature fitted at a seeded sample of this many of the measured points
+    (neighbours from all of them; None: every point): the fits at TwoNN's d = 10-15 cost
+    K = 200-400 neighbours per point;
     `plane_classes`: the classes whose manifolds the cutting planes measure ("all" or a tuple),
     on the models Fort et al.'s claims compare (runs, baselines and their ensembles, the
     label-noise and training-size series);
@@ -69,6 +75,8 @@ class ClaimsDesign:
     models: tuple[ZooModel, ...]
     n_points: int
     reduction: str = "none"
+    curvature_dim: int | str | None = "twonn"
+    curvature_centres: int | None = None
     plane_classes: str | tuple[int, ...] = "all"
     plane_dims: int = PLANE_DIMS
     plane_options: tuple[tuple[str, object], ...] = ()
@@ -137,7 +145,8 @@ def design(preset: str) -> ClaimsDesign:
         )  # fmt: skip
         models += _shallow((64, 256, 1024), 16, seed=0, **common)
         return ClaimsDesign(
-            "small", tuple(models), n_points=1000, reduction="project:512", plane_classes=(0, 1, 6),
+            "small", tuple(models), n_points=1000, reduction="project:512", curvature_centres=250,
+            plane_classes=(0, 1, 6),
             plane_options=(("steps", SMALL_PLANE_STEPS),), plane_runs=1, nested_ensembles=True,
         )  # fmt: skip
     if preset == "full":
@@ -151,7 +160,9 @@ def design(preset: str) -> ClaimsDesign:
                 short_epochs=(1, 2, 4, 8), save_every=4, **common,
             )  # fmt: skip
         models += _shallow((64, 256, 1024, 4096), 30, seed=0, **common)
-        return ClaimsDesign("full", tuple(models), n_points=5000, reduction="project:512")
+        return ClaimsDesign(
+            "full", tuple(models), n_points=5000, reduction="project:512", curvature_centres=1000
+        )
     close = difflib.get_close_matches(preset, PRESETS, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise InputError(f"unknown claims preset {preset!r}{hint}: use one of {', '.join(PRESETS)}.")

@@ -150,6 +150,7 @@ def findings_result(
         source={"data": data, "preset": plan.preset, "seed": seed, "n_models": len(study.finals),
                 "n_checkpoints": len(study.records)},
         params={"n_points": plan.n_points, "reduction": plan.reduction, "probes": list(SWEEP_PROBES),
+                "curvature_dim": plan.curvature_dim, "curvature_centres": plan.curvature_centres,
                 "plane_classes": plan.plane_classes, "planes": plan.planes,
                 "plane_dims": plan.plane_dims,
                 "plane_runs": plan.plane_runs, "nested_ensembles": plan.nested_ensembles,
@@ -189,7 +190,8 @@ def run_claims(
     train_zoo(root / "zoo", plan.models, seed=seed, data=data, device=device, progress=progress)
     run_sweep(
         [root / "zoo"], SWEEP_PROBES, root / "sweep", data=data, n_points=plan.n_points, seed=seed,
-        reduction=plan.reduction, device=device, workers=workers, progress=progress,
+        reduction=plan.reduction, curvature_dim=plan.curvature_dim,
+        curvature_centres=plan.curvature_centres, device=device, workers=workers, progress=progress,
     )  # fmt: skip
     infos = describe_checkpoints([root / "zoo"])
     study = Study(tuple(_records(infos, root / "sweep" / "results")))
