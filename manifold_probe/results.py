@@ -75,14 +75,14 @@ class Result:
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
         """Layer name (or target class for cutting planes) -> metric name -> value."""
-        return {part: {m: value for m, value, _, _ in rows} for part, rows in self._parts().items()}
+        return {part: {m: value for m, value, _, _ in rows} for part, (_, rows) in self._parts().items()}
 
     @property
     def intervals(self) -> dict[str, dict[str, list[float]]]:
         """Layer name (or target class) -> metric name -> [low, high], for metrics that have one."""
         return {
             part: {m: [low, high] for m, _, low, high in rows if low is not None or high is not None}
-            for part, rows in self._parts().items()
+            for part, (_, rows) in self._parts().items()
         }
 
     @property
@@ -93,28 +93,36 @@ class Result:
             return {class_label(entry, names): dict(entry) for entry in self.classes}
         return {layer.name: dict(layer.details) for layer in self.layers}
 
-    def _parts(self) -> dict[str, list[tuple[str, Any, Any, Any]]]:
-        """(metric, value, low, high) rows of every layer, or of every target class."""
-        parts: dict[str, list[tuple[str, Any, Any, Any]]] = {}
+    def _parts(self) -> dict[str, tuple[str, list[tuple[str, Any, Any, Any]]]]:
+        """(status, [(metric, value, low, high), ...]) of every layer, or of every target class."""
+        parts: dict[str, tuple[str, list[tuple[str, Any, Any, Any]]]] = {}
         for layer in self.layers:
-            parts[layer.name] = [
-                (name, value, *(layer.intervals.get(name) or (None, None)))
-                for name, value in layer.metrics.items()
-            ]
+            parts[layer.name] = (
+                layer.details.get("status", "measured"),
+                [
+                    (name, value, *(layer.intervals.get(name) or (None, None)))
+                    for name, value in layer.metrics.items()
+                ],
+            )
         for entry in self.classes:
             rows = []
             for name in CLASS_METRICS:
                 if name in entry:
                     low, high = entry.get(f"{name}_interval") or (None, None)
                     rows.append((name, entry[name], low, high))
-            parts[class_label(entry, self.source.get("class_names"))] = rows
+            parts[class_label(entry, self.source.get("class_names"))] = (
+                entry.get("critical_dim_status", ""),
+                rows,
+            )
         return parts
 
     def to_frame(self):
         """The measurements as a pandas DataFrame: one row per (layer, metric), the columns
-        `layer, metric, value, low, high` (low and high NaN where there is no interval;
-        for cutting planes `layer` names the target class, e.g. `class 3`, or `class 1 (Trouser)`
-        when the data set names its classes).
+        `layer, metric, value, low, high, status` (low and high NaN where there is no interval;
+        `status` the layer's: measured, cannot_tell, uncertain_dimension, not_measurable, with
+        the reason in `layer(name).details`; a skipped layer has no metrics and no rows). For
+        cutting planes `layer` names the target class, e.g. `class 3`, or `class 1 (Trouser)`
+        when the data set names its classes, and `status` is its `critical_dim_status`.
 
         Example
         -------
@@ -123,11 +131,11 @@ class Result:
         import pandas as pd
 
         rows = [
-            (part, name, _number(value), _number(low), _number(high))
-            for part, entries in self._parts().items()
+            (part, name, _number(value), _number(low), _number(high), status)
+            for part, (status, entries) in self._parts().items()
             for name, value, low, high in entries
         ]
-        return pd.DataFrame(rows, columns=["layer", "metric", "value", "low", "high"])
+        return pd.DataFrame(rows, columns=["layer", "metric", "value", "low", "high", "status"])
 
     def to_html(self, path: str | os.PathLike) -> Path:
         """Write a self-contained interactive page (Plotly, opens offline) of this result;

@@ -21,7 +21,7 @@ from manifold_probe_cli.main import main
 
 N_POINTS = 120
 LAYERS = "block2,pool,logits"
-FRAME_COLUMNS = ["layer", "metric", "value", "low", "high"]
+FRAME_COLUMNS = ["layer", "metric", "value", "low", "high", "status"]
 
 
 @pytest.fixture(scope="module")

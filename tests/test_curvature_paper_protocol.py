@@ -57,8 +57,11 @@ def test_twonn_protocol_measures_a_layer_the_gap_rule_cannot():
     spectrum: no clear local gap, so the default rule says uncertain_dimension; the protocol
     fits it at round(TwoNN) and says where d came from."""
     blob = np.random.default_rng(3).standard_normal((700, 20)) * 0.8 ** np.arange(20)
-    default = _profile({"blob": blob}).layers[0]
-    assert default.details["status"] == "uncertain_dimension"
+    default = _profile({"blob": blob})
+    assert default.layers[0].details["status"] == "uncertain_dimension"
+    frame = default.to_frame()  # the status travels with the NaN values
+    assert frame[frame.metric == "mapc"]["value"].isna().all()
+    assert set(frame["status"]) == {"uncertain_dimension"}
     paper = _profile({"blob": blob}, dim="twonn").layers[0]
     assert paper.details["dim"] == max(1, round(paper.metrics["id_twonn"]))
     assert paper.details["status"] != "uncertain_dimension"

@@ -65,6 +65,7 @@ def test_a_fresh_torchvision_vit_gives_its_logits_skipped_and_the_rest_measured(
         assert "status" not in layer.details and 1 < layer.metrics["id_twonn"] < layer.ambient_dim
     frame = result.to_frame()
     assert "logits" not in set(frame["layer"]) and not nothing_measured(result)
+    assert set(frame["status"]) == {"measured"}
 
 
 def test_every_api_measure_skips_a_constant_layer(zero_head):
