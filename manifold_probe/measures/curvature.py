@@ -109,7 +109,8 @@ def _uncertain_dimension(found: TangentDimension, id_twonn: float) -> str:
     return (
         f"no clear gap in the local spectra (largest drop {found.gap:.2g}x < {GAP:g}x at K={found.k}): "
         f"the tangent dimension is unknown (best guess d={found.dim}, TwoNN {id_twonn:.3g}), so every "
-        "curvature value would be of unknown meaning; give --dim if d is known"
+        "curvature value would be of unknown meaning; give --dim if d is known, or --dim twonn for "
+        "the paper's protocol (d = rounded TwoNN)"
     )
 
 
