@@ -36,6 +36,7 @@ def test_demo_reports_correlations_and_reuses_its_work(tmp_path, monkeypatch, ca
     assert entry["value"] is not None and len(entry["interval"]) == 2 and 0 < entry["p_value"] <= 1
     page = (out / "report" / "index.html").read_text()
     assert "<script src='plotly.min.js'" in page and "curvature_gap" in page  # plotly.js shared beside it
+    assert "rounded TwoNN (Kaufman &amp; Azencot" in page or "rounded TwoNN (Kaufman & Azencot" in page
     assert (out / "report" / "plotly.min.js").is_file()
     assert main(["demo", "--out", str(out), "--n-points", "200", "--workers", "1", "-q"]) == 0
     second, _ = capsys.readouterr()

@@ -157,16 +157,17 @@ def _too_few_points(n: int, dim: int) -> str:
     )
 
 
-def _too_costly(n: int, ambient: int, dim: int) -> str:
-    """Why the default K's fits are intractable for this layer (`MAX_FIT_FLOPS`), or ""."""
+def _too_costly(n: int, ambient: int, dim: int, n_fitted: int) -> str:
+    """Why the default K's fits at n_fitted of the n points are intractable for this layer
+    (`MAX_FIT_FLOPS`), or ""."""
     k = default_k(dim, n)
-    flops = fit_flops(n, k, ambient, dim)
+    flops = fit_flops(n_fitted, k, ambient, dim)
     if flops <= MAX_FIT_FLOPS:
         return ""
     return (
         f"dim={dim} at the default K={k} would cost about {flops:.1g} floating-point operations "
         f"(more than {MAX_FIT_FLOPS:.0g}, hours on a few CPU cores): give --k to run it anyway, "
-        "or a smaller --dim"
+        "or a smaller --dim, or fit at fewer points with --centres"
     )
 
 
@@ -269,9 +270,10 @@ def _knn_layer(
     if reason:
         details["k_needed"] = min_neighbours(d)
         return _unmeasured_entry(layer, index, n_layers, id_estimate, reason, details)
-    reason = _too_costly(n, ambient, d) if k is None else ""
+    n_fitted = min(n, n_centres or n)
+    reason = _too_costly(n, ambient, d, n_fitted) if k is None else ""
     if reason:
-        details["fit_flops"] = fit_flops(n, default_k(d, n), ambient, d)
+        details["fit_flops"] = fit_flops(n_fitted, default_k(d, n), ambient, d)
         return _unmeasured_entry(layer, index, n_layers, id_estimate, reason, details)
     k_layer = k if k is not None else default_k(d, n)
     try:

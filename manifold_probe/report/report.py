@@ -297,6 +297,16 @@ def scatter_figure(result: Result, rows: list[SweepRow], *, target: str = "test_
     return fig
 
 
+def _curvature_protocol(profiles: list[tuple[SweepRow, Result]]) -> str:
+    """A sentence naming how the sweep's curvature results chose d ("" without any)."""
+    dims = sorted({str(r.params.get("dim")) for _, r in profiles if r.command == "curvature"})
+    if not dims:
+        return ""
+    names = {"twonn": "each layer's rounded TwoNN (Kaufman & Azencot's protocol)",
+             "None": "each layer's local spectral gap (no value without a clear gap)"}  # fmt: skip
+    return " Curvature: d = " + "; ".join(names.get(d, d) for d in dims) + "."
+
+
 def load_profiles(sweep_dir: str | os.PathLike, rows: list[SweepRow]) -> list[tuple[SweepRow, Result]]:
     """The per-layer results SWEEP/results/<run_id>/<probe>.json that exist and read back, for
     every row (a damaged one is skipped with a warning)."""
@@ -436,6 +446,7 @@ def write_report_page(
         f"({params['n_perm']} permutations, {params['n_boot']} resamples, seed {params['seed']}); green: "
         "p < 0.05. Scatter: filled circles trained, open circles untrained; hover for each checkpoint's "
         "settings. Profiles: solid = trained, dashed = mixup, dotted = untrained; colour = family."
+        + _curvature_protocol(profiles)
     )
     title = "mprobe report: geometry against generalization"
     parts = [
