@@ -59,6 +59,22 @@ def test_short_training_reaches_a_sane_accuracy():
     assert mlp_metrics["test_accuracy"] > 0.85
 
 
+def test_the_history_scores_a_fixed_test_subset_and_the_metrics_all_of_it(monkeypatch):
+    """Per epoch: a stratified subset of at most EPOCH_TEST_POINTS test points (the same one
+    each epoch); the checkpoint's metrics: the whole test split (451 digits)."""
+    from manifold_probe.study import training
+
+    _, metrics, history = train("digits-cnn", {"width": 8, "depth": 1}, epochs=1, seed=0)
+    assert history[-1]["test_points"] == 451 and history[-1]["test_accuracy"] == metrics["test_accuracy"]
+    monkeypatch.setattr(training, "EPOCH_TEST_POINTS", 100)
+    _, metrics, history = train("digits-cnn", {"width": 8, "depth": 1}, epochs=2, seed=0)
+    assert [row["test_points"] for row in history] == [100, 100]
+    subset = load_data("digits", split="test", n_points=100, seed=0)
+    module, _, _ = train("digits-cnn", {"width": 8, "depth": 1}, epochs=2, seed=0)
+    assert history[-1]["test_accuracy"] == evaluate(module, subset, torch.device("cpu"))[1]
+    assert metrics["test_loss"] != history[-1]["test_loss"]  # the whole split, not the subset
+
+
 def test_small_resnet_trains_and_few_steps_are_warned_about():
     from manifold_probe.study.training import FewStepsWarning
 
