@@ -74,6 +74,14 @@ Patience = Annotated[
     typer.Option("--patience", help="Stop a plane early when its loss has not improved for this many steps."),
 ]
 Batch = Annotated[int, typer.Option("--batch", help="Planes optimised together in one forward pass.")]
+StopAtHit = Annotated[
+    bool,
+    typer.Option(
+        "--stop-at-hit",
+        help="Stop each plane at its first hit (p >= 0.5): the same readings in fewer steps; a hit "
+        "plane's recorded max probability is then its first score above 0.5.",
+    ),
+]
 Orthonormal = Annotated[
     bool,
     typer.Option(
@@ -123,6 +131,7 @@ def cutting_planes_command(
     patience: Patience = 20,
     batch: Batch = 512,
     orthonormal: Orthonormal = False,
+    stop_at_hit: StopAtHit = False,
     offset: Offset = "data",
     bootstrap: Bootstrap = 200,
     arch: Arch = None,
@@ -156,8 +165,8 @@ def cutting_planes_command(
     start = time.perf_counter()
     result = mp.cutting_planes(
         models, data, classes=classes, as_set=as_set, dims=chosen, planes=planes, steps=steps, lr=lr,
-        patience=patience, batch=batch, orthonormal=orthonormal, offset=offset, n_bootstrap=bootstrap,
-        progress=not quiet,
+        patience=patience, batch=batch, orthonormal=orthonormal, stop_at_hit=stop_at_hit, offset=offset,
+        n_bootstrap=bootstrap, progress=not quiet,
     )  # fmt: skip
     elapsed = time.perf_counter() - start
     print_result(result)

@@ -606,6 +606,7 @@ def cutting_planes(
     tol: float = CuttingPlaneOptions.tol,
     batch: int = CuttingPlaneOptions.batch,
     orthonormal: bool = CuttingPlaneOptions.orthonormal,
+    stop_at_hit: bool = CuttingPlaneOptions.stop_at_hit,
     offset: str = CuttingPlaneOptions.offset,
     n_bootstrap: int = CuttingPlaneOptions.n_bootstrap,
     confidence: float = CuttingPlaneOptions.confidence,
@@ -623,6 +624,8 @@ def cutting_planes(
     classes : `all`, one class, or a list (each separately, or one set with `as_set`).
     dims : cutting dimensions d (None: about 14 log-spaced values from 1 to D).
     planes, steps, lr, patience, tol, batch, orthonormal, offset : the sweep and the optimiser.
+    stop_at_hit : stop each plane at its first hit (the same readings, fewer steps; each hit
+        plane's recorded max_prob is then its first score >= 0.5).
     n_bootstrap, confidence : the bootstrap interval of d*.
     device : where the models run (None: where the first one is; others run a copy).
 
@@ -647,8 +650,8 @@ def cutting_planes(
     moved = [_on_device(m, first_device)[0] for m in models]
     options = CuttingPlaneOptions(
         dims=None if dims is None else tuple(dims), planes=planes, steps=steps, lr=lr, patience=patience,
-        tol=tol, batch=batch, orthonormal=orthonormal, offset=offset, n_bootstrap=n_bootstrap,
-        confidence=confidence,
+        tol=tol, batch=batch, orthonormal=orthonormal, stop_at_hit=stop_at_hit, offset=offset,
+        n_bootstrap=n_bootstrap, confidence=confidence,
     )  # fmt: skip
     return cutting_planes_profile(
         [model_info(m) for m in moved], data, classes=classes, as_set=as_set, options=options,

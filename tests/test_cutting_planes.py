@@ -192,6 +192,28 @@ def test_orthonormal_and_gaussian_bases_give_the_same_hits(single):
         assert abs(g.hits - o.hits) <= near.sum()
 
 
+def test_stopping_at_the_first_hit_keeps_every_reading_in_fewer_steps(single):
+    """A hit is final: stopping there changes no plane's hit or miss against the exact
+    geometry, nor d*; hit planes run fewer steps."""
+    dims, planes = [8, 12, 16], 24
+    kwargs = dict(seed=7, n_bootstrap=50)
+    args = (single["model"], single["pool"], single["labels"], 0, dims, planes)
+    full = measure_class_manifold(*args, **kwargs)
+    early = measure_class_manifold(*args, stop_at_hit=True, **kwargs)
+    drawn = draw_planes(single["pool"], single["labels"], (0,), dims, planes, seed=7)
+    min_sq = exact_min_sq_distance(drawn, single["frame"][8:], single["centre"])
+    for result in (full, early):
+        hits = np.concatenate([np.array(s.max_probs) >= 0.5 for s in result.success])
+        assert_hits_match_exact(hits, min_sq, RADIUS**2)
+    assert [s.hits for s in early.success] == [s.hits for s in full.success]
+    assert early.critical.critical_dim == full.critical.critical_dim
+    full_steps = np.concatenate([s.steps for s in full.success])
+    early_steps = np.concatenate([s.steps for s in early.success])
+    hit = np.concatenate([np.array(s.max_probs) >= 0.5 for s in full.success])
+    assert hit.any() and (early_steps[hit] <= full_steps[hit]).all()
+    assert early_steps[hit].sum() < full_steps[hit].sum()
+
+
 def test_bases_have_unit_rows_and_orthonormal_bases_span_the_same_plane():
     plane = draw_planes(np.zeros((3, D), np.float32), np.array([1, 1, 1]), (0,), [7], 1, seed=0)[0]
     gaussian = plane_basis(plane, D).double()

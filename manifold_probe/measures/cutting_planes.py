@@ -77,6 +77,7 @@ class CuttingPlaneOptions:
     tol: float = 1e-6
     batch: int = 512
     orthonormal: bool = False
+    stop_at_hit: bool = False
     offset: str = "data"
     n_bootstrap: int = 200
     confidence: float = 0.95
@@ -161,7 +162,8 @@ def class_manifolds(
             measure_class_manifold(
                 models, pool, labels, tuple(target), dims, options.planes,
                 steps=options.steps, lr=options.lr, patience=options.patience, tol=options.tol,
-                batch=options.batch, orthonormal=options.orthonormal, offset=options.offset,
+                batch=options.batch, orthonormal=options.orthonormal, stop_at_hit=options.stop_at_hit,
+                offset=options.offset,
                 seed=target_seed(seed, target), n_bootstrap=options.n_bootstrap,
                 confidence=options.confidence, device=device, progress=progress and not several,
             )

@@ -28,6 +28,9 @@ Per plane (all choices seeded):
   creeping towards a slab at lr-sized steps passed for converged). A stopped plane is frozen (removed
   from the batch). `steps` (default 3000) only caps the run: a plane still improving at the
   cap is `unconverged` unless it already hit (its maximum can only grow, so a hit is final).
+  With `stop_at_hit`, a plane also stops at its first hit: no reading changes (a hit is
+  final), only its recorded `max_prob` is then the first score >= 0.5 rather than the
+  trajectory's maximum, and a plane that hits early costs no more steps.
   With a fixed budget of 300 steps, lines through a codimension-1 slab in R^64 stopped at
   p <= 0.49 and the sweep read d* = 1.98 "crossed" where the truth is below the range;
   the per-dimension count of unconverged planes is recorded, and the reading's status is
@@ -178,6 +181,7 @@ def measure_class_manifold(
     tol: float = 1e-6,
     batch: int = 512,
     orthonormal: bool = False,
+    stop_at_hit: bool = False,
     offset: str = "data",
     seed: int = 0,
     n_bootstrap: int = 200,
@@ -204,8 +208,8 @@ def measure_class_manifold(
     cutting = draw_planes(pool, labels, targets, dims, planes, offset=offset, seed=seed)
     outcome = optimise_planes(
         models, cutting, input_shape=input_shape, target_classes=targets, steps=steps, lr=lr,
-        patience=patience, tol=tol, batch=batch, orthonormal=orthonormal, device=device,
-        progress=progress,
+        patience=patience, tol=tol, batch=batch, orthonormal=orthonormal, stop_at_hit=stop_at_hit,
+        device=device, progress=progress,
     )
     success = []
     for i, dim in enumerate(dims):
@@ -296,6 +300,7 @@ def optimise_planes(
     tol: float = 1e-6,
     batch: int = 512,
     orthonormal: bool = False,
+    stop_at_hit: bool = False,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> PlaneOutcome:
@@ -337,7 +342,7 @@ def optimise_planes(
             try:
                 best, ran, settled = _optimise_batch(
                     models, offsets.to(device), bases.to(device), input_shape,
-                    torch.as_tensor(targets, device=device), schedule, lr, patience, tol,
+                    torch.as_tensor(targets, device=device), schedule, lr, patience, tol, stop_at_hit,
                 )
             finally:
                 schedule.close()  # clears the bar when the batch stops early
@@ -347,11 +352,12 @@ def optimise_planes(
     return PlaneOutcome(max_probs=max_probs, steps=steps_run, converged=converged)
 
 
-def _optimise_batch(models, offsets, bases, input_shape, targets, schedule, lr, patience, tol):
+def _optimise_batch(models, offsets, bases, input_shape, targets, schedule, lr, patience, tol, stop_at_hit):
     """Adam on theta (B x width) for one batch of planes; stopped planes leave the batch.
 
     Returns per plane: the maximum score, the steps run, and whether it stopped on a plateau
-    (or hit) rather than at the end of `schedule`."""
+    (or hit) rather than at the end of `schedule`. With `stop_at_hit` a plane also stops at
+    its first hit."""
     n = offsets.shape[0]
     dtype, device = offsets.dtype, offsets.device
     best_score = np.zeros(n)
@@ -383,6 +389,8 @@ def _optimise_batch(models, offsets, bases, input_shape, targets, schedule, lr, 
             denom = (second_moment / (1 - _BETA2**step)).sqrt_().add_(_EPS)
             theta.addcdiv_(first_moment, denom, value=-lr / (1 - _BETA1**step))
             stopped = since_best >= patience
+            if stop_at_hit:
+                stopped |= max_score >= HIT_LEVEL
             if bool(stopped.any()):
                 done = alive[stopped].cpu().numpy()
                 best_score[done] = max_score[stopped].cpu().numpy()

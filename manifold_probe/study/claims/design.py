@@ -46,6 +46,10 @@ SMALL_PLANE_STEPS = 300
 the cost estimate and what the cap leaves out)."""
 
 
+STOP_AT_HIT = (("stop_at_hit", True),)
+"""Every preset stops a plane at its first hit: a hit is final, so no reading changes, and the
+planes that hit (most of them, on trained nets) no longer run to the step cap."""
+
 PLANES: dict = {k: v for k, v in MEASURES["cutting-planes"].sweep_options.items() if k != "classes"}
 """Cutting-plane options of a study: the sweep's (`measures.registry`), classes chosen per preset."""
 PLANE_DIMS = 7
@@ -137,7 +141,9 @@ def design(preset: str) -> ClaimsDesign:
             label_noise=(0.5,), train_sizes=(200,), short_epochs=(1,), save_every=3,
         )  # fmt: skip
         models += _shallow((32, 64), 10, seed=0)
-        return ClaimsDesign("tiny", tuple(models), n_points=150, plane_classes=(0, 1, 2))
+        return ClaimsDesign(
+            "tiny", tuple(models), n_points=150, plane_classes=(0, 1, 2), plane_options=STOP_AT_HIT
+        )
     if preset == "small":
         common = {"train_size": 2000, "batch_size": 64}
         models = _variations(
@@ -150,7 +156,7 @@ def design(preset: str) -> ClaimsDesign:
         return ClaimsDesign(
             "small", tuple(models), n_points=1000, reduction="project:512", curvature_centres=250,
             plane_classes=(0, 1, 6),
-            plane_options=(("steps", SMALL_PLANE_STEPS),), plane_runs=1, nested_ensembles=True,
+            plane_options=(("steps", SMALL_PLANE_STEPS), *STOP_AT_HIT), plane_runs=1, nested_ensembles=True,
         )  # fmt: skip
     if preset == "full":
         common = {"train_size": 10000, "batch_size": 64}
@@ -164,7 +170,8 @@ def design(preset: str) -> ClaimsDesign:
             )  # fmt: skip
         models += _shallow((64, 256, 1024, 4096), 30, seed=0, **common)
         return ClaimsDesign(
-            "full", tuple(models), n_points=5000, reduction="project:512", curvature_centres=1000
+            "full", tuple(models), n_points=5000, reduction="project:512", curvature_centres=1000,
+            plane_options=STOP_AT_HIT,
         )
     close = difflib.get_close_matches(preset, PRESETS, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
