@@ -7,7 +7,7 @@ atomically (temporary file, then rename), so an earlier result is never half-ove
 
 Every measure of the Python API returns a `Result`, and every `Result` has one interface:
 `metrics`, `intervals` and `details` (keyed by layer, or by target class for cutting planes),
-`to_frame()` (a pandas DataFrame with the columns layer, metric, value, low, high),
+`to_frame()` (a pandas DataFrame with the columns layer, metric, value, low, high, status),
 `to_dict()`, `write(path)` (the JSON) and `to_html(path)` (a self-contained Plotly page).
 Results are frozen: their fields cannot be reassigned.
 """

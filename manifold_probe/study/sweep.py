@@ -108,9 +108,11 @@ LAYER_COLUMN_TYPES: dict[str, str] = {
     "value": "float",
     "low": "float",
     "high": "float",
+    "status": "string",
 }
-"""The long-form table's columns and types: one row per (checkpoint, probe, layer, metric); for
-cutting planes `layer` names the target (`class 3`) and `depth` is empty."""
+"""The long-form table's columns and types: one row per (checkpoint, probe, layer, metric), with
+the layer's status (`Result.to_frame`); for cutting planes `layer` names the target
+(`class 3`), `depth` is empty and `status` is the target's reading status."""
 
 LOAD_OPTIONS = ("arch", "num_classes", "arch_args", "in_channels", "trust_checkpoint")
 """The model options a sweep passes to `load_model` (those that are set), for every checkpoint."""
@@ -944,10 +946,10 @@ def collect_layer_table(
             if result is None:
                 continue
             depth = {layer.name: layer.depth for layer in result.layers}
-            for part, metric, value, low, high in result.to_frame().itertuples(index=False):
+            for part, metric, value, low, high, status in result.to_frame().itertuples(index=False):
                 rows.append({
                     "run_id": info.run_id, "checkpoint": info.path, "family": family, "probe": probe,
                     "layer": part, "depth": depth.get(part), "metric": metric,
-                    "value": _number(value), "low": _number(low), "high": _number(high),
+                    "value": _number(value), "low": _number(low), "high": _number(high), "status": status,
                 })  # fmt: skip
     return rows
