@@ -76,6 +76,21 @@ def test_twonn_protocol_refuses_a_layer_that_fills_its_space():
     assert np.isnan(full.metrics["mapc"])
 
 
+def test_a_given_dim_too_wide_for_one_layer_costs_only_that_layer():
+    """--dim 3 on a profile whose last layer has 3 features: that layer is not_measurable with
+    the reason, the sphere before it is measured."""
+    rng = np.random.default_rng(5)
+    sphere = rng.standard_normal((600, 4))
+    sphere /= np.linalg.norm(sphere, axis=1, keepdims=True)
+    narrow = rng.standard_normal((600, 3))
+    result = _profile(
+        {"sphere": sphere @ np.linalg.qr(rng.standard_normal((6, 6)))[0][:4], "narrow": narrow}, dim=3
+    )
+    wide, small = result.layers
+    assert wide.details["status"] in ("measured", "cannot_tell") and np.isfinite(wide.metrics["mapc"])
+    assert small.details["status"] == "not_measurable" and "dim=3 was given" in small.details["reason"]
+
+
 @pytest.mark.parametrize("bad", ["gap", "two", 0, -3, 2.5, True])
 def test_a_bad_dim_is_refused(bad):
     with pytest.raises(InputError, match="twonn"):

@@ -51,7 +51,7 @@ from ..geometry.tangent_dimension import (
 )
 from ..progress import track
 from ..results import LayerResult, Result
-from ..validation import check_curvature_dim, check_positive
+from ..validation import check_curvature_dim, check_positive, check_tangent_dim
 from .layers import layer_result, measure_layers
 
 CURVATURE_METRICS = ("mapc", "curvature_sff", "mapc_scaled", "curvature_sff_scaled")
@@ -112,6 +112,15 @@ def _uncertain_dimension(found: TangentDimension, id_twonn: float) -> str:
         "curvature value would be of unknown meaning; give --dim if d is known, or --dim twonn for "
         "the paper's protocol (d = rounded TwoNN)"
     )
+
+
+def _checked_dim(dim: int | str | None, arrays: Activations) -> int | str | None:
+    """`check_curvature_dim`, and a given integer d below the widest layer's features (a d too
+    wide for only some layers makes just those layers not_measurable)."""
+    dim = check_curvature_dim(dim)
+    if isinstance(dim, int) and arrays.layers:
+        check_tangent_dim(dim, max(layer.points.shape[1] for layer in arrays.layers))
+    return dim
 
 
 def _layer_dimension(
@@ -197,7 +206,7 @@ def curvature_profile(
     n_centres: fit at a seeded sample of this many points per layer, neighbours from all of
     them (`geometry.curvature.curvature`); None: every point.
     """
-    dim = check_curvature_dim(dim)
+    dim = _checked_dim(dim, arrays)
     result = Result(
         command="curvature",
         source=dict(arrays.source),
@@ -314,13 +323,15 @@ def _layer_setup(
     id_estimate = twonn(graph=graph_for.graph).dimension
     d, details, found = _layer_dimension(x, graph_for, dim, seed, id_estimate)
     details["id_twonn"] = id_estimate
-    if dim == "twonn" and not 1 <= d < x.shape[1]:
-        reason = (
-            "TwoNN has no estimate for this layer, so the paper's protocol has no d"
-            if d < 1
-            else f"TwoNN reads {id_estimate:.3g}, not below the layer's {x.shape[1]} features: it fills its "
-            "space, with no normal direction to bend into"
-        )
+    if dim is not None and not 1 <= d < x.shape[1]:  # a d from the gap rule is below D
+        if d < 1:
+            reason = "TwoNN has no estimate for this layer, so the paper's protocol has no d"
+        else:
+            source = f"TwoNN reads {id_estimate:.3g}" if dim == "twonn" else f"dim={d} was given"
+            reason = (
+                f"{source}, not below the layer's {x.shape[1]} features: a manifold that fills its "
+                "space has no normal direction to bend into"
+            )
         return x, graph_for, d, id_estimate, details, reason, "not_measurable"
     if found is not None and not found.clear:
         return (
@@ -368,7 +379,7 @@ def perturbation_curvature_profile(
             f"--neighbourhood perturb needs images (N, C, H, W), the data has inputs of shape "
             f"{tuple(images.shape[1:])}; use --neighbourhood knn."
         )
-    dim = check_curvature_dim(dim)
+    dim = _checked_dim(dim, arrays)
     reduction = arrays.source.get("reduction", "none")
     first = svd_perturbations(images[:1], n_top=n_top, n_toggle=n_toggle, n_copies=n_copies, seed=seed)
     n_per_image = first.copies.shape[1] + 1
