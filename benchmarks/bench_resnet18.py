@@ -106,7 +106,8 @@ def layers_reported(result_path: Path) -> tuple[int, list[str], int]:
     """(number of layers in the result, the layers without one finite number, the layers with
     a finite curvature `mapc`: those whose fits ran)."""
     data = json.loads(result_path.read_text())
-    fitted = sum(np.isfinite(layer.get("metrics", {}).get("mapc", np.nan)) for layer in data["layers"])
+    mapcs = [layer.get("metrics", {}).get("mapc") for layer in data["layers"]]  # NaN is null in JSON
+    fitted = sum(isinstance(v, (int, float)) and bool(np.isfinite(v)) for v in mapcs)
     missing = []
     for layer in data["layers"]:
         values = [v for v in layer.get("metrics", {}).values() if isinstance(v, (int, float))]
