@@ -321,7 +321,7 @@ def _layer_setup(
         return x, None, 0, float("nan"), {}, reason, "not_measurable"
     graph_for = _GrowingGraph(x, min(n - 1, max(k, 64)), device)
     id_estimate = twonn(graph=graph_for.graph).dimension
-    d, details, found = _layer_dimension(x, graph_for, dim, seed, id_estimate)
+    d, details, found = _layer_dimension(x, graph_for, dim, seed, id_estimate, max_memory)
     details["id_twonn"] = id_estimate
     if dim is not None and not 1 <= d < x.shape[1]:  # a d from the gap rule is below D
         if d < 1:
