@@ -122,6 +122,16 @@ def test_default_layers_of_a_timm_vit_keep_the_last_block():
     assert select_layers(model, images(), ["blocks.*"]) == ["blocks.0", "blocks.1", "blocks.2"]
 
 
+def test_a_norm_after_a_two_block_list_does_not_hide_the_last_block():
+    """Two blocks are no stack (rule 2 wants 3), but a norm after a block still starts its own
+    unit: timm's ViT at depth 2 lost `blocks.1` behind `norm`."""
+    timm = pytest.importorskip("timm")
+    model = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=5
+    ).eval()
+    assert default_layers(model, images()) == ["patch_embed", "blocks.0", "blocks.1", "norm", "logits"]
+
+
 def test_default_layers_of_a_timm_resnet():
     timm = pytest.importorskip("timm")
     model = timm.create_model("resnet18", pretrained=False, num_classes=5).eval()

@@ -27,8 +27,9 @@ plots: the model's repeated block list wherever it sits (BERT `bert.encoder.laye
    only repeat their input). A unit's layer is its last member that is not pass-through,
    so `conv, bn, relu` gives the relu output once, and `pool, flatten` gives the pool
    output with its spatial shape. A unit of pass-through modules alone (a leading
-   Flatten: the input itself) gives no layer. Nothing joins a block of a stack: the norm
-   after timm's last block (`norm`) is a layer of its own.
+   Flatten: the input itself) gives no layer. Nothing joins a block (a module with
+   submodules, in a stack or not): the norm after timm's last block (`norm`) is a layer of its
+   own, at any depth.
 4. A layer whose output is the very tensor of the layer before it (a wrapper returning
    its final norm's output) is listed once, under the first name. A unit whose output is
    the model's output itself (a final Linear) is listed as `logits`, which always closes
@@ -260,8 +261,9 @@ def default_layers(model: nn.Module, example_input: torch.Tensor) -> list[str]:
         if path not in candidates.paths or (path in candidates.final_norms and not after_block):
             continue
         role = _role(t.module)
-        opener = split_layer_name(units[-1][0][0].info.name)[0] if units else None
-        unit_is_block = opener in candidates.stack_blocks  # nothing joins a stack's block (rule 3)
+        opener = units[-1][0][0] if units else None
+        # nothing joins a block (rule 3): its output is a layer of its own, whatever follows
+        unit_is_block = opener is not None and any(True for _ in opener.module.children())
         if role != "starts" and units and not unit_is_block and path not in candidates.final_norms:
             units[-1].append((t, role))
         else:
