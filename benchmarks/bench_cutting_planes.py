@@ -24,6 +24,7 @@ from manifold_probe.device import resolve_device
 from manifold_probe.probes.critical_dimension import default_dims
 from manifold_probe.probes.cutting_planes import (
     draw_planes,
+    CuttingPlaneOptions,
     measure_class_manifold,
     optimise_planes,
 )
@@ -116,7 +117,8 @@ def main() -> None:
     if not args.quick:
         start = time.perf_counter()
         for digit in range(10):
-            result = measure_class_manifold(model, x, y, digit, dims, 5, device=device)
+            result = measure_class_manifold(model, x, y, digit, CuttingPlaneOptions(dims=tuple(dims), planes=5),
+                                            device=device)  # fmt: skip
             d_star = result.critical_dim
             text = "none" if d_star is None else f"{d_star:.1f}"
             print(f"  digit {digit}: d* = {text} ({result.critical.status}), hits "

@@ -77,7 +77,7 @@ def main() -> None:
     import manifold_probe as mp
     from manifold_probe.device import resolve_device
     from manifold_probe.extraction import perturbations
-    from manifold_probe.extraction.activations import extract
+    from manifold_probe.extraction.engine import extract
 
     dev = resolve_device(args.device)
     n = args.images or ((TARGET_IMAGES if dev.type == "cuda" else 20) if args.full else 4)
@@ -104,7 +104,7 @@ def main() -> None:
     seconds["fits and the rest"] = total - seconds["perturbing"] - seconds["forward"]
     layers = len(result.layers)
     fitted = [
-        layer.name for layer in result.layers if layer.details.get("status") in ("measured", "cannot_tell")
+        layer.name for layer in result.layers if layer.status in ("measured", "cannot_tell")
     ]
     print(f"measured: {total:.1f} s for {n} images, {len(fitted)} of {layers} layers fitted at d={args.dim}",
           flush=True)  # fmt: skip

@@ -87,7 +87,7 @@ def child(argv: list[str], stages_path: str) -> int:
 
     for info in pkgutil.walk_packages(manifold_probe.__path__, "manifold_probe."):
         importlib.import_module(info.name)
-    from manifold_probe.extraction.activations import extract
+    from manifold_probe.extraction.engine import extract
     from manifold_probe.geometry.neighbours import nearest_neighbours
     from manifold_probe_cli.main import main
 

@@ -194,7 +194,7 @@ def measure(name, n, ambient, noise, seed, dim=None):
 
     drawn = sample(name, n, ambient, noise, seed)
     arrays = points_activations(drawn.points, source={"points": name})
-    result = curvature_profile(arrays, dim=dim, bootstrap=100, seed=seed)
+    result = curvature_profile(arrays, dim=dim, n_bootstrap=100, seed=seed)
     return drawn, result.layers[0]
 
 
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             errors.append(entry.metrics["curvature_sff"] / drawn.truth - 1)
             snrs.append(entry.metrics.get("signal_to_noise", np.nan))
             dims.append(entry.details.get("dim"))
-            statuses.append(entry.details.get("status", "measured"))
+            statuses.append(entry.status)
         seconds = (time.perf_counter() - start) / args.seeds
         shown_d = "/".join(str(d) for d in dims)
         error = np.nanmean(errors) if not np.all(np.isnan(errors)) else np.nan

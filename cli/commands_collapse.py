@@ -71,7 +71,7 @@ def expand_models(values: list[str]) -> list[str]:
         if glob.has_magic(pattern):
             matches = sorted(glob.glob(pattern))
             if not matches:
-                raise InputError(f"no checkpoint matches --model {value!r}; check the pattern.")
+                raise InputError(f"no checkpoint matches {value!r}; check the pattern.", parameter="model")
             paths.extend(matches)
         else:
             paths.append(value)
@@ -94,7 +94,7 @@ def _check_points_options(source: SourceArgs, classifier: Path | None, bias: Pat
 
 def _points_classifier(classifier: Path | None, bias: Path | None):
     """(W, b) arrays of --classifier and --bias (None, None without them)."""
-    from manifold_probe.measures.pipeline import load_array
+    from manifold_probe.measures.pipeline import load_array  # the arrays of --classifier and --bias
 
     if classifier is None:
         return None, None
@@ -189,6 +189,9 @@ def spectra_command(
     exit_if_nothing_measured(result)
 
 
-def register(app: typer.Typer) -> None:
+def register_collapse(app: typer.Typer) -> None:
     app.command("collapse")(collapse_command)
+
+
+def register_spectra(app: typer.Typer) -> None:
     app.command("spectra")(spectra_command)

@@ -43,7 +43,7 @@ def curvature_command(
             min=2,
         ),
     ] = None,
-    centres: Annotated[
+    n_centres: Annotated[
         int | None,
         typer.Option(
             "--centres",
@@ -60,7 +60,7 @@ def curvature_command(
         int,
         typer.Option("--n-toggle", help="perturb: the smallest kept singular values switched on/off.", min=1),
     ] = 10,
-    copies: Annotated[
+    n_copies: Annotated[
         int | None,
         typer.Option(
             "--copies",
@@ -69,8 +69,8 @@ def curvature_command(
             show_default="all",
         ),
     ] = None,
-    bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="Bootstrap resamples of the points for intervals.", min=0)
+    n_bootstrap: Annotated[
+        int, typer.Option("--bootstrap", help="Bootstrap resamples of the points for intervals.", min=1)
     ] = 1000,
     compare: Annotated[
         list[Path] | None,
@@ -103,7 +103,7 @@ def curvature_command(
     """
     if neighbourhood not in ("knn", "perturb"):
         raise typer.BadParameter("use knn or perturb", param_hint="--neighbourhood")
-    if centres is not None and neighbourhood != "knn":
+    if n_centres is not None and neighbourhood != "knn":
         raise typer.BadParameter("--centres is for knn neighbourhoods", param_hint="--centres")
     if compare and source.model is None:
         raise typer.BadParameter("--compare needs --model", param_hint="--compare")
@@ -116,9 +116,9 @@ def curvature_command(
     for src in sources:
         with src.load(min_points=4) as arrays:
             result = mp.curvature(
-                arrays, neighbourhood=neighbourhood, dim=dim, k=k, n_bootstrap=bootstrap, n_top=n_top,
-                n_toggle=n_toggle, n_copies=copies, seed=src.seed, device=src.device,
-                max_memory=parse_memory(src.max_memory), n_centres=centres, progress=not src.quiet,
+                arrays, neighbourhood=neighbourhood, dim=dim, k=k, n_bootstrap=n_bootstrap, n_top=n_top,
+                n_toggle=n_toggle, n_copies=n_copies, seed=src.seed, device=src.device,
+                max_memory=parse_memory(src.max_memory), n_centres=n_centres, progress=not src.quiet,
             )  # fmt: skip
         results.append(result)
         print_result(result, title=f"curvature by layer: {src.model or src.points}")

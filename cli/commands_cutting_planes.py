@@ -133,7 +133,7 @@ def cutting_planes_command(
     orthonormal: Orthonormal = False,
     stop_at_hit: StopAtHit = False,
     offset: Offset = "data",
-    bootstrap: Bootstrap = 200,
+    n_bootstrap: Bootstrap = 200,
     arch: Arch = None,
     num_classes: NumClasses = None,
     trust_checkpoint: TrustCheckpoint = False,
@@ -148,14 +148,12 @@ def cutting_planes_command(
 ) -> None:
     """Dimension of each class manifold by random affine cutting planes (see HELP)."""
     if not model:
-        raise InputError("give --model (repeat it for an ensemble).")
+        raise InputError("give a checkpoint (repeat it for an ensemble).", parameter="model")
     import manifold_probe as mp
     from manifold_probe.report.tables import format_value
     from manifold_probe.validation import check_dims
 
     chosen = None if dims is None else tuple(check_dims(dims))  # checked against D once the data load
-    if split not in ("train", "test"):
-        raise InputError(f"--split must be one of train, test, got {split!r}.")
     models = [
         mp.load_model(path, arch=arch, num_classes=num_classes, trust_checkpoint=trust_checkpoint,
                       device=device)
@@ -166,7 +164,7 @@ def cutting_planes_command(
     result = mp.cutting_planes(
         models, data, classes=classes, as_set=as_set, dims=chosen, planes=planes, steps=steps, lr=lr,
         patience=patience, batch=batch, orthonormal=orthonormal, stop_at_hit=stop_at_hit, offset=offset,
-        n_bootstrap=bootstrap, progress=not quiet,
+        n_bootstrap=n_bootstrap, progress=not quiet,
     )  # fmt: skip
     elapsed = time.perf_counter() - start
     print_result(result)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.study.demo import DEMO_POINTS, DEMO_PROBES, run_demo
+from manifold_probe.study.demo import DEMO_POINTS, DEMO_MEASURES, run_demo
 
 from .output import console, err_console
 
@@ -36,7 +36,7 @@ def demo_command(
 
     demo = run_demo(out, seed=seed, n_points=n_points, workers=workers, progress=not quiet)
     console.print(
-        f"{len(demo.zoo)} models, probes {', '.join(DEMO_PROBES)}: {len(demo.sweep.done)} tasks run, "
+        f"{len(demo.zoo)} models, measures {', '.join(DEMO_MEASURES)}: {len(demo.sweep.done)} tasks run, "
         f"{demo.sweep.skipped} reused, {len(demo.sweep.failed)} failed"
     )
     for table in correlation_tables(demo.report.summary["correlation"], title="all trained models"):

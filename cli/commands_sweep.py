@@ -1,4 +1,4 @@
-"""`mprobe sweep`: the probes over many checkpoints, resumable, and one table of them all.
+"""`mprobe sweep`: the measures over many checkpoints, resumable, and one table of them all.
 
 The work is in manifold_probe.study.sweep; this module parses options and prints the summary.
 """
@@ -10,21 +10,23 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.measures.registry import SWEEP_PROBES as PROBES
+from manifold_probe import registry
 
 from .options import (
     Arch,
-    ArchKwargs,
+    ArchArgs,
     Data,
     Device,
+    InChannels,
     Layers,
     NPoints,
     NumClasses,
     Quiet,
     Reduction,
     Seed,
+    Split,
     TrustCheckpoint,
-    parse_arch_kwargs,
+    parse_arch_args,
     split_list,
 )
 from .output import console, err_console
@@ -46,11 +48,13 @@ Manifest = Annotated[
         show_default=False,
     ),
 ]
-Probes = Annotated[
+Measures = Annotated[
     list[str] | None,
     typer.Option(
+        "--measures",
         "--probes",
-        help=f"Probes, comma-separated: {', '.join(PROBES)} (sweep settings: manifold_probe.study.sweep).",
+        help=f"Measures, comma-separated: {', '.join(registry.sweep_measures())} (the options each runs "
+        "with: manifold_probe.study.sweep). --probes is the old name of this option.",
         show_default="id,curvature",
     ),
 ]
@@ -58,7 +62,7 @@ Out = Annotated[
     Path,
     typer.Option(
         "--out",
-        help="Sweep folder: results/<run_id>/<probe>.json, cache/, table.csv, table.parquet. Finished "
+        help="Sweep folder: results/<run_id>/<measure>.json, cache/, table.csv, table.parquet. Finished "
         "results there are kept and skipped.",
     ),
 ]
@@ -66,7 +70,7 @@ CurvatureDim = Annotated[
     str | None,
     typer.Option(
         "--curvature-dim",
-        help="The curvature probe's d: an integer, or 'twonn' for each layer's rounded TwoNN (Kaufman & "
+        help="The curvature measure's d: an integer, or 'twonn' for each layer's rounded TwoNN (Kaufman & "
         "Azencot's protocol). Default: each layer's spectral gap (no value where there is no clear gap).",
         show_default="spectral gap",
     ),
@@ -75,7 +79,7 @@ CurvatureCentres = Annotated[
     int | None,
     typer.Option(
         "--curvature-centres",
-        help="The curvature probe fits at a seeded sample of this many points per layer (neighbours from "
+        help="The curvature measure fits at a seeded sample of this many points per layer (neighbours from "
         "all points).",
         min=1,
         show_default="every point",
@@ -113,17 +117,19 @@ Address = Annotated[
 def sweep_command(
     checkpoints: Checkpoints = None,
     out: Out = Path("sweep"),
-    probes: Probes = None,
+    measures: Measures = None,
     manifest: Manifest = None,
     arch: Arch = None,
-    arch_kwargs: ArchKwargs = None,
+    arch_args: ArchArgs = None,
     num_classes: NumClasses = None,
+    in_channels: InChannels = None,
     trust_checkpoint: TrustCheckpoint = False,
     layers: Layers = None,
     reduction: Reduction = None,
     curvature_dim: CurvatureDim = None,
     curvature_centres: CurvatureCentres = None,
     data: Data = "digits",
+    split: Split = "train",
     n_points: NPoints = None,
     seed: Seed = 0,
     device: Device = "cpu",
@@ -132,34 +138,37 @@ def sweep_command(
     address: Address = None,
     quiet: Quiet = False,
 ) -> None:
-    """Run probes over many checkpoints: one result per checkpoint and probe, and a table.
+    """Run measures over many checkpoints: one result per checkpoint and measure, and a table.
 
     Resumable: a task whose result file exists is skipped, so a killed sweep run again redoes
     only what is missing; results are written atomically. A failing task is recorded in
-    results/<run_id>/<probe>.error.txt and the others go on; the command then exits with 1.
-    The model options (--arch, --arch-kwargs, --num-classes, --trust-checkpoint, --layers, --reduction) are
-    those of the measuring commands; a --manifest row's own arch and num_classes win.
-    Writes table.csv (one row per checkpoint) and layers.csv (one row per checkpoint, probe,
+    results/<run_id>/<measure>.error.txt and the others go on; the command then exits with 1.
+    The model options (--arch, --arch-kwargs, --num-classes, --in-channels, --trust-checkpoint,
+    --layers, --reduction) and the data options (--data, --split, --n-points, --seed) are those of
+    the measuring commands; a --manifest row's own arch and num_classes win.
+    Writes table.csv (one row per checkpoint) and layers.csv (one row per checkpoint, measure,
     layer and metric).
     """
     from manifold_probe.extraction.reductions import parse_reduction_options
     from manifold_probe.report.tables import sweep_table
     from manifold_probe.study.sweep import run_sweep
 
+    curvature = {"dim": curvature_dim, "n_centres": curvature_centres}
     summary = run_sweep(
         [str(path) for path in checkpoints or []],
-        split_list(probes) or ("id", "curvature"),
+        split_list(measures, parameter="measures") or ("id", "curvature"),
         out,
         manifest=manifest,
         arch=arch,
-        arch_args=parse_arch_kwargs(arch_kwargs),
+        arch_args=parse_arch_args(arch_args),
         num_classes=num_classes,
+        in_channels=in_channels,
         trust_checkpoint=trust_checkpoint,
-        layers=split_list(layers),
+        layers=split_list(layers, parameter="layers"),
         reduction=parse_reduction_options(reduction or ["auto"]),
-        curvature_dim=curvature_dim,
-        curvature_centres=curvature_centres,
+        measure_options={"curvature": curvature},
         data=data,
+        split=split,
         n_points=n_points,
         seed=seed,
         device=device,
@@ -171,8 +180,8 @@ def sweep_command(
     console.print(sweep_table(summary))
     for failure in summary.failed:
         err_console.print(
-            f"[red]failed:[/red] {failure.run_id} {failure.probe}: {failure.error} (see "
-            f"{summary.out_dir / 'results' / failure.run_id / f'{failure.probe}.error.txt'})",
+            f"[red]failed:[/red] {failure.run_id} {failure.measure}: {failure.error} (see "
+            f"{summary.out_dir / 'results' / failure.run_id / f'{failure.measure}.error.txt'})",
             highlight=False,
             soft_wrap=True,
         )

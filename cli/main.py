@@ -1,8 +1,15 @@
 """Entry point of `mprobe`: the Typer app, and the one place that turns errors into exit codes.
 
+The app has the hand-written commands (training, layers, the measures with options of their
+own, the report stage) and one command for every other measure of the registry
+(`measure_command`), built when `main` runs, so a measure registered by a plugin has its
+command too.
+
 Bad input (`InputError`, a usage error) prints one line and exits with code 2; an
 unexpected error prints one line and exits with 1; `--debug` (anywhere on the line) shows
-the traceback instead. Python warnings print as one `warning:` line each.
+the traceback instead. An `InputError` about one parameter is printed with the flag that sets
+it (`--bootstrap: must be ...`), read from the command's own options. Python warnings print as
+one `warning:` line each.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import warnings
 import typer
 from typer import Abort, Exit
 
-from manifold_probe import __version__
+from manifold_probe import __version__, registry
 from manifold_probe.errors import InputError
 
 from . import (
@@ -24,12 +31,12 @@ from . import (
     commands_curvature,
     commands_cutting_planes,
     commands_demo,
-    commands_id,
     commands_layers,
     commands_report,
     commands_sweep,
     commands_train,
     commands_zoo,
+    measure_command,
 )
 from .output import err_console
 
@@ -42,47 +49,50 @@ ClickException, UsageError = click_exceptions.ClickException, click_exceptions.U
 # `mprobe` alone prints the help; that is not an error
 NoArgsIsHelp = getattr(click_exceptions, "NoArgsIsHelpError", ())
 
-app = typer.Typer(
-    name="mprobe",
-    help="Measure the geometry of neural-network representations layer by layer.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
-)
-commands_train.register(app)
-commands_layers.register(app)
-commands_id.register(app)
-commands_curvature.register(app)
-commands_collapse.register(app)
-commands_cutting_planes.register(app)
-commands_report.register(app)
-commands_sweep.register(app)
-commands_zoo.register(app)
-commands_demo.register(app)
-commands_claims.register(app)
+HAND_WRITTEN = {
+    "curvature": commands_curvature.register,
+    "collapse": commands_collapse.register_collapse,
+    "spectra": commands_collapse.register_spectra,
+    "cutting-planes": commands_cutting_planes.register,
+}
+"""The measures whose commands are written by hand (options of their own beyond the registry's)."""
 
+ALIASES = {"source": "--model", "model": "--model"}
+"""Parameters whose flag is not named after them in every command."""
 
 _INTERRUPTED = "interrupted; finished results are kept, nothing was half-written."
 
-FLAGS = {
-    "(points=H, labels=y, classifier=W)": "(--points H.npy --labels y.npy --classifier W.npy [--bias b.npy])",
-    "neighbourhood='perturb'": "--neighbourhood perturb",
-    "neighbourhood='knn'": "--neighbourhood knn",
-    "from load_data(...)": "from --data",
-    "list_layers(model) (`mprobe layers --model ...`)": "`mprobe layers --model ...`",
-    "list_layers(model) (`mprobe layers`)": "`mprobe layers`",
-    "list_layers(model)": "`mprobe layers`",
-    "a state_dict with its arch": "a state_dict with --arch",
-}
-"""How the library's messages, which name parameters, read on the command line (flags)."""
+
+def build_app() -> typer.Typer:
+    """The `mprobe` app: the hand-written commands, and a command for every other registered measure."""
+    app = typer.Typer(
+        name="mprobe",
+        help="Measure the geometry of neural-network representations layer by layer.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="markdown",
+    )
+    app.callback()(_root)
+    commands_train.register(app)
+    commands_layers.register(app)
+    for measure in registry.measures():
+        HAND_WRITTEN.get(measure.name, lambda app, m=measure: measure_command.register(app, m))(app)
+    for module in (commands_report, commands_sweep, commands_zoo, commands_demo, commands_claims):
+        module.register(app)
+    return app
 
 
-def cli_message(message: str) -> str:
-    """A library error message with its parameter names replaced by the command's flags."""
-    for phrase, flags in FLAGS.items():
-        message = message.replace(phrase, flags)
-    return message
+def flag_for(app: typer.Typer, args: list[str], parameter: str) -> str:
+    """The flag that sets `parameter` in the command `args` runs (its own option of that name),
+    else the parameter's own name."""
+    group = typer.main.get_command(app)
+    name = next((a for a in args if not a.startswith("-")), None)
+    command = getattr(group, "commands", {}).get(name) if name else None
+    for param in getattr(command, "params", []):
+        if param.name == parameter and getattr(param, "opts", None):
+            return max(param.opts, key=len)
+    return ALIASES.get(parameter, parameter)
 
 
 def _version(value: bool):
@@ -91,7 +101,6 @@ def _version(value: bool):
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
@@ -123,6 +132,7 @@ def _writes_to_stdout(args: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    app = build_app()
     debug = "--debug" in args or bool(os.environ.get("MPROBE_DEBUG"))
     args = [a for a in args if a != "--debug"]
     warnings.showwarning = _show_warning
@@ -139,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         if debug:
             raise
-        err_console.print(f"[red]error:[/red] {cli_message(str(exc))}", highlight=False, soft_wrap=True)
+        text = f"{flag_for(app, args, exc.parameter)}: {exc.message}" if exc.parameter else exc.message
+        err_console.print(f"[red]error:[/red] {text}", highlight=False, soft_wrap=True)
         return 2
     except UsageError as exc:
         if debug:

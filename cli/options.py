@@ -56,7 +56,7 @@ Arch = Annotated[
     ),
 ]
 # --- models by name (issue 11): --arch-kwargs, --in-channels -------------------------------
-ArchKwargs = Annotated[
+ArchArgs = Annotated[
     str | None,
     typer.Option(
         "--arch-kwargs",
@@ -76,7 +76,7 @@ InChannels = Annotated[
 ]
 
 
-def parse_arch_kwargs(text: str | None) -> dict:
+def parse_arch_args(text: str | None) -> dict:
     """--arch-kwargs as a dict (a JSON object)."""
     import json
 
@@ -85,9 +85,9 @@ def parse_arch_kwargs(text: str | None) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"--arch-kwargs is not JSON ({exc.msg}); write e.g. {{\"img_size\": 32}}.") from None
+        raise InputError(f"is not JSON ({exc.msg}); write e.g. {{\"img_size\": 32}}.", parameter="arch_args") from None
     if not isinstance(value, dict):
-        raise InputError(f"--arch-kwargs must be a JSON object of named arguments, got {text!r}.")
+        raise InputError(f"must be a JSON object of named arguments, got {text!r}.", parameter="arch_args")
     return value
 
 
@@ -145,9 +145,8 @@ def parse_normalize(text: str | None):
     except ValueError:
         values = []
     if not values or len(values) % 2:
-        raise InputError(
-            f"--normalize {text!r}: give a recipe name or per-channel means then stds (an even count)."
-        )
+        raise InputError(f"{text!r}: give a recipe name or per-channel means then stds (an even count).",
+                         parameter="normalize")  # fmt: skip
     half = len(values) // 2
     return tuple(values[:half]), tuple(values[half:])
 
@@ -240,16 +239,20 @@ def parse_memory(text: str | None) -> int | None:
         value = float(number)
     except ValueError:
         value = -1.0
-    if unit not in _UNITS or value <= 0:
-        raise InputError(f"--max-memory {text!r} is not a size; write e.g. 2GB, 500MB or 1GiB.")
+    if unit not in _UNITS or not 0 < value * _UNITS.get(unit, 1) < 2**63:
+        raise InputError(f"{text!r} is not a size; write e.g. 2GB, 500MB or 1GiB.", parameter="max_memory")
     return int(value * _UNITS[unit])
 
 
-def split_list(values: list[str] | None) -> tuple[str, ...] | None:
-    """Repeated and comma-separated option values as one tuple."""
-    if not values:
+def split_list(values: list[str] | None, *, parameter: str | None = None) -> tuple[str, ...] | None:
+    """Repeated and comma-separated option values as one tuple (None when the option was not
+    given; an option given with nothing in it, `--layers ''`, is an error naming `parameter`)."""
+    if values is None:
         return None
-    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+    parts = tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+    if not parts:
+        raise InputError("was given with nothing in it; name at least one.", parameter=parameter)
+    return parts
 
 
 @dataclass(frozen=True)
@@ -261,7 +264,7 @@ class SourceArgs:
     labels: Path | None = None
     data: str = "digits"
     arch: str | None = None
-    arch_kwargs: str | None = None
+    arch_args: str | None = None
     in_channels: int | None = None
     num_classes: int | None = None
     trust_checkpoint: bool = False
@@ -284,7 +287,7 @@ class SourceArgs:
         import manifold_probe as mp
 
         return mp.load_model(path or self.model, arch=self.arch, num_classes=self.num_classes,
-                             arch_args=parse_arch_kwargs(self.arch_kwargs), in_channels=self.in_channels,
+                             arch_args=parse_arch_args(self.arch_args), in_channels=self.in_channels,
                              trust_checkpoint=self.trust_checkpoint, device=self.device)  # fmt: skip
 
     def load_data(self, model=None):
@@ -292,8 +295,6 @@ class SourceArgs:
         the Python API (for `model`: its training normalisation, its input shape)."""
         import manifold_probe as mp
 
-        if self.split not in ("train", "test"):
-            raise InputError(f"--split must be train or test, got {self.split!r}.")
         channels = self.in_channels if self.data.startswith("imagefolder:") else None
         return mp.load_data(self.data, split=self.split, n_points=self.n_points, seed=self.seed,
                             normalize=parse_normalize(self.normalize), channels=channels, model=model,
@@ -301,24 +302,20 @@ class SourceArgs:
 
     def load(self, *, min_points: int = 2, classifier: bool = False) -> Activations:
         """Either --model (with --data) or --points: the layers a command measures (with
-        `classifier`, the classifier's input captured in the same pass)."""
+        `classifier`, the classifier's input captured in the same pass), through the Python API."""
         import manifold_probe as mp
-        from manifold_probe.extraction.reductions import parse_reduction_options
-        from manifold_probe.measures.pipeline import layers_from_points
 
         has_model = self.model is not None or is_named_arch(self.arch)
         if has_model == (self.points is not None):
             raise InputError("give either --model (with --data), --arch timm:NAME/hf:FOLDER, or --points.")
         if self.points is not None:
-            return layers_from_points(
-                str(self.points), str(self.labels) if self.labels else None, min_points=min_points
-            )
+            return mp.load_points(self.points, self.labels, min_points=min_points)
         model = self.load_model()
         return mp.extract(
             model,
             self.load_data(model),
-            layers=split_list(self.layers),
-            reduction=parse_reduction_options(self.reduction or ["auto"]),
+            layers=split_list(self.layers, parameter="layers"),
+            reduction=self.reduction or "auto",
             batch_size=self.batch_size,
             cache=None if self.no_cache else (self.cache_dir or True),
             max_memory=parse_memory(self.max_memory),
@@ -334,7 +331,7 @@ _SOURCE_OPTIONS = {
     "points": (Points, None),
     "labels": (Labels, None),
     "arch": (Arch, None),
-    "arch_kwargs": (ArchKwargs, None),
+    "arch_args": (ArchArgs, None),
     "in_channels": (InChannels, None),
     "num_classes": (NumClasses, None),
     "trust_checkpoint": (TrustCheckpoint, False),

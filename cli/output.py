@@ -32,11 +32,8 @@ def print_result(result: Result, *, title: str | None = None) -> None:
             title = None
         console.print(table)
     for layer in result.layers:
-        if layer.details.get("reason"):
-            err_console.print(
-                f"{layer.name}: {layer.details.get('status')}: {layer.details['reason']}",
-                highlight=False, soft_wrap=True,
-            )  # fmt: skip
+        if layer.reason:
+            err_console.print(f"{layer.name}: {layer.status}: {layer.reason}", highlight=False, soft_wrap=True)
 
 
 def exit_if_nothing_measured(result: Result) -> None:

@@ -1,10 +1,12 @@
-"""Choosing the torch device from the `--device auto|cpu|cuda` option."""
+"""Devices: choosing one (`auto`, `cpu`, `cuda`), torch's threads, and numpy arrays as tensors."""
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from .errors import InputError
@@ -19,11 +21,19 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+            raise InputError("cuda was asked for but no CUDA GPU is available; use cpu.", parameter="device")
         return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")
-    raise InputError(f"unknown device {name!r}: use auto, cpu or cuda.")
+    raise InputError(f"unknown device {name!r}: use auto, cpu or cuda.", parameter="device")
+
+
+def tensor_view(array: np.ndarray) -> torch.Tensor:
+    """A CPU tensor sharing `array`'s memory, read-only arrays and memmaps included (torch
+    warns that it could write to them; nothing here does, so the warning is not shown)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 @contextlib.contextmanager

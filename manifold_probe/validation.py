@@ -6,9 +6,12 @@ names the problem and what to do about it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +59,45 @@ def to_numpy(values) -> object:
     return tensor.numpy()
 
 
-def as_points(x, *, name: str = "points", min_points: int = 2) -> np.ndarray:
-    """A finite 2-D float array of shape (n_points, n_features).
+_ASSUME_FINITE: contextvars.ContextVar[bool] = contextvars.ContextVar("assume_finite", default=False)
 
-    Float32 input stays float32 (activations are big); anything else becomes float64.
+
+@contextlib.contextmanager
+def assume_finite() -> Iterator[None]:
+    """Within this context `as_points` skips its scan for NaN and Inf: for data already
+    checked once at the boundary (scikit-learn's `config_context(assume_finite=True)`).
+
+    >>> with assume_finite():
+    ...     as_points(np.full((3, 2), np.nan)).shape
+    (3, 2)
+    """
+    token = _ASSUME_FINITE.set(True)
+    try:
+        yield
+    finally:
+        _ASSUME_FINITE.reset(token)
+
+
+def check_points_finite(points, *, name: str = "points") -> None:
+    """Raise an InputError naming how many rows of `points` (N, D) hold NaN or Inf; reads the
+    array in slices of about 64 MB, so a memmap is never loaded whole."""
+    n = len(points)
+    step = max(1, 2**24 // max(1, int(np.prod(points.shape[1:]))))
+    bad = 0
+    for start in range(0, n, step):
+        block = np.asarray(points[start : start + step])
+        if block.dtype.kind in "fc":
+            bad += int((~np.isfinite(block)).reshape(len(block), -1).any(axis=1).sum())
+    if bad:
+        raise InputError(f"{name} contains NaN or Inf in {bad} of {n} rows; remove or impute them.")
+
+
+def as_points(x, *, name: str = "points", min_points: int = 2) -> np.ndarray:
+    """A finite 2-D float array of shape (n_points, n_features), checked, never copied when it
+    is one already (read-only arrays and memmaps stay as they are: nothing here writes to them).
+
+    Float32 input stays float32 (activations are big); anything else becomes float64. Inside
+    `assume_finite()` the scan for NaN and Inf is skipped.
     """
     try:
         arr = np.asarray(x)
@@ -74,16 +112,13 @@ def as_points(x, *, name: str = "points", min_points: int = 2) -> np.ndarray:
         )
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
-    if not arr.flags.writeable:  # a read-only memmap from the activation cache
-        arr = np.array(arr)
     n, dim = arr.shape
     if dim < 1:
         raise InputError(f"{name} has no features (shape {arr.shape}).")
     if n < min_points:
         raise InputError(f"{name} has {n} points; this needs at least {min_points}.")
-    if not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).any(axis=1).sum())
-        raise InputError(f"{name} contains NaN or Inf in {bad} of {n} rows; remove or impute them.")
+    if not _ASSUME_FINITE.get():
+        check_points_finite(arr, name=name)
     return arr
 
 
@@ -146,8 +181,8 @@ def check_widths(layers: Sequence[Any], max_features: int, what: str) -> None:
         if width > max_features:
             raise InputError(
                 f"layer {layer.name!r} has {width} features, more than {what} handles "
-                f"({max_features}: it needs p x p matrices); reduce it with --reduction avgpool or "
-                "project:N, or leave it out with --layers."
+                f"({max_features}: it needs p x p matrices); reduce it (reduction avgpool or "
+                "project:N) or leave it out of the layers."
             )
 
 
@@ -216,7 +251,7 @@ def as_collapse_labels(labels, n_points: int, n_classes: int | None = None) -> t
     rows) labels must be indices 0..n_classes-1 and every class must be present.
     """
     if labels is None:
-        raise InputError("neural collapse needs class labels: give --labels with --points.")
+        raise InputError("neural collapse needs class labels: give labels for these points.", parameter="labels")
     arr = as_labels(labels, n_points)
     if n_classes is None:
         _, y = np.unique(arr, return_inverse=True)
@@ -232,8 +267,8 @@ def as_collapse_labels(labels, n_points: int, n_classes: int | None = None) -> t
         c = int(small[0])
         raise InputError(
             f"class {c} has {counts[c]} sample(s); neural collapse needs at least 2 samples of every "
-            f"class{' of the classifier' if counts[c] == 0 else ''}: give more data (a larger "
-            "--n-points) or drop that class."
+            f"class{' of the classifier' if counts[c] == 0 else ''}: give more data (more points) or "
+            "drop that class."
         )
     return y, n_classes
 
@@ -253,7 +288,7 @@ def select_targets(
     if isinstance(classes, str) and classes.strip().lower() == "all":
         chosen = list(range(num_classes))
     else:
-        chosen = parse_int_list(classes, name="--class")
+        chosen = parse_int_list(classes, name="classes")
     bad = [c for c in chosen if not 0 <= c < num_classes]
     if bad:
         raise InputError(
@@ -262,9 +297,7 @@ def select_targets(
     chosen = list(dict.fromkeys(chosen))  # repeats dropped, order kept
     if as_set:
         if len(chosen) < 2:
-            raise InputError(
-                "--set needs two or more classes (e.g. --class 3,5 --set): a set of one is a class."
-            )
+            raise InputError("a set needs two or more classes (e.g. 3,5): a set of one is a class.", parameter="as_set")
         return [tuple(sorted(chosen))]
     return [(c,) for c in chosen]
 
@@ -293,49 +326,80 @@ def as_classifier(classifier, bias, *, n_classes: int, n_features: int) -> tuple
 
 def check_k(k: int, n_points: int, *, name: str = "k") -> int:
     """A neighbour count with 1 <= k < n_points."""
-    if int(k) != k or k < 1:
-        raise InputError(f"{name} must be a positive whole number, got {k}.")
+    k = check_count(k, name=name, minimum=1)
     if k >= n_points:
         raise InputError(
-            f"{name}={k} needs more than {k} points but there are {n_points}; "
-            f"lower {name} or give more points."
+            f"{k} neighbours need more than {k} points but there are {n_points}; use fewer or give more points.",
+            parameter=name,
         )
-    return int(k)
+    return k
 
 
 MAX_SEED = 2**63 - 1
 
 
-def check_seed(seed, *, name: str = "--seed") -> int:
+def _whole(value) -> int | None:
+    """`value` as an int when it is a whole number (not a bool, not NaN or Inf), else None."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    if isinstance(value, (float, np.floating)) and not (math.isfinite(value) and float(value).is_integer()):
+        return None
+    return int(value)
+
+
+def check_seed(seed, *, name: str = "seed") -> int:
     """A random seed: a whole number from 0 to 2**63 - 1 (what numpy and torch both accept)."""
-    if isinstance(seed, bool) or int(seed) != seed or not 0 <= seed <= MAX_SEED:
-        raise InputError(f"{name} must be a whole number from 0 to 2**63 - 1, got {seed}.")
-    return int(seed)
+    value = _whole(seed)
+    if value is None or not 0 <= value <= MAX_SEED:
+        raise InputError(f"must be a whole number from 0 to 2**63 - 1, got {seed!r}.", parameter=name)
+    return value
+
+
+def check_count(value, *, name: str, minimum: int = 0, maximum: int | None = None) -> int:
+    """A whole number of at least `minimum` (and at most `maximum`): a count of resamples,
+    points, planes, steps.
+
+    >>> check_count(200, name="n_bootstrap")
+    200
+    >>> check_count(-1, name="n_bootstrap")
+    Traceback (most recent call last):
+    ...
+    manifold_probe.errors.InputError: n_bootstrap: must be a whole number of at least 0, got -1.
+    """
+    whole = _whole(value)
+    if whole is None or whole < minimum or (maximum is not None and whole > maximum):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise InputError(f"must be a whole number {bound}, got {value!r}.", parameter=name)
+    return whole
 
 
 def check_positive(value, *, name: str, integer: bool = False, allow_zero: bool = False):
-    """A positive (or non-negative) number, optionally whole."""
-    if integer and int(value) != value:
-        raise InputError(f"{name} must be a whole number, got {value}.")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise InputError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}.")
-    return int(value) if integer else float(value)
+    """A positive (or non-negative) finite number, optionally whole."""
+    if integer:
+        return check_count(value, name=name, minimum=0 if allow_zero else 1)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"must be a number, got {value!r}.", parameter=name)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        kind = "non-negative" if allow_zero else "positive"
+        raise InputError(f"must be a {kind} finite number, got {value!r}.", parameter=name)
+    return float(value)
 
 
 def check_fraction(value, *, name: str) -> float:
     """A number in [0, 1]."""
-    if not 0 <= value <= 1:
-        raise InputError(f"{name} must be between 0 and 1, got {value}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value <= 1:
+        raise InputError(f"must be a number from 0 to 1, got {value!r}.", parameter=name)
     return float(value)
 
 
 def check_tangent_dim(dim, ambient: int) -> int:
     """A tangent dimension: a positive whole number below the ambient dimension."""
-    dim = check_positive(dim, name="dim", integer=True)
+    dim = check_count(dim, name="dim", minimum=1)
     if dim >= ambient:
         raise InputError(
-            f"tangent dimension dim={dim} must be below the ambient dimension {ambient}; "
-            "a manifold as wide as its space has no normal directions to bend into."
+            f"the tangent dimension {dim} must be below the ambient dimension {ambient}; "
+            "a manifold as wide as its space has no normal directions to bend into.",
+            parameter="dim",
         )
     return dim
 
@@ -350,7 +414,7 @@ def check_curvature_dim(dim: int | str | None) -> int | str | None:
         return dim
     if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool) and dim >= 1:
         return int(dim)
-    raise InputError(f"dim must be a positive integer or 'twonn' (the paper's protocol), got {dim!r}.")
+    raise InputError(f"must be a positive integer or 'twonn' (the paper's protocol), got {dim!r}.", parameter="dim")
 
 
 def check_resample_counts(n_bootstrap: int, n_perm: int) -> None:
@@ -364,40 +428,39 @@ def parse_int_list(text: str | int | Sequence[int], *, name: str) -> list[int]:
     if isinstance(text, str):
         parts = [part.strip() for part in text.split(",")]
         if not any(parts):
-            raise InputError(f"{name} is empty: give comma-separated whole numbers, e.g. 8,16,32.")
+            raise InputError("is empty: give comma-separated whole numbers, e.g. 8,16,32.", parameter=name)
         if not all(parts):
-            raise InputError(f"{name} {text!r} has an empty item: give comma-separated whole numbers.")
+            raise InputError(f"{text!r} has an empty item: give comma-separated whole numbers.", parameter=name)
         values: list[Any] = []
         for part in parts:
             try:
                 values.append(int(part))
             except ValueError:
-                raise InputError(
-                    f"{name} {text!r}: {part!r} is not a whole number; give e.g. 8,16,32."
-                ) from None
+                raise InputError(f"{text!r}: {part!r} is not a whole number; give e.g. 8,16,32.",
+                                 parameter=name) from None  # fmt: skip
         return values
     values = [text] if np.ndim(text) == 0 else list(text)
     if not values:
-        raise InputError(f"{name} is empty: give at least one whole number.")
-    if any(isinstance(v, bool) or int(v) != v for v in values):
-        raise InputError(f"{name} must hold whole numbers, got {values}.")
+        raise InputError("is empty: give at least one whole number.", parameter=name)
+    if any(_whole(v) is None for v in values):
+        raise InputError(f"must hold whole numbers, got {values}.", parameter=name)
     return [int(v) for v in values]
 
 
 def check_dims(
-    dims: str | int | Sequence[int], input_dim: int | None = None, *, name: str = "--dims"
+    dims: str | int | Sequence[int], input_dim: int | None = None, *, name: str = "dims"
 ) -> list[int]:
     """Cutting dimensions: whole numbers from 1 to the input dimension, sorted, repeats dropped."""
     values = parse_int_list(dims, name=name)
     low = min(values)
     if low < 1:
-        raise InputError(
-            f"cutting dimension {low} in {name} is not positive: cutting dimensions must be at least 1."
-        )
+        raise InputError(f"cutting dimension {low} is not positive: cutting dimensions must be at least 1.",
+                         parameter=name)  # fmt: skip
     if input_dim is not None and max(values) > input_dim:
         raise InputError(
-            f"cutting dimension {max(values)} in {name} exceeds the input dimension {input_dim}: "
-            f"cutting dimensions (planes) have at most {input_dim} dimensions."
+            f"cutting dimension {max(values)} exceeds the input dimension {input_dim}: "
+            f"cutting dimensions (planes) have at most {input_dim} dimensions.",
+            parameter=name,
         )
     return sorted(set(values))
 
@@ -409,26 +472,26 @@ def parse_flag(text: str, *, name: str) -> bool:
         return True
     if value in ("false", "0", "no", ""):
         return False
-    raise InputError(f"{name} must be True or False, got {text!r}.")
+    raise InputError(f"must be True or False, got {text!r}.", parameter=name)
 
 
 def check_sweep_options(
-    probes: Sequence[str],
+    measures: Sequence[str],
     executor: str,
     workers: int | None,
     *,
-    known_probes: Sequence[str],
+    known_measures: Sequence[str],
     executors: Sequence[str],
 ) -> tuple[str, ...]:
-    """A sweep's probes (distinct, known; returned in order), executor and worker count."""
-    chosen = tuple(dict.fromkeys(p.strip() for p in probes if p.strip()))
+    """A sweep's measures (distinct, known; returned in order), executor and worker count."""
+    chosen = tuple(dict.fromkeys(p.strip() for p in measures if p.strip()))
     if not chosen:
-        raise InputError(f"give at least one probe: {', '.join(known_probes)}.")
-    unknown = [p for p in chosen if p not in known_probes]
+        raise InputError(f"give at least one measure: {', '.join(known_measures)}.", parameter="measures")
+    unknown = [p for p in chosen if p not in known_measures]
     if unknown:
-        raise InputError(f"unknown probe {unknown[0]!r}: use {', '.join(known_probes)}.")
+        raise InputError(f"unknown measure {unknown[0]!r}: use {', '.join(known_measures)}.", parameter="measures")
     if executor not in executors:
-        raise InputError(f"unknown executor {executor!r}: use {' or '.join(executors)}.")
-    if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
-        raise InputError(f"workers must be a whole number of at least 1, got {workers}.")
+        raise InputError(f"unknown executor {executor!r}: use {' or '.join(executors)}.", parameter="executor")
+    if workers is not None:
+        check_count(workers, name="workers", minimum=1)
     return chosen

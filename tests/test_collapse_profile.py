@@ -13,19 +13,12 @@ import torch
 from torch import nn
 
 from manifold_probe.errors import InputError
-from manifold_probe.extraction.activations import extract
+from manifold_probe.extraction.engine import extract
 from manifold_probe.extraction.classifier import find_classifier
 from manifold_probe.geometry.collapse import neural_collapse
-from manifold_probe.measures.collapse import (
-    CLASSIFIER_METRICS,
-    COLLAPSE_METRICS,
-    FISHER_METRICS,
-    SPECTRA_METRICS,
-    classifier_from_arrays,
-    collapse_profile,
-    collapse_series,
-    points_classifier,
-)
+from manifold_probe.measures.classifier import classifier_from_arrays, points_classifier
+from manifold_probe.measures.collapse import collapse_profile, collapse_series
+from manifold_probe.metric_names import CLASSIFIER_METRICS, COLLAPSE_METRICS, FISHER_METRICS, SPECTRA_METRICS
 from manifold_probe.measures.pipeline import points_activations
 from manifold_probe.results import SCHEMA, read_result
 from manifold_probe.study.training import train_and_save
@@ -105,7 +98,7 @@ def test_a_linear_that_is_not_the_classifier_is_refused():
     not_logits = nn.Sequential(nn.Flatten(), nn.Linear(16, 5), nn.ReLU(), nn.Unflatten(1, (5, 1)))
     with pytest.raises(InputError, match="not .batch, classes. logits"):
         find_classifier(not_logits.eval(), torch.randn(2, 1, 4, 4))
-    with pytest.raises(InputError, match="classifier=W"):
+    with pytest.raises(InputError, match="no nn.Linear classifier"):
         find_classifier(nn.Sequential(nn.Conv2d(1, 3, 4), nn.Flatten()), torch.randn(2, 1, 4, 4))
 
 

@@ -49,7 +49,7 @@ def _activations(*layers: tuple[str, np.ndarray], source: dict) -> Activations:
 
 
 def _profile(*layers: tuple[str, np.ndarray], **kwargs):
-    return curvature_profile(_activations(*layers, source={"points": "test"}), bootstrap=50, **kwargs)
+    return curvature_profile(_activations(*layers, source={"points": "test"}), n_bootstrap=50, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_clean_manifolds_within_five_percent_with_the_default_dimension(name, am
     entry = _profile(_layer(name, drawn.points)).layers[0]
     assert entry.details["dim"] == drawn.dim
     assert entry.details["dim_gap_clear"]
-    assert entry.details["status"] == "measured"
+    assert entry.status == "measured"
     assert entry.metrics["curvature_sff"] == pytest.approx(drawn.truth, rel=0.05)
 
 
@@ -77,7 +77,7 @@ def test_noisy_manifolds_are_within_fifteen_percent_or_cannot_tell(name, ambient
     entry = _profile(_layer(name, drawn.points)).layers[0]
     assert entry.details["dim"] == drawn.dim
     if np.isnan(entry.metrics["curvature_sff"]):
-        assert entry.details["status"] in ("cannot_tell", "uncertain_dimension") and entry.details["reason"]
+        assert entry.status in ("cannot_tell", "uncertain_dimension") and entry.reason
     else:
         assert entry.metrics["curvature_sff"] == pytest.approx(drawn.truth, rel=0.15)
         assert entry.metrics["signal_to_noise"] >= 0.1
@@ -89,8 +89,8 @@ def test_noise_that_drowns_the_bending_gives_nan_with_a_reason_not_zero():
     drawn = acc.sample("saddle", 1500, 512, 0.02, seed=3)
     entry = _profile(_layer("saddle", drawn.points), dim=2).layers[0]
     assert np.isnan(entry.metrics["curvature_sff"])
-    assert entry.details["status"] == "cannot_tell"
-    assert "noise" in entry.details["reason"]
+    assert entry.status == "cannot_tell"
+    assert "noise" in entry.reason
     assert entry.metrics["signal_to_noise"] < 0.1
     assert np.isfinite(entry.metrics["mapc"])  # the reference's value stays, uncorrected
 
@@ -104,10 +104,10 @@ def test_a_layer_that_cannot_be_measured_does_not_cost_the_others():
     drawn = acc.sample("clifford", 1500, 20, 0.0, seed=4)
     result = _profile(_layer("noise", noise), _layer("clifford", drawn.points))
     first, second = result.layers
-    assert first.details["status"] == "not_measurable"
-    assert first.details["k_needed"] > 39 and "points" in first.details["reason"]
+    assert first.status == "not_measurable"
+    assert first.details["k_needed"] > 39 and "points" in first.reason
     assert np.isnan(first.metrics["curvature_sff"]) and np.isnan(first.metrics["mapc"])
-    assert second.details["status"] == "measured"
+    assert second.status == "measured"
     assert second.metrics["curvature_sff"] == pytest.approx(1.0, rel=0.05)
     result.to_dict()  # NaN metrics serialise (as null)
 
@@ -135,12 +135,12 @@ def test_random_init_resnet18_gives_every_layer_a_result(tmp_path, capsys):
     layers = read_result(out).layers
     assert len(layers) >= 5
     for layer in layers:
-        status = layer.details["status"]
+        status = layer.status
         assert status in ("measured", "cannot_tell", "not_measurable", "uncertain_dimension")
         if status == "measured":
             assert np.isfinite(layer.metrics["curvature_sff"])
         else:
-            assert layer.details["reason"]
+            assert layer.reason
         if status == "not_measurable":
             assert layer.details["k_needed"] > layer.n_points - 1
 
@@ -154,13 +154,13 @@ def test_no_clear_gap_gives_no_curvature_numbers_unless_dim_is_given():
     blob = rng.standard_normal((600, 40))
     sphere = acc.sample("clifford", 1500, 20, 0.0, seed=4).points
     guessed, clean = _profile(_layer("blob", blob), _layer("clifford", sphere)).layers
-    assert guessed.details["status"] == "uncertain_dimension"
-    assert "no clear gap" in guessed.details["reason"] and "--dim" in guessed.details["reason"]
+    assert guessed.status == "uncertain_dimension"
+    assert "no clear gap" in guessed.reason and "--dim" in guessed.reason
     assert guessed.details["dim_gap_clear"] is False and guessed.details["dim_user_given"] is False
     for name in ("mapc", "mapc_scaled", "curvature_sff", "curvature_sff_scaled", "signal_to_noise"):
         assert np.isnan(guessed.metrics[name])
     assert not guessed.intervals
-    assert clean.details["status"] == "measured" and clean.details["dim_gap_clear"] is True
+    assert clean.status == "measured" and clean.details["dim_gap_clear"] is True
     given = _profile(_layer("blob", blob), dim=2).layers[0]
     assert given.details["dim"] == 2 and given.details["dim_user_given"] is True
     assert given.details["dim_method"] == "given (--dim)"
@@ -173,7 +173,7 @@ def test_a_full_rank_cloud_has_no_tangent_dimension_below_the_ambient():
     not clipped to d = D - 1 and called clear."""
     rng = np.random.default_rng(6)
     entry = _profile(_layer("full", rng.standard_normal((800, 6)))).layers[0]
-    assert entry.details["status"] == "uncertain_dimension"
+    assert entry.status == "uncertain_dimension"
     assert np.isnan(entry.metrics["mapc"])
 
 
@@ -188,7 +188,7 @@ def test_a_layer_too_costly_at_the_default_k_says_so(monkeypatch):
     drawn = acc.sample("clifford", 800, 20, 0.0, seed=4)
     monkeypatch.setattr(measures, "MAX_FIT_FLOPS", 1.0)
     entry = _profile(_layer("clifford", drawn.points)).layers[0]
-    assert entry.details["status"] == "not_measurable" and "--k" in entry.details["reason"]
+    assert entry.status == "not_measurable" and "--k" in entry.reason
     assert entry.details["fit_flops"] > 1 and np.isnan(entry.metrics["curvature_sff"])
     given = _profile(_layer("clifford", drawn.points), k=30).layers[0]
-    assert given.details["status"] == "measured"
+    assert given.status == "measured"

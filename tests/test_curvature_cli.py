@@ -92,7 +92,7 @@ def test_perturb_reads_each_layers_dimension_from_its_spectral_gap(tmp_path, cap
     for layer in read_result(tmp_path / "p.json").layers:
         assert layer.details["dim_method"].startswith("local PCA")
         assert layer.details["dim_user_given"] is False
-        if layer.details["status"] == "measured":
+        if layer.status == "measured":
             assert layer.details["dim_gap_clear"] and layer.details["k"] == 127
         else:
-            assert layer.details["reason"] and layer.metrics["mapc"] is None  # NaN in JSON: null
+            assert layer.reason and layer.metrics["mapc"] is None  # NaN in JSON: null

@@ -35,7 +35,7 @@ def _profile(points: dict[str, np.ndarray], **kwargs) -> Result:
         name: LayerRecord(name, (x.shape[1],), "none", x.shape[1], False, False) for name, x in points.items()
     }
     return curvature_profile(
-        Activations(points, records, None, source={"points": "test"}), bootstrap=30, **kwargs
+        Activations(points, records, None, source={"points": "test"}), n_bootstrap=30, **kwargs
     )
 
 
@@ -58,21 +58,21 @@ def test_twonn_protocol_measures_a_layer_the_gap_rule_cannot():
     fits it at round(TwoNN) and says where d came from."""
     blob = np.random.default_rng(3).standard_normal((700, 20)) * 0.8 ** np.arange(20)
     default = _profile({"blob": blob})
-    assert default.layers[0].details["status"] == "uncertain_dimension"
+    assert default.layers[0].status == "uncertain_dimension"
     frame = default.to_frame()  # the status travels with the NaN values
     assert frame[frame.metric == "mapc"]["value"].isna().all()
     assert set(frame["status"]) == {"uncertain_dimension"}
     paper = _profile({"blob": blob}, dim="twonn").layers[0]
     assert paper.details["dim"] == max(1, round(paper.metrics["id_twonn"]))
-    assert paper.details["status"] != "uncertain_dimension"
+    assert paper.status != "uncertain_dimension"
     assert np.isfinite(paper.metrics["mapc"])
 
 
 def test_twonn_protocol_refuses_a_layer_that_fills_its_space():
     """A full-rank Gaussian in R^5: TwoNN reads about 5 = D, so no normal direction is left."""
     full = _profile({"full": np.random.default_rng(4).standard_normal((800, 5))}, dim="twonn").layers[0]
-    assert full.details["status"] == "not_measurable"
-    assert "fills its space" in full.details["reason"]
+    assert full.status == "not_measurable"
+    assert "fills its space" in full.reason
     assert np.isnan(full.metrics["mapc"])
 
 
@@ -87,8 +87,8 @@ def test_a_given_dim_too_wide_for_one_layer_costs_only_that_layer():
         {"sphere": sphere @ np.linalg.qr(rng.standard_normal((6, 6)))[0][:4], "narrow": narrow}, dim=3
     )
     wide, small = result.layers
-    assert wide.details["status"] in ("measured", "cannot_tell") and np.isfinite(wide.metrics["mapc"])
-    assert small.details["status"] == "not_measurable" and "dim=3 was given" in small.details["reason"]
+    assert wide.status in ("measured", "cannot_tell") and np.isfinite(wide.metrics["mapc"])
+    assert small.status == "not_measurable" and "dim=3 was given" in small.reason
 
 
 @pytest.mark.parametrize("bad", ["gap", "two", 0, -3, 2.5, True])

@@ -19,11 +19,20 @@ from torch import nn
 
 from manifold_probe.errors import InputError
 from manifold_probe.probes.cutting_planes import (
+    CuttingPlaneOptions,
     draw_planes,
     measure_class_manifold,
     optimise_planes,
     plane_basis,
 )
+
+
+def probe(models, pool_inputs, pool_labels, target_classes, dims, planes=5, *, seed=0, device="cpu",
+          progress=False, **options):  # fmt: skip
+    """measure_class_manifold with the options spelled out, as these tests read best."""
+    chosen = CuttingPlaneOptions(dims=tuple(dims), planes=planes, **options)
+    return measure_class_manifold(models, pool_inputs, pool_labels, target_classes, chosen, seed=seed,
+                                  device=device, progress=progress)  # fmt: skip
 
 D = 32
 RADIUS_RATIO_SQ = 0.5  # r^2 / R_perp^2
@@ -108,7 +117,7 @@ CODIM = 24  # n = 8
 def single():
     frame, centre, pool, labels = scene([slice(8, 32)])
     model = Cylinder(centre, frame[8:], RADIUS, sharpness=1.0)
-    result = measure_class_manifold(
+    result = probe(
         model, pool, labels, 0, SINGLE_DIMS, SINGLE_PLANES, seed=3, n_bootstrap=100
     )
     planes = draw_planes(pool, labels, (0,), SINGLE_DIMS, SINGLE_PLANES, seed=3)
@@ -145,7 +154,7 @@ def test_far_offsets_recover_the_subspace_dimension():
     frame, centre, pool, labels = scene([slice(8, 32)], seed=5)
     model = Cylinder(centre, frame[8:], R_PERP * ratio_sq**0.5, sharpness=1.0)
     dims = [16, 20, 22, 23, 24, 26]
-    result = measure_class_manifold(model, pool, labels, 0, dims, 16, seed=1, n_bootstrap=0)
+    result = probe(model, pool, labels, 0, dims, 16, seed=1, n_bootstrap=0)
     expected = theory_critical_dim(CODIM, ratio_sq)
     assert abs(result.critical_dim - expected) <= 2.0
     assert abs(result.manifold_dim - 8) <= 2.5  # n = 8
@@ -159,8 +168,8 @@ def test_ensemble_codimensions_add():
     members = [Cylinder(centre, frame[8:20], RADIUS, 0.5), Cylinder(centre, frame[20:], RADIUS, 0.5)]
     dims = [2, 4, 6, 8, 10, 12, 14, 16, 20]
     planes = 30
-    ensemble = measure_class_manifold(members, pool, labels, 0, dims, planes, seed=2, n_bootstrap=0)
-    member = measure_class_manifold(members[0], pool, labels, 0, dims, planes, seed=2, n_bootstrap=0)
+    ensemble = probe(members, pool, labels, 0, dims, planes, seed=2, n_bootstrap=0)
+    member = probe(members[0], pool, labels, 0, dims, planes, seed=2, n_bootstrap=0)
 
     drawn = draw_planes(pool, labels, (0,), dims, planes, seed=2)
     min_sq = exact_min_sq_distance(drawn, frame[8:], centre)
@@ -178,9 +187,9 @@ def test_ensemble_codimensions_add():
 def test_orthonormal_and_gaussian_bases_give_the_same_hits(single):
     dims, planes = [8, 12, 16], 24
     kwargs = dict(seed=7, n_bootstrap=0)
-    gaussian = measure_class_manifold(single["model"], single["pool"], single["labels"], 0, dims,
+    gaussian = probe(single["model"], single["pool"], single["labels"], 0, dims,
                                       planes, orthonormal=False, **kwargs)
-    orthonormal = measure_class_manifold(single["model"], single["pool"], single["labels"], 0,
+    orthonormal = probe(single["model"], single["pool"], single["labels"], 0,
                                          dims, planes, orthonormal=True, **kwargs)
     drawn = draw_planes(single["pool"], single["labels"], (0,), dims, planes, seed=7)
     min_sq = exact_min_sq_distance(drawn, single["frame"][8:], single["centre"])
@@ -198,8 +207,8 @@ def test_stopping_at_the_first_hit_keeps_every_reading_in_fewer_steps(single):
     dims, planes = [8, 12, 16], 24
     kwargs = dict(seed=7, n_bootstrap=50)
     args = (single["model"], single["pool"], single["labels"], 0, dims, planes)
-    full = measure_class_manifold(*args, **kwargs)
-    early = measure_class_manifold(*args, stop_at_hit=True, **kwargs)
+    full = probe(*args, **kwargs)
+    early = probe(*args, stop_at_hit=True, **kwargs)
     drawn = draw_planes(single["pool"], single["labels"], (0,), dims, planes, seed=7)
     min_sq = exact_min_sq_distance(drawn, single["frame"][8:], single["centre"])
     for result in (full, early):
@@ -227,9 +236,9 @@ def test_bases_have_unit_rows_and_orthonormal_bases_span_the_same_plane():
 
 def test_seed_reproduces_results_exactly(single):
     args = (single["model"], single["pool"], single["labels"], 0, [6, 12], 10)
-    first = measure_class_manifold(*args, seed=11, n_bootstrap=50)
-    again = measure_class_manifold(*args, seed=11, n_bootstrap=50)
-    other = measure_class_manifold(*args, seed=12, n_bootstrap=50)
+    first = probe(*args, seed=11, n_bootstrap=50)
+    again = probe(*args, seed=11, n_bootstrap=50)
+    other = probe(*args, seed=12, n_bootstrap=50)
     assert first == again
     assert first.to_dict() == again.to_dict()
     assert [s.max_probs for s in first.success] != [s.max_probs for s in other.success]
@@ -243,8 +252,12 @@ def small_cnn(seed=0):
     )
 
 
-def test_a_plane_does_not_depend_on_its_batch_mates():
-    model = small_cnn()
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_plane_does_not_depend_on_its_batch_mates(dtype):
+    """A plane's trajectory is its own whatever it is batched with. In float64 that holds to the
+    step; in float32 the model's kernels may differ by an ulp between batch sizes, which may move
+    a plane's stopping step, so there the readings (max probability, hit) must agree, not steps."""
+    model = small_cnn().to(dtype)
     rng = np.random.default_rng(0)
     pool = rng.standard_normal((50, 1, 8, 8)).astype(np.float32)
     labels = rng.integers(0, 10, 50)
@@ -259,8 +272,12 @@ def test_a_plane_does_not_depend_on_its_batch_mates():
     alone_steps = np.array([a.steps[0] for a in alone])
     identity = np.arange(len(planes))
     for outcome, index in ((together, identity), (in_threes, identity), (mixed, order)):
-        np.testing.assert_allclose(outcome.max_probs, alone_max[index], rtol=1e-4, atol=1e-6)
-        np.testing.assert_array_equal(outcome.steps, alone_steps[index])
+        if dtype == torch.float64:
+            np.testing.assert_allclose(outcome.max_probs, alone_max[index], rtol=1e-10, atol=1e-12)
+            np.testing.assert_array_equal(outcome.steps, alone_steps[index])
+        else:
+            np.testing.assert_allclose(outcome.max_probs, alone_max[index], rtol=1e-3, atol=1e-4)
+            np.testing.assert_array_equal(outcome.hits, alone_max[index] >= 0.5)
     assert len(set(np.round(alone_max, 4))) > 3  # the planes really differ
 
 
@@ -297,7 +314,7 @@ def test_soft_target_set_hits_the_boundary_cylinder():
     k = 1.0
     model = Cylinder(centre, frame[8:], RADIUS, k, classes=3)
     dims, planes = [8, 12, 16], 20
-    result = measure_class_manifold(model, pool, labels, [0, 1], dims, planes, seed=5,
+    result = probe(model, pool, labels, [0, 1], dims, planes, seed=5,
                                     n_bootstrap=0)
     drawn = draw_planes(pool, labels, (0, 1), dims, planes, seed=5)
     min_sq = exact_min_sq_distance(drawn, frame[8:], centre)
@@ -350,7 +367,7 @@ def test_model_state_is_restored():
     model[1].bias.requires_grad_(False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     pool = np.random.default_rng(0).standard_normal((10, 1, 8, 8)).astype(np.float32)
-    measure_class_manifold(model, pool, np.arange(10), 0, [2, 4], 2, steps=20, n_bootstrap=0)
+    probe(model, pool, np.arange(10), 0, [2, 4], 2, steps=20, n_bootstrap=0)
     assert all(m.training for m in model.modules())
     assert model[0].weight.requires_grad and not model[1].bias.requires_grad
     assert all(p.grad is None for p in model.parameters())
@@ -373,7 +390,7 @@ def test_bad_input_raises_input_error(kwargs, message):
     args = dict(models=small_cnn(), pool_inputs=pool, pool_labels=np.arange(6), target_classes=1,
                 dims=[2], planes=1, steps=2, n_bootstrap=0)
     with pytest.raises(InputError, match=message):
-        measure_class_manifold(**{**args, **kwargs})
+        probe(**{**args, **kwargs})
 
 
 def test_no_offsets_outside_the_target_is_an_input_error():
@@ -403,7 +420,7 @@ def test_trained_digits_model_every_full_dimensional_plane_reaches_every_class()
     model.eval()
     assert (model(x).argmax(1) == y).float().mean() > 0.9
     for digit in range(10):
-        result = measure_class_manifold(model, x, y, digit, [2, 64], 2, seed=digit, n_bootstrap=0)
+        result = probe(model, x, y, digit, [2, 64], 2, seed=digit, n_bootstrap=0)
         assert result.success[-1].hits == 2, digit
         assert result.critical.status in ("crossed", "below_range")
         if result.critical_dim is not None:
@@ -415,7 +432,7 @@ def test_ensemble_members_must_agree_on_classes_and_planes_must_fit_the_input():
     pool = np.zeros((6, 1, 8, 8), np.float32)
     five = nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
     with pytest.raises(InputError, match="disagree on the number of classes"):
-        measure_class_manifold([small_cnn(), five], pool, np.arange(6), 1, [2], 1, n_bootstrap=0)
+        probe([small_cnn(), five], pool, np.arange(6), 1, [2], 1, n_bootstrap=0)
     planes = draw_planes(np.zeros((3, 10), np.float32), np.array([1, 1, 1]), (0,), [2], 1)
     with pytest.raises(InputError, match="offset of 64 values"):
         optimise_planes(five, planes, input_shape=(1, 8, 8), target_classes=0)
@@ -427,7 +444,7 @@ def test_ball_hit_fractions_follow_the_beta_cdf_and_every_plane_converges():
     frame, centre, pool, labels = scene([slice(0, 32)], seed=6)
     model = Cylinder(centre, frame, RADIUS, sharpness=1.0)
     dims = [8, 12, 16, 20, 24]
-    result = measure_class_manifold(model, pool, labels, 0, dims, 30, seed=4, n_bootstrap=0)
+    result = probe(model, pool, labels, 0, dims, 30, seed=4, n_bootstrap=0)
     for s in result.success:
         low, high = binom.interval(0.999, s.planes, beta_hit_probability(s.dim, 32))
         assert low <= s.hits <= high, (s.dim, s.hits, low, high)
@@ -445,11 +462,11 @@ def test_slab_is_below_the_range_and_a_short_budget_says_unconverged():
     frame, centre, pool, labels = scene([slice(31, 32)], seed=7)
     model = Cylinder(centre, frame[31:], RADIUS, sharpness=0.05)
     dims = [1, 2, 4, 8]
-    full = measure_class_manifold(model, pool, labels, 0, dims, 8, seed=5, n_bootstrap=0, lr=0.05)
+    full = probe(model, pool, labels, 0, dims, 8, seed=5, n_bootstrap=0, lr=0.05)
     for s in full.success:
         assert s.hits + s.unconverged == s.planes
     assert full.critical.status == "below_range"
-    short = measure_class_manifold(
+    short = probe(
         model, pool, labels, 0, dims, 8, seed=5, n_bootstrap=0, lr=0.05, steps=20
     )
     assert sum(s.unconverged for s in short.success) > 0

@@ -15,7 +15,7 @@ from manifold_probe.measures.cutting_planes import (
     cutting_planes_profile,
     success_curve_points,
 )
-from manifold_probe.results import SCHEMA, read_result
+from manifold_probe.results import SCHEMA, ClassResult, read_result
 from manifold_probe.sources.data import load_data
 from manifold_probe.study.training import train_and_save
 from manifold_probe.validation import check_dims, select_targets
@@ -128,7 +128,7 @@ def test_ensemble_of_two_checkpoints_runs(checkpoints, tmp_path, capsys):
     assert [m["model"] for m in result.source["models"]] == [str(p) for p in checkpoints]
     assert result.params["criterion"] == "ensemble averaged probability"
     assert result.summary["ensemble_size"] == 2 and "ensemble_limitation" in result.summary
-    assert len(result.classes) == 1 and len(result.classes[0]["success"]) == 2
+    assert len(result.classes) == 1 and len(result.classes[0].success) == 2
     assert "2 models" in " ".join(out.split())
 
 
@@ -141,7 +141,7 @@ def test_set_of_classes_is_one_target(checkpoints):
         options=CuttingPlaneOptions(dims=(8, 64), planes=2, steps=20, n_bootstrap=10),
         device="cpu",
     )
-    assert [entry["class"] for entry in result.classes] == [[3, 5]]
+    assert [entry.target for entry in result.classes] == [(3, 5)]
     assert result.params["set"] is True
 
 
@@ -157,13 +157,13 @@ def test_help_states_the_caveats_and_the_hit(capsys):
     "extra, message",
     [
         (["--class", "12"], "class 12 does not exist"),
-        (["--dims", ""], "--dims is empty"),
+        (["--dims", ""], "--dims: is empty"),
         (["--dims", "4,100"], "exceeds the input dimension 64"),
         (["--dims", "0"], "not positive"),
         (["--dims", "4,x"], "not a whole number"),
-        (["--class", "3", "--set"], "--set needs two or more classes"),
+        (["--class", "3", "--set"], "--set: a set needs two or more classes"),
         (["--offset", "edge"], "unknown offset"),
-        (["--planes", "0"], "planes must be positive"),
+        (["--planes", "0"], "--planes: must be a whole number of at least 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(extra, message, checkpoints, capsys):
@@ -194,13 +194,15 @@ def test_library_checks():
 
 def test_fitted_curve_points_follow_the_fit():
     entry = {
+        "class": 0, "input_dim": 100,
         "fit": {"lower": 0.0, "height": 1.0, "centre": 10.0, "width": 0.5},
-        "success": [{"dim": 1}, {"dim": 100}],
+        "success": [{"dim": 1, "planes": 1, "hits": 0}, {"dim": 100, "planes": 1, "hits": 1}],
     }
-    grid, values = success_curve_points(entry, n=5)
+    grid, values = success_curve_points(ClassResult.from_dict(entry), n=5)
     assert grid[0] == pytest.approx(1) and grid[-1] == pytest.approx(100)
     assert values[2] == pytest.approx(0.5) and values == sorted(values)
-    assert success_curve_points({"fit": None, "success": [{"dim": 1}]}) == ([], [])
+    unfitted = ClassResult.from_dict({**entry, "fit": None, "success": [{"dim": 1, "planes": 1, "hits": 0}]})
+    assert success_curve_points(unfitted) == ([], [])
 
 
 def test_data_the_model_cannot_take_is_exit_code_2(checkpoints, tmp_path, capsys):

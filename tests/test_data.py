@@ -82,7 +82,7 @@ def test_too_many_points_and_bad_split_are_input_errors():
         load_data("digits", n_points=5000)
     with pytest.raises(InputError, match="train or test"):
         load_data("digits", split="validation")
-    with pytest.raises(InputError, match="positive"):
+    with pytest.raises(InputError, match="n_points: must be a whole number of at least 1"):
         load_data("digits", n_points=0)
 
 

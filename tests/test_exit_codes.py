@@ -22,7 +22,7 @@ from PIL import Image
 from torch import nn
 
 from manifold_probe.errors import InputError
-from manifold_probe.report.report import SweepRow, load_profiles
+from manifold_probe.study.report import SweepRow, load_profiles
 from manifold_probe.results import read_result
 from manifold_probe.sources import zoo
 from manifold_probe.sources.data import load_data
@@ -42,8 +42,8 @@ def points(tmp_path):
 
 def test_a_negative_seed_names_the_option(points, capsys):
     code, _, err = run_cli(["id", "--points", points, "--seed", "-1"], capsys)
-    assert code == 2 and "--seed must be a whole number from 0" in one_line(err)
-    with pytest.raises(InputError, match="seed must be a whole number from 0"):
+    assert code == 2 and "--seed: must be a whole number from 0" in one_line(err)
+    with pytest.raises(InputError, match="seed: must be a whole number from 0"):
         TrainingConfig(seed=-1)
 
 

@@ -84,7 +84,7 @@ def _bad_inputs(tmp_path, cnn, mlp):
         ),
         "unknown probe": (
             ["sweep", cnn, "--probes", "curvatur", "--out", tmp_path / "sweep", "-q"],
-            "unknown probe",
+            "--measures: unknown measure",
         ),
     }
 
@@ -151,12 +151,12 @@ def test_duplicate_points_warn_and_succeed(tmp_path, capsys):
 
 def test_keyboard_interrupt_in_a_command_exits_130(tmp_path, capsys, monkeypatch):
     """typer returns (not raises) the code of an interrupted command; main must pass it on."""
-    import manifold_probe as mp
-
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mp, "intrinsic_dimension", interrupted)  # what `mprobe id` calls
+    from manifold_probe.measures import intrinsic_dimension as module
+
+    monkeypatch.setattr(module, "intrinsic_dimension", interrupted)  # what `mprobe id` calls (registry)
     np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(60, 3)))
     code, out, err = run(["id", "--points", tmp_path / "x.npy"], capsys)
     assert code == 130 and "interrupted" in err and "Traceback" not in err + out
@@ -280,7 +280,7 @@ def test_interrupted_extraction_is_completed_by_a_rerun(tmp_path, digits_checkpo
 
 
 def test_max_memory_streams_a_layer_to_disk(tmp_path, digits_checkpoint):
-    from manifold_probe.extraction.activations import extract
+    from manifold_probe.extraction.engine import extract
     from manifold_probe.sources.data import load_data
     from manifold_probe.sources.models import load_model
 
@@ -316,7 +316,7 @@ def test_max_memory_bounds_the_memory_held_for_activations():
 
     import torch
 
-    from manifold_probe.extraction.activations import extract
+    from manifold_probe.extraction.engine import extract
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 4096))

@@ -169,7 +169,7 @@ def test_class_names_reach_the_result_json(tmp_path):
 
 
 def test_normalize_is_recorded_in_the_cache_key_and_the_result(tmp_path):
-    from manifold_probe.measures.pipeline import data_key, data_source
+    from manifold_probe.measures.pipeline import data_source, default_data_key
     from manifold_probe_cli.options import parse_normalize
 
     _fake_set(tmp_path, False, np.random.default_rng(8), n_train=20)
@@ -181,5 +181,5 @@ def test_normalize_is_recorded_in_the_cache_key_and_the_result(tmp_path):
         parse_normalize("0.3")
     assert plain.preprocessing == "" and "preprocessing" not in data_source(plain, len(plain))
     assert normed.preprocessing == "normalize=mean[0.286],std[0.353]"
-    assert data_key(plain) != data_key(normed)
+    assert default_data_key(plain) != default_data_key(normed)
     assert data_source(normed, len(normed))["preprocessing"] == normed.preprocessing

@@ -124,7 +124,7 @@ def test_zoo_errors_and_torchvision():
         zoo.build_model("digit-cnn")
     with pytest.raises(InputError, match="no argument 'widht'"):
         zoo.build_model("digits-cnn", widht=3)
-    with pytest.raises(InputError, match="depth must be positive"):
+    with pytest.raises(InputError, match="depth: must be a whole number of at least 1"):
         zoo.build_model("digits-mlp", depth=0)
     with pytest.raises(InputError, match="close matches: resnet18"):
         zoo.build_model("torchvision:resnet81")

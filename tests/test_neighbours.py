@@ -61,7 +61,7 @@ def test_float32_input_and_first():
 
 def test_bad_k_and_nan_are_input_errors():
     x = np.random.default_rng(4).normal(size=(10, 3))
-    with pytest.raises(InputError, match="k=10"):
+    with pytest.raises(InputError, match="k: 10 neighbours need more than 10 points"):
         nearest_neighbours(x, 10)
     x[3, 1] = np.nan
     with pytest.raises(InputError, match="NaN"):

@@ -5,6 +5,8 @@ in headless Chromium (figures drawn, no script error)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -19,9 +21,9 @@ from manifold_probe.report.profile_page import (
     spans_decades,
     write_page,
 )
-from manifold_probe.report.report import SweepRow, scatter_figure
+from manifold_probe.study.report import SweepRow, scatter_figure
 from manifold_probe.report.tables import class_table, target_name
-from manifold_probe.results import LayerResult, Result, read_result
+from manifold_probe.results import ClassResult, LayerResult, Result, read_result
 from manifold_probe_cli.main import main
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -70,8 +72,9 @@ def test_profiles_carry_units_names_and_an_automatic_log_axis():
 
 def test_curvature_subtitle_names_the_neighbourhood_and_its_parameters():
     result = _profile("/x/t.pt", [0.1, 0.2, 0.3])
-    for i, layer in enumerate(result.layers):
-        layer.details.update({"k": 30 + 15 * (i > 0), "dim": 1 + 3 * (i > 0)})
+    layers = [replace(layer, details={**layer.details, "k": 30 + 15 * (i > 0), "dim": 1 + 3 * (i > 0)})
+              for i, layer in enumerate(result.layers)]  # fmt: skip
+    result = replace(result, layers=layers)
     _, _, notes = result_figures([result])
     assert notes.startswith("knn neighbourhoods (K = 30, 45 by layer), tangent dimension d = 1, 4")
     perturb = Result("curvature", {"model": "m.pt"}, {"neighbourhood": "perturb", "n_top": 8, "n_toggle": 7,
@@ -119,12 +122,13 @@ def test_eigenvalues_below_numerical_zero_are_not_drawn_and_are_counted():
 
 
 def test_class_names_in_cutting_plane_tables_and_pages():
-    entry = {"class": 1, "critical_dim": 700.0, "critical_dim_interval": [690.0, 710.0], "manifold_dim": 84.0,
-             "manifold_dim_interval": [74.0, 94.0], "critical_dim_status": "crossed",
+    entry = {"class": 1, "input_dim": 784, "critical_dim": 700.0, "critical_dim_interval": [690.0, 710.0],
+             "manifold_dim": 84.0, "manifold_dim_interval": [74.0, 94.0], "critical_dim_status": "crossed",
              "success": [{"dim": d, "hits": h, "planes": 2, "hit_fraction": h / 2, "mean_max_prob": 0.1 * h}
                          for d, h in ((600, 0), (784, 2))]}  # fmt: skip
-    assert target_name(entry, FASHION) == "Trouser" and target_name(entry) == "1"
-    assert target_name({"class": [6, 0]}, FASHION) == "{Shirt, T-shirt/top}"
+    one = ClassResult.from_dict(entry)
+    assert target_name(one, FASHION) == "Trouser" and target_name(one) == "1"
+    assert target_name(ClassResult.from_dict({**entry, "class": [6, 0]}), FASHION) == "{Shirt, T-shirt/top}"
     source = {"model": "m.pt", "data": "fashion-mnist", "split": "train", "class_names": FASHION}
     params = {"dims": [600, 784], "planes": 2}
     result = Result("cutting-planes", source, params, classes=[entry], summary={"input_dim": 784})

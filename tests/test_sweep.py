@@ -20,8 +20,11 @@ from typer.testing import CliRunner
 
 from manifold_probe.errors import InputError
 from manifold_probe.results import read_result
-from manifold_probe.study import sweep
-from manifold_probe.study.sweep import COLUMN_TYPES, MEASURE_COLUMNS, PROBES, collect_table, run_sweep
+from manifold_probe import registry
+from manifold_probe.study.sweep import run_sweep
+from manifold_probe.study.tables import COLUMN_TYPES, collect_table, measure_columns
+
+PROBES = registry.sweep_measures()
 from manifold_probe.study.training import train_and_save
 from manifold_probe_cli import commands_sweep
 
@@ -66,7 +69,7 @@ def test_sweep_writes_every_result_and_the_table(swept):
         assert read_result(path).command == path.stem
     with open(summary.table_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    columns = list(COLUMN_TYPES) + [c for p in PROBES for c in MEASURE_COLUMNS[p]]
+    columns = list(COLUMN_TYPES) + [c for p in PROBES for c in measure_columns(p)]
     assert list(rows[0]) == columns
     by_name = {Path(row["checkpoint"]).stem: row for row in rows}
     trained, untrained = by_name["trained"], by_name["untrained"]
@@ -88,8 +91,8 @@ def test_sweep_writes_every_result_and_the_table(swept):
     if trained["curvature_gap"]:
         assert float(trained["curvature_gap"]) == pytest.approx(curvature.summary["curvature_gap"])
     else:
-        assert any(layer.details["status"] != "measured" for layer in curvature.layers[-2:])
-    assert curvature.params["bootstrap"] == sweep.MEASURES["curvature"].sweep_options["n_bootstrap"]
+        assert any(layer.status != "measured" for layer in curvature.layers[-2:])
+    assert curvature.params["n_bootstrap"] == registry.get("curvature").sweep.options["n_bootstrap"]
     if summary.table_parquet is not None:
         import pyarrow.parquet as pq
 
@@ -125,20 +128,22 @@ def test_deleted_result_and_stray_temporary_redo_only_that_task(zoo, swept, tmp_
     (target.parent / "id.json.tmp").write_text("not a result")
     summary = run_sweep([zoo], PROBES, out, n_points=N_POINTS, workers=1)
     assert summary.executed == 1 and summary.skipped == 2 * len(PROBES) - 1
-    assert (summary.done[0].run_id, summary.done[0].probe) == (target.parent.name, probe)
+    assert (summary.done[0].run_id, summary.done[0].measure) == (target.parent.name, probe)
     assert read_result(target).command == probe
     assert not stray.exists()
 
 
 def test_a_failing_task_is_recorded_and_the_others_go_on(zoo, tmp_path, monkeypatch):
-    measure = sweep._measure
+    from manifold_probe.study import tasks
+
+    measure = tasks._measure
 
     def broken(task):
-        if task.probe == "id":
+        if task.measure == "id":
             raise RuntimeError("probe exploded")
         return measure(task)
 
-    monkeypatch.setattr(sweep, "_measure", broken)
+    monkeypatch.setattr(tasks, "_measure", broken)
     summary = run_sweep([zoo], ("id", "collapse"), tmp_path, n_points=N_POINTS, workers=1)
     assert len(summary.failed) == 2 and len(summary.done) == 2
     assert all("probe exploded" in f.error for f in summary.failed)
@@ -151,7 +156,7 @@ def test_a_failing_task_is_recorded_and_the_others_go_on(zoo, tmp_path, monkeypa
 
 
 def test_bad_options_are_input_errors(zoo, tmp_path):
-    with pytest.raises(InputError, match="unknown probe"):
+    with pytest.raises(InputError, match="unknown measure"):
         run_sweep([zoo], ("id", "curvatur"), tmp_path)
     with pytest.raises(InputError, match="unknown executor"):
         run_sweep([zoo], ("id",), tmp_path, executor="dask")

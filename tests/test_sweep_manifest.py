@@ -11,7 +11,9 @@ import torch
 
 from cli.main import main
 from manifold_probe.errors import InputError
-from manifold_probe.study.sweep import LAYER_COLUMN_TYPES, read_manifest, run_sweep
+from manifold_probe.study.checkpoints import read_manifest
+from manifold_probe.study.sweep import run_sweep
+from manifold_probe.study.tables import LAYER_COLUMN_TYPES
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -96,13 +98,13 @@ def test_a_sweep_over_a_manifest_gives_the_tables_and_the_report(foreign, tmp_pa
 
     layers = _read_csv(out / "layers.csv")
     assert list(layers[0]) == list(LAYER_COLUMN_TYPES)
-    resnet = [r for r in layers if r["run_id"] == table[0]["run_id"] and r["probe"] == "id"]
+    resnet = [r for r in layers if r["run_id"] == table[0]["run_id"] and r["measure"] == "id"]
     twonn = [r for r in resnet if r["metric"] == "id_twonn"]
     # the manifest's layers, globs within one dotted level: the four stages, not their blocks
     assert [r["layer"] for r in twonn] == ["layer1", "layer2", "layer3", "layer4", "logits"]
     assert [float(r["depth"]) for r in twonn] == pytest.approx([0, 0.25, 0.5, 0.75, 1])
     assert all(r["family"] == "resnet" and float(r["value"]) > 0 for r in twonn)
-    shuffle = {r["layer"] for r in layers if r["family"] == "shufflenet" and r["probe"] == "collapse"}
+    shuffle = {r["layer"] for r in layers if r["family"] == "shufflenet" and r["measure"] == "collapse"}
     assert {"stage2", "stage3", "stage4", "logits"} <= shuffle
     assert {r["probe"] for r in layers} == {"id", "collapse"}
 

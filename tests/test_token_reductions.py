@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from manifold_probe.errors import InputError
-from manifold_probe.extraction.activations import extract
+from manifold_probe.extraction.engine import extract
 from manifold_probe.extraction.reductions import (
     Reduction,
     make_reducer,

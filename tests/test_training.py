@@ -140,7 +140,7 @@ def test_zero_epochs_saves_the_untrained_network(tmp_path):
 
 
 def test_bad_training_settings_are_input_errors():
-    with pytest.raises(InputError, match="epochs must be non-negative"):
+    with pytest.raises(InputError, match="epochs: must be a whole number of at least 0"):
         TrainingConfig(epochs=-1)
     with pytest.raises(InputError, match="momentum must be below 1"):
         TrainingConfig(momentum=1.0)
@@ -236,13 +236,13 @@ def test_options_round_trip_through_the_checkpoint(tmp_path):
 
 
 def test_bad_zoo_options_are_input_errors():
-    with pytest.raises(InputError, match="label_noise must be between 0 and 1"):
+    with pytest.raises(InputError, match="label_noise: must be a number from 0 to 1"):
         TrainingConfig(label_noise=1.5)
-    with pytest.raises(InputError, match="label_smoothing must be between 0 and 1"):
+    with pytest.raises(InputError, match="label_smoothing: must be a number from 0 to 1"):
         TrainingConfig(label_smoothing=-0.1)
-    with pytest.raises(InputError, match="mixup must be non-negative"):
+    with pytest.raises(InputError, match="mixup: must be a non-negative"):
         TrainingConfig(mixup=-1)
-    with pytest.raises(InputError, match="train_size must be positive"):
+    with pytest.raises(InputError, match="train_size: must be a whole number of at least 1"):
         TrainingConfig(train_size=0)
     with pytest.raises(InputError, match="has 1346 points"):
         train("digits-mlp", epochs=1, train_size=5000)

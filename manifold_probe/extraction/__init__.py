@@ -5,8 +5,9 @@ with extract(model, dataset, layers, reduction="avgpool", model_key=..., data_ke
     for name, array in acts.items(): ...
 """
 
-from .activations import Activations, LayerRecord, extract
+from .activations import Activations, LayerRecord
 from .cache import ActivationCache, CacheKey, default_cache_dir
+from .engine import extract
 from .layers import LayerInfo, default_layers, list_layers, select_layers
 from .patterns import layer_matches
 from .reductions import Reduction, parse_reduction, parse_reduction_options, resolve_reductions

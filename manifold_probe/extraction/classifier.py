@@ -32,8 +32,8 @@ from ..errors import InputError
 from .hooks import eval_mode, is_scripted, model_logits, run_model, to_device
 
 CLASSIFIER_HINT = (
-    "save the penultimate features H and the classifier's weight W as arrays and measure them "
-    "directly (points=H, labels=y, classifier=W)"
+    "save the penultimate features and the classifier's weight as arrays and measure those points "
+    "with their labels and that classifier"
 )
 
 
@@ -72,7 +72,8 @@ def _no_linear(model: nn.Module) -> InputError:
         )
     else:
         why = "its head is not an nn.Linear; "
-    return InputError(f"the model has no nn.Linear classifier to measure: {why}{CLASSIFIER_HINT}.")
+    return InputError(f"the model has no nn.Linear classifier to measure: {why}{CLASSIFIER_HINT}.",
+                      parameter="classifier")  # fmt: skip
 
 
 def _is_export(model: nn.Module) -> bool:

@@ -264,12 +264,11 @@ class Curvature:
         }
 
     def details(self) -> dict:
-        """Everything else a result file should carry to be read without this code."""
+        """Everything else a result file should carry to be read without this code (the
+        status and reason are the layer's own fields)."""
         return {
             "dim": self.dim,
             "k": self.k,
-            "status": self.status,
-            "reason": self.reason,
             "sff_fit": self.fit,
             "n_degenerate": self.n_degenerate,
             "length_scale": self.length_scale,

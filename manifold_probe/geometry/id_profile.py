@@ -26,15 +26,17 @@ class DimensionProfile:
 
 def check_methods(methods) -> tuple[str, ...]:
     """Lower-cased method names, each native or a scikit-dimension estimator."""
+    if isinstance(methods, str):
+        methods = methods.split(",")
     names = tuple(m.strip().lower() for m in methods if m.strip())
     if not names:
-        raise InputError("no intrinsic-dimension method given; use e.g. --method twonn,mle.")
+        raise InputError("no intrinsic-dimension method given; name at least one, e.g. twonn,mle.",
+                         parameter="methods")  # fmt: skip
     for name in names:
         if name not in NATIVE_METHODS and name not in SKDIM_METHODS:
             raise InputError(
-                f"unknown method {name!r}; choose from "
-                + ", ".join(NATIVE_METHODS + tuple(SKDIM_METHODS))
-                + "."
+                f"unknown method {name!r}; choose from " + ", ".join(NATIVE_METHODS + tuple(SKDIM_METHODS)) + ".",
+                parameter="methods",
             )
     return names
 
@@ -66,8 +68,8 @@ def measure_dimensions(
         if k_needed >= len(x):
             raise InputError(
                 f"{len(x)} points are too few for {k_needed} nearest neighbours; give more than "
-                f"{k_needed} distinct points, or methods that need fewer neighbours (--method "
-                "twonn,pca works from 4 points)."
+                f"{k_needed} distinct points, or methods that need fewer neighbours (twonn and pca "
+                "work from 4 points)."
             )
         graph = nearest_neighbours(x, k_needed, device=device, backend=backend)
 

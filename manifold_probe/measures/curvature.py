@@ -29,18 +29,19 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..extraction.activations import Activations, LayerArray, extract
+from ..extraction.activations import Activations, LayerArray
+from ..extraction.engine import extract
 from ..extraction.perturbations import svd_perturbations
 from ..geometry.curvature import (
     MAX_FIT_FLOPS,
     Curvature,
     NeighbourhoodCurvature,
-    curvature,
     default_k,
     fit_flops,
     min_neighbours,
     n_unknowns,
 )
+from ..geometry.curvature import curvature as fit_curvature
 from ..geometry.intrinsic_dimension import distinct_points, twonn
 from ..geometry.neighbours import NeighbourGraph, nearest_neighbours
 from ..geometry.tangent_dimension import (
@@ -49,12 +50,16 @@ from ..geometry.tangent_dimension import (
     TangentDimension,
     tangent_dimension_at_fit_scale,
 )
+from ..metric_names import CURVATURE_METRICS
 from ..progress import track
-from ..results import LayerResult, Result
-from ..validation import check_curvature_dim, check_positive, check_tangent_dim
+from ..results import NOT_MEASURABLE, UNCERTAIN_DIMENSION, LayerResult, Result
+from ..sources.data import LabelledData
+from ..sources.models import model_device
+from ..validation import check_count, check_curvature_dim, check_seed, check_tangent_dim
 from .layers import layer_result, measure_layers
+from .pipeline import as_activations, estimator_device
 
-CURVATURE_METRICS = ("mapc", "curvature_sff", "mapc_scaled", "curvature_sff_scaled")
+NEIGHBOURHOODS = ("knn", "perturb")
 GAP_DEFINITION = (
     "curvature_gap = mapc(last layer) - mapc(penultimate layer), raw (the reference's MAPC, 1/length); "
     "*_scaled gaps use each layer's dimensionless mapc_scaled / curvature_sff_scaled"
@@ -77,14 +82,13 @@ def curvature_gap(layers: list[LayerResult]) -> dict[str, float]:
 
 
 def _layer_entry(
-    layer: LayerArray, index: int, n_layers: int, measured: Curvature, id_twonn: float
+    layer: LayerArray, index: int, n_layers: int, measured: Curvature, id_twonn: float, details: dict
 ) -> LayerResult:
-    entry = layer_result(layer, index, n_layers)
-    entry.metrics.update(measured.metrics())
-    entry.metrics["id_twonn"] = id_twonn
-    entry.intervals.update({name: list(bounds) for name, bounds in measured.intervals.items()})
-    entry.details.update(measured.details())
-    return entry
+    return layer_result(
+        layer, index, n_layers, metrics={**measured.metrics(), "id_twonn": id_twonn},
+        intervals=measured.intervals, details={**measured.details(), **details},
+        status=measured.status, reason=measured.reason,
+    )  # fmt: skip
 
 
 def _unmeasured_entry(
@@ -94,14 +98,12 @@ def _unmeasured_entry(
     id_twonn: float,
     reason: str,
     details: dict,
-    status: str = "not_measurable",
+    status: str = NOT_MEASURABLE,
 ) -> LayerResult:
-    """A layer that could not be measured: every curvature metric NaN, `status` and the reason in details."""
-    entry = layer_result(layer, index, n_layers)
-    entry.metrics.update({name: float("nan") for name in (*CURVATURE_METRICS, "signal_to_noise")})
-    entry.metrics["id_twonn"] = id_twonn
-    entry.details.update({**details, "status": status, "reason": reason})
-    return entry
+    """A layer that could not be measured: every curvature metric NaN, its `status` and `reason`."""
+    metrics = {name: float("nan") for name in (*CURVATURE_METRICS, "signal_to_noise")}
+    return layer_result(layer, index, n_layers, metrics={**metrics, "id_twonn": id_twonn}, details=details,
+                        status=status, reason=reason)  # fmt: skip
 
 
 def _uncertain_dimension(found: TangentDimension, id_twonn: float) -> str:
@@ -109,8 +111,8 @@ def _uncertain_dimension(found: TangentDimension, id_twonn: float) -> str:
     return (
         f"no clear gap in the local spectra (largest drop {found.gap:.2g}x < {GAP:g}x at K={found.k}): "
         f"the tangent dimension is unknown (best guess d={found.dim}, TwoNN {id_twonn:.3g}), so every "
-        "curvature value would be of unknown meaning; give --dim if d is known, or --dim twonn for "
-        "the paper's protocol (d = rounded TwoNN)"
+        "curvature value would be of unknown meaning; give dim (--dim) if d is known, or dim='twonn' "
+        "for the paper's protocol (d = rounded TwoNN)"
     )
 
 
@@ -133,7 +135,7 @@ def _layer_dimension(
         d = max(1, round(id_twonn)) if np.isfinite(id_twonn) else 0
         return d, {"dim_method": "twonn (the paper's protocol)", "dim": d, "dim_user_given": False}, None
     if dim is not None:
-        return dim, {"dim_method": "given (--dim)", "dim_user_given": True}, None
+        return dim, {"dim_method": "given (--dim)", "dim_user_given": True}, None  # JSON text kept
     found = tangent_dimension_at_fit_scale(
         x,
         graph_for,
@@ -150,7 +152,8 @@ def _too_few_copies(dim: int, n_copies: int) -> str:
     """Why a `perturb` fit in dimension `dim` cannot run on n_copies copies per image."""
     return (
         f"dim={dim} needs K >= {min_neighbours(dim)} neighbours for the quadratic fit, but each image has "
-        f"{n_copies} perturbed copies: raise --n-toggle or --copies, or give a smaller --dim"
+        f"{n_copies} perturbed copies: raise n_toggle (--n-toggle) or n_copies (--copies), or give a "
+        "smaller dim"
     )
 
 
@@ -162,7 +165,7 @@ def _too_few_points(n: int, dim: int) -> str:
     return (
         f"dim={dim} needs K >= {need} neighbours for the quadratic fit "
         f"({n_unknowns(dim)} unknowns per normal direction plus a constant; K = {default_k(dim)} by "
-        f"default), but the layer has {n} distinct points: give more points or a smaller --dim"
+        f"default), but the layer has {n} distinct points: give more points or a smaller dim"
     )
 
 
@@ -175,9 +178,108 @@ def _too_costly(n: int, ambient: int, dim: int, n_fitted: int) -> str:
         return ""
     return (
         f"dim={dim} at the default K={k} would cost about {flops:.1g} floating-point operations "
-        f"(more than {MAX_FIT_FLOPS:.0g}, hours on a few CPU cores): give --k to run it anyway, "
-        "or a smaller --dim, or fit at fewer points with --centres"
+        f"(more than {MAX_FIT_FLOPS:.0g}, hours on a few CPU cores): give k (--k) to run it anyway, "
+        "or a smaller dim, or fit at fewer points with n_centres (--centres)"
     )
+
+
+def curvature(
+    source,
+    data=None,
+    *,
+    neighbourhood: str = "knn",
+    dim: int | str | None = None,
+    k: int | None = None,
+    n_bootstrap: int = 1000,
+    n_top: int = 22,
+    n_toggle: int = 10,
+    n_copies: int | None = None,
+    n_centres: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    max_memory: int | None = None,
+    progress: bool = False,
+    **extract_options,
+) -> Result:
+    """Principal curvature of every layer's data manifold (Kaufman & Azencot 2023;
+    docs/methods.md#curvature).
+
+    Parameters
+    ----------
+    source : activations, a bare (N, D) array, or a model (then give `data`).
+    data : the model's data; `neighbourhood="perturb"` needs `load_data(...)` images.
+    neighbourhood : `knn` (each point's K nearest neighbours in the layer) or `perturb`
+        (Kaufman & Azencot 2023: each image's SVD-perturbed copies through the model).
+    dim : tangent dimension d (None: each layer's, read from the gap in its local PCA spectra
+        at the fit's neighbourhood size, NaN where there is no clear gap; "twonn": each layer's
+        rounded TwoNN estimate, Kaufman & Azencot's protocol; docs/methods.md#curvature).
+    k : neighbours per point for `knn` (None: 3 p, p = 1 + d + d(d+1)/2).
+    n_bootstrap : bootstrap resamples of the points for the intervals (at least 1).
+    n_top, n_toggle, n_copies : the `perturb` construction (singular values kept, switched,
+        and a seeded subset of the 2^n_toggle - 1 patterns).
+    n_centres : `knn` only: fit at a seeded sample of this many points per layer (their
+        neighbours from all points): the averages become means over that sample, at
+        n_centres / N of the fits' cost (None: every point).
+    seed : seeds the bootstrap, the centres and the perturbation subset.
+    device : where the estimators run (for `perturb` the model runs where it is).
+    max_memory : bytes of working memory for the `knn` fits and local spectra (chunks and
+        worker threads shrink to fit); with a model it also bounds the extraction.
+    progress : show progress bars.
+    **extract_options : passed to `extract` with a model.
+
+    Returns
+    -------
+    A `Result`: per layer `mapc`, `curvature_sff`, their `_scaled` forms, `signal_to_noise`,
+    `id_twonn`, and each layer's status (measured, cannot_tell, uncertain_dimension,
+    not_measurable, skipped) with its reason; `summary["curvature_gap"]` (last minus
+    penultimate layer).
+
+    Example
+    -------
+    >>> import numpy as np, manifold_probe as mp
+    >>> angles = np.random.default_rng(0).uniform(0, 2 * np.pi, size=(800, 1))
+    >>> circle = np.hstack([np.cos(angles), np.sin(angles), np.zeros((800, 3))])
+    >>> r = mp.curvature(circle, dim=1, n_bootstrap=50)
+    >>> round(r.metrics["points"]["curvature_sff"], 1)  # a unit circle bends by 1 / radius
+    1.0
+    """
+    if neighbourhood not in NEIGHBOURHOODS:
+        raise InputError(f"must be knn or perturb, got {neighbourhood!r}.", parameter="neighbourhood")
+    n_bootstrap = check_count(n_bootstrap, name="n_bootstrap", minimum=1)
+    seed = check_seed(seed)
+    if k is not None:
+        k = check_count(k, name="k", minimum=2)
+    if n_centres is not None:
+        n_centres = check_count(n_centres, name="n_centres", minimum=1)
+        if neighbourhood == "perturb":
+            raise InputError("is for knn neighbourhoods; with perturb, give fewer images instead.",
+                             parameter="n_centres")  # fmt: skip
+    acts = as_activations(source, data, min_points=4, classifier=False, max_memory=max_memory,
+                          extract_options=extract_options)  # fmt: skip
+    dev = estimator_device(acts, device)
+    if neighbourhood == "perturb":
+        if acts.model is None or not isinstance(acts.data, LabelledData):
+            raise InputError(
+                "perturb needs a model and image data from load_data(...); use knn for other data.",
+                parameter="neighbourhood",
+            )
+        here = model_device(acts.model.module)
+        if device is not None and dev != here:
+            raise InputError(
+                f"perturb runs the model where it is ({here}); leave device unset, or measure a model "
+                "placed on the device you want.",
+                parameter="device",
+            )
+        return perturbation_curvature_profile(
+            acts, n_top=n_top, n_toggle=n_toggle, n_copies=n_copies, dim=dim, n_bootstrap=n_bootstrap,
+            seed=seed, device=dev, progress=progress,
+        )  # fmt: skip
+    return curvature_profile(acts, dim=dim, k=k, n_bootstrap=n_bootstrap, seed=seed, device=dev,
+                             max_memory=max_memory, n_centres=n_centres, progress=progress)  # fmt: skip
+
+
+def _gap_summary(layers) -> dict:
+    return {**curvature_gap(list(layers)), "curvature_gap_definition": GAP_DEFINITION}
 
 
 def curvature_profile(
@@ -185,14 +287,14 @@ def curvature_profile(
     *,
     dim: int | str | None = None,
     k: int | None = None,
-    bootstrap: int = 1000,
+    n_bootstrap: int = 1000,
     seed: int = 0,
     device="cpu",
     max_memory: int | None = None,
     n_centres: int | None = None,
     progress: bool = False,
 ) -> Result:
-    """Result of `mprobe curvature --neighbourhood knn`: curvature metrics and id_twonn per layer.
+    """The curvature of every layer of `arrays` with `knn` neighbourhoods (see `curvature`).
 
     Without `dim`, each layer's d is read from the gap in its local PCA spectra at the fit's
     neighbourhood size (`geometry.tangent_dimension`; details `dim_*` give the evidence);
@@ -207,38 +309,18 @@ def curvature_profile(
     them (`geometry.curvature.curvature`); None: every point.
     """
     dim = _checked_dim(dim, arrays)
-    result = Result(
-        command="curvature",
-        source=dict(arrays.source),
-        params={
-            "neighbourhood": "knn",
-            "dim": dim,
-            "k": k,
-            "bootstrap": bootstrap,
-            "seed": seed,
-            "n_centres": n_centres,
-        },
-    )
-
-    check_positive(bootstrap, name="n_bootstrap", integer=True)  # an option error is no layer's
+    params = {"neighbourhood": "knn", "dim": dim, "k": k, "n_bootstrap": n_bootstrap, "seed": seed,
+              "n_centres": n_centres}  # fmt: skip
 
     def measure(layer, index, n_layers):
-        return _knn_layer(layer, index, n_layers, dim=dim, k=k, bootstrap=bootstrap, seed=seed,
+        return _knn_layer(layer, index, n_layers, dim=dim, k=k, n_bootstrap=n_bootstrap, seed=seed,
                           device=device, max_memory=max_memory, n_centres=n_centres,
                           progress=progress)  # fmt: skip
 
-    result.layers.extend(
-        measure_layers(
-            arrays,
-            measure,
-            description="curvature",
-            progress=progress,
-            skip_errors=not isinstance(dim, int) and k is None,
-        )  # fmt: skip
-    )
-    result.summary.update(curvature_gap(result.layers))
-    result.summary["curvature_gap_definition"] = GAP_DEFINITION
-    return result
+    layers = measure_layers(arrays, measure, description="curvature", progress=progress,
+                            skip_errors=not isinstance(dim, int) and k is None)  # fmt: skip
+    return Result(command="curvature", source=arrays.source, params=params, layers=layers,
+                  summary=_gap_summary(layers))  # fmt: skip
 
 
 class _GrowingGraph:
@@ -261,7 +343,7 @@ def _knn_layer(
     *,
     dim,
     k,
-    bootstrap,
+    n_bootstrap,
     seed,
     device,
     max_memory,
@@ -286,13 +368,13 @@ def _knn_layer(
         return _unmeasured_entry(layer, index, n_layers, id_estimate, reason, details)
     k_layer = k if k is not None else default_k(d, n)
     try:
-        measured = curvature(
+        measured = fit_curvature(
             x,
             d,
             k=k_layer,
             graph=graph_for(k_layer),
             device=device,
-            n_bootstrap=bootstrap,
+            n_bootstrap=n_bootstrap,
             seed=seed,
             max_memory=max_memory,
             n_centres=n_centres,
@@ -300,12 +382,9 @@ def _knn_layer(
         )
     except InputError as error:
         if k is not None or isinstance(dim, int):
-            raise  # the user's own --k or --dim: their input error
+            raise  # the user's own k or dim: their input error
         return _unmeasured_entry(layer, index, n_layers, id_estimate, str(error).rstrip("."), details)
-    entry = _layer_entry(layer, index, n_layers, measured, id_estimate)
-    entry.details.update(details)
-    entry.details["n_centres"] = measured.n_points
-    return entry
+    return _layer_entry(layer, index, n_layers, measured, id_estimate, {**details, "n_centres": measured.n_points})
 
 
 def _layer_setup(
@@ -318,7 +397,7 @@ def _layer_setup(
     n = x.shape[0]
     if n < 4:
         reason = f"the layer has {n} distinct points; curvature needs many more"
-        return x, None, 0, float("nan"), {}, reason, "not_measurable"
+        return x, None, 0, float("nan"), {}, reason, NOT_MEASURABLE
     graph_for = _GrowingGraph(x, min(n - 1, max(k, 64)), device)
     id_estimate = twonn(graph=graph_for.graph).dimension
     d, details, found = _layer_dimension(x, graph_for, dim, seed, id_estimate, max_memory)
@@ -332,7 +411,7 @@ def _layer_setup(
                 f"{source}, not below the layer's {x.shape[1]} features: a manifold that fills its "
                 "space has no normal direction to bend into"
             )
-        return x, graph_for, d, id_estimate, details, reason, "not_measurable"
+        return x, graph_for, d, id_estimate, details, reason, NOT_MEASURABLE
     if found is not None and not found.clear:
         return (
             x,
@@ -341,7 +420,7 @@ def _layer_setup(
             id_estimate,
             details,
             _uncertain_dimension(found, id_estimate),
-            "uncertain_dimension",
+            UNCERTAIN_DIMENSION,
         )
     return x, graph_for, d, id_estimate, details, "", "measured"
 
@@ -353,12 +432,12 @@ def perturbation_curvature_profile(
     n_toggle: int = 10,
     n_copies: int | None = None,
     dim: int | str | None = None,
-    bootstrap: int = 1000,
+    n_bootstrap: int = 1000,
     seed: int = 0,
     device="cpu",
     progress: bool = False,
 ) -> Result:
-    """Result of `mprobe curvature --neighbourhood perturb` for the model and layers of `arrays`.
+    """The curvature of every layer of `arrays` with `perturb` neighbourhoods (see `curvature`).
 
     `arrays` holds the layers' activations of the images themselves (from `layers_from_model`):
     they give each layer's tangent dimension, read as for `knn` from the gap in the local PCA
@@ -370,14 +449,14 @@ def perturbation_curvature_profile(
     are the neighbourhood of the centre's (the rank-n_top reconstruction's) activation.
     """
     if arrays.model is None or arrays.data is None:
-        raise InputError(
-            "--neighbourhood perturb needs --model and --data (image inputs); use knn for --points."
-        )
+        raise InputError("perturb needs a model and its image data; use knn for bare points.",
+                         parameter="neighbourhood")  # fmt: skip
     images = arrays.data.inputs()
     if images.ndim != 4:
         raise InputError(
-            f"--neighbourhood perturb needs images (N, C, H, W), the data has inputs of shape "
-            f"{tuple(images.shape[1:])}; use --neighbourhood knn."
+            f"perturb needs images (N, C, H, W), the data has inputs of shape {tuple(images.shape[1:])}; "
+            "use knn.",
+            parameter="neighbourhood",
         )
     dim = _checked_dim(dim, arrays)
     reduction = arrays.source.get("reduction", "none")
@@ -390,7 +469,7 @@ def perturbation_curvature_profile(
         _, _, d, id_estimate, details, reason, status = _layer_setup(layer, dim, seed, device)
         if not reason and min_neighbours(d) > n_per_image - 1:
             details["k_needed"] = min_neighbours(d)
-            reason, status = _too_few_copies(d, n_per_image - 1), "not_measurable"
+            reason, status = _too_few_copies(d, n_per_image - 1), NOT_MEASURABLE
         if reason:
             entries[layer.name] = _unmeasured_entry(
                 layer, index, n_layers, id_estimate, reason, details, status
@@ -413,34 +492,21 @@ def perturbation_curvature_profile(
                 values = np.asarray(acts[name])
                 accumulators[name][0].add(values[:g], values[g:].reshape(g, p, -1))
 
-    result = Result(
-        command="curvature",
-        source=dict(arrays.source),
-        params={
-            "neighbourhood": "perturb",
-            "n_top": first.n_top,
-            "n_toggle": first.n_toggle,
-            "n_copies": n_per_image - 1,
-            "centre": first.centre,
-            "dim": dim,
-            "bootstrap": bootstrap,
-            "seed": seed,
-        },
-    )
+    params = {"neighbourhood": "perturb", "n_top": first.n_top, "n_toggle": first.n_toggle,
+              "n_copies": n_per_image - 1, "centre": first.centre, "dim": dim, "n_bootstrap": n_bootstrap,
+              "seed": seed}  # fmt: skip
+    layers = []
     for index, layer in enumerate(arrays.layers):
         if layer.name in entries:
-            result.layers.append(entries[layer.name])
+            layers.append(entries[layer.name])
             continue
         accumulator, id_estimate, details = accumulators[layer.name]
         try:
-            measured = accumulator.result(n_bootstrap=bootstrap, seed=seed)
+            measured = accumulator.result(n_bootstrap=n_bootstrap, seed=seed)
         except InputError as error:  # every neighbourhood degenerate
             reason = str(error).rstrip(".")
-            result.layers.append(_unmeasured_entry(layer, index, n_layers, id_estimate, reason, details))
+            layers.append(_unmeasured_entry(layer, index, n_layers, id_estimate, reason, details))
             continue
-        entry = _layer_entry(layer, index, n_layers, measured, id_estimate)
-        entry.details.update(details)
-        result.layers.append(entry)
-    result.summary.update(curvature_gap(result.layers))
-    result.summary["curvature_gap_definition"] = GAP_DEFINITION
-    return result
+        layers.append(_layer_entry(layer, index, n_layers, measured, id_estimate, details))
+    return Result(command="curvature", source=arrays.source, params=params, layers=layers,
+                  summary=_gap_summary(layers))  # fmt: skip

@@ -25,7 +25,7 @@ The models run in eval mode, and inputs on the planes are not clipped to the dat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -35,16 +35,14 @@ from torch import nn
 from ..device import resolve_device
 from ..errors import InputError
 from ..extraction.hooks import eval_mode
-from ..probes.critical_dimension import SuccessCurve, default_dims
-from ..probes.cutting_planes import HIT_LEVEL, ClassManifold, measure_class_manifold
+from ..probes.critical_dimension import SuccessCurve
+from ..probes.cutting_planes import HIT_LEVEL, ClassManifold, CuttingPlaneOptions, measure_class_manifold
 from ..progress import track
-from ..results import Result
+from ..results import ClassResult, Result, SuccessRecord
 from ..sources.data import LabelledData
-from ..sources.models import LoadedModel
-from ..validation import as_labels, check_dims, check_positive, select_targets
+from ..sources.models import LoadedModel, model_device, model_info, on_device
+from ..validation import as_labels, check_seed, select_targets
 from .pipeline import model_source
-
-OFFSETS = ("data", "noise")
 
 HIT_DEFINITION = (
     f"a plane hits when the target's probability reaches {HIT_LEVEL} somewhere on its optimisation "
@@ -60,42 +58,6 @@ ENSEMBLE_LIMITATION = (
     "(probability near 1) reaches 0.5 on average even where the other member disagrees, so this "
     "probes a superset of the strict intersection of the members' class manifolds"
 )
-
-
-@dataclass(frozen=True)
-class CuttingPlaneOptions:
-    """The sweep: cutting dimensions (None: `default_dims(D)`), planes per d, and the optimiser.
-
-    See `probes.cutting_planes.measure_class_manifold` for the meaning of each field.
-    """
-
-    dims: tuple[int, ...] | None = None
-    planes: int = 5
-    steps: int = 3000
-    lr: float = 0.05
-    patience: int = 20
-    tol: float = 1e-6
-    batch: int = 512
-    orthonormal: bool = False
-    stop_at_hit: bool = False
-    offset: str = "data"
-    n_bootstrap: int = 200
-    confidence: float = 0.95
-
-    def __post_init__(self) -> None:
-        check_positive(self.planes, name="planes", integer=True)
-        check_positive(self.steps, name="steps", integer=True)
-        check_positive(self.lr, name="lr")
-        check_positive(self.patience, name="patience", integer=True)
-        check_positive(self.tol, name="tol", allow_zero=True)
-        check_positive(self.batch, name="batch", integer=True)
-        check_positive(self.n_bootstrap, name="bootstrap", integer=True, allow_zero=True)
-        if self.offset not in OFFSETS:
-            raise InputError(f"unknown offset {self.offset!r}: use data or noise.")
-        if not 0.0 < self.confidence < 1.0:
-            raise InputError(f"confidence must lie strictly between 0 and 1, got {self.confidence}.")
-        if self.dims is not None:
-            object.__setattr__(self, "dims", tuple(check_dims(self.dims)))
 
 
 def target_seed(seed: int, targets: Sequence[int]) -> int:
@@ -151,33 +113,41 @@ def class_manifolds(
     counts optimisation steps.
     """
     pool = torch.as_tensor(pool_inputs)
-    input_dim = int(np.prod(pool.shape[1:]))
-    dims = check_dims(options.dims, input_dim) if options.dims is not None else default_dims(input_dim)
-    check_positive(seed, name="seed", integer=True, allow_zero=True)
+    options.dims_for(int(np.prod(pool.shape[1:])))  # dims beyond the input stop here, before any target
+    seed = check_seed(seed)
     labels = as_labels(pool_labels, len(pool), name="pool labels")
     several = len(targets) > 1
-    results = []
-    for target in track(list(targets), description="cutting planes, targets", enabled=progress and several):
-        results.append(
-            measure_class_manifold(
-                models, pool, labels, tuple(target), dims, options.planes,
-                steps=options.steps, lr=options.lr, patience=options.patience, tol=options.tol,
-                batch=options.batch, orthonormal=options.orthonormal, stop_at_hit=options.stop_at_hit,
-                offset=options.offset,
-                seed=target_seed(seed, target), n_bootstrap=options.n_bootstrap,
-                confidence=options.confidence, device=device, progress=progress and not several,
-            )
-        )  # fmt: skip
-    return results
+    return [
+        measure_class_manifold(models, pool, labels, tuple(target), options, seed=target_seed(seed, target),
+                               device=device, progress=progress and not several)  # fmt: skip
+        for target in track(list(targets), description="cutting planes, targets", enabled=progress and several)
+    ]
 
 
-def class_entry(manifold: ClassManifold) -> dict[str, Any]:
-    """The `classes[]` entry: the probe's record plus the hit fraction and steps of each d."""
-    entry = manifold.to_dict()
-    for record, success in zip(entry["success"], manifold.success, strict=True):
-        record["hit_fraction"] = success.hit_fraction
-        record["steps"] = list(success.steps)
-    return entry
+def class_result(manifold: ClassManifold) -> ClassResult:
+    """The `ClassResult` of one probed target: its reading and its success curve."""
+    critical, curve = manifold.critical, manifold.critical.curve
+    targets = tuple(manifold.target_classes)
+    return ClassResult(
+        target=targets[0] if len(targets) == 1 else targets,
+        input_dim=manifold.input_dim,
+        critical_dim=critical.critical_dim,
+        critical_dim_interval=tuple(critical.interval),
+        critical_dim_empirical=critical.empirical_dim,
+        status=critical.status,
+        manifold_dim=critical.manifold_dim,
+        manifold_dim_interval=tuple(critical.manifold_dim_interval),
+        confidence=critical.confidence,
+        fit=None if curve is None else {"lower": curve.lower, "height": curve.height, "centre": curve.centre,
+                                        "width": curve.width},  # fmt: skip
+        unconverged_planes=sum(s.unconverged for s in manifold.success),
+        success=tuple(
+            SuccessRecord(dim=s.dim, planes=s.planes, hits=s.hits, unconverged=s.unconverged,
+                          mean_max_prob=s.mean_max_prob, max_probs=s.max_probs, hit_fraction=s.hit_fraction,
+                          steps=s.steps)  # fmt: skip
+            for s in manifold.success
+        ),
+    )
 
 
 def summarise(manifolds: Sequence[ClassManifold], input_dim: int) -> dict[str, Any]:
@@ -201,6 +171,79 @@ def summarise(manifolds: Sequence[ClassManifold], input_dim: int) -> dict[str, A
     }
 
 
+def cutting_planes(
+    source: nn.Module | LoadedModel | Sequence[nn.Module],
+    data: LabelledData,
+    *,
+    classes: str | int | Sequence[int] = "all",
+    as_set: bool = False,
+    dims: Sequence[int] | None = None,
+    n_dims: int = CuttingPlaneOptions.n_dims,
+    planes: int = CuttingPlaneOptions.planes,
+    steps: int = CuttingPlaneOptions.steps,
+    lr: float = CuttingPlaneOptions.lr,
+    patience: int = CuttingPlaneOptions.patience,
+    tol: float = CuttingPlaneOptions.tol,
+    batch: int = CuttingPlaneOptions.batch,
+    orthonormal: bool = CuttingPlaneOptions.orthonormal,
+    stop_at_hit: bool = CuttingPlaneOptions.stop_at_hit,
+    offset: str = CuttingPlaneOptions.offset,
+    n_bootstrap: int = CuttingPlaneOptions.n_bootstrap,
+    confidence: float = CuttingPlaneOptions.confidence,
+    seed: int | None = None,
+    device: str | None = None,
+    max_memory: int | None = None,
+    progress: bool = False,
+) -> Result:
+    """Class-manifold dimension by random affine cutting planes (Fort et al. 2022;
+    docs/methods.md#cutting-planes).
+
+    Parameters
+    ----------
+    source : a model (`nn.Module`), or several: one ensemble (their averaged probability).
+    data : `load_data(...)`: its points of other classes are the planes' offsets.
+    classes : `all`, one class, or a list (each separately, or one set with `as_set`).
+    dims : cutting dimensions d (None: `n_dims` log-spaced values from 1 to D).
+    planes, steps, lr, patience, tol, batch, orthonormal, offset : the sweep and the optimiser
+        (`probes.cutting_planes.CuttingPlaneOptions`).
+    stop_at_hit : stop each plane at its first hit (the same readings, fewer steps; each hit
+        plane's recorded max_prob is then its first score >= 0.5).
+    n_bootstrap, confidence : the bootstrap interval of d*.
+    seed : seeds the planes and the bootstrap (None: the data's seed).
+    device : where the models run (None: where the first one is; others run a copy).
+    max_memory : accepted for the common signature; the planes are bounded by their batch.
+    progress : show progress bars.
+
+    Returns
+    -------
+    A `Result` whose `classes` hold one `ClassResult` per target; `metrics["class 3"]` has
+    `critical_dim` and `manifold_dim` (D - d*), `intervals` their bootstrap intervals.
+
+    Example
+    -------
+    >>> r = mp.cutting_planes(model, data, classes=[1, 3], dims=(2, 8, 32), planes=3)
+    >>> r.to_frame()
+    """
+    if not isinstance(data, LabelledData):
+        raise InputError("needs labelled data from load_data(...) (its points are the offsets).",
+                         parameter="data")  # fmt: skip
+    models = [source] if isinstance(source, (nn.Module, LoadedModel)) else list(source)
+    if not models or not all(isinstance(m, (nn.Module, LoadedModel)) for m in models):
+        raise InputError("give a model, or a non-empty list of models.", parameter="source")
+    modules = [m.module if isinstance(m, LoadedModel) else m for m in models]
+    first_device = device if device is not None else model_device(modules[0])
+    moved = [on_device(m, first_device)[0] for m in modules]
+    options = CuttingPlaneOptions(
+        dims=None if dims is None else tuple(dims), n_dims=n_dims, planes=planes, steps=steps, lr=lr,
+        patience=patience, tol=tol, batch=batch, orthonormal=orthonormal, stop_at_hit=stop_at_hit,
+        offset=offset, n_bootstrap=n_bootstrap, confidence=confidence,
+    )  # fmt: skip
+    return cutting_planes_profile(
+        [model_info(m) for m in moved], data, classes=classes, as_set=as_set, options=options,
+        seed=data.seed if seed is None else check_seed(seed), device=model_device(moved[0]), progress=progress,
+    )  # fmt: skip
+
+
 def cutting_planes_profile(
     models: LoadedModel | Sequence[LoadedModel],
     data: LabelledData,
@@ -208,36 +251,32 @@ def cutting_planes_profile(
     classes: str | int | Sequence[int] = "all",
     as_set: bool = False,
     options: CuttingPlaneOptions = CuttingPlaneOptions(),
+    seed: int = 0,
     device: str | torch.device = "auto",
     progress: bool = False,
 ) -> Result:
-    """Result of `mprobe cutting-planes`: measure every target of the loaded models on `data`
-    (its inputs are the pool of plane offsets).
-
-    The data's seed also seeds the planes (`target_seed`) and the bootstraps. Several
-    models are one ensemble (averaged probabilities).
-    """
+    """Measure every target of the loaded models on `data` (its inputs are the pool of plane
+    offsets), with the planes and bootstraps seeded from `seed` (`target_seed`). Several
+    models are one ensemble (averaged probabilities)."""
     loaded = [models] if isinstance(models, LoadedModel) else list(models)
     if not loaded:
-        raise InputError("give at least one model.")
+        raise InputError("give at least one model.", parameter="source")
     dev = resolve_device(device)
     pool = data.inputs()
     input_dim = int(np.prod(pool.shape[1:]))
-    if options.dims is not None:
-        check_dims(options.dims, input_dim)
+    dims = options.dims_for(input_dim)
     modules = [m.module for m in loaded]
     num_classes = output_classes(modules, pool[:2].to(dev))
     targets = select_targets(classes, num_classes, as_set=as_set)
-    manifolds = class_manifolds(
-        modules, pool, data.labels, targets, options, seed=data.seed, device=dev, progress=progress
-    )
-    dims = list(options.dims) if options.dims is not None else default_dims(input_dim)
+    manifolds = class_manifolds(modules, pool, data.labels, targets, options, seed=seed, device=dev,
+                                progress=progress)  # fmt: skip
     params = {**asdict(options), "dims": dims}
+    params.pop("n_dims")
     params.update(
         {
             "classes": classes if isinstance(classes, str) else [int(c) for c in np.ravel(classes)],
             "set": as_set,
-            "seed": data.seed,
+            "seed": seed,
             "hit_level": HIT_LEVEL,
             "criterion": "probability" if len(loaded) == 1 else "ensemble averaged probability",
         }
@@ -257,21 +296,19 @@ def cutting_planes_profile(
         source["preprocessing"] = data.preprocessing
     if data.class_names:
         source["class_names"] = list(data.class_names)
-    result = Result(command="cutting-planes", source=source, params=params)
-    result.classes.extend(class_entry(m) for m in manifolds)
-    result.summary.update(summarise(manifolds, input_dim))
-    result.summary["ensemble_size"] = len(loaded)
+    summary = {**summarise(manifolds, input_dim), "ensemble_size": len(loaded)}
     if len(loaded) > 1:
-        result.summary["ensemble_limitation"] = ENSEMBLE_LIMITATION
-    return result
+        summary["ensemble_limitation"] = ENSEMBLE_LIMITATION
+    return Result(command="cutting-planes", source=source, params=params,
+                  classes=tuple(class_result(m) for m in manifolds), summary=summary)  # fmt: skip
 
 
-def success_curve_points(entry: dict[str, Any], n: int = 200) -> tuple[list[float], list[float]]:
-    """The fitted sigmoid of a `classes[]` entry (`SuccessCurve`) sampled on a log grid over its
-    swept dims (empty lists when there is no fit)."""
-    fit = entry.get("fit")
-    dims = [record["dim"] for record in entry["success"]]
+def success_curve_points(entry: ClassResult, n: int = 200) -> tuple[list[float], list[float]]:
+    """The fitted sigmoid of a target (`SuccessCurve`) sampled on a log grid over its swept
+    dims (empty lists when there is no fit)."""
+    fit = entry.fit
+    dims = [record.dim for record in entry.success]
     if not fit or not dims:
         return [], []
     grid = np.geomspace(min(dims), max(dims), n) if max(dims) > min(dims) else np.array([float(dims[0])])
-    return grid.tolist(), SuccessCurve(**fit)(grid).tolist()
+    return grid.tolist(), SuccessCurve(**dict(fit))(grid).tolist()

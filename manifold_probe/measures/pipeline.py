@@ -1,10 +1,19 @@
-"""From a model and data (or a bare point cloud) to `Activations`: the one way every measure,
-the CLI and the sweep get their per-layer arrays.
+"""From what a measure is given to `Activations`: the one way every measure, the command line
+and the sweep get their per-layer arrays, validated once.
 
-`model_activations` picks layers on an example batch, finds the classifier when asked, and
-extracts every chosen layer and the classifier's input in one forward pass (through the
-activation cache when a data key is known); `points_activations` wraps a bare point cloud
-as a single layer named `points`, and `layers_from_points` reads one from a file.
+A measure's first argument (`source`) is activations (from `mp.extract`), a bare (N, D)
+array or tensor (one layer named `points`), or a model (with its `data`). `as_activations`
+turns any of these into `Activations`:
+
+- a model and data: `extract_activations` picks layers on an example batch, finds the
+  classifier when asked, and extracts every chosen layer and the classifier's input in one
+  forward pass (through the activation cache when a data key is known), building the final
+  `Activations` once, with its source, labels and classifier;
+- a bare array: `points_activations` (checked once, never copied);
+- activations: as they are (with `labels`, a copy holding those labels).
+
+Data is anything `mp.extract` takes: a tensor or array of inputs, a Dataset, a DataLoader,
+`load_data(...)`, a dict of arrays, or an `(inputs, labels)` pair.
 """
 
 from __future__ import annotations
@@ -16,23 +25,30 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
+from ..device import resolve_device
 from ..errors import InputError
-from ..extraction.activations import Activations, LayerRecord, extract
+from ..extraction.activations import Activations, LayerRecord
 from ..extraction.cache import path_fingerprint
 from ..extraction.classifier import find_classifier
+from ..extraction.engine import _split_batch, extract, n_samples
 from ..extraction.hooks import to_device
 from ..extraction.layers import select_layers
-from ..sources.data import LabelledData, data_location
-from ..sources.models import LoadedModel
-from ..validation import as_labels, as_points, existing_file
+from ..extraction.reductions import Reduction, parse_reduction_options
+from ..sources.data import LabelledData, data_location, load_data
+from ..sources.models import LoadedModel, model_device, model_info, on_device
+from ..validation import as_labels, as_points, check_count, check_seed, existing_file
 
 CLASSIFIER_CHECK_ROWS = 16
 """Samples of the example batch on which the classifier is found and its input compared."""
 
 
-def load_array(path: str, what: str) -> np.ndarray:
+# --- points ----------------------------------------------------------------------------
+
+
+def load_array(path: str | Path, what: str) -> np.ndarray:
     """A numeric array from a `.npy` file or a one-array `.npz` (never a pickle)."""
     p = existing_file(path, what=what)
     try:
@@ -59,26 +75,47 @@ def load_array(path: str, what: str) -> np.ndarray:
 def points_activations(
     points, labels=None, *, source: Mapping[str, Any] | None = None, min_points: int = 2, name: str = "points"
 ) -> Activations:
-    """A bare point cloud (N, D) as Activations with one layer named `points` (a float64 copy
-    is not made: the validated array is used as is)."""
+    """A bare point cloud (N, D) as Activations with one layer named `points` (the validated
+    array is used as is, never copied)."""
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu().numpy()
     x = as_points(points, name=name, min_points=min_points)
-    y = None if labels is None else as_labels(labels, len(x), name="labels")
+    y = None if labels is None else as_labels(_numpy(labels), len(x), name="labels")
     record = LayerRecord("points", (x.shape[1],), "none", x.shape[1], False, False)
     source = dict(source) if source is not None else {"points": "array", "labels": None, "n_points": len(x)}
     return Activations({"points": x}, {"points": record}, y, source=source)
 
 
-def layers_from_points(
-    points_path: str, labels_path: str | None = None, *, min_points: int = 2
-) -> Activations:
-    """A bare point cloud (`.npy`, or an `.npz` with one array) as one layer named `points`."""
+def load_points(points_path: str | Path, labels_path: str | Path | None = None, *, min_points: int = 2) -> Activations:
+    """A point cloud in a file (`.npy`, or an `.npz` with one array) as one layer named `points`,
+    with labels from a second file."""
     points = load_array(points_path, "points file")
     labels = None if labels_path is None else load_array(labels_path, "labels file")
-    source = {"points": str(points_path), "labels": labels_path, "n_points": len(points)}
-    x = as_points(points, name=f"points ({points_path})", min_points=min_points)
-    y = None if labels is None else as_labels(labels, len(x), name=f"labels ({labels_path})")
-    record = LayerRecord("points", (x.shape[1],), "none", x.shape[1], False, False)
-    return Activations({"points": x}, {"points": record}, y, source=source)
+    source = {"points": str(points_path), "labels": None if labels_path is None else str(labels_path),
+              "n_points": len(points)}  # fmt: skip
+    return points_activations(points, labels, source=source, min_points=min_points, name=f"points ({points_path})")
+
+
+def _numpy(values):
+    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+def as_data(data: Any) -> tuple[Any, Any]:
+    """(inputs, labels or None) of what a user passed as data: a dict of arrays (or a Hugging
+    Face `datasets.Dataset`) as `load_data` reads it, an `(inputs, labels)` pair or list as
+    its two parts, an array of inputs as a tensor, anything else as it is."""
+    if isinstance(data, Mapping) or hasattr(data, "column_names"):
+        return load_data(data), None
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (int, float)):
+        inputs, labels = data
+        inputs = torch.from_numpy(np.asarray(inputs)) if not isinstance(inputs, torch.Tensor) else inputs
+        return inputs, np.asarray(_numpy(labels))
+    if isinstance(data, np.ndarray):
+        return torch.from_numpy(data), None
+    return data, None
 
 
 def example_batch(data, n: int = 1):
@@ -89,30 +126,16 @@ def example_batch(data, n: int = 1):
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
         return data[:n]
-    from ..extraction.activations import _split_batch  # the one reading of a batch's parts
-
     if isinstance(data, DataLoader):
         data = data.dataset
     items = [data[i] for i in range(min(n, len(data)))]
     if not items:
-        raise InputError("the data set is empty; give at least one sample.")
+        raise InputError("the data set is empty; give at least one sample.", parameter="data")
     batch = torch.utils.data.default_collate(items)
     return _split_batch(batch)[0]
 
 
-def _select(module, example, patterns) -> list[str]:
-    try:
-        return select_layers(module, example, list(patterns) if patterns else None)
-    except InputError:
-        raise
-    except RuntimeError as exc:
-        shape = tuple(example.shape[1:]) if isinstance(example, torch.Tensor) else "a dict batch"
-        raise InputError(
-            f"the model does not accept the data's inputs of shape {shape}: {str(exc).splitlines()[0]}"
-        ) from None
-
-
-def data_key(data) -> str | None:
+def default_data_key(data) -> str | None:
     """What identifies the inputs for the activation cache, or None when nothing does.
 
     A `LabelledData`: its spec, split, number of points and seed, and for data read from a
@@ -164,40 +187,68 @@ def data_source(data, n_points: int) -> dict[str, Any]:
     return {"data": type(data).__name__, "n_points": n_points}
 
 
-def model_activations(
-    loaded: LoadedModel,
-    data,
+# --- models ----------------------------------------------------------------------------
+
+
+def _select(module, example, patterns) -> list[str]:
+    try:
+        return select_layers(module, example, list(patterns) if patterns else None)
+    except InputError:
+        raise
+    except RuntimeError as exc:
+        shape = tuple(example.shape[1:]) if isinstance(example, torch.Tensor) else "a dict batch"
+        raise InputError(
+            f"the model does not accept the data's inputs of shape {shape}: {str(exc).splitlines()[0]}"
+        ) from None
+
+
+def _reduction_plan(reduction: str | Reduction | Mapping[str, str] | Sequence[str]):
+    """A reduction as `extract` takes it: a spec, a {pattern: spec} plan, or command-line style
+    items (`avgpool`, `LAYER=SPEC`)."""
+    if isinstance(reduction, (list, tuple)):
+        return parse_reduction_options(list(reduction))
+    return reduction
+
+
+def extract_activations(
+    model: nn.Module | LoadedModel,
+    data: Any,
     *,
     layers: Sequence[str] | str | None = None,
-    reduction: str | Mapping[str, str] = "auto",
+    reduction: str | Reduction | Mapping[str, str] | Sequence[str] = "auto",
     batch_size: int = 256,
-    cache_dir: str | None = None,
-    use_cache: bool = True,
-    key: str | None = None,
+    cache: str | Path | bool | None = None,
+    data_key: str | None = None,
     max_memory: int | None = None,
+    classifier: bool | None = None,
+    labels: Any = None,
     seed: int = 0,
-    device: torch.device | str = "cpu",
-    classifier: bool | None = False,
+    device: str | torch.device | None = None,
     progress: bool = False,
 ) -> Activations:
-    """The chosen layers of `loaded` over `data`, extracted in one forward pass.
-
-    data: a LabelledData, a tensor or array of inputs, a Dataset or a DataLoader.
-    layers: names or globs (None: the default layers). classifier: True finds the model's
-    classifier (an InputError when it has none) and captures its input in the same pass;
-    None does so when there is one; False does not look. The cache is used when `use_cache`
-    and a data key is known (`key`, else `data_key(data)`); the model is keyed by its
-    description and weights digest.
-    """
-    module = loaded.module
+    """The activations of `model`'s chosen layers over `data`, in one forward pass (`mp.extract`
+    documents the options). The model runs where it is, or on a copy on `device`."""
+    seed = check_seed(seed)
+    batch_size = check_count(batch_size, name="batch_size", minimum=1)
+    module, dev = on_device(model.module if isinstance(model, LoadedModel) else model, device)
+    loaded = model_info(module)
+    data, pair_labels = as_data(data)
+    labels = pair_labels if labels is None else _numpy(labels)
+    if layers is not None:
+        layers = [layers] if isinstance(layers, str) else list(layers)
+        if not layers or not all(isinstance(p, str) and p.strip() for p in layers):
+            raise InputError("give at least one layer name or pattern (see list_layers).", parameter="layers")
+    use_cache = cache is not None and cache is not False
+    cache_dir = None if cache is True or not use_cache else str(cache)
+    key = data_key or default_data_key(data)
+    if use_cache and key is None:
+        raise InputError(
+            f"caching data of type {type(data).__name__} needs a data key: a string that identifies "
+            "these inputs (their source and order).",
+            parameter="data_key",
+        )
     dataset = data.dataset if isinstance(data, LabelledData) else data
-    if isinstance(dataset, np.ndarray):
-        dataset = torch.from_numpy(dataset)
-    example = example_batch(dataset, CLASSIFIER_CHECK_ROWS)
-    device = torch.device(device)
-    example = to_device(example, device)
-    if isinstance(layers, str):
-        layers = [layers]
+    example = to_device(example_batch(dataset, CLASSIFIER_CHECK_ROWS), dev)
     names = _select(module, example[:1] if isinstance(example, torch.Tensor) else example, layers)
     head = None
     if classifier is not False:
@@ -206,36 +257,72 @@ def model_activations(
         except InputError:
             if classifier:
                 raise
-    key = key or data_key(data)
-    acts = extract(
-        module,
-        dataset,
-        names,
-        capture_inputs=[head.name] if head is not None else (),
-        reduction=reduction,
-        batch_size=batch_size,
-        device=device,
-        cache_dir=cache_dir,
-        use_cache=use_cache and key is not None,
-        model_key=f"{loaded.description}|{loaded.digest}",  # code changes of an arch get new entries too
-        data_key=key,
-        max_memory=max_memory,
-        seed=seed,
-        progress=progress,
-    )
-    labels = np.asarray(data.labels) if isinstance(data, LabelledData) else acts.labels
-    source = {**model_source(loaded), **data_source(data, acts.n_points), "reduction": reduction,
-              "reductions": {name: record.reduction for name, record in acts.info.items()}}  # fmt: skip
+    if isinstance(data, LabelledData):
+        labels = np.asarray(data.labels) if labels is None else labels
+    n_points = n_samples(dataset)
+    if labels is not None:
+        labels = as_labels(labels, n_points, name="labels")
+    plan = _reduction_plan(reduction)
+    source = {**model_source(loaded), **data_source(data, n_points),
+              "reduction": plan.spec if isinstance(plan, Reduction) else plan}  # fmt: skip
     if "checkpoint" in source:  # the JSON has always listed the checkpoint last
         source["checkpoint"] = source.pop("checkpoint")
-    return Activations(
-        dict(acts.items()),
-        dict(acts.info),
-        labels,
-        acts._temp_dir,
-        source=source,
-        model=loaded,
-        data=data,
-        module_inputs=acts.module_inputs,
-        classifier=head,
-    )
+    return extract(
+        module, dataset, names, capture_inputs=[head.name] if head is not None else (),
+        reduction=plan, batch_size=batch_size, device=dev, cache_dir=cache_dir,
+        use_cache=use_cache, model_key=f"{loaded.description}|{loaded.digest}", data_key=key,
+        max_memory=max_memory, seed=seed, progress=progress, source=source, loaded=loaded,
+        labelled=data if isinstance(data, LabelledData) else None, labels=labels, classifier=head,
+    )  # fmt: skip
+
+
+# --- what a measure was given ----------------------------------------------------------
+
+
+def as_activations(
+    source: Any,
+    data: Any = None,
+    *,
+    labels: Any = None,
+    min_points: int = 2,
+    classifier: bool | None = None,
+    max_memory: int | None = None,
+    extract_options: Mapping[str, Any] | None = None,
+) -> Activations:
+    """Activations from a measure's `source` (activations, a bare array, or a model with `data`),
+    with `labels` when given; `max_memory` bounds the extraction's RAM when there is one."""
+    extract_options = dict(extract_options or {})
+    if isinstance(source, Activations):
+        if data is not None or extract_options:
+            raise InputError(
+                "these are activations already; data and extraction options go with a model "
+                f"(got {', '.join(['data'] * (data is not None) + list(extract_options))}).",
+                parameter="data" if data is not None else next(iter(extract_options)),
+            )
+        return source if labels is None else source.with_labels(_numpy(labels))
+    if isinstance(source, (nn.Module, LoadedModel)):
+        if data is None:
+            raise InputError("a model needs data: measure(model, data).", parameter="data")
+        if max_memory is not None:
+            extract_options.setdefault("max_memory", max_memory)
+        return extract_activations(source, data, classifier=classifier, labels=labels, **extract_options)
+    if data is not None:
+        raise InputError("data goes with a model; for bare points give labels=... instead.", parameter="data")
+    if extract_options:
+        raise InputError(
+            f"extraction options ({', '.join(extract_options)}) go with a model, not with bare points.",
+            parameter=next(iter(extract_options)),
+        )
+    if isinstance(source, (str, Path)):
+        return load_points(source, min_points=min_points) if labels is None else load_points(
+            source, min_points=min_points).with_labels(_numpy(labels))  # fmt: skip
+    return points_activations(source, labels, min_points=min_points)
+
+
+def estimator_device(acts: Activations, device: str | torch.device | None) -> torch.device:
+    """Where the estimators run: `device`, else where the model ran, else the CPU."""
+    if device is not None:
+        return resolve_device(device)
+    if acts.model is not None:
+        return model_device(acts.model.module)
+    return torch.device("cpu")

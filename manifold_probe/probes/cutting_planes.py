@@ -23,8 +23,8 @@ Per plane (all choices seeded):
   the evaluated steps; the plane is a hit when max_prob >= 0.5 (for one class: p_c >= 0.5
   somewhere on the trajectory; for a set: every class of Y reaches at least half its
   share 1/|Y|).
-- A plane runs until it converges: its best loss has not improved by more than `tol`
-  (default 1e-6) for `patience` steps (its probability has stopped rising; with 1e-4 a line
+- A plane runs until it converges: its best loss has not improved by more than `tol` times
+  max(|best loss|, 1) (default 1e-6, never below 8 float epsilons; `improves`) for `patience` steps (its probability has stopped rising; with 1e-4 a line
   creeping towards a slab at lr-sized steps passed for converged). A stopped plane is frozen (removed
   from the batch). `steps` (default 3000) only caps the run: a plane still improving at the
   cap is `unconverged` unless it already hit (its maximum can only grow, so a hit is final).
@@ -71,8 +71,8 @@ from torch import nn
 from ..device import resolve_device
 from ..errors import InputError
 from ..progress import track
-from ..validation import as_labels, as_pool, as_target_classes, check_dims, check_positive
-from .critical_dimension import CriticalDimension, critical_dimension
+from ..validation import as_labels, as_pool, as_target_classes, check_count, check_dims, check_positive
+from .critical_dimension import CriticalDimension, critical_dimension, default_dims
 
 HIT_LEVEL = 0.5
 """A plane hits when its maximum target score reaches this level."""
@@ -81,6 +81,53 @@ BASIS_BUDGET = 2**26
 """At most this many basis entries (planes x padded dim x D) in one forward batch (256 MiB)."""
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # Adam's defaults, as in torch.optim.Adam
+
+
+OFFSETS = ("data", "noise")
+
+
+@dataclass(frozen=True)
+class CuttingPlaneOptions:
+    """How a class manifold is probed: the cutting dimensions (`dims`; None: `n_dims`
+    log-spaced ones from 1 to D, `default_dims`), `planes` per dimension, and the optimiser:
+    at most `steps` Adam steps at rate `lr`, stopping after `patience` steps without a
+    relative improvement of the loss by `tol` (floored at a few float epsilons: `improves`),
+    `batch` planes per forward pass, `orthonormal` bases, `stop_at_hit` (stop a plane at its
+    first hit), the planes' `offset` (`data`: points of other classes; `noise`: Gaussian with
+    the data's statistics); `n_bootstrap` and `confidence` for the interval of d*.
+    Checked once, here."""
+
+    dims: tuple[int, ...] | None = None
+    n_dims: int = 14
+    planes: int = 5
+    steps: int = 3000
+    lr: float = 0.05
+    patience: int = 20
+    tol: float = 1e-6
+    batch: int = 512
+    orthonormal: bool = False
+    stop_at_hit: bool = False
+    offset: str = "data"
+    n_bootstrap: int = 200
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        for name in ("planes", "steps", "patience", "batch"):
+            check_count(getattr(self, name), name=name, minimum=1)
+        check_count(self.n_dims, name="n_dims", minimum=2)
+        check_count(self.n_bootstrap, name="n_bootstrap")
+        check_positive(self.lr, name="lr")
+        check_positive(self.tol, name="tol", allow_zero=True)
+        if self.offset not in OFFSETS:
+            raise InputError(f"unknown offset {self.offset!r}: use data or noise.", parameter="offset")
+        if not 0.0 < self.confidence < 1.0:
+            raise InputError(f"must lie strictly between 0 and 1, got {self.confidence}.", parameter="confidence")
+        if self.dims is not None:
+            object.__setattr__(self, "dims", tuple(check_dims(self.dims)))
+
+    def dims_for(self, input_dim: int) -> list[int]:
+        """The cutting dimensions for inputs of `input_dim` features."""
+        return check_dims(self.dims, input_dim) if self.dims is not None else default_dims(input_dim, self.n_dims)
 
 
 @dataclass(frozen=True)
@@ -172,24 +219,13 @@ def measure_class_manifold(
     pool_inputs,
     pool_labels,
     target_classes: int | Sequence[int],
-    dims: Sequence[int],
-    planes: int = 5,
+    options: CuttingPlaneOptions = CuttingPlaneOptions(),
     *,
-    steps: int = 3000,
-    lr: float = 0.05,
-    patience: int = 20,
-    tol: float = 1e-6,
-    batch: int = 512,
-    orthonormal: bool = False,
-    stop_at_hit: bool = False,
-    offset: str = "data",
     seed: int = 0,
-    n_bootstrap: int = 200,
-    confidence: float = 0.95,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> ClassManifold:
-    """Sweep the cutting dimensions `dims` with `planes` planes each; read d* and D - d*.
+    """Sweep the cutting dimensions of `options` with `options.planes` planes each; read d* and D - d*.
 
     `pool_inputs` (P, *input_shape) supplies the offsets (points of classes outside
     `target_classes`) or, with `offset="noise"`, their per-feature mean and std. The
@@ -202,14 +238,13 @@ def measure_class_manifold(
     targets = as_target_classes(target_classes)
     input_shape = tuple(pool.shape[1:])
     input_dim = int(np.prod(input_shape))
-    dims = check_dims(dims, input_dim, name="dims")
-    planes = check_positive(planes, name="planes", integer=True)
-
-    cutting = draw_planes(pool, labels, targets, dims, planes, offset=offset, seed=seed)
+    dims = options.dims_for(input_dim)
+    planes, n_bootstrap, confidence = options.planes, options.n_bootstrap, options.confidence
+    cutting = draw_planes(pool, labels, targets, dims, planes, offset=options.offset, seed=seed)
     outcome = optimise_planes(
-        models, cutting, input_shape=input_shape, target_classes=targets, steps=steps, lr=lr,
-        patience=patience, tol=tol, batch=batch, orthonormal=orthonormal, stop_at_hit=stop_at_hit,
-        device=device, progress=progress,
+        models, cutting, input_shape=input_shape, target_classes=targets, steps=options.steps, lr=options.lr,
+        patience=options.patience, tol=options.tol, batch=options.batch, orthonormal=options.orthonormal,
+        stop_at_hit=options.stop_at_hit, device=device, progress=progress,
     )
     success = []
     for i, dim in enumerate(dims):
@@ -380,7 +415,7 @@ def _optimise_batch(models, offsets, bases, input_shape, targets, schedule, lr, 
             theta = theta.detach()
             score = len(targets) * log_p.detach().min(dim=1).values.exp()
             max_score = torch.maximum(max_score, score)
-            improved = loss.detach() < best_loss - tol
+            improved = improves(loss.detach(), best_loss, tol)
             best_loss = torch.where(improved, loss.detach(), best_loss)
             since_best = torch.where(improved, torch.zeros_like(since_best), since_best + 1)
             step = t + 1
@@ -407,6 +442,16 @@ def _optimise_batch(models, offsets, bases, input_shape, targets, schedule, lr, 
     steps_run[rest] = t + 1
     converged[rest] = best_score[rest] >= HIT_LEVEL  # a hit is final; a miss could still rise
     return best_score, steps_run, converged
+
+
+def improves(loss: torch.Tensor, best: torch.Tensor, tol: float) -> torch.Tensor:
+    """Whether each plane's loss improves on its best so far: loss < best - tol * max(|best|, 1),
+    the relative tolerance floored at 8 machine epsilons of the loss's dtype, so that the rule
+    never sits at the dtype's resolution (where one ulp of difference between batch layouts
+    would decide it). The first loss always improves (best = inf)."""
+    rel = max(float(tol), 8 * torch.finfo(loss.dtype).eps)
+    margin = best.abs().clamp(min=1.0) * rel
+    return torch.isinf(best) | (loss < best - margin)
 
 
 def _unless_unconverged(critical, dims, success, n_bootstrap, confidence, seed) -> CriticalDimension:

@@ -1,5 +1,6 @@
-"""The pages of results: the figures of each measure, and `write_result_page`, which
-`Result.to_html` and every command's `--html` use.
+"""The pages of results: the figures of each measure (the builders its registry entry names,
+or the generic per-layer profile `measure_figures`), and `write_result_page`, which
+`Result.to_html` and every command's `--html` use (through `registry.write_page`).
 
 Pages open offline (plotly.js inlined once, or shared beside the page: see
 `profile_page.write_page`). Axes carry their units, legends the models' names, tables and
@@ -17,11 +18,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .. import registry
 from ..geometry.spectra import rounding_level
-from ..measures.collapse import CLASSIFIER_METRICS, COLLAPSE_METRICS, SPECTRA_METRICS
 from ..measures.cutting_planes import CAVEATS, HIT_DEFINITION, success_curve_points
+from ..metric_names import CLASSIFIER_METRICS, COLLAPSE_METRICS, CURVATURE_TABLE_METRICS, SPECTRA_METRICS
 from ..results import Result
-from .profile_page import axis_title, layer_profile_figure, log_axis, model_label, write_page
+from .profile_page import axis_title, layer_profile_figure, log_axis, model_label
 from .tables import classifier_layer, format_value, target_name
 
 
@@ -184,8 +186,10 @@ def epoch_figure(checkpoints: list[dict]) -> go.Figure:
     return fig
 
 
-def collapse_figures(result: Result) -> list[go.Figure]:
-    """Metric versus layer, the classifier's metrics, and metric versus epoch (several checkpoints)."""
+def collapse_figures(results: Sequence[Result], *, names=None, log_scale: bool = False):
+    """(figures, title, notes): metric versus layer, the classifier's metrics, and metric versus
+    epoch (several checkpoints)."""
+    result = results[0]
     figures = [
         layer_profile_figure(
             [result], list(COLLAPSE_METRICS), log_y=["nc1", "nc1_trace_ratio", "cdnv"],
@@ -198,7 +202,7 @@ def collapse_figures(result: Result) -> list[go.Figure]:
     checkpoints = result.summary.get("checkpoints") or []
     if len(checkpoints) > 1:
         figures.append(epoch_figure(checkpoints))
-    return figures
+    return figures, "mprobe collapse", collapse_notes(result)
 
 
 def numerical_zero(values, size: int | None = None) -> float:
@@ -319,10 +323,10 @@ def success_figure(result: Result) -> go.Figure:
     rows = math.ceil(len(entries) / cols)
     titles = []
     for entry in entries:
-        dim = entry["manifold_dim"]
+        dim = entry.manifold_dim
         name = target_name(entry, class_names)
         text = f"{name if class_names else 'class ' + name}<br>" + (
-            f"D - d* = {dim:.1f}" if dim is not None else entry["critical_dim_status"]
+            f"D - d* = {dim:.1f}" if dim is not None else entry.status
         )
         titles.append(text)
     fig = make_subplots(
@@ -333,12 +337,11 @@ def success_figure(result: Result) -> go.Figure:
     for i, entry in enumerate(entries):
         row, col = i // cols + 1, i % cols + 1
         first = i == 0
-        dims = [record["dim"] for record in entry["success"]]
-        fractions = [record["hit_fraction"] for record in entry["success"]]
+        dims = [record.dim for record in entry.success]
+        fractions = [record.hit_fraction for record in entry.success]
         hover = [
-            f"d = {r['dim']}<br>{r['hits']} of {r['planes']} planes hit"
-            f"<br>mean max p = {r['mean_max_prob']:.3f}"
-            for r in entry["success"]
+            f"d = {r.dim}<br>{r.hits} of {r.planes} planes hit<br>mean max p = {r.mean_max_prob:.3f}"
+            for r in entry.success
         ]
         fig.add_trace(
             go.Scatter(
@@ -350,7 +353,7 @@ def success_figure(result: Result) -> go.Figure:
         )  # fmt: skip
         fig.add_trace(
             go.Scatter(
-                x=dims, y=[r["mean_max_prob"] for r in entry["success"]], mode="lines",
+                x=dims, y=[r.mean_max_prob for r in entry.success], mode="lines",
                 name="mean max target probability", legendgroup="prob", showlegend=first,
                 line={"color": colours["prob"], "dash": "dot", "width": 1},
             ),
@@ -365,7 +368,7 @@ def success_figure(result: Result) -> go.Figure:
                 ),
                 row=row, col=col,
             )  # fmt: skip
-        low, high = entry["critical_dim_interval"]
+        low, high = entry.critical_dim_interval
         if low is not None and high is not None:
             fig.add_trace(
                 go.Scatter(
@@ -375,14 +378,14 @@ def success_figure(result: Result) -> go.Figure:
                 ),
                 row=row, col=col,
             )  # fmt: skip
-        star = entry["critical_dim"]
+        star = entry.critical_dim
         if star is not None:
             fig.add_trace(
                 go.Scatter(
                     x=[star, star], y=[0, 1], mode="lines", name="d* (fit crosses 0.5)",
                     legendgroup="star", showlegend=first,
                     line={"color": colours["star"], "dash": "dash"},
-                    hovertext=f"d* = {star:.2f}, D - d* = {entry['manifold_dim']:.2f}", hoverinfo="text",
+                    hovertext=f"d* = {star:.2f}, D - d* = {entry.manifold_dim:.2f}", hoverinfo="text",
                 ),
                 row=row, col=col,
             )  # fmt: skip
@@ -399,10 +402,10 @@ def success_figure(result: Result) -> go.Figure:
 
 def dimension_figure(result: Result) -> go.Figure:
     """Class-manifold dimension D - d* per target with its interval (targets that crossed)."""
-    entries = [e for e in result.classes if e["manifold_dim"] is not None]
-    values = [e["manifold_dim"] for e in entries]
-    lows = [e["manifold_dim_interval"][0] for e in entries]
-    highs = [e["manifold_dim_interval"][1] for e in entries]
+    entries = [e for e in result.classes if e.manifold_dim is not None]
+    values = [e.manifold_dim for e in entries]
+    lows = [e.manifold_dim_interval[0] for e in entries]
+    highs = [e.manifold_dim_interval[1] for e in entries]
     fig = go.Figure(
         go.Bar(
             x=[target_name(e, result.source.get("class_names")) for e in entries],
@@ -424,11 +427,10 @@ def dimension_figure(result: Result) -> go.Figure:
     return fig
 
 
-CURVATURE_FIGURE_METRICS = ["mapc", "curvature_sff", "mapc_scaled", "curvature_sff_scaled", "id_twonn"]
-
-
-def spectra_figures(result: Result) -> list[go.Figure]:
-    """Metric versus layer, every layer's covariance spectra, and the classifier's Fisher block."""
+def spectra_figures(results: Sequence[Result], *, names=None, log_scale: bool = False):
+    """(figures, title, notes): metric versus layer, every layer's covariance spectra, and the
+    classifier's Fisher block."""
+    result = results[0]
     figures = [
         layer_profile_figure([result], list(SPECTRA_METRICS), log_y=["outlier_bulk_ratio"],
                              title="Spectra metrics by layer"),
@@ -437,50 +439,57 @@ def spectra_figures(result: Result) -> list[go.Figure]:
     layer = classifier_layer(result)
     if layer is not None and "fisher" in layer.details:
         figures.append(fisher_figure(layer))
-    return figures
+    return figures, "mprobe spectra", collapse_notes(result)
+
+
+def curvature_figures(results: Sequence[Result], *, names=None, log_scale: bool = False):
+    """(figures, title, notes): the curvature profile of one or several results (one line per
+    model), raw and scale-free, with the d each layer was fitted at."""
+    result = results[0]
+    metrics = list(CURVATURE_TABLE_METRICS[:4]) + ["id_twonn"]
+    neighbourhood = result.params.get("neighbourhood", "knn")
+    title = f"Curvature by layer ({neighbourhood} neighbourhoods)"
+    figure = layer_profile_figure(list(results), metrics, names=names, log_y=metrics[:4] if log_scale else False,
+                                  title=title)  # fmt: skip
+    return [figure], "mprobe curvature", curvature_notes(result)
+
+
+def cutting_planes_figures(results: Sequence[Result], *, names=None, log_scale: bool = False):
+    """(figures, title, notes): the success curves of every target and the class-manifold dimensions."""
+    result = results[0]
+    models = result.source.get("models") or [result.source]
+    notes = (
+        f"{HIT_DEFINITION}. Caveats: {CAVEATS}. "
+        f"Models: {', '.join(model_label(m) for m in models)}; "
+        f"data: {result.source['data']} ({result.source['split']})."
+    )
+    if "ensemble_limitation" in result.summary:
+        notes += f" Ensemble: {result.summary['ensemble_limitation']}."
+    figures = [success_figure(result)]
+    if any(entry.manifold_dim is not None for entry in result.classes):
+        figures.append(dimension_figure(result))
+    else:  # an empty bar chart would say nothing
+        notes += " No target crossed 0.5 within the swept d: no class-manifold dimension to draw."
+    return figures, "mprobe cutting-planes", notes
+
+
+def measure_figures(results: Sequence[Result], measure: registry.Measure, *, names=None, log_scale: bool = False):
+    """(figures, title, notes) of the generic page of a per-layer measure: every metric the
+    results hold (the measure's own first) against layer, one line per result."""
+    found = dict.fromkeys(k for r in results for layer in r.layers for k in layer.metrics)
+    metrics = [m for m in measure.metrics if m in found] + [m for m in found if m not in measure.metrics]
+    log_y = [m for m in metrics if m in measure.log_metrics or log_scale]
+    title = measure.description[0].upper() + measure.description[1:]
+    figure = layer_profile_figure(list(results), metrics, names=names, log_y=log_y or False, title=title)
+    return [figure], f"mprobe {measure.name}", "; ".join(source_notes(r) for r in results) + "."
 
 
 def result_figures(
     results: Sequence[Result], *, names: Sequence[str] | None = None, log_scale: bool = False
 ) -> tuple[list[go.Figure], str, str]:
     """(figures, title, notes) of the page of one result, or of several results of the same
-    command drawn together (curvature or intrinsic dimension of several models: `names`
-    label their lines)."""
-    result = results[0]
-    command = result.command
-    names = list(names) if names is not None else None
-    if command == "id":
-        metrics = list(dict.fromkeys(k for r in results for layer in r.layers for k in layer.metrics))
-        title = "Intrinsic dimension by layer"
-        figure = layer_profile_figure(list(results), metrics, names=names, title=title)
-        return [figure], "mprobe id", "; ".join(source_notes(r) for r in results) + "."
-    if command == "curvature":
-        scaled = CURVATURE_FIGURE_METRICS[:4] if log_scale else False
-        neighbourhood = result.params.get("neighbourhood", "knn")
-        title = f"Curvature by layer ({neighbourhood} neighbourhoods)"
-        figure = layer_profile_figure(list(results), CURVATURE_FIGURE_METRICS, names=names, log_y=scaled,
-                                      title=title)  # fmt: skip
-        return [figure], "mprobe curvature", curvature_notes(result)
-    if command == "collapse":
-        return collapse_figures(result), "mprobe collapse", collapse_notes(result)
-    if command == "spectra":
-        return spectra_figures(result), "mprobe spectra", collapse_notes(result)
-    if command == "cutting-planes":
-        models = result.source.get("models") or [result.source]
-        notes = (
-            f"{HIT_DEFINITION}. Caveats: {CAVEATS}. "
-            f"Models: {', '.join(model_label(m) for m in models)}; "
-            f"data: {result.source['data']} ({result.source['split']})."
-        )
-        if "ensemble_limitation" in result.summary:
-            notes += f" Ensemble: {result.summary['ensemble_limitation']}."
-        figures = [success_figure(result)]
-        if any(entry["manifold_dim"] is not None for entry in result.classes):
-            figures.append(dimension_figure(result))
-        else:  # an empty bar chart would say nothing
-            notes += " No target crossed 0.5 within the swept d: no class-manifold dimension to draw."
-        return figures, "mprobe cutting-planes", notes
-    raise ValueError(f"no page for results of {command!r}")
+    measure drawn together (`names` label their lines), from the measure's registry entry."""
+    return registry.get(results[0].command).result_figures(results, names=names, log_scale=log_scale)
 
 
 def write_result_page(
@@ -493,5 +502,4 @@ def write_result_page(
 ) -> Path:
     """Write the page of `results` (see `result_figures`) atomically; `plotlyjs` "inline" (the
     page stands alone) or "directory" (a shared plotly.min.js beside it)."""
-    figures, title, notes = result_figures(results, names=names, log_scale=log_scale)
-    return write_page(path, figures, title=title, notes=notes, plotlyjs=plotlyjs)
+    return registry.write_page(path, results, names=names, log_scale=log_scale, plotlyjs=plotlyjs)

@@ -1,10 +1,11 @@
 """Terminal tables of results (rich), shared by the command line and notebooks.
 
-`layer_table` shows any per-layer result; `result_tables` gives every table of one result
-(per command: the classifier's metrics of `collapse`, the Fisher block of `spectra`, the
-per-class table of `cutting-planes`, the epoch table of a collapse series). The tables of the
-study (`layers_table`, `zoo_table`, `sweep_table`, `correlation_tables`) are here too: the
-command line only prints them.
+`layer_table` shows any per-layer result and `measure_tables` is the generic table of a
+measure (its registry entry's metrics); `result_tables` gives every table of one result, from
+the measure's registry entry (the classifier's metrics of `collapse`, the Fisher block of
+`spectra`, the per-class table of `cutting-planes`, the epoch table of a collapse series).
+The tables of the study (`layers_table`, `zoo_table`, `sweep_table`, `correlation_tables`) are
+here too: the command line only prints them.
 """
 
 from __future__ import annotations
@@ -14,9 +15,15 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from ..measures.collapse import CLASSIFIER_METRICS, COLLAPSE_METRICS, FISHER_METRICS, SPECTRA_METRICS
-from ..measures.curvature import CURVATURE_METRICS
-from ..results import Result, class_name
+from .. import registry
+from ..metric_names import (
+    CLASSIFIER_METRICS,
+    COLLAPSE_METRICS,
+    CURVATURE_TABLE_METRICS,
+    FISHER_METRICS,
+    SPECTRA_METRICS,
+)
+from ..results import ClassResult, Result, class_name
 
 
 def format_value(value) -> str:
@@ -35,17 +42,19 @@ def layer_table(
     result: Result, metrics: list[str], *, title: str = "", details: tuple[str, ...] = ()
 ) -> Table:
     """One row per layer: name, activation shape, each metric (with its interval if any), then
-    the `details` fields asked for and, when any layer has one, its status (e.g. skipped)."""
+    the `details` fields asked for and, when any layer is not plainly measured, its status."""
     table = Table(title=title or None, header_style="bold")
     table.add_column("layer", style="cyan", overflow="fold")  # full names: blocks differ at the end
     table.add_column("shape")
     shown = [m for m in metrics if any(m in layer.metrics for layer in result.layers)]
     for metric in shown:
         table.add_column(metric, justify="right")
-    shown_details = dict.fromkeys((*details, "status"))  # a skipped layer's status always shows
-    extra = [d for d in shown_details if any(d in layer.details for layer in result.layers)]
+    extra = [d for d in dict.fromkeys(details) if any(d in layer.details for layer in result.layers)]
     for name in extra:
         table.add_column(name)
+    with_status = any(layer.status != "measured" for layer in result.layers) or "status" in details
+    if with_status:
+        table.add_column("status")
     for layer in result.layers:
         shape = "x".join(str(s) for s in (layer.shape or [layer.ambient_dim]))
         cells = []
@@ -56,6 +65,7 @@ def layer_table(
                 text += f" [{format_value(low)}, {format_value(high)}]"
             cells.append(text)
         cells += [str(layer.details.get(name, "")) for name in extra]
+        cells += [layer.status] if with_status else []
         table.add_row(layer.name, shape, *cells)
     return table
 
@@ -117,20 +127,20 @@ def spectra_tables(result: Result) -> list[Table]:
 SPARK = "·▁▂▃▄▅▆▇█"
 
 
-def _hits_cell(entry: dict) -> str:
+def _hits_cell(entry: ClassResult) -> str:
     """Hit fraction per d, compact: one bar character per swept d, then (up to 6 dims) the counts."""
-    records = entry["success"]
-    bars = "".join(SPARK[round(r["hit_fraction"] * (len(SPARK) - 1))] for r in records)
+    records = entry.success
+    bars = "".join(SPARK[round(r.hit_fraction * (len(SPARK) - 1))] for r in records)
     if len(records) > 6:
         return bars
-    return f"{bars} {' '.join(str(r['hits']) for r in records)}"
+    return f"{bars} {' '.join(str(r.hits) for r in records)}"
 
 
-def target_name(entry: dict, class_names=None) -> str:
+def target_name(entry: ClassResult, class_names=None) -> str:
     """The target of a cutting-planes entry, one class or a set of classes in braces, by the
     data set's class names when it has them (`source.class_names`), else by label."""
-    target = entry["class"]
-    if isinstance(target, list):
+    target = entry.target
+    if isinstance(target, tuple):
         return "{" + ", ".join(class_name(c, class_names) or str(c) for c in target) + "}"
     return class_name(target, class_names) or str(target)
 
@@ -162,29 +172,35 @@ def class_table(result: Result) -> Table:
     for entry in result.classes:
         table.add_row(
             target_name(entry, result.source.get("class_names")),
-            _with_interval(entry["critical_dim"], *entry["critical_dim_interval"]),
-            _with_interval(entry["manifold_dim"], *entry["manifold_dim_interval"]),
-            entry["critical_dim_status"],
+            _with_interval(entry.critical_dim, *entry.critical_dim_interval),
+            _with_interval(entry.manifold_dim, *entry.manifold_dim_interval),
+            entry.status,
             _hits_cell(entry),
         )
     return table
 
 
+def cutting_planes_tables(result: Result) -> list[Table]:
+    """The per-target table of a cutting-planes result."""
+    return [class_table(result)]
+
+
+def curvature_tables(result: Result) -> list[Table]:
+    """The per-layer curvature table, with each layer's d and status."""
+    return [layer_table(result, list(CURVATURE_TABLE_METRICS), title="curvature by layer", details=("dim", "status"))]
+
+
+def measure_tables(result: Result, measure: registry.Measure) -> list[Table]:
+    """The generic table of a per-layer measure: its metrics (every metric the result holds,
+    the measure's own first) and its `table_details`."""
+    found = dict.fromkeys(k for layer in result.layers for k in layer.metrics)
+    metrics = [m for m in measure.metrics if m in found] + [m for m in found if m not in measure.metrics]
+    return [layer_table(result, metrics, title=f"{measure.description}", details=measure.table_details)]
 
 
 def result_tables(result: Result) -> list[Table]:
-    """Every terminal table of one result, by its command."""
-    if result.command == "collapse":
-        return collapse_tables(result)
-    if result.command == "spectra":
-        return spectra_tables(result)
-    if result.command == "cutting-planes":
-        return [class_table(result)]
-    if result.command == "curvature":
-        metrics = [*CURVATURE_METRICS, "signal_to_noise", "id_twonn"]
-        return [layer_table(result, metrics, title="curvature by layer", details=("dim", "status"))]
-    metrics = list(dict.fromkeys(k for layer in result.layers for k in layer.metrics))
-    return [layer_table(result, metrics, title="intrinsic dimension by layer")]
+    """Every terminal table of one result, from its measure's registry entry."""
+    return registry.get(result.command).result_tables(result)
 
 
 def layers_table(layers, *, title: str, defaults_only: bool = False) -> Table:
@@ -245,7 +261,7 @@ def _correlation_cell(entry: dict) -> str:
 
 def correlation_tables(correlation: dict, *, title: str) -> list[Table]:
     """One table per target, one row per measure; each coefficient as value, [95 % interval], p-value."""
-    from .report import TARGETS
+    from ..study.report import TARGETS
     from .statistics import METHODS
 
     tables = []

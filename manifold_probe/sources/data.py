@@ -744,7 +744,7 @@ def load_data(
     what to put where), a bad split, or more points than the split holds.
     """
     if split not in SPLITS:
-        raise InputError(f"unknown split {split!r}: use train or test.")
+        raise InputError(f"unknown split {split!r}: use train or test.", parameter="split")
     columns = _columns(spec)
     if columns is None:
         spec = str(spec).strip()

@@ -30,6 +30,7 @@ Every failure is an InputError with one line for the user.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import io
@@ -40,7 +41,7 @@ import re
 import warnings
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -79,6 +80,52 @@ class LoadedModel:
     input_shape: tuple[int, ...] | None = None
     num_classes: int | None = None
     path: str | None = None
+
+
+INFO_ATTRIBUTE = "mprobe_info"
+"""The attribute of a module from `api.load_model` that holds its `LoadedModel` metadata."""
+
+
+def model_info(model: nn.Module | LoadedModel) -> LoadedModel:
+    """What is known about `model`: the metadata `load_model` attached, else a description
+    of an in-memory module; the weights digest is always computed from its current weights.
+
+    Example
+    -------
+    >>> model_info(torch.nn.Linear(3, 2)).description
+    'Linear (in memory)'
+    """
+    if isinstance(model, LoadedModel):
+        return model
+    if not isinstance(model, nn.Module):
+        raise InputError(f"must be a torch.nn.Module, got {type(model).__name__}.", parameter="model")
+    digest = weights_digest(model.state_dict())
+    info = getattr(model, INFO_ATTRIBUTE, None)
+    if isinstance(info, LoadedModel) and info.module is model:
+        return replace(info, digest=digest)
+    return LoadedModel(module=model, description=f"{type(model).__name__} (in memory)", kind="module",
+                       digest=digest)  # fmt: skip
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where `model`'s first parameter or buffer is (the CPU for a module without any)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def on_device(model: nn.Module, device: str | torch.device | None) -> tuple[nn.Module, torch.device]:
+    """The model on `device` (None: where it is): the model itself, or a copy when it would
+    have to move (the caller's model is never moved)."""
+    here = model_device(model)
+    target = here if device is None else resolve_device(device)
+    if target == here or (target.type == here.type and target.index is None):
+        return model, here
+    moved = copy.deepcopy(model).to(target)
+    info = getattr(model, INFO_ATTRIBUTE, None)
+    if isinstance(info, LoadedModel):
+        setattr(moved, INFO_ATTRIBUTE, replace(info, module=moved))
+    return moved, target
 
 
 def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:

@@ -19,9 +19,9 @@ if TYPE_CHECKING:  # the command line reads DEMO_POINTS without loading the stud
     from .sweep import SweepSummary
     from .zoo_presets import ZooEntry
 
-DEMO_PROBES = ("id", "curvature", "collapse")
+DEMO_MEASURES = ("id", "curvature", "collapse")
 DEMO_POINTS = 600  # a seeded stratified subset of the training split per model: minutes, not tens
-DEMO_CURVATURE_DIM = "twonn"  # the curvature probe's d (`sweep.run_sweep`'s curvature_dim)
+DEMO_CURVATURE_DIM = "twonn"  # the curvature measure's d (`run_sweep(measure_options=...)`)
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ def run_demo(
     workers: int | None = None,
     progress: bool = False,
 ) -> DemoOutcome:
-    """Train the `demo` zoo into out/zoo, sweep `DEMO_PROBES` into out/sweep, report into out/report."""
-    from ..report.report import build_report, write_report_page
+    """Train the `demo` zoo into out/zoo, sweep `DEMO_MEASURES` into out/sweep, report into out/report."""
+    from .report import build_report, write_report_page
     from .sweep import run_sweep
     from .zoo_presets import train_zoo
 
@@ -49,11 +49,11 @@ def run_demo(
     zoo = train_zoo(out / "zoo", "demo", seed=seed, progress=progress)
     sweep = run_sweep(
         [out / "zoo"],
-        DEMO_PROBES,
+        DEMO_MEASURES,
         out / "sweep",
         n_points=n_points,
         seed=seed,
-        curvature_dim=DEMO_CURVATURE_DIM,
+        measure_options={"curvature": {"dim": DEMO_CURVATURE_DIM}},
         workers=workers,
         progress=progress,
     )

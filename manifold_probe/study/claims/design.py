@@ -36,7 +36,7 @@ import difflib
 from dataclasses import dataclass
 
 from ...errors import InputError
-from ...measures.registry import MEASURES
+from ... import registry
 from ..zoo_presets import ZooModel
 
 PRESETS: tuple[str, ...] = ("tiny", "small", "full")
@@ -50,8 +50,8 @@ STOP_AT_HIT = (("stop_at_hit", True),)
 """Every preset stops a plane at its first hit: a hit is final, so no reading changes, and the
 planes that hit (most of them, on trained nets) no longer run to the step cap."""
 
-PLANES: dict = {k: v for k, v in MEASURES["cutting-planes"].sweep_options.items() if k != "classes"}
-"""Cutting-plane options of a study: the sweep's (`measures.registry`), classes chosen per preset."""
+PLANES: dict = {k: v for k, v in registry.get("cutting-planes").sweep.options.items() if k not in ("classes", "n_dims")}
+"""Cutting-plane options of a study: the sweep's (the registry's), classes chosen per preset."""
 PLANE_DIMS = 7
 """Log-spaced cutting dimensions from 1 to the input dimension."""
 
@@ -62,7 +62,7 @@ class ClaimsDesign:
 
     `n_points`: training points measured per model (a seeded stratified subset);
     `reduction`: applied to every layer before the geometry (`extract.reductions`);
-    `curvature_dim`: the curvature probe's d, "twonn" (Kaufman & Azencot's own protocol: each
+    `curvature_dim`: the curvature measure's d, "twonn" (Kaufman & Azencot's own protocol: each
     layer's rounded TwoNN) by default, since the claims are about the paper's quantity and real
     layers rarely show the clear local spectral gap the default rule needs;
     `curvature_centres`: curvature fitted at a seeded sample of this many of the measured points

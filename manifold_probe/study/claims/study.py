@@ -49,13 +49,13 @@ class ClaimsOutcome:
     page_path: Path
 
 
-SWEEP_PROBES = ("id", "curvature", "collapse", "spectra")
+SWEEP_MEASURES = ("id", "curvature", "collapse", "spectra")
 """What the sweep measures on every checkpoint (cutting planes run only where a claim needs them)."""
 
 
 def _results(folder: Path) -> dict[str, Result]:
     found = {}
-    for probe in SWEEP_PROBES:
+    for probe in SWEEP_MEASURES:
         path = folder / f"{probe}.json"
         if path.is_file():
             found[probe] = read_result(path)
@@ -149,7 +149,7 @@ def findings_result(
         command="claims",
         source={"data": data, "preset": plan.preset, "seed": seed, "n_models": len(study.finals),
                 "n_checkpoints": len(study.records)},
-        params={"n_points": plan.n_points, "reduction": plan.reduction, "probes": list(SWEEP_PROBES),
+        params={"n_points": plan.n_points, "reduction": plan.reduction, "probes": list(SWEEP_MEASURES),
                 "curvature_dim": plan.curvature_dim, "curvature_centres": plan.curvature_centres,
                 "plane_classes": plan.plane_classes, "planes": plan.planes,
                 "plane_dims": plan.plane_dims,
@@ -188,10 +188,11 @@ def run_claims(
     plan = design(preset)
     root = Path(out).expanduser()
     train_zoo(root / "zoo", plan.models, seed=seed, data=data, device=device, progress=progress)
+    curvature = {"dim": plan.curvature_dim, "n_centres": plan.curvature_centres}
     run_sweep(
-        [root / "zoo"], SWEEP_PROBES, root / "sweep", data=data, n_points=plan.n_points, seed=seed,
-        reduction=plan.reduction, curvature_dim=plan.curvature_dim,
-        curvature_centres=plan.curvature_centres, device=device, workers=workers, progress=progress,
+        [root / "zoo"], SWEEP_MEASURES, root / "sweep", data=data, n_points=plan.n_points, seed=seed,
+        reduction=plan.reduction, measure_options={"curvature": curvature}, device=device, workers=workers,
+        progress=progress,
     )  # fmt: skip
     infos = describe_checkpoints([root / "zoo"])
     study = Study(tuple(_records(infos, root / "sweep" / "results")))
@@ -199,8 +200,9 @@ def run_claims(
     by_name = {Path(info.path).stem: info for info in infos}
     study, ensembles = _measure_planes(study, by_name, root, data, plan, seed, device, progress)
     findings = evaluate_claims(study, StudyContext(num_classes, tuple(ensembles)), seed=seed)
-    result = findings_result(findings, plan, data, seed, study)
-    result.summary["ensembles"] = [[size, dim] for size, dim in ensembles]
+    result = findings_result(findings, plan, data, seed, study).with_summary(
+        ensembles=[[size, dim] for size, dim in ensembles]
+    )
     json_path = result.write(root / CLAIMS_FILE)
     page_path = write_findings_page(result, study, root / CLAIMS_PAGE, ensembles=ensembles)
     return ClaimsOutcome(findings, study, result, json_path, page_path)

@@ -1,9 +1,9 @@
 """From a sweep folder to the report: correlations of each measure with generalization, and its page.
 
 A sweep folder SWEEP holds `SWEEP/table.csv` (one row per checkpoint: its settings, its train
-and test accuracy, and one column per measure) and `SWEEP/results/<run_id>/<probe>.json` (one
-`Result` per checkpoint and probe). The report relates every measure column present
-(`MEASURES`) to every target (`TARGETS`: test accuracy and the generalization gap,
+and test accuracy, and the columns of each measure) and `SWEEP/results/<run_id>/<measure>.json`
+(one `Result` per checkpoint and measure). The report relates every measure column present
+(the sweep columns of the registry's measures: `measure_columns`) to every target (`TARGETS`: test accuracy and the generalization gap,
 train accuracy - test accuracy) with Pearson, Spearman and Kendall tau-b, each with a
 bootstrap percentile interval and a permutation p-value (`statistics.py`), over all models and
 within each architecture family. The question is Kaufman & Azencot's (2023): does the curvature
@@ -27,29 +27,31 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from .. import registry
 from ..errors import InputError
 from ..progress import track
+from ..report.profile_page import write_page
+from ..report.statistics import METHODS, correlations, linear_fit
 from ..results import Result, read_result
 from ..validation import parse_flag
-from .profile_page import write_page
-from .statistics import METHODS, correlations, linear_fit
 
-MEASURES = (
-    "curvature_gap",
-    "curvature_gap_scaled",
-    "curvature_sff_gap",
-    "curvature_sff_gap_scaled",
-    "last_layer_id_twonn",
-    "nc1_penultimate",
-    "mean_manifold_dim",
-)
+
+def measure_columns() -> tuple[str, ...]:
+    """Every sweep-table column a measure adds (the registry's `SweepSpec.columns`): curvature's
+    first (the report's question), then the others in the registry's order."""
+    ordered = sorted(registry.measures(), key=lambda m: m.name != "curvature")
+    return tuple(column.name for m in ordered if m.sweep for column in m.sweep.columns)
+
+
+MEASURES = measure_columns()
+"""The measure columns of the built-in measures (`measure_columns()` also has plugins')."""
 TARGETS = ("test_accuracy", "generalization_gap")
 REQUIRED_COLUMNS = ("run_id", "family", "untrained", "train_accuracy", "test_accuracy")
 SETTINGS = (
     "arch", "width", "depth", "epochs", "weight_decay", "mixup", "label_smoothing", "label_noise",
     "train_size", "seed",
 )  # fmt: skip
-PROFILE_PROBES = ("id", "curvature", "collapse")  # the probes whose results are per layer
+PROFILE_MEASURES = ("id", "curvature", "collapse")  # the measures whose per-layer profiles the page draws
 TARGET_RANGES = {"test_accuracy": (0.0, 1.0), "generalization_gap": (-1.0, 1.0)}
 """The values each target can take: bands and fitted lines are clipped to them on the page."""
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -163,7 +165,7 @@ def build_report(
         raise InputError(
             f"the sweep in {sweep_dir} has only untrained models; add --include-untrained to relate them."
         )
-    measures = [m for m in MEASURES if m in columns]
+    measures = [m for m in measure_columns() if m in columns]
     families = sorted({row.family for row in used})
     groups = [("all", used)] + [(f, [row for row in used if row.family == f]) for f in families]
     computed = {
@@ -308,13 +310,13 @@ def _curvature_protocol(profiles: list[tuple[SweepRow, Result]]) -> str:
 
 
 def load_profiles(sweep_dir: str | os.PathLike, rows: list[SweepRow]) -> list[tuple[SweepRow, Result]]:
-    """The per-layer results SWEEP/results/<run_id>/<probe>.json that exist and read back, for
+    """The per-layer results SWEEP/results/<run_id>/<measure>.json that exist and read back, for
     every row (a damaged one is skipped with a warning)."""
     base = Path(sweep_dir).expanduser() / "results"
     found = []
     for row in rows:
-        for probe in PROFILE_PROBES:
-            path = base / row.run_id / f"{probe}.json"
+        for measure in PROFILE_MEASURES:
+            path = base / row.run_id / f"{measure}.json"
             if path.is_file():
                 try:
                     found.append((row, read_result(path)))
@@ -338,7 +340,7 @@ def profile_figure(profiles: list[tuple[SweepRow, Result]]) -> go.Figure:
     spans = []
     for metric in metrics:
         start = len(fig.data)
-        drawn: set[str] = set()  # a metric two probes both report (id_twonn) is drawn once per model
+        drawn: set[str] = set()  # a metric two measures both report (id_twonn) is drawn once per model
         for row, result in profiles:
             layers = [layer for layer in result.layers if layer.metrics.get(metric) is not None]
             if not layers or row.run_id in drawn:
