@@ -55,9 +55,10 @@ regime says which number is reported as `curvature_sff`:
   asked for (`second_derivative="autodiff"`): the autodiff value counts only the family's own
   bending and any kinks are missed.
 
-With `second_derivative="auto"` (default) the finite differences are computed for the chunks of
-theta where some layer's D^2 f vanishes; "finite-difference" computes and reports them
-everywhere; "autodiff" never.
+With `second_derivative="auto"` (default) the finite differences are computed, chunk by chunk of
+theta, for the layers whose D^2 f vanishes there (those passes record only these layers and
+stop after the last of them); "finite-difference" computes and reports them for every layer;
+"autodiff" never.
 
 Summaries per layer (`LayerFamilyCurvature`), over the N values of theta:
 curvature_sff = sqrt(mean_theta ||II||^2 / d) (root mean square of the per-theta value, as
@@ -160,9 +161,11 @@ class _LiveRecorder(LayerRecorder):
         super()._deliver(name, output)
 
     def outputs(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The wanted layers' outputs for one batch, in the order asked for."""
+        """The wanted layers' outputs for one batch, in the order asked for (the hooks are on only
+        for this pass; the pass stops after the last wanted layer unless that is `logits`)."""
         self.live = {}
-        self.forward(inputs)
+        with self:
+            self.forward(inputs)
         return tuple(self.live[name] for name in self.wanted)
 
 
@@ -223,20 +226,25 @@ def _prepared(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.
 class _Differentiator:
     """Derivatives of the chosen layers along the family, for chunks of theta (`__call__`)."""
 
-    def __init__(self, recorder: _LiveRecorder, family: InputFamily, reductions, device, dtype, seed):
-        self.recorder, self.family = recorder, family
+    def __init__(self, module: nn.Module, family: InputFamily, names, reductions, device, seed):
+        self.family, self.names = family, list(names)
         self.reductions: dict[str, Reduction] = reductions
-        self.device, self.dtype, self.seed = device, dtype, seed
+        self.device, self.seed = device, seed
+        self.recorders = {tuple(self.names): _LiveRecorder(module, self.names)}
+        self.module = module
         self.reducers: dict[str, Any] = {}
         self.concrete: dict[str, Reduction] = {}
 
-    @property
-    def names(self) -> list[str]:
-        return list(self.recorder.wanted)
+    def _outputs(self, names: Sequence[str]):
+        """x -> the raw outputs of these layers (a recorder per set of layers, kept)."""
+        key = tuple(names)
+        if key not in self.recorders:
+            self.recorders[key] = _LiveRecorder(self.module, key)
+        return self.recorders[key].outputs
 
-    def _reduce(self, outputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def _reduce(self, outputs: Sequence[torch.Tensor], names: Sequence[str]) -> list[torch.Tensor]:
         reduced = []
-        for name, output in zip(self.names, outputs, strict=True):
+        for name, output in zip(names, outputs, strict=True):
             if name not in self.reducers:
                 shape = tuple(output.shape[1:])
                 self.concrete[name] = self.reductions[name].for_shape(shape, layer=name)
@@ -246,9 +254,9 @@ class _Differentiator:
             reduced.append(_reduced(self.reducers[name], output))
         return reduced
 
-    def _along(self, x: torch.Tensor, tangent: torch.Tensor) -> list[torch.Tensor]:
-        """Df(x) tangent, reduced, per layer."""
-        return self._reduce(jvp(self.recorder.outputs, (x,), (tangent,))[1])
+    def _along(self, x: torch.Tensor, tangent: torch.Tensor, names: Sequence[str]) -> list[torch.Tensor]:
+        """Df(x) tangent, reduced, for these layers."""
+        return self._reduce(jvp(self._outputs(names), (x,), (tangent,))[1], names)
 
     def _family_first(self, theta: torch.Tensor, basis: list[torch.Tensor]) -> tuple[torch.Tensor, list]:
         """x(theta) and x_i for every i."""
@@ -258,17 +266,18 @@ class _Differentiator:
     def _pair(self, theta: torch.Tensor, e_i: torch.Tensor, e_j: torch.Tensor):
         """One nested pass along (e_i, e_j): the raw outputs f and Df x_i, the reduced K_ij per
         layer, and per layer whether the model's own part D^2 f[x_i, x_j] is exactly 0."""
+        outputs = self._outputs(self.names)
         (x, x_i), (x_j, x_ij) = jvp(lambda t: jvp(self.family.map, (t,), (e_i,)), (theta,), (e_j,))
-        (f, f_i), (_, f_ij) = jvp(lambda y: jvp(self.recorder.outputs, (y,), (x_i,)), (x,), (x_j,))
+        (f, f_i), (_, f_ij) = jvp(lambda y: jvp(outputs, (y,), (x_i,)), (x,), (x_j,))
         flat = [not bool(torch.any(raw != 0)) for raw in f_ij]
-        second = self._reduce(f_ij)
+        second = self._reduce(f_ij, self.names)
         if bool(torch.any(x_ij != 0)):  # the family's own second derivative: Df(x) x_ij
-            second = [s + g for s, g in zip(second, self._along(x, x_ij), strict=True)]
+            second = [s + g for s, g in zip(second, self._along(x, x_ij, self.names), strict=True)]
         return f, f_i, second, flat
 
     def __call__(self, theta: torch.Tensor, finite_differences: bool | str, steps: Sequence[float]):
-        """{layer: LayerDerivatives} at theta (B, d); finite_differences True, False or "auto"
-        (only when some layer's model part has no second derivative in this chunk)."""
+        """{layer: LayerDerivatives} at theta (B, d). finite_differences: True (every layer),
+        False, or "auto" (the layers whose model part has no second derivative in this chunk)."""
         d = theta.shape[1]
         unit = torch.eye(d, dtype=theta.dtype, device=theta.device)
         basis = [unit[i].expand_as(theta) for i in range(d)]
@@ -280,9 +289,12 @@ class _Differentiator:
                     hess[j, i] = hess[i, j]
                     zero = [a and b for a, b in zip(zero, flat, strict=True)]
                     if i == j:
-                        points, jac[i] = self._reduce(f), self._reduce(f_i)
-            wanted = finite_differences is True or (finite_differences == "auto" and any(zero))
-            fd = self._finite_differences(theta, basis, steps) if wanted else None
+                        points, jac[i] = self._reduce(f, self.names), self._reduce(f_i, self.names)
+            if finite_differences == "auto":
+                wanted = [name for name, flat in zip(self.names, zero, strict=True) if flat]
+            else:
+                wanted = self.names if finite_differences else []
+            fd = dict(zip(wanted, self._finite_differences(theta, basis, steps, wanted), strict=True))
         return {
             name: LayerDerivatives(
                 points=points[k],
@@ -291,24 +303,27 @@ class _Differentiator:
                     [torch.stack([hess[i, j][k] for j in range(d)], dim=-1) for i in range(d)], dim=-2
                 ),
                 model_second_is_zero=zero[k],
-                hessian_fd=None if fd is None else fd[k],
+                hessian_fd=fd.get(name),
             )
             for k, name in enumerate(self.names)
         }
 
-    def _finite_differences(self, theta, basis, steps) -> list[torch.Tensor]:
-        """K^h (B, D, d, d) per layer: symmetrised central differences of the exact J (module docstring)."""
+    def _finite_differences(self, theta, basis, steps, names) -> list[torch.Tensor]:
+        """K^h (B, D, d, d) for these layers: symmetrised central differences of the exact J
+        (module docstring)."""
+        if not names:
+            return []
         d = len(basis)
         slopes = []  # slopes[j][layer] = (J(theta + h_j e_j) - J(theta - h_j e_j)) / (2 h_j), (B, D, d)
         for j in range(d):
             sides = []
             for sign in (1.0, -1.0):
                 x, tangents = self._family_first(theta + sign * steps[j] * basis[j], basis)
-                per_direction = [self._along(x, t) for t in tangents]
+                per_direction = [self._along(x, t, names) for t in tangents]
                 sides.append([torch.stack(cols, dim=-1) for cols in zip(*per_direction, strict=True)])
             slopes.append([(plus - minus) / (2 * steps[j]) for plus, minus in zip(*sides, strict=True)])
         hessians = []
-        for layer in range(len(self.names)):
+        for layer in range(len(names)):
             rows = torch.stack([slopes[j][layer] for j in range(d)], dim=-1)  # [.., i, j] = d_j J_i
             hessians.append(0.5 * (rows + rows.transpose(-1, -2)))
         return hessians
@@ -318,8 +333,8 @@ class _Differentiator:
 def _differentiating(model, family, names, reduction, device, dtype, seed) -> Iterator[_Differentiator]:
     module = _prepared(model, device, dtype)
     reductions = resolve_reductions(reduction, names)
-    with eval_mode(module), torch.no_grad(), _LiveRecorder(module, names) as recorder:
-        yield _Differentiator(recorder, family, reductions, device, dtype, seed)
+    with eval_mode(module), torch.no_grad():
+        yield _Differentiator(module, family, names, reductions, device, seed)
 
 
 def _as_theta(theta, dim: int) -> np.ndarray:
@@ -337,8 +352,11 @@ def _steps(family: InputFamily, fd_step: float) -> list[float]:
 def _chosen_layers(
     model: nn.Module, family: InputFamily, theta: np.ndarray, layers
 ) -> tuple[list[str], torch.Tensor]:
-    """The chosen layer names (`select_layers`) and a one-input example batch on the model's device."""
-    example = family(torch.as_tensor(theta[:1], dtype=torch.float32)).to(_model_device(model))
+    """The chosen layer names (`select_layers`) and a one-input example batch on the model's
+    device, in the dtype of its floating-point tensors (float32 when it has none)."""
+    tensors = (*model.parameters(), *model.buffers())
+    dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+    example = family(torch.as_tensor(theta[:1], dtype=dtype)).to(_model_device(model))
     try:
         return select_layers(model, example, layers), example
     except RuntimeError as exc:  # the model rejects the family's inputs
