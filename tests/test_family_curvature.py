@@ -409,9 +409,11 @@ def test_relu_net_is_reported_piecewise_linear():
         assert layer.curvature_sff_autodiff == 0.0 and layer.curvature_sff > 0
         assert layer.curvature_sff == layer.curvature_sff_fd
         assert "kinks" in layer.details()["meaning"]
-    smooth = family_curvature(small_cnn(nn.Tanh), data, "plane:0,1,2", layers=["6"], n_grid=9)
-    assert smooth.layers[0].regime == "smooth" and smooth.layers[0].method == "autodiff"
-    assert np.isnan(smooth.layers[0].curvature_sff_fd)  # no finite differences needed
+    smooth = family_curvature(small_cnn(nn.Tanh), data, "plane:0,1,2", layers=["0", "6"], n_grid=9)
+    assert smooth.layers[0].regime == "linear"  # its finite differences were computed: they agree
+    assert smooth.layers[0].curvature_sff_fd == pytest.approx(0.0, abs=1e-12)
+    assert smooth.layers[1].regime == "smooth" and smooth.layers[1].method == "autodiff"
+    assert np.isnan(smooth.layers[1].curvature_sff_fd)  # no finite differences needed
     asked = family_curvature(
         small_cnn(nn.ReLU), data, "plane:0,1,2", layers=["6"], n_grid=9, second_derivative="autodiff"
     )
