@@ -1,4 +1,4 @@
-"""Representation similarity (geometry/similarity.py) held to answers
+"""Representation similarity (geometry/similarity.py, measures/similarity.py) held to answers
 known in advance: closed forms on constructed examples, invariances, independent
 implementations written differently here (explicit loops, scipy), and small seeded
 simulations of the bootstrap interval and the permutation p-value."""
@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import doctest
 import itertools
+import json
 
 import numpy as np
 import pytest
+import torch
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.distance import pdist, squareform
 from scipy.stats import pearsonr, spearmanr
 
+import manifold_probe as mp
 from manifold_probe.errors import InputError
+from manifold_probe.extraction.activations import Activations, LayerRecord
 from manifold_probe.geometry import similarity as similarity_module
 from manifold_probe.geometry.similarity import (
     SIMILARITY_METHODS,
@@ -29,6 +33,8 @@ from manifold_probe.geometry.similarity import (
     rsa,
     svcca,
 )
+from manifold_probe.measures import similarity as measure_module
+from manifold_probe.measures.similarity import similarity_matrices
 
 TIGHT = 1e-12
 """Agreement of two float64 computations of one number in [0, 1] from O(100)-term sums and
@@ -471,4 +477,99 @@ def test_inputs_that_cannot_be_compared_are_refused_with_one_sentence():
 
 
 def test_the_docstring_examples_run_as_written():
-    assert doctest.testmod(similarity_module).failed == 0
+    for module in (similarity_module, measure_module):
+        assert doctest.testmod(module).failed == 0
+
+
+# --- the measure: layers x layers ------------------------------------------------------------
+
+
+def activations(layers: dict, labels=None, source=None) -> Activations:
+    records = {
+        name: LayerRecord(name, (a.shape[1],), "none", a.shape[1], False, False) for name, a in layers.items()
+    }
+    return Activations(dict(layers), records, labels, source=source)
+
+
+def three_layers(rng: np.random.Generator, n: int = 30) -> dict:
+    first = rng.normal(size=(n, 4)).astype(np.float32)
+    second = np.tanh(first @ rng.normal(size=(4, 6))).astype(np.float32)
+    return {
+        "first": first,
+        "second": second,
+        "third": (second**2 @ rng.normal(size=(6, 3))).astype(np.float32),
+    }
+
+
+def test_within_one_model_the_matrices_are_symmetric_and_equal_the_pairwise_estimates():
+    layers = three_layers(np.random.default_rng(21))
+    methods = ("linear_cka", "linear_cka_debiased", "procrustes", "rsa")
+    found = similarity_matrices(activations(layers), methods=methods, n_bootstrap=20, seed=3)
+    names = list(layers)
+    assert found.layers_a == found.layers_b == tuple(names) and found.within_one_model
+    for method in methods:
+        values = found.values[method]
+        assert values.shape == (3, 3) and np.array_equal(values, values.T)
+        assert np.array_equal(found.low[method], found.low[method].T)
+        for i, j in itertools.combinations_with_replacement(range(3), 2):
+            expected = bootstrap_interval(layers[names[i]], layers[names[j]], method, n_bootstrap=20, seed=3)
+            assert (
+                values[i, j]
+                == expected.value
+                == representation_similarity(layers[names[i]], layers[names[j]], method)
+            )
+            assert (found.low[method][i, j], found.high[method][i, j]) == (expected.low, expected.high)
+    assert np.allclose(np.diag(found.values["linear_cka"]), 1, rtol=0, atol=TIGHT)
+    assert found.larger_is_more_similar == {"linear_cka": True, "linear_cka_debiased": True,
+                                            "procrustes": False, "rsa": True}  # fmt: skip
+
+
+def test_across_two_models_rows_are_the_first_models_layers():
+    rng = np.random.default_rng(22)
+    layers_a = three_layers(rng)
+    layers_b = {"only": layers_a["second"] @ rotation(6, rng).astype(np.float32)}
+    found = similarity_matrices(activations(layers_a), activations(layers_b), methods=("linear_cka",))
+    assert found.values["linear_cka"].shape == (3, 1) and not found.within_one_model
+    assert abs(found.values["linear_cka"][1, 0] - 1) < 1e-6  # float32 inputs: the rotation's rounding
+    assert found.values["linear_cka"][0, 0] < 0.99
+    assert found.low == {} and "intervals" not in found.to_dict()
+
+
+def test_the_measure_reads_extracted_activations_and_writes_plain_json():
+    torch.manual_seed(0)
+    data = torch.randn(48, 5)
+    model_a = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    model_b = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    acts_a, acts_b = mp.extract(model_a, data), mp.extract(model_b, data)
+    found = similarity_matrices(acts_a, acts_b, n_bootstrap=10)
+    written = json.loads(json.dumps(found.to_dict(), allow_nan=False))
+    assert written["methods"] == list(measure_module.DEFAULT_METHODS)
+    assert written["layers_a"] == list(acts_a) and written["layers_b"] == list(acts_b)
+    for method in written["methods"]:
+        values = np.array(written["values"][method], dtype=float)
+        low = np.array(written["intervals"][method]["low"], dtype=float)
+        high = np.array(written["intervals"][method]["high"], dtype=float)
+        assert values.shape == (len(acts_a), len(acts_b))
+        assert np.all(low <= high)
+
+
+def test_the_measure_refuses_activations_of_different_points():
+    rng = np.random.default_rng(23)
+    layers = three_layers(rng)
+    with pytest.raises(InputError, match="30 and 29 points"):
+        similarity_matrices(activations(layers), activations({k: v[:29] for k, v in layers.items()}))
+    labels = rng.integers(0, 3, size=30)
+    with pytest.raises(InputError, match="different labels"):
+        similarity_matrices(activations(layers, labels), activations(layers, np.roll(labels, 1)))
+    source = {"data": "digits", "split": "test", "seed": 0, "n_points": 30}
+    with pytest.raises(InputError, match="split 'test' and 'train'"):
+        similarity_matrices(activations(layers, source=source),
+                            activations(layers, source={**source, "split": "train"}))  # fmt: skip
+    similarity_matrices(activations(layers, labels, source), activations(layers, labels, dict(source)),
+                        methods=("procrustes",))  # fmt: skip
+    with pytest.raises(InputError, match="needs at least 4"):
+        similarity_matrices(
+            activations({k: v[:3] for k, v in layers.items()}), methods=("linear_cka_debiased",)
+        )
+    with pytest.raises(InputError, match="unknown similarity"):
+        similarity_matrices(activations(layers), methods=("cka",))
