@@ -22,11 +22,10 @@ its repeated rows. The U-statistics are different: a repeated point paired with 
 would put a diagonal entry k(x_a, x_a) back among the off-diagonal ones that the debiased
 HSIC averages (with a linear kernel at p >> n, a diagonal entry is p times larger than an
 off-diagonal one), and in RSA a pair of copies adds a zero dissimilarity to both matrices.
-So a pair of copies of one point counts as the diagonal it is: the debiased HSIC averages
-only over tuples of distinct points, each tuple weighted by the product of its counts (the
-normalisers are those weighted tuple counts); RSA leaves out pairs of copies, and the RBF
-bandwidth is the median over pairs of distinct points. With all counts 1 each is its plain
-estimator.
+So a pair of copies of one point counts as the diagonal it is: the debiased HSIC averages its
+4-point kernel only over tuples of distinct points, each tuple weighted by the product of its
+counts; RSA leaves out pairs of copies, and the RBF bandwidth is the median over pairs of
+distinct points. With all counts 1 each is its plain estimator.
 """
 
 from __future__ import annotations
@@ -64,24 +63,38 @@ def _checked_pair(x, y, *, min_points: int = 2) -> tuple[np.ndarray, np.ndarray]
             f"x has {len(x)} rows but y has {len(y)}: a similarity compares two representations "
             "of the same points, so give both one row per point, in the same order."
         )
-    # every similarity here is scale-invariant: dividing by a power of two near the spread is
-    # exact and keeps squares and Gram matrices of any finite points from overflowing
-    return x.astype(np.float64) / point_scale(x), y.astype(np.float64) / point_scale(y)
+    return _rescaled(x), _rescaled(y)
+
+
+def _rescaled(points: np.ndarray) -> np.ndarray:
+    """A float64 copy divided by `point_scale`, a power of two near the spread: exact, and it keeps
+    squares and Gram matrices of any finite points from overflowing (every similarity here is
+    scale-invariant). One n x p copy, divided in place: touching fresh memory is not free."""
+    copy = points.astype(np.float64)
+    copy /= point_scale(points)
+    return copy
 
 
 def _centred(x: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
     """x minus its count-weighted mean row, or None when every row is the same point (no spread
     beyond the rounding of the mean): a similarity to it is undefined."""
     centred = x - counts @ x / counts.sum()
-    if np.abs(centred).max() <= len(x) * _EPS * np.abs(x).max():
+    if _largest_magnitude(centred) <= len(x) * _EPS * _largest_magnitude(x):
         return None
     return centred
+
+
+def _largest_magnitude(a: np.ndarray) -> float:
+    """max |a_ij|, without an |a| temporary."""
+    return float(max(a.max(), -a.min()))
 
 
 def _weighted_rows(x: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
     """The centred rows times sqrt(count): their Gram and cross-products are the resample's."""
     centred = _centred(x, counts)
-    return None if centred is None else centred * np.sqrt(counts)[:, None]
+    if centred is None or np.all(counts == 1):
+        return centred
+    return centred * np.sqrt(counts)[:, None]
 
 
 # --- HSIC and CKA -------------------------------------------------------------------------
@@ -99,16 +112,17 @@ def _gram_form_is_cheaper(n: int, p: int, q: int) -> bool:
     return n * (p + q) < p * q + p * p + q * q
 
 
-def _biased_hsic_gram(gram_x: np.ndarray, gram_y: np.ndarray, counts: np.ndarray) -> float:
-    """sum_ab c_a c_b Kc_ab Lc_ab, with Kc = (I - 1 pi^T) K (I - pi 1^T), pi = c / sum c: the
-    plug-in HSIC (Gretton et al. 2005) of the resample, up to the factor 1 / n^2."""
-    weights = counts / counts.sum()
+def _biased_cka_gram(gram_x: np.ndarray, gram_y: np.ndarray, counts: np.ndarray) -> float:
+    """CKA with the plug-in HSIC (Gretton et al. 2005) of the resample, sum_ab c_a c_b Kc_ab Lc_ab
+    (up to the factor 1 / n^2) with Kc = (I - 1 pi^T) K (I - pi 1^T), pi = c / sum c."""
+    weights, root = counts / counts.sum(), np.sqrt(counts)
 
-    def centred(gram):
+    def centred(gram):  # sqrt(c_a c_b) Kc_ab
         row = gram @ weights
-        return gram - row[:, None] - row[None, :] + weights @ row
+        return (gram - row[:, None] - row[None, :] + weights @ row) * root[:, None] * root[None, :]
 
-    return float(counts @ (centred(gram_x) * centred(gram_y)) @ counts)
+    kc, lc = centred(gram_x), centred(gram_y)
+    return _cka_ratio(np.sum(kc * lc), np.sum(kc * kc), np.sum(lc * lc))
 
 
 def _quadruple_count(counts: np.ndarray) -> float:
@@ -119,91 +133,107 @@ def _quadruple_count(counts: np.ndarray) -> float:
     return s1**4 - 6 * s1**2 * s2 + 3 * s2**2 + 8 * s1 * s3 - 6 * s4
 
 
-def _unbiased_hsic(pair_sum, k_times, l_times, counts: np.ndarray) -> float:
+def _unbiased_hsic(pair_sums, kw, lw, counts: np.ndarray) -> float:
     """Song et al.'s unbiased HSIC as the average over 4-tuples of distinct points (a, b, c, d),
     each weighted by w_a w_b w_c w_d (w the counts), of the kernel
         h = K_ab L_ab + K_ab L_cd - 2 K_ab L_ac,
     i.e. (A + B - 2 C) / N4 with A, B, C the weighted sums of the three terms and N4 the
     weighted number of tuples (`_quadruple_count`). K and L have zero diagonals; the sums come
-    from pair_sum(i, j) = sum_ab w_a^i w_b^j K_ab L_ab and the products k_times(v) = K v,
-    l_times(v) = L v, by counting the tuples that repeat a point out of the free sums:
+    from pair_sums = (P11, P21, P22, P31), P_ij = sum_ab w_a^i w_b^j K_ab L_ab, and
+    kw = (K w, K w^2), lw = (L w, L w^2), by counting the tuples that repeat a point out of
+    the free sums:
         B = (w^T K w)(w^T L w) - 4 R - 2 P22,   R = (w^2)^T (Kw o Lw) - P22,
         A = (s1^2 - s2) P11 - 4 s1 P21 + 4 P31 + 2 P22,
         C = s1 T - R - (w^T (K w^2 o L w) - P31) - (w^T (K w o L w^2) - P31),
         T = w^T (Kw o Lw) - P21,
-    with P_ij = pair_sum(i, j) and s_k = sum w^k. With every count 1 this is
-    (1 / (n(n-3))) [tr(KL) + 1^T K 1 1^T L 1 / ((n-1)(n-2)) - 2/(n-2) 1^T K L 1] (Song et al.
-    2012, eq. 5). Being an average of one kernel over tuples, it is unchanged by translating x or
-    y (h is), and a point never meets its own copy.
+    with s_k = sum w^k. With every count 1 this is (1 / (n(n-3))) [tr(KL) + 1^T K 1 1^T L 1 /
+    ((n-1)(n-2)) - 2/(n-2) 1^T K L 1] (Song et al. 2012, eq. 5). Being an average of one kernel
+    over tuples, it is unchanged by translating x or y (h is), and a point never meets its own copy.
     """
     quadruples = _quadruple_count(counts)
     if quadruples <= 0:  # fewer than 4 distinct points
         return float("nan")
+    (kw1, kw2), (lw1, lw2) = kw, lw
+    p11, p21, p22, p31 = pair_sums
     w, w2 = counts, counts**2
     s1, s2 = w.sum(), w2.sum()
-    kw, lw, kw2, lw2 = k_times(w), l_times(w), k_times(w2), l_times(w2)
-    p11, p21, p22, p31 = pair_sum(1, 1), pair_sum(2, 1), pair_sum(2, 2), pair_sum(3, 1)
-    repeat = w2 @ (kw * lw) - p22  # sum over a, b, d distinct of w_a^2 w_b w_d K_ab L_ad
-    triples = w @ (kw * lw) - p21  # sum over a, b, c distinct of w_a w_b w_c K_ab L_ac
+    repeat = w2 @ (kw1 * lw1) - p22  # sum over a, b, d distinct of w_a^2 w_b w_d K_ab L_ad
+    triples = w @ (kw1 * lw1) - p21  # sum over a, b, c distinct of w_a w_b w_c K_ab L_ac
     same_pair = (s1**2 - s2) * p11 - 4 * s1 * p21 + 4 * p31 + 2 * p22
-    disjoint = (w @ kw) * (w @ lw) - 4 * repeat - 2 * p22
-    shared = s1 * triples - repeat - (w @ (kw2 * lw) - p31) - (w @ (kw * lw2) - p31)
+    disjoint = (w @ kw1) * (w @ lw1) - 4 * repeat - 2 * p22
+    shared = s1 * triples - repeat - (w @ (kw2 * lw1) - p31) - (w @ (kw1 * lw2) - p31)
     return float((same_pair + disjoint - 2 * shared) / quadruples)
 
 
-def _unbiased_hsic_gram(gram_x: np.ndarray, gram_y: np.ndarray, counts: np.ndarray) -> float:
-    """The debiased HSIC from two Gram matrices whose diagonals are set to 0."""
-    product = gram_x * gram_y
-
-    def pair_sum(i, j):
-        return counts**i @ product @ counts**j
-
-    return _unbiased_hsic(pair_sum, gram_x.__matmul__, gram_y.__matmul__, counts)
-
-
-def _unbiased_linear_hsic_features(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> float:
-    """The debiased HSIC of K = x x^T and L = y y^T (diagonals left out) without forming them:
-    with C_i = x^T diag(w^i) y, sum_ab w_a^i w_b^j K_ab L_ab = <C_i, C_j>_F, less the diagonal
-    terms sum_a w_a^(i+j) K_aa L_aa; K v = x (x^T v) less K's diagonal times v."""
-    k_diag, l_diag = np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", y, y)
+def _unbiased_cka_gram(gram_x: np.ndarray, gram_y: np.ndarray, counts: np.ndarray) -> float:
+    """Debiased CKA from two Gram matrices whose diagonals are set to 0."""
     unit = bool(np.all(counts == 1))
-    crosses: dict[int, np.ndarray] = {}
+    powers = [counts**k for k in (1, 2, 3)]
 
-    def cross(power):
-        power = 1 if unit else power  # every C_i is x^T y when the counts are 1
-        if power not in crosses:
-            crosses[power] = (x * (counts**power)[:, None]).T @ y
-        return crosses[power]
+    def times_counts(gram):  # (K w, K w^2)
+        first = gram @ counts
+        return first, first if unit else gram @ powers[1]
 
-    def pair_sum(i, j):
-        return np.sum(cross(i) * cross(j)) - counts ** (i + j) @ (k_diag * l_diag)
+    def pair_sums(a, b):  # (P11, P21, P22, P31)
+        product = a * b
+        first = product @ counts
+        second = first if unit else product @ powers[1]
+        return powers[0] @ first, powers[1] @ first, powers[1] @ second, powers[2] @ first
 
-    def k_times(v):
-        return x @ (v @ x) - k_diag * v
+    kw, lw = times_counts(gram_x), times_counts(gram_y)
+    return _cka_ratio(
+        _unbiased_hsic(pair_sums(gram_x, gram_y), kw, lw, counts),
+        _unbiased_hsic(pair_sums(gram_x, gram_x), kw, kw, counts),
+        _unbiased_hsic(pair_sums(gram_y, gram_y), lw, lw, counts),
+    )
 
-    def l_times(v):
-        return y @ (v @ y) - l_diag * v
 
-    return _unbiased_hsic(pair_sum, k_times, l_times, counts)
+def _unbiased_linear_cka_features(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> float:
+    """Debiased linear CKA of K = x x^T and L = y y^T (diagonals left out) without forming them:
+    with C_i = x^T diag(w^i) y, P_ij = sum_ab w_a^i w_b^j K_ab L_ab = <C_i, C_j>_F less the
+    diagonal terms sum_a w_a^(i+j) K_aa L_aa; K v = x (x^T v) less K's diagonal times v."""
+    unit = bool(np.all(counts == 1))
+    powers = {k: counts**k for k in (1, 2, 3, 4)}
+
+    def diagonal(a):
+        return np.einsum("ij,ij->i", a, a)
+
+    def times_counts(a, a_diagonal):  # (K w, K w^2)
+        first = a @ (counts @ a) - a_diagonal * counts
+        return first, first if unit else a @ (powers[2] @ a) - a_diagonal * powers[2]
+
+    def pair_sums(a, b, a_diagonal, b_diagonal):  # (P11, P21, P22, P31)
+        crosses = [a.T @ b] if unit else [(a * powers[k][:, None]).T @ b for k in (1, 2, 3)]
+        c1, c2, c3 = (crosses * 3)[:3]
+        diagonals = a_diagonal * b_diagonal
+        parts = ((c1, c1, 2), (c2, c1, 3), (c2, c2, 4), (c3, c1, 4))
+        return tuple(np.sum(left * right) - powers[k] @ diagonals for left, right, k in parts)
+
+    dx, dy = diagonal(x), diagonal(y)
+    kw, lw = times_counts(x, dx), times_counts(y, dy)
+    return _cka_ratio(
+        _unbiased_hsic(pair_sums(x, y, dx, dy), kw, lw, counts),
+        _unbiased_hsic(pair_sums(x, x, dx, dx), kw, kw, counts),
+        _unbiased_hsic(pair_sums(y, y, dy, dy), lw, lw, counts),
+    )
 
 
 def _linear_cka(x: np.ndarray, y: np.ndarray, counts: np.ndarray, *, debiased: bool = False) -> float:
-    xc, yc = _centred(x, counts), _centred(y, counts)
-    if xc is None or yc is None:
-        return float("nan")
     gram_form = _gram_form_is_cheaper(len(x), x.shape[1], y.shape[1])
-    if debiased and gram_form:
+    if debiased:
+        xc, yc = _centred(x, counts), _centred(y, counts)
+        if xc is None or yc is None:
+            return float("nan")
+        if not gram_form:
+            return _unbiased_linear_cka_features(xc, yc, counts)
         gram_x, gram_y = xc @ xc.T, yc @ yc.T
         np.fill_diagonal(gram_x, 0.0)
         np.fill_diagonal(gram_y, 0.0)
-        pairs = ((gram_x, gram_y), (gram_x, gram_x), (gram_y, gram_y))
-        return _cka_ratio(*(_unbiased_hsic_gram(a, b, counts) for a, b in pairs))
-    if debiased:
-        hsic = _unbiased_linear_hsic_features
-        return _cka_ratio(hsic(xc, yc, counts), hsic(xc, xc, counts), hsic(yc, yc, counts))
-    root = np.sqrt(counts)[:, None]
-    xs, ys = xc * root, yc * root  # sum_ab c_a c_b K_ab L_ab = <xs xs^T, ys ys^T>
-    if gram_form:
+        return _unbiased_cka_gram(gram_x, gram_y, counts)
+    xs, ys = _weighted_rows(x, counts), _weighted_rows(y, counts)
+    if xs is None or ys is None:
+        return float("nan")
+    if gram_form:  # sum_ab c_a c_b Kc_ab Lc_ab = <xs xs^T, ys ys^T>
         gram_x, gram_y = xs @ xs.T, ys @ ys.T
         return _cka_ratio(np.sum(gram_x * gram_y), np.sum(gram_x * gram_x), np.sum(gram_y * gram_y))
     cross, self_x, self_y = xs.T @ ys, xs.T @ xs, ys.T @ ys
@@ -274,13 +304,11 @@ def _rbf_cka(x, y, counts, *, sigma_fraction: float = RBF_SIGMA_FRACTION, debias
     gram_x, gram_y = _rbf_gram(x, counts, sigma_fraction), _rbf_gram(y, counts, sigma_fraction)
     if gram_x is None or gram_y is None:
         return float("nan")
-    hsic = _biased_hsic_gram
-    if debiased:
-        np.fill_diagonal(gram_x, 0.0)
-        np.fill_diagonal(gram_y, 0.0)
-        hsic = _unbiased_hsic_gram
-    pairs = ((gram_x, gram_y), (gram_x, gram_x), (gram_y, gram_y))
-    return _cka_ratio(*(hsic(a, b, counts) for a, b in pairs))
+    if not debiased:
+        return _biased_cka_gram(gram_x, gram_y, counts)
+    np.fill_diagonal(gram_x, 0.0)
+    np.fill_diagonal(gram_y, 0.0)
+    return _unbiased_cka_gram(gram_x, gram_y, counts)
 
 
 def rbf_cka(x, y, *, sigma_fraction: float = RBF_SIGMA_FRACTION, debiased: bool = False) -> float:
@@ -323,8 +351,8 @@ def _shape_alignment(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> float:
     xs, ys = _weighted_rows(x, counts), _weighted_rows(y, counts)
     if xs is None or ys is None:
         return float("nan")
-    cross = _narrow(xs / np.linalg.norm(xs)).T @ _narrow(ys / np.linalg.norm(ys))
-    return float(min(np.linalg.svd(cross, compute_uv=False).sum(), 1.0))
+    nuclear = np.linalg.svd(_narrow(xs).T @ _narrow(ys), compute_uv=False).sum()
+    return float(min(nuclear / (np.linalg.norm(xs) * np.linalg.norm(ys)), 1.0))
 
 
 def _procrustes_distance(x, y, counts) -> float:
