@@ -449,6 +449,17 @@ def test_a_representation_without_spread_has_no_similarity(method):
     assert np.isnan(bootstrap_interval(constant, rng.normal(size=(20, 4)), method, n_bootstrap=3).low)
 
 
+def test_torch_tensors_and_float32_arrays_give_the_float64_answer():
+    rng = np.random.default_rng(24)
+    x, y = related_pair(rng)
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    for method in SIMILARITY_METHODS:
+        from_arrays = representation_similarity(x32.astype(np.float64), y32.astype(np.float64), method)
+        from_tensors = representation_similarity(torch.from_numpy(x32), torch.from_numpy(y32), method)
+        assert abs(from_tensors - from_arrays) < TIGHT
+        assert abs(representation_similarity(x32, y32, method) - from_arrays) < TIGHT
+
+
 def test_inputs_that_cannot_be_compared_are_refused_with_one_sentence():
     rng = np.random.default_rng(20)
     x = rng.normal(size=(10, 3))
