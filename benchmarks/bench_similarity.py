@@ -15,7 +15,7 @@ mprobe's calls include what the peers leave out: the input checks (finite, same 
 exact power-of-two rescaling (`point_scale`) and the float64 copy. The values must agree to
 1e-10. Ratios are mprobe / peer (lower is faster); no goal is set, they are reported.
 
-    python benchmarks/bench_similarity.py [--quick | --full] [--repeats R]
+    python benchmarks/bench_similarity.py [--quick | --full] [--widths 512,4096] [--repeats R]
 
 --quick: n = 2000, p = 512 (seconds). --full (the default): n = 5000, p in {512, 4096}.
 """
@@ -126,9 +126,13 @@ def main() -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help=f"cells (n, p) {QUICK}")
     size.add_argument("--full", action="store_true", help=f"cells (n, p) {FULL} (the default)")
-    parser.add_argument("--repeats", type=int, default=2, help="best of R alternating runs (default 2)")
+    parser.add_argument("--widths", default="", help="only these p (comma-separated), e.g. 512")
+    parser.add_argument("--repeats", type=int, default=3, help="best of R alternating runs (default 3)")
     args = parser.parse_args()
     cells = QUICK if args.quick else FULL
+    if args.widths:
+        widths = {int(w) for w in args.widths.split(",")}
+        cells = [(n, width) for n, width in cells if width in widths]
     print(f"similarity of float32 layers in float64, best of {args.repeats}", flush=True)
     header = f"{'mprobe s':>10}{'peer s':>10}{'ratio':>8}{'|diff|':>10}"
     print(f"{'n':>6}{'p':>6}  {'what':<34}{header}", flush=True)
