@@ -23,8 +23,8 @@ from torch import nn
 from manifold_probe.device import resolve_device
 from manifold_probe.probes.critical_dimension import default_dims
 from manifold_probe.probes.cutting_planes import (
-    draw_planes,
     CuttingPlaneOptions,
+    draw_planes,
     measure_class_manifold,
     optimise_planes,
 )
@@ -38,9 +38,16 @@ def digits_model() -> tuple[nn.Module, str]:
         return build_model("digits-cnn"), "zoo digits-cnn"
     except ImportError:
         model = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * 2 * 2, 10),
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 2 * 2, 10),
         )
         return model, "fallback CNN"
 
@@ -104,25 +111,35 @@ def main() -> None:
         f"threads {torch.get_num_threads()}"
     )
     print(f"{'run':<34}{'planes':>8}{'seconds':>10}{'planes/s':>11}{'ratio':>8}")
-    print(f"{'one plane at a time (batch=1)':<34}{len(subset):>8}{t_sequential:>10.2f}"
-          f"{rate_sequential:>11.2f}{1.0:>8.1f}")
-    print(f"{'batched, same planes':<34}{len(subset):>8}{t_batched_subset:>10.2f}"
-          f"{len(subset) / t_batched_subset:>11.2f}"
-          f"{len(subset) / t_batched_subset / rate_sequential:>8.1f}")
-    print(f"{'batched, all planes':<34}{len(planes):>8}{t_batched:>10.2f}{rate_batched:>11.2f}"
-          f"{rate_batched / rate_sequential:>8.1f}")
-    print(f"same planes, batched vs one at a time: max |diff max_prob| = {difference:.2e}, "
-          f"same hits: {same_hits}, same stopping steps: {same_steps}")
+    print(
+        f"{'one plane at a time (batch=1)':<34}{len(subset):>8}{t_sequential:>10.2f}"
+        f"{rate_sequential:>11.2f}{1.0:>8.1f}"
+    )
+    print(
+        f"{'batched, same planes':<34}{len(subset):>8}{t_batched_subset:>10.2f}"
+        f"{len(subset) / t_batched_subset:>11.2f}"
+        f"{len(subset) / t_batched_subset / rate_sequential:>8.1f}"
+    )
+    print(
+        f"{'batched, all planes':<34}{len(planes):>8}{t_batched:>10.2f}{rate_batched:>11.2f}"
+        f"{rate_batched / rate_sequential:>8.1f}"
+    )
+    print(
+        f"same planes, batched vs one at a time: max |diff max_prob| = {difference:.2e}, "
+        f"same hits: {same_hits}, same stopping steps: {same_steps}"
+    )
 
     if not args.quick:
         start = time.perf_counter()
         for digit in range(10):
-            result = measure_class_manifold(model, x, y, digit, CuttingPlaneOptions(dims=tuple(dims), planes=5),
-                                            device=device)  # fmt: skip
+            options = CuttingPlaneOptions(dims=tuple(dims), planes=5)
+            result = measure_class_manifold(model, x, y, digit, options, device=device)
             d_star = result.critical_dim
             text = "none" if d_star is None else f"{d_star:.1f}"
-            print(f"  digit {digit}: d* = {text} ({result.critical.status}), hits "
-                  f"{[s.hits for s in result.success]}")
+            print(
+                f"  digit {digit}: d* = {text} ({result.critical.status}), hits "
+                f"{[s.hits for s in result.success]}"
+            )
         print(f"all 10 digits, {len(dims)} dims x 5 planes: {time.perf_counter() - start:.1f} s")
 
 

@@ -87,9 +87,7 @@ def main() -> None:
 
     def run_extract():
         nonlocal megabytes
-        acts = extract(
-            model, data, layers, batch_size=args.batch_size, device=device, use_cache=False
-        )
+        acts = extract(model, data, layers, batch_size=args.batch_size, device=device, use_cache=False)
         megabytes = sum(array.nbytes for array in acts.values()) / 2**20
         acts.close()
 

@@ -22,8 +22,17 @@ from manifold_probe.geometry.intrinsic_dimension import mle, twonn
 from manifold_probe.geometry.neighbours import nearest_neighbours
 
 QUICK = [(500, 64), (2000, 512), (2000, 4096), (10_000, 512)]
-FULL = [(500, 64), (500, 4096), (2000, 64), (2000, 512), (2000, 4096), (10_000, 64), (10_000, 512),
-        (10_000, 4096), (20_000, 512)]
+FULL = [
+    (500, 64),
+    (500, 4096),
+    (2000, 64),
+    (2000, 512),
+    (2000, 4096),
+    (10_000, 64),
+    (10_000, 512),
+    (10_000, 4096),
+    (20_000, 512),
+]
 
 
 def curved_manifold(n: int, d: int, ambient: int, seed: int = 0) -> np.ndarray:
@@ -58,8 +67,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cells, d = (FULL if args.full else QUICK), 8
-    print(f"intrinsic dimension from the points, true d={d}, device={args.device}, "
-          f"torch threads={torch.get_num_threads()}, best of {args.repeats}", flush=True)
+    print(
+        f"intrinsic dimension from the points, true d={d}, device={args.device}, "
+        f"torch threads={torch.get_num_threads()}, best of {args.repeats}",
+        flush=True,
+    )
     header = ("estimator", "N", "D", "skdim", "mprobe", "rel diff", "t skdim s", "t mprobe s", "speed-up")
     print(f"{header[0]:<8}{header[1]:>7}{header[2]:>6}" + "".join(f"{h:>11}" for h in header[3:]), flush=True)
     nearest_neighbours(curved_manifold(200, d, 16), 2, device=args.device)  # warm-up (CUDA start-up)
@@ -72,8 +84,11 @@ def main() -> None:
             slowest = min(slowest, speed)
             if n >= 10_000:
                 slowest_large = min(slowest_large, speed)
-            print(f"{name:<8}{n:>7}{ambient:>6}{ref:>11.4f}{ours:>11.4f}{rel:>11.1e}{t_ref:>11.2f}"
-                  f"{t_ours:>11.2f}{speed:>10.1f}x", flush=True)
+            print(
+                f"{name:<8}{n:>7}{ambient:>6}{ref:>11.4f}{ours:>11.4f}{rel:>11.1e}{t_ref:>11.2f}"
+                f"{t_ours:>11.2f}{speed:>10.1f}x",
+                flush=True,
+            )
     report_ratio("bench_id", "ID speed-up over skdim, slowest", slowest, 1.0, lower_is_better=False)
     if np.isfinite(slowest_large):
         report_ratio("bench_id", "ID speed-up, N >= 10k", slowest_large, 5.0, lower_is_better=False)

@@ -88,8 +88,12 @@ def main() -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help=f"cells {QUICK} (the default)")
     size.add_argument("--full", action="store_true", help="all of {2k, 10k, 40k} x {64, 512, 4096, 65536}")
-    parser.add_argument("--max-gb", type=float, default=20.0,
-                        help="skip cells needing more memory (default 20: what a 24 GB machine can spare)")
+    parser.add_argument(
+        "--max-gb",
+        type=float,
+        default=20.0,
+        help="skip cells needing more memory (default 20: what a 24 GB machine can spare)",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="best of R runs (default 2 quick, 1 full)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu")

@@ -103,9 +103,7 @@ def main() -> None:
             total = time.perf_counter() - start
     seconds["fits and the rest"] = total - seconds["perturbing"] - seconds["forward"]
     layers = len(result.layers)
-    fitted = [
-        layer.name for layer in result.layers if layer.status in ("measured", "cannot_tell")
-    ]
+    fitted = [layer.name for layer in result.layers if layer.status in ("measured", "cannot_tell")]
     print(f"measured: {total:.1f} s for {n} images, {len(fitted)} of {layers} layers fitted at d={args.dim}",
           flush=True)  # fmt: skip
     wide = [layer.name for layer in result.layers if layer.ambient_dim > args.dim]  # fittable at d

@@ -122,13 +122,33 @@ def run(
 ) -> dict:
     out = folder / f"{command}-{model.stem}-{n}.json"
     stages = out.with_name("stages-" + out.name)
-    argv = [command, "--model", str(model), "--arch", "torchvision:resnet18", "--num-classes", str(CLASSES),
-            "--data", f"npz:{data}", "--n-points", str(n), "--reduction", "none", "--json", str(out), "-q",
-            *extra]
+    argv = [
+        command,
+        "--model",
+        str(model),
+        "--arch",
+        "torchvision:resnet18",
+        "--num-classes",
+        str(CLASSES),
+        "--data",
+        f"npz:{data}",
+        "--n-points",
+        str(n),
+        "--reduction",
+        "none",
+        "--json",
+        str(out),
+        "-q",
+        *extra,
+    ]
     started = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, __file__, "--child", str(stages), "--", *argv],
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", str(stages), "--", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"stopped after {timeout:.0f} s (--timeout)", "wall": time.perf_counter() - started}
     if proc.returncode or not stages.exists():
@@ -149,8 +169,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="SGD steps of the trained model")
     parser.add_argument("--skip-curvature", action="store_true")
     parser.add_argument("--skip-id", action="store_true")
-    parser.add_argument("--models", choices=("random", "trained", "both"), default=None,
-                        help="which models (default: random with --quick, both with --full)")
+    parser.add_argument(
+        "--models",
+        choices=("random", "trained", "both"),
+        default=None,
+        help="which models (default: random with --quick, both with --full)",
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before a run is stopped")
     parser.add_argument("--curvature-args", default="--dim twonn", help="extra options of the curvature runs")
     args = parser.parse_args()
@@ -160,8 +184,11 @@ def main() -> None:
         folder = Path(tmp)
         x, y = synthetic_images(max(n_id, n_curv))
         np.savez(folder / "images.npz", x=x, y=y)
-        print(f"ResNet-18 (torchvision, num_classes=10), synthetic 3x32x32 images, --reduction none; "
-              f"id N={n_id}, curvature N={n_curv} ({args.curvature_args})", flush=True)
+        print(
+            f"ResNet-18 (torchvision, num_classes=10), synthetic 3x32x32 images, --reduction none; "
+            f"id N={n_id}, curvature N={n_curv} ({args.curvature_args})",
+            flush=True,
+        )
         which = args.models or ("both" if args.full else "random")
         models = make_models(folder, x, y, 0 if which == "random" else args.steps)
         if which == "trained":
@@ -183,9 +210,12 @@ def main() -> None:
                 missing = f", no number: {', '.join(r['missing'])}" if r["missing"] else ""
                 if command == "curvature":
                     missing += f" (curvature fitted in {r['fitted']})"
-                print(f"{name:<36}{s['import']:>12.1f}{s['forward']:>12.1f}{s['kNN']:>12.1f}"
-                      f"{s['fits and the rest']:>12.1f}{s['total']:>12.1f}{r['peak_gb']:>12.2f}"
-                      f"{r['layers'] - len(r['missing']):>9}/{r['layers']}{missing}", flush=True)
+                print(
+                    f"{name:<36}{s['import']:>12.1f}{s['forward']:>12.1f}{s['kNN']:>12.1f}"
+                    f"{s['fits and the rest']:>12.1f}{s['total']:>12.1f}{r['peak_gb']:>12.2f}"
+                    f"{r['layers'] - len(r['missing']):>9}/{r['layers']}{missing}",
+                    flush=True,
+                )
                 if args.full:
                     limit, memory = goals[command]
                     what = f"{command} N={n} ({label})"

@@ -35,6 +35,7 @@ def run_one(script: Path, size: str, timeout: float | None) -> tuple[str, float,
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=HERE)
     stopped = threading.Event()
     if timeout:
+
         def stop() -> None:
             if proc.poll() is None:
                 stopped.set()
@@ -64,8 +65,12 @@ def main() -> int:
     size.add_argument("--quick", action="store_true", help="small sizes (the default)")
     size.add_argument("--full", action="store_true", help="the goals' sizes")
     parser.add_argument("--only", default="", help="comma-separated benchmark names, e.g. knn,id")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds per benchmark (default 900 with --quick, none with --full)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per benchmark (default 900 with --quick, none with --full)",
+    )
     args = parser.parse_args()
     size_name = "full" if args.full else "quick"
     timeout = args.timeout if args.timeout is not None else (None if args.full else 900.0)

@@ -119,6 +119,7 @@ HELP = "\n\n".join(
     ]
 )
 
+
 def cutting_planes_command(
     model: Models = None,
     data: Data = "digits",
@@ -155,8 +156,9 @@ def cutting_planes_command(
 
     chosen = None if dims is None else tuple(check_dims(dims))  # checked against D once the data load
     models = [
-        mp.load_model(path, arch=arch, num_classes=num_classes, trust_checkpoint=trust_checkpoint,
-                      device=device)
+        mp.load_model(
+            path, arch=arch, num_classes=num_classes, trust_checkpoint=trust_checkpoint, device=device
+        )
         for path in model
     ]
     data = mp.load_data(data, split=split, n_points=n_points, seed=seed)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from manifold_probe.study.demo import DEMO_POINTS, DEMO_MEASURES, run_demo
+from manifold_probe.study.demo import DEMO_MEASURES, DEMO_POINTS, run_demo
 
 from .output import console, err_console
 

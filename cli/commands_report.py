@@ -45,8 +45,8 @@ def report_command(
     each with a 95 % bootstrap percentile interval and a permutation p-value, over all models and
     within each family. Writes OUT/report.json and the page OUT/index.html.
     """
-    from manifold_probe.study.report import build_report, write_report_page
     from manifold_probe.report.tables import correlation_tables
+    from manifold_probe.study.report import build_report, write_report_page
 
     result = build_report(
         sweep, seed=seed, n_bootstrap=bootstrap, n_perm=permutations, include_untrained=include_untrained,

@@ -34,9 +34,7 @@ def zoo_command(
     entries = train_zoo(out, preset, seed=seed, device=resolve_device(device), progress=not quiet)
     console.print(zoo_table(entries, title=f"zoo {preset} (seed {seed})"))
     trained = sum(entry.trained for entry in entries)
-    err_console.print(
-        f"{trained} trained, {len(entries) - trained} kept; wrote {Path(out) / ZOO_INDEX}"
-    )
+    err_console.print(f"{trained} trained, {len(entries) - trained} kept; wrote {Path(out) / ZOO_INDEX}")
 
 
 def register(app: typer.Typer) -> None:

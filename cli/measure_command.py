@@ -43,14 +43,20 @@ def measure_command(measure: registry.Measure):
                 value = split_list(value, parameter=option.parameter) or option.default
             values[option.parameter] = value
         with source.load(min_points=4, classifier=measure.needs_labels and source.points is None) as arrays:
-            result = measure(arrays, seed=source.seed, device=source.device, progress=not source.quiet, **values)
+            result = measure(
+                arrays, seed=source.seed, device=source.device, progress=not source.quiet, **values
+            )
         print_result(result)
         write_outputs(result, json, html, plotlyjs=plotlyjs)
         exit_if_nothing_measured(result)
 
     params = [
-        inspect.Parameter(o.parameter, inspect.Parameter.KEYWORD_ONLY, default=None if o.type is list else o.default,
-                          annotation=_annotation(o))  # fmt: skip
+        inspect.Parameter(
+            o.parameter,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None if o.type is list else o.default,
+            annotation=_annotation(o),
+        )  # fmt: skip
         for o in measure.options
     ]
     params += [

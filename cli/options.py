@@ -60,7 +60,7 @@ ArchArgs = Annotated[
     str | None,
     typer.Option(
         "--arch-kwargs",
-        help='Arguments of --arch as JSON: torchvision sizes (\'{"image_size": 32}\'), timm\'s create_model '
+        help="Arguments of --arch as JSON: torchvision sizes ('{\"image_size\": 32}'), timm's create_model "
         'arguments (\'{"in_chans": 1, "depth": 4}\'), Hugging Face config fields (\'{"num_labels": 3}\').',
         show_default=False,
     ),
@@ -85,7 +85,9 @@ def parse_arch_args(text: str | None) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"is not JSON ({exc.msg}); write e.g. {{\"img_size\": 32}}.", parameter="arch_args") from None
+        raise InputError(
+            f'is not JSON ({exc.msg}); write e.g. {{"img_size": 32}}.', parameter="arch_args"
+        ) from None
     if not isinstance(value, dict):
         raise InputError(f"must be a JSON object of named arguments, got {text!r}.", parameter="arch_args")
     return value

@@ -33,7 +33,9 @@ def print_result(result: Result, *, title: str | None = None) -> None:
         console.print(table)
     for layer in result.layers:
         if layer.reason:
-            err_console.print(f"{layer.name}: {layer.status}: {layer.reason}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"{layer.name}: {layer.status}: {layer.reason}", highlight=False, soft_wrap=True
+            )
 
 
 def exit_if_nothing_measured(result: Result) -> None:

@@ -262,7 +262,9 @@ def extract(
     )  # fmt: skip
 
 
-def load_points(points: str | os.PathLike, labels: str | os.PathLike | None = None, *, min_points: int = 2) -> Activations:
+def load_points(
+    points: str | os.PathLike, labels: str | os.PathLike | None = None, *, min_points: int = 2
+) -> Activations:
     """A point cloud in a file (`.npy`, or an `.npz` holding one array; never a pickle) as
     activations with one layer named `points`, with labels from a second file: what the
     command line's `--points` and `--labels` read.

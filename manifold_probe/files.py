@@ -74,8 +74,10 @@ def output_kind(path: str | os.PathLike) -> tuple[str, Path]:
         return "replace", target
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
         return "in place", target
-    what = "a directory" if stat.S_ISDIR(mode) else (
-        "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file"
+    what = (
+        "a directory"
+        if stat.S_ISDIR(mode)
+        else ("a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
     )
     raise InputError(f"cannot write {path}: it is {what}; give a file name.")
 

@@ -132,11 +132,15 @@ class Measure:
             return resolve(self.tables)(result)
         return resolve("manifold_probe.report.tables:measure_tables")(result, self)
 
-    def result_figures(self, results: Sequence, *, names: Sequence[str] | None = None, log_scale: bool = False):
+    def result_figures(
+        self, results: Sequence, *, names: Sequence[str] | None = None, log_scale: bool = False
+    ):
         """(figures, title, notes) of the page of `results` of this measure."""
         if self.figures is not None:
             return resolve(self.figures)(results, names=names, log_scale=log_scale)
-        return resolve("manifold_probe.report.pages:measure_figures")(results, self, names=names, log_scale=log_scale)
+        return resolve("manifold_probe.report.pages:measure_figures")(
+            results, self, names=names, log_scale=log_scale
+        )
 
 
 _MEASURES: dict[str, Measure] = {}
@@ -209,9 +213,9 @@ register(Measure(
         columns=(SweepColumn("last_layer_id_twonn", "last_layer", "id_twonn"),),
     ),
     options=(
-        Option("methods", "Estimators, comma-separated: twonn, mle, pca (PCA 90 % and participation ratio), or "
-               "any scikit-dimension estimator: corrint, danco, ess, fishers, gride, knn, lpca, mada, mind_ml, "
-               "mom, tle, ph.", type=list, default=("twonn", "mle", "pca"), flag="--method"),
+        Option("methods", "Estimators, comma-separated: twonn, mle, pca (PCA 90 % and participation "
+               "ratio), or any scikit-dimension estimator: corrint, danco, ess, fishers, gride, knn, lpca, "
+               "mada, mind_ml, mom, tle, ph.", type=list, default=("twonn", "mle", "pca"), flag="--method"),
         Option("n_bootstrap", "Bootstrap resamples for 95 % intervals (0: none).", type=int, default=0,
                flag="--bootstrap", minimum=0),
         Option("knn_backend", "Exact neighbour search: torch (CPU/GPU) or faiss (the optional extra "
@@ -231,7 +235,8 @@ register(Measure(
         options={"n_bootstrap": 200},
         columns=tuple(
             SweepColumn(key, "summary", key)
-            for key in ("curvature_gap", "curvature_gap_scaled", "curvature_sff_gap", "curvature_sff_gap_scaled")
+            for key in ("curvature_gap", "curvature_gap_scaled", "curvature_sff_gap",
+                        "curvature_sff_gap_scaled")
         ),
     ),
 ))  # fmt: skip

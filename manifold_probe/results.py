@@ -195,7 +195,8 @@ class LayerResult:
         return {
             "name": self.name, "index": self.index, "depth": self.depth, "ambient_dim": self.ambient_dim,
             "n_points": self.n_points, "status": self.status, "reason": self.reason,
-            "metrics": self.metrics, "intervals": self.intervals, "shape": self.shape, "details": self.details,
+            "metrics": self.metrics, "intervals": self.intervals, "shape": self.shape,
+            "details": self.details,
         }  # fmt: skip
 
     @classmethod
@@ -206,7 +207,9 @@ class LayerResult:
         status = d.pop("status", None) or details.pop("status", None) or MEASURED
         reason = d.pop("reason", None) or details.pop("reason", None) or ""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known}, details=details, status=status, reason=reason)
+        return cls(
+            **{k: v for k, v in d.items() if k in known}, details=details, status=status, reason=reason
+        )
 
 
 @dataclass(frozen=True)
@@ -296,8 +299,12 @@ class ClassResult:
             unconverged_planes=d.get("unconverged_planes", 0),
             success=tuple(
                 SuccessRecord(
-                    dim=s["dim"], planes=s["planes"], hits=s["hits"], unconverged=s.get("unconverged", 0),
-                    mean_max_prob=s.get("mean_max_prob", math.nan), max_probs=tuple(s.get("max_probs", ())),
+                    dim=s["dim"],
+                    planes=s["planes"],
+                    hits=s["hits"],
+                    unconverged=s.get("unconverged", 0),
+                    mean_max_prob=s.get("mean_max_prob", math.nan),
+                    max_probs=tuple(s.get("max_probs", ())),
                     hit_fraction=s.get("hit_fraction", s["hits"] / max(s["planes"], 1)),
                     steps=tuple(s.get("steps", ())),
                 )  # fmt: skip
@@ -384,7 +391,10 @@ class Result:
         """(status, [(metric, value, low, high), ...]) of every layer, or of every target."""
         parts: dict[str, tuple[str, list[tuple[str, Any, Any, Any]]]] = {}
         for layer in self.layers:
-            rows = [(name, value, *(layer.intervals.get(name) or (None, None))) for name, value in layer.metrics.items()]
+            rows = [
+                (name, value, *(layer.intervals.get(name) or (None, None)))
+                for name, value in layer.metrics.items()
+            ]
             parts[layer.name] = (layer.status, rows)
         names = self.source.get("class_names")
         for entry in self.classes:
@@ -493,7 +503,8 @@ def concat(results: Sequence[Result], names: Sequence[str] | None = None):
 
     Example
     -------
-    >>> frame = mp.concat([mp.curvature(trained_acts), mp.curvature(untrained_acts)], names=["trained", "untrained"])
+    >>> results = [mp.curvature(trained_acts), mp.curvature(untrained_acts)]
+    >>> frame = mp.concat(results, names=["trained", "untrained"])
     >>> frame.pivot_table(index=["result", "depth"], columns="metric", values="value")
     """
     import pandas as pd

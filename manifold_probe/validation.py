@@ -251,7 +251,9 @@ def as_collapse_labels(labels, n_points: int, n_classes: int | None = None) -> t
     rows) labels must be indices 0..n_classes-1 and every class must be present.
     """
     if labels is None:
-        raise InputError("neural collapse needs class labels: give labels for these points.", parameter="labels")
+        raise InputError(
+            "neural collapse needs class labels: give labels for these points.", parameter="labels"
+        )
     arr = as_labels(labels, n_points)
     if n_classes is None:
         _, y = np.unique(arr, return_inverse=True)
@@ -297,7 +299,9 @@ def select_targets(
     chosen = list(dict.fromkeys(chosen))  # repeats dropped, order kept
     if as_set:
         if len(chosen) < 2:
-            raise InputError("a set needs two or more classes (e.g. 3,5): a set of one is a class.", parameter="as_set")
+            raise InputError(
+                "a set needs two or more classes (e.g. 3,5): a set of one is a class.", parameter="as_set"
+            )
         return [tuple(sorted(chosen))]
     return [(c,) for c in chosen]
 
@@ -329,7 +333,8 @@ def check_k(k: int, n_points: int, *, name: str = "k") -> int:
     k = check_count(k, name=name, minimum=1)
     if k >= n_points:
         raise InputError(
-            f"{k} neighbours need more than {k} points but there are {n_points}; use fewer or give more points.",
+            f"{k} neighbours need more than {k} points but there are {n_points}; use fewer or give more "
+            "points.",
             parameter=name,
         )
     return k
@@ -387,7 +392,11 @@ def check_positive(value, *, name: str, integer: bool = False, allow_zero: bool 
 
 def check_fraction(value, *, name: str) -> float:
     """A number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value <= 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not 0 <= value <= 1
+    ):
         raise InputError(f"must be a number from 0 to 1, got {value!r}.", parameter=name)
     return float(value)
 
@@ -414,7 +423,9 @@ def check_curvature_dim(dim: int | str | None) -> int | str | None:
         return dim
     if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool) and dim >= 1:
         return int(dim)
-    raise InputError(f"must be a positive integer or 'twonn' (the paper's protocol), got {dim!r}.", parameter="dim")
+    raise InputError(
+        f"must be a positive integer or 'twonn' (the paper's protocol), got {dim!r}.", parameter="dim"
+    )
 
 
 def check_resample_counts(n_bootstrap: int, n_perm: int) -> None:
@@ -430,7 +441,9 @@ def parse_int_list(text: str | int | Sequence[int], *, name: str) -> list[int]:
         if not any(parts):
             raise InputError("is empty: give comma-separated whole numbers, e.g. 8,16,32.", parameter=name)
         if not all(parts):
-            raise InputError(f"{text!r} has an empty item: give comma-separated whole numbers.", parameter=name)
+            raise InputError(
+                f"{text!r} has an empty item: give comma-separated whole numbers.", parameter=name
+            )
         values: list[Any] = []
         for part in parts:
             try:
@@ -489,9 +502,13 @@ def check_sweep_options(
         raise InputError(f"give at least one measure: {', '.join(known_measures)}.", parameter="measures")
     unknown = [p for p in chosen if p not in known_measures]
     if unknown:
-        raise InputError(f"unknown measure {unknown[0]!r}: use {', '.join(known_measures)}.", parameter="measures")
+        raise InputError(
+            f"unknown measure {unknown[0]!r}: use {', '.join(known_measures)}.", parameter="measures"
+        )
     if executor not in executors:
-        raise InputError(f"unknown executor {executor!r}: use {' or '.join(executors)}.", parameter="executor")
+        raise InputError(
+            f"unknown executor {executor!r}: use {' or '.join(executors)}.", parameter="executor"
+        )
     if workers is not None:
         check_count(workers, name="workers", minimum=1)
     return chosen

@@ -325,7 +325,11 @@ def test_one_registry_names_the_measures_of_the_cli_the_sweep_and_the_api():
     for measure in registry.measures():
         assert measure.name in commands, measure.name
         assert measure.api_name in mp.__all__
-        assert getattr(mp, measure.api_name) is getattr(api, measure.api_name) is registry.resolve(measure.function)
+        assert (
+            getattr(mp, measure.api_name)
+            is getattr(api, measure.api_name)
+            is registry.resolve(measure.function)
+        )
     assert registry.sweep_measures() == ("id", "curvature", "collapse", "spectra", "cutting-planes")
 
 

@@ -59,7 +59,10 @@ def _record(name, *, arch="digits-cnn", width=8, depth=3, seed=0, epoch=10, epoc
         "metrics": {"train_accuracy": train_accuracy, "test_accuracy": test_accuracy},
     }  # fmt: skip
     curvature = Result(
-        "curvature", {}, {}, _layers({n: {"mapc_scaled": float(rng.uniform(0.05, 3))} for n in LAYERS}),
+        "curvature",
+        {},
+        {},
+        _layers({n: {"mapc_scaled": float(rng.uniform(0.05, 3))} for n in LAYERS}),
         summary={"curvature_gap": float(rng.normal())},
     )
     ids = Result("id", {}, {}, _layers({n: {"id_twonn": float(rng.uniform(2, 20))} for n in LAYERS}))
@@ -151,8 +154,10 @@ def test_each_statistic_equals_a_hand_computation(study):
     hand = {
         "ka-final-rise": np.mean([_final_rise(r) for r in trained]),
         "ka-untrained-flat": np.mean([_final_rise(a) - _final_rise(b) for a, b in pairs_untrained]),
-        "ka-gap-accuracy": _rho([r.results["curvature"].summary["curvature_gap"] for r in trained],
-                                [r.test_accuracy for r in trained]),  # fmt: skip
+        "ka-gap-accuracy": _rho(
+            [r.results["curvature"].summary["curvature_gap"] for r in trained],
+            [r.test_accuracy for r in trained],
+        ),  # fmt: skip
         "ka-mixup-flattens": np.mean([_plateau(m) - _plateau(b) for b, m in pairs_mixup]),
         "ka-id-not-curvature": _rho(
             [layer.metrics["id_twonn"] for r in trained for layer in r.results["id"].layers[:-1]],
@@ -165,10 +170,14 @@ def test_each_statistic_equals_a_hand_computation(study):
         "phd-ncc": np.mean([_cls(r, "collapse", "nc4_ncc_mismatch") for r in deep]),
         "papyan-outliers": np.mean([_cls(r, "spectra", "n_outliers") for r in deep]),
         "papyan-fisher": np.mean([math.log10(_cls(r, "spectra", "fisher_outlier_bulk_ratio")) for r in deep]),
-        "papyan-depth": np.mean([
-            _rho(range(4), [x.metrics["outlier_variance_share"] for x in r.results["spectra"].layers[:-1]])
-            for r in deep
-        ]),  # fmt: skip
+        "papyan-depth": np.mean(
+            [
+                _rho(
+                    range(4), [x.metrics["outlier_variance_share"] for x in r.results["spectra"].layers[:-1]]
+                )
+                for r in deep
+            ]
+        ),  # fmt: skip
         "fort-ensembles": _rho([s for s, _ in ensembles], [d for _, d in ensembles]),
     }
     noise = study.series("label_noise")

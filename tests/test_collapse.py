@@ -119,9 +119,7 @@ def test_unbalanced_classes_keep_the_simplex_and_the_closed_form():
     h, y = star_design(means, sigma, repeats=[1, 2, 3, 5, 8])
     m = neural_collapse(h, y).metrics
     assert m["etf_distance"] < 1e-7
-    assert m["nc1"] == pytest.approx(
-        sigma**2 * (n_classes - 1) ** 2 / (norm**2 * n_classes), rel=1e-10
-    )
+    assert m["nc1"] == pytest.approx(sigma**2 * (n_classes - 1) ** 2 / (norm**2 * n_classes), rel=1e-10)
     # the sample-weighted global mean would make the centred means far from a simplex
     weighted = means - np.bincount(y) @ means / len(y)
     gram = weighted @ weighted.T
@@ -132,9 +130,7 @@ def test_unbalanced_classes_keep_the_simplex_and_the_closed_form():
 @pytest.mark.parametrize(
     "n_classes,dim,norm,sigma,per_class", [(4, 16, 2.0, 0.5, 1500), (10, 64, 3.0, 0.7, 600)]
 )
-def test_gaussian_noise_around_simplex_gives_closed_form_nc1(
-    n_classes, dim, norm, sigma, per_class
-):
+def test_gaussian_noise_around_simplex_gives_closed_form_nc1(n_classes, dim, norm, sigma, per_class):
     """Population value s2 (C-1)^2 / (a2 C) (docs/methods.md#neural-collapse), checked within sampling error.
 
     Finite samples bias the estimate: the empirical centred means carry noise of variance
@@ -292,9 +288,9 @@ def test_ncc_mismatch_against_brute_force():
     weights, bias = ncc_classifier(h, y)
     assert neural_collapse(h, y, classifier=weights, bias=bias).metrics["nc4_ncc_mismatch"] == 0
     # rows rotated by one class: every prediction moves to another class
-    rotated = neural_collapse(
-        h, y, classifier=np.roll(weights, 1, axis=0), bias=np.roll(bias, 1)
-    ).metrics["nc4_ncc_mismatch"]
+    rotated = neural_collapse(h, y, classifier=np.roll(weights, 1, axis=0), bias=np.roll(bias, 1)).metrics[
+        "nc4_ncc_mismatch"
+    ]
     assert rotated == 1.0
     w, b = rng.standard_normal((n_classes, dim)), rng.standard_normal(n_classes)
     means = np.stack([h[y == c].mean(axis=0) for c in range(n_classes)])

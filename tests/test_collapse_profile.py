@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from manifold_probe.errors import InputError
-from manifold_probe.extraction.engine import extract
 from manifold_probe.extraction.classifier import find_classifier
+from manifold_probe.extraction.engine import extract
 from manifold_probe.geometry.collapse import neural_collapse
 from manifold_probe.measures.classifier import classifier_from_arrays, points_classifier
 from manifold_probe.measures.collapse import collapse_profile, collapse_series
-from manifold_probe.metric_names import CLASSIFIER_METRICS, COLLAPSE_METRICS, FISHER_METRICS, SPECTRA_METRICS
 from manifold_probe.measures.pipeline import points_activations
+from manifold_probe.metric_names import CLASSIFIER_METRICS, COLLAPSE_METRICS, FISHER_METRICS, SPECTRA_METRICS
 from manifold_probe.results import SCHEMA, read_result
 from manifold_probe.study.training import train_and_save
 from manifold_probe_cli import main as cli

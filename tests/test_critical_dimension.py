@@ -96,10 +96,8 @@ def test_bootstrap_interval_is_seeded_contains_the_estimate_and_narrows_with_mor
     widths = []
     for planes in (10, 160):
         hits = rng.binomial(planes, p)
-        result = critical_dimension(dims, hits, [planes] * len(dims), input_dim=256, seed=1,
-                                     n_bootstrap=100)
-        again = critical_dimension(dims, hits, [planes] * len(dims), input_dim=256, seed=1,
-                                     n_bootstrap=100)
+        result = critical_dimension(dims, hits, [planes] * len(dims), input_dim=256, seed=1, n_bootstrap=100)
+        again = critical_dimension(dims, hits, [planes] * len(dims), input_dim=256, seed=1, n_bootstrap=100)
         assert result == again
         low, high = result.interval
         assert low <= result.critical_dim <= high
@@ -116,8 +114,7 @@ def test_bootstrap_interval_covers_the_true_crossing_most_of_the_time():
     trials = 60
     for trial in range(trials):
         hits = rng.binomial(20, truth(dims))
-        low, high = critical_dimension(dims, hits, [20] * len(dims), input_dim=256,
-                                       seed=trial).interval
+        low, high = critical_dimension(dims, hits, [20] * len(dims), input_dim=256, seed=trial).interval
         covered += (low or 0) <= 30.0 <= (high or math.inf)
     assert covered >= 0.85 * trials
 
@@ -160,8 +157,13 @@ def test_default_dims():
 
 @pytest.mark.parametrize(
     ("dims", "hits", "planes"),
-    [([], [], []), ([4, 2], [0, 1], [1, 1]), ([2, 4], [0, 3], [1, 1]), ([0, 4], [0, 1], [1, 1]),
-     ([2, 4], [0], [1, 1])],
+    [
+        ([], [], []),
+        ([4, 2], [0, 1], [1, 1]),
+        ([2, 4], [0, 3], [1, 1]),
+        ([0, 4], [0, 1], [1, 1]),
+        ([2, 4], [0], [1, 1]),
+    ],
 )
 def test_bad_curves_raise_input_error(dims, hits, planes):
     with pytest.raises(InputError):

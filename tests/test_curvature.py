@@ -55,8 +55,16 @@ def sphere(n: int, dim: int, radius: float, ambient: int, seed: int = 0, noise: 
 # S^3 with N = 3000: the quartic terms of the sphere bias a quadratic fit upward by about
 # 0.45 (curvature_sff_scaled)^2, 3.8 % here (5 % at N = 2000); S^2 with N = 2000: 1.5 %.
 SPHERES = [
-    (2, 3, 0.5), (2, 3, 4.0), (2, 50, 0.5), (2, 50, 4.0), (2, 500, 2.0),
-    (3, 4, 0.5), (3, 4, 4.0), (3, 50, 0.5), (3, 50, 4.0), (3, 500, 2.0),
+    (2, 3, 0.5),
+    (2, 3, 4.0),
+    (2, 50, 0.5),
+    (2, 50, 4.0),
+    (2, 500, 2.0),
+    (3, 4, 0.5),
+    (3, 4, 4.0),
+    (3, 50, 0.5),
+    (3, 50, 4.0),
+    (3, 500, 2.0),
 ]
 
 
@@ -217,9 +225,7 @@ def test_matches_plain_implementation(n_nbrs, ambient, dim):
         assert result.mapc_per_point[i] == pytest.approx(mapc, rel=1e-8)
         assert result.sff_squared_per_point[i] == pytest.approx(sff_sq, rel=1e-7, abs=1e-10)
         # normal directions may flip sign between the two SVDs: compare |kappa| sorted
-        assert np.allclose(
-            np.sort(np.abs(kappa[i]), axis=1), np.sort(np.abs(principal), axis=1), rtol=1e-7
-        )
+        assert np.allclose(np.sort(np.abs(kappa[i]), axis=1), np.sort(np.abs(principal), axis=1), rtol=1e-7)
 
 
 def test_k_too_small_is_refused():

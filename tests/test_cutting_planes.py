@@ -34,6 +34,7 @@ def probe(models, pool_inputs, pool_labels, target_classes, dims, planes=5, *, s
     return measure_class_manifold(models, pool_inputs, pool_labels, target_classes, chosen, seed=seed,
                                   device=device, progress=progress)  # fmt: skip
 
+
 D = 32
 RADIUS_RATIO_SQ = 0.5  # r^2 / R_perp^2
 R_PERP = 2.0
@@ -117,13 +118,19 @@ CODIM = 24  # n = 8
 def single():
     frame, centre, pool, labels = scene([slice(8, 32)])
     model = Cylinder(centre, frame[8:], RADIUS, sharpness=1.0)
-    result = probe(
-        model, pool, labels, 0, SINGLE_DIMS, SINGLE_PLANES, seed=3, n_bootstrap=100
-    )
+    result = probe(model, pool, labels, 0, SINGLE_DIMS, SINGLE_PLANES, seed=3, n_bootstrap=100)
     planes = draw_planes(pool, labels, (0,), SINGLE_DIMS, SINGLE_PLANES, seed=3)
     min_sq = exact_min_sq_distance(planes, frame[8:], centre)
-    return dict(frame=frame, centre=centre, pool=pool, labels=labels, model=model,
-                result=result, planes=planes, min_sq=min_sq)
+    return dict(
+        frame=frame,
+        centre=centre,
+        pool=pool,
+        labels=labels,
+        model=model,
+        result=result,
+        planes=planes,
+        min_sq=min_sq,
+    )
 
 
 def test_single_cylinder_hits_match_exact_geometry_plane_by_plane(single):
@@ -187,10 +194,12 @@ def test_ensemble_codimensions_add():
 def test_orthonormal_and_gaussian_bases_give_the_same_hits(single):
     dims, planes = [8, 12, 16], 24
     kwargs = dict(seed=7, n_bootstrap=0)
-    gaussian = probe(single["model"], single["pool"], single["labels"], 0, dims,
-                                      planes, orthonormal=False, **kwargs)
-    orthonormal = probe(single["model"], single["pool"], single["labels"], 0,
-                                         dims, planes, orthonormal=True, **kwargs)
+    gaussian = probe(
+        single["model"], single["pool"], single["labels"], 0, dims, planes, orthonormal=False, **kwargs
+    )
+    orthonormal = probe(
+        single["model"], single["pool"], single["labels"], 0, dims, planes, orthonormal=True, **kwargs
+    )
     drawn = draw_planes(single["pool"], single["labels"], (0,), dims, planes, seed=7)
     min_sq = exact_min_sq_distance(drawn, single["frame"][8:], single["centre"])
     for result in (gaussian, orthonormal):
@@ -247,8 +256,11 @@ def test_seed_reproduces_results_exactly(single):
 def small_cnn(seed=0):
     torch.manual_seed(seed)  # the test's own model; library code never touches global RNG
     return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.Flatten(), nn.Linear(4 * 8 * 8, 10),
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 8 * 8, 10),
     )
 
 
@@ -288,8 +300,9 @@ def test_adam_matches_torch_optim_adam():
     pool = rng.standard_normal((20, 1, 8, 8)).astype(np.float32)
     planes = draw_planes(pool, np.zeros(20, dtype=np.int64), (5,), [3, 9], 2, seed=4)
     steps = 40
-    ours = optimise_planes(model, planes, input_shape=(1, 8, 8), target_classes=5, steps=steps,
-                           patience=steps + 1)
+    ours = optimise_planes(
+        model, planes, input_shape=(1, 8, 8), target_classes=5, steps=steps, patience=steps + 1
+    )
     for plane, ours_max in zip(planes, ours.max_probs, strict=True):
         basis = plane_basis(plane, 64)
         theta = torch.zeros(plane.dim, requires_grad=True)
@@ -314,8 +327,7 @@ def test_soft_target_set_hits_the_boundary_cylinder():
     k = 1.0
     model = Cylinder(centre, frame[8:], RADIUS, k, classes=3)
     dims, planes = [8, 12, 16], 20
-    result = probe(model, pool, labels, [0, 1], dims, planes, seed=5,
-                                    n_bootstrap=0)
+    result = probe(model, pool, labels, [0, 1], dims, planes, seed=5, n_bootstrap=0)
     drawn = draw_planes(pool, labels, (0, 1), dims, planes, seed=5)
     min_sq = exact_min_sq_distance(drawn, frame[8:], centre)
     hits = np.concatenate([np.array(s.max_probs) >= 0.5 for s in result.success])
@@ -340,8 +352,7 @@ def test_score_is_set_size_times_smallest_target_probability(targets, score):
     pool = np.zeros((4, 5), np.float32)
     planes = draw_planes(pool, np.array([3, 3, 3, 3]), targets, [2], 3, seed=0)
     patience = 7
-    out = optimise_planes(model, planes, input_shape=(5,), target_classes=targets,
-                          patience=patience)
+    out = optimise_planes(model, planes, input_shape=(5,), target_classes=targets, patience=patience)
     np.testing.assert_allclose(out.max_probs, score, rtol=1e-6)
     assert (out.steps == patience + 1).all()  # improves once (from +inf), then plateaus
     assert (out.hits == (score >= 0.5)).all()
@@ -354,8 +365,7 @@ def test_offsets_come_from_other_classes_or_match_the_pool_statistics():
     planes = draw_planes(pool, labels, (0, 2), [1, 2], 20, seed=0)
     allowed = {tuple(row) for row in pool[labels == 1]}
     assert all(tuple(p.offset) in allowed for p in planes)
-    noise = np.stack([p.offset for p in draw_planes(pool, labels, (0,), [1], 4000,
-                                                    offset="noise", seed=0)])
+    noise = np.stack([p.offset for p in draw_planes(pool, labels, (0,), [1], 4000, offset="noise", seed=0)])
     np.testing.assert_allclose(noise.mean(0), pool.mean(0), atol=4 * pool.std(0).max() / 60)
     np.testing.assert_allclose(noise.std(0), pool.std(0), rtol=0.06)
 
@@ -387,8 +397,16 @@ def test_model_state_is_restored():
 )
 def test_bad_input_raises_input_error(kwargs, message):
     pool = np.zeros((6, 1, 8, 8), np.float32)
-    args = dict(models=small_cnn(), pool_inputs=pool, pool_labels=np.arange(6), target_classes=1,
-                dims=[2], planes=1, steps=2, n_bootstrap=0)
+    args = dict(
+        models=small_cnn(),
+        pool_inputs=pool,
+        pool_labels=np.arange(6),
+        target_classes=1,
+        dims=[2],
+        planes=1,
+        steps=2,
+        n_bootstrap=0,
+    )
     with pytest.raises(InputError, match=message):
         probe(**{**args, **kwargs})
 
@@ -466,9 +484,7 @@ def test_slab_is_below_the_range_and_a_short_budget_says_unconverged():
     for s in full.success:
         assert s.hits + s.unconverged == s.planes
     assert full.critical.status == "below_range"
-    short = probe(
-        model, pool, labels, 0, dims, 8, seed=5, n_bootstrap=0, lr=0.05, steps=20
-    )
+    short = probe(model, pool, labels, 0, dims, 8, seed=5, n_bootstrap=0, lr=0.05, steps=20)
     assert sum(s.unconverged for s in short.success) > 0
     assert short.critical.status == "unconverged"
     assert short.to_dict()["unconverged_planes"] == sum(s.unconverged for s in short.success)

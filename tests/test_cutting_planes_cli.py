@@ -70,7 +70,11 @@ def test_classes_have_success_records_and_manifold_dim_is_d_minus_critical_dim(t
             assert 0 <= record["unconverged"] <= 3 - record["hits"]  # 60 steps: some still rising
         assert entry["unconverged_planes"] == sum(r["unconverged"] for r in entry["success"])
         assert entry["critical_dim_status"] in (
-            "crossed", "below_range", "above_range", "fit_failed", "unconverged"
+            "crossed",
+            "below_range",
+            "above_range",
+            "fit_failed",
+            "unconverged",
         )
         if entry["critical_dim"] is not None:  # crossed, or unconverged after a crossing
             assert entry["manifold_dim"] == pytest.approx(64 - entry["critical_dim"])
@@ -194,7 +198,8 @@ def test_library_checks():
 
 def test_fitted_curve_points_follow_the_fit():
     entry = {
-        "class": 0, "input_dim": 100,
+        "class": 0,
+        "input_dim": 100,
         "fit": {"lower": 0.0, "height": 1.0, "centre": 10.0, "width": 0.5},
         "success": [{"dim": 1, "planes": 1, "hits": 0}, {"dim": 100, "planes": 1, "hits": 1}],
     }

@@ -22,10 +22,10 @@ from PIL import Image
 from torch import nn
 
 from manifold_probe.errors import InputError
-from manifold_probe.study.report import SweepRow, load_profiles
 from manifold_probe.results import read_result
 from manifold_probe.sources import zoo
 from manifold_probe.sources.data import load_data
+from manifold_probe.study.report import SweepRow, load_profiles
 from manifold_probe.study.sweep import run_sweep
 from manifold_probe.study.training_config import TrainingConfig
 
@@ -83,8 +83,11 @@ def _png_claiming(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(
-        b"IEND", b""
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
     )
 
 

@@ -310,9 +310,7 @@ def test_parse_reduction_and_plans():
         with pytest.raises(InputError, match="avgpool, cls, mean, last, token:I or project:N"):
             parse_reduction(bad)
     layers = ["conv", "layer1.0", "layer1.1", "logits"]
-    plan = resolve_reductions(
-        {"default": "avgpool", "layer1.*": "project:8", "logits": "none"}, layers
-    )
+    plan = resolve_reductions({"default": "avgpool", "layer1.*": "project:8", "logits": "none"}, layers)
     assert [plan[n].spec for n in layers] == ["avgpool", "project:8", "project:8", "none"]
     with pytest.raises(InputError, match="matches none"):
         resolve_reductions({"layer9": "none"}, layers)
@@ -332,9 +330,7 @@ def test_avgpool_means_over_spatial_dimensions():
     with pytest.raises(InputError, match=r"^reduction avgpool .* layer 'l' gives a token sequence \(3x7"):
         make_reducer(Reduction("avgpool"), (3, 7), layer="l")
     vectors = inputs(5, 9)
-    np.testing.assert_array_equal(
-        make_reducer(Reduction("avgpool"), (9,), layer="l")(vectors), vectors
-    )
+    np.testing.assert_array_equal(make_reducer(Reduction("avgpool"), (9,), layer="l")(vectors), vectors)
     model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Flatten(), nn.Linear(12, 2))
     images = inputs(6, 1, 4, 4)
     acts = extract(model, images, ["0", "logits"], reduction="avgpool", use_cache=False)
@@ -360,9 +356,7 @@ def test_projection_is_seeded_streamable_and_norm_preserving():
     first = project(0)
     np.testing.assert_array_equal(first, project(0))
     assert not np.allclose(first, project(1)) and not np.allclose(first, project(0, "m"))
-    np.testing.assert_allclose(
-        first, flat @ projection_matrix(0, "l", 200, 64), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(first, flat @ projection_matrix(0, "l", 200, 64), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(project(0, max_matrix_bytes=0), first, rtol=1e-4, atol=1e-4)
     ratio = (first**2).sum(axis=1) / (flat.numpy() ** 2).sum(axis=1)
     assert abs(ratio.mean() - 1) < 0.05  # each ratio ~ chi2_64 / 64: sd 0.18, mean sd 0.009
@@ -409,9 +403,7 @@ def test_cache_is_reused_without_a_forward_pass(tmp_path):
     np.testing.assert_array_equal(again.labels, y)
     assert again.info["conv"].shape == (4, 4, 4)
     more = cached_extract(model, Images(x, y), ["conv", "shared#2"], tmp_path)
-    assert (
-        model.calls == 6 and more.info["conv"].from_cache and not more.info["shared#2"].from_cache
-    )
+    assert model.calls == 6 and more.info["conv"].from_cache and not more.info["shared#2"].from_cache
     np.testing.assert_allclose(more["shared#2"], expected["shared#2"], rtol=1e-5, atol=1e-5)
     other = cached_extract(model, Images(x, y), ["conv"], tmp_path, reduction="avgpool")
     assert model.calls == 9 and other["conv"].shape == (10, 4)  # the reduction is in the key
@@ -509,9 +501,7 @@ def test_a_killed_write_is_recomputed(tmp_path):
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "c"), str(ready)], env=env
-    )
+    process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "c"), str(ready)], env=env)
     try:
         deadline = time.monotonic() + 60
         while not ready.exists():

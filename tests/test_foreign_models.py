@@ -182,8 +182,20 @@ def test_timm_resnet_from_safetensors_and_the_cli(tmp_path, capsys):
     for name, value in loaded.state_dict().items():
         assert torch.equal(value, state[name]), name
     np.savez(tmp_path / "gray.npz", x=IMAGES[:, :1].numpy(), y=IMAGE_LABELS)
-    args = ["--model", weights, "--arch", "timm:resnet18", "--arch-kwargs", '{"num_classes":3,"in_chans":1}',
-            "--data", f"npz:{tmp_path / 'gray.npz'}", "--layers", "layer4,logits", "--reduction", "avgpool"]
+    args = [
+        "--model",
+        weights,
+        "--arch",
+        "timm:resnet18",
+        "--arch-kwargs",
+        '{"num_classes":3,"in_chans":1}',
+        "--data",
+        f"npz:{tmp_path / 'gray.npz'}",
+        "--layers",
+        "layer4,logits",
+        "--reduction",
+        "avgpool",
+    ]
     metrics = _id(args, capsys, tmp_path, "resnet")
     assert set(metrics) == {"layer4", "logits"} and all(m["id_twonn"] > 0 for m in metrics.values())
 
@@ -304,8 +316,15 @@ print("loaded:", type(model).__name__)
 def test_a_model_that_rejects_the_data_is_one_line_exit_2(capsys):
     """A model built for 32x32 inputs given 8x8 digits: bad input (exit 2) naming the batch's shape."""
     code, _, err = run(
-        ["layers", "--arch", "timm:vit_tiny_patch16_224", "--arch-kwargs",
-         '{"img_size": 32, "depth": 1, "num_classes": 10}', "--data", "digits"],
+        [
+            "layers",
+            "--arch",
+            "timm:vit_tiny_patch16_224",
+            "--arch-kwargs",
+            '{"img_size": 32, "depth": 1, "num_classes": 10}',
+            "--data",
+            "digits",
+        ],
         capsys,
     )
     assert code == 2, err
@@ -316,9 +335,20 @@ def test_a_model_that_rejects_the_data_is_one_line_exit_2(capsys):
 def test_a_hooks_own_error_is_not_blamed_on_the_data(capsys):
     """avgpool refused on a token sequence (raised inside the forward pass) keeps its own line."""
     code, _, err = run(
-        ["id", "--arch", "timm:vit_tiny_patch16_224", "--arch-kwargs",
-         '{"img_size": 8, "patch_size": 2, "depth": 1, "in_chans": 1, "num_classes": 10}',
-         "--data", "digits", "--n-points", "60", "--reduction", "avgpool", "--no-cache"],
+        [
+            "id",
+            "--arch",
+            "timm:vit_tiny_patch16_224",
+            "--arch-kwargs",
+            '{"img_size": 8, "patch_size": 2, "depth": 1, "in_chans": 1, "num_classes": 10}',
+            "--data",
+            "digits",
+            "--n-points",
+            "60",
+            "--reduction",
+            "avgpool",
+            "--no-cache",
+        ],
         capsys,
     )
     assert code == 2, err

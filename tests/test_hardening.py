@@ -151,6 +151,7 @@ def test_duplicate_points_warn_and_succeed(tmp_path, capsys):
 
 def test_keyboard_interrupt_in_a_command_exits_130(tmp_path, capsys, monkeypatch):
     """typer returns (not raises) the code of an interrupted command; main must pass it on."""
+
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 

@@ -94,12 +94,31 @@ def test_digits_mlp_depth_one_is_the_one_hidden_layer_net():
 @pytest.mark.parametrize(
     "channels, size, expected",
     [
-        (1, 8, [("stem", (16, 8, 8)), ("block1", (16, 8, 8)), ("block2", (32, 4, 4)),
-                ("block3", (32, 4, 4))]),
-        (1, 28, [("stem", (16, 28, 28)), ("block1", (16, 28, 28)), ("block2", (32, 14, 14)),
-                 ("block3", (64, 7, 7))]),
-        (3, 32, [("stem", (16, 32, 32)), ("block1", (16, 32, 32)), ("block2", (32, 16, 16)),
-                 ("block3", (64, 8, 8))]),
+        (
+            1,
+            8,
+            [("stem", (16, 8, 8)), ("block1", (16, 8, 8)), ("block2", (32, 4, 4)), ("block3", (32, 4, 4))],
+        ),
+        (
+            1,
+            28,
+            [
+                ("stem", (16, 28, 28)),
+                ("block1", (16, 28, 28)),
+                ("block2", (32, 14, 14)),
+                ("block3", (64, 7, 7)),
+            ],
+        ),
+        (
+            3,
+            32,
+            [
+                ("stem", (16, 32, 32)),
+                ("block1", (16, 32, 32)),
+                ("block2", (32, 16, 16)),
+                ("block3", (64, 8, 8)),
+            ],
+        ),
     ],
 )
 def test_small_resnet_halves_the_map_and_doubles_channels_down_to_eight_pixels(channels, size, expected):
@@ -145,8 +164,7 @@ def test_project_checkpoint_round_trip(tmp_path):
     assert loaded.kind == "checkpoint" and not loaded.module.training
     assert torch.equal(loaded.module(_inputs()), module(_inputs()))
     assert loaded.input_shape == (1, 8, 8) and loaded.num_classes == 10
-    assert loaded.arch_args == {"width": 4, "depth": 2, "num_classes": 10, "in_channels": 1,
-                                "input_size": 8}
+    assert loaded.arch_args == {"width": 4, "depth": 2, "num_classes": 10, "in_channels": 1, "input_size": 8}
     assert "state_dict" not in loaded.checkpoint and loaded.checkpoint["epoch"] == 3
     assert loaded.digest == weights_digest(module.state_dict())
     assert "digits-cnn(" in loaded.description
@@ -306,10 +324,7 @@ def test_digest_is_stable_across_processes_and_changes_with_one_weight(tmp_path)
     path = tmp_path / "ckpt.pt"
     save_checkpoint(path, _checkpoint(module))
     here = load_model(path).digest
-    code = (
-        "from manifold_probe.sources.models import load_model; "
-        f"print(load_model({str(path)!r}).digest)"
-    )
+    code = f"from manifold_probe.sources.models import load_model; print(load_model({str(path)!r}).digest)"
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     there = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env

@@ -21,9 +21,9 @@ from manifold_probe.report.profile_page import (
     spans_decades,
     write_page,
 )
-from manifold_probe.study.report import SweepRow, scatter_figure
 from manifold_probe.report.tables import class_table, target_name
 from manifold_probe.results import ClassResult, LayerResult, Result, read_result
+from manifold_probe.study.report import SweepRow, scatter_figure
 from manifold_probe_cli.main import main
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",

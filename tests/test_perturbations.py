@@ -44,9 +44,7 @@ def test_energy_drops_by_the_switched_off_values(full, images):
     expected = centre_energy[:, None, :] - torch.einsum("pt,nct->npc", off, s.square())
     assert torch.allclose(copy_energy, expected, rtol=1e-11, atol=1e-10)
     # the rank-22 centre keeps exactly the top 22 singular values' energy
-    assert torch.allclose(
-        centre_energy, torch.linalg.svdvals(images)[..., :22].square().sum(-1), rtol=1e-12
-    )
+    assert torch.allclose(centre_energy, torch.linalg.svdvals(images)[..., :22].square().sum(-1), rtol=1e-12)
 
 
 def test_same_pattern_in_every_channel(full):

@@ -31,10 +31,11 @@ def radius(source, data=None, *, scale: float = 1.0, seed=0, device=None, max_me
            **extract_options) -> Result:  # fmt: skip
     """RMS radius of every layer, times `scale`."""
     acts = as_activations(source, data, max_memory=max_memory, extract_options=extract_options)
-    layers = measure_layers(
-        acts, lambda layer, i, n: layer_result(layer, i, n, metrics={"rms_radius": scale * rms_radius(layer.points)}),
-        description="radius", progress=progress,
-    )  # fmt: skip
+
+    def measure(layer, index, n):
+        return layer_result(layer, index, n, metrics={"rms_radius": scale * rms_radius(layer.points)})
+
+    layers = measure_layers(acts, measure, description="radius", progress=progress)
     return Result(command="radius", source=acts.source, params={"scale": scale}, layers=layers)
 
 

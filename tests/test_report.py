@@ -9,8 +9,8 @@ import pytest
 
 from manifold_probe.errors import InputError
 from manifold_probe.report.browser import check_page, find_chromium
-from manifold_probe.study.report import MEASURES, build_report, write_report_page
 from manifold_probe.results import LayerResult, Result
+from manifold_probe.study.report import MEASURES, build_report, write_report_page
 from manifold_probe_cli import main as cli
 
 COLUMNS = [

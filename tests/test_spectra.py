@@ -178,22 +178,16 @@ def explicit_parts(h, labels, w, b, append_one=True):
     v, p, h_tilde = explicit_gradients(h, labels, w, b, append_one)
     n, n_classes = p.shape
     total = (
-        sum(
-            np.kron(np.diag(p[i]) - np.outer(p[i], p[i]), np.outer(h_tilde[i], h_tilde[i]))
-            for i in range(n)
-        )
+        sum(np.kron(np.diag(p[i]) - np.outer(p[i], p[i]), np.outer(h_tilde[i], h_tilde[i])) for i in range(n))
         / n
     )
     weights = np.bincount(labels) / n
     d = np.stack([v[labels == c].mean(axis=0) for c in range(n_classes)])  # D[c, c']
     parts = {"total": total}
     parts["same_class"] = sum(weights[c] * np.outer(d[c, c], d[c, c]) for c in range(n_classes))
-    class_means = [
-        np.mean([d[c, k] for k in range(n_classes) if k != c], axis=0) for c in range(n_classes)
-    ]
+    class_means = [np.mean([d[c, k] for k in range(n_classes) if k != c], axis=0) for c in range(n_classes)]
     parts["class_means"] = sum(
-        weights[c] * (n_classes - 1) * np.outer(class_means[c], class_means[c])
-        for c in range(n_classes)
+        weights[c] * (n_classes - 1) * np.outer(class_means[c], class_means[c]) for c in range(n_classes)
     )
     parts["cross_class"] = sum(
         weights[c] * np.outer(d[c, k] - class_means[c], d[c, k] - class_means[c])
@@ -237,9 +231,7 @@ def test_fisher_parts_sum_to_the_whole_and_match_their_definitions(append_one):
     whole = sum(dense[part] for part in FISHER_PARTS[1:])
     np.testing.assert_allclose(whole, explicit["total"], rtol=0, atol=1e-13 * scale)
     for part in FISHER_PARTS:
-        np.testing.assert_allclose(
-            dense[part], explicit[part], rtol=0, atol=1e-13 * scale, err_msg=part
-        )
+        np.testing.assert_allclose(dense[part], explicit[part], rtol=0, atol=1e-13 * scale, err_msg=part)
         np.testing.assert_allclose(dense[part], dense[part].T, rtol=0, atol=1e-13 * scale)
 
 
@@ -279,9 +271,7 @@ def test_fisher_lanczos_path_matches_dense_eigenvalues():
         reference = np.linalg.eigvalsh(dense)[::-1][:count]
         mine = getattr(spectra, part)
         assert len(mine) == count
-        np.testing.assert_allclose(
-            mine, reference, rtol=1e-8, atol=1e-12 * reference[0], err_msg=part
-        )
+        np.testing.assert_allclose(mine, reference, rtol=1e-8, atol=1e-12 * reference[0], err_msg=part)
 
 
 def test_fisher_block_stays_accurate_when_the_softmax_is_nearly_one_hot():

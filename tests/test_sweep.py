@@ -18,15 +18,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from manifold_probe import registry
 from manifold_probe.errors import InputError
 from manifold_probe.results import read_result
-from manifold_probe import registry
 from manifold_probe.study.sweep import run_sweep
 from manifold_probe.study.tables import COLUMN_TYPES, collect_table, measure_columns
-
-PROBES = registry.sweep_measures()
 from manifold_probe.study.training import train_and_save
 from manifold_probe_cli import commands_sweep
+
+PROBES = registry.sweep_measures()
 
 N_POINTS = 200
 

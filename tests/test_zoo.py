@@ -104,7 +104,6 @@ def test_a_micro_zoo_writes_its_index_and_resumes(tmp_path):
     assert [entry.trained for entry in third] == [False, True, False]
 
 
-
 def test_zoo_command_prints_the_table(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(zoo_presets.PRESETS, "micro", MICRO[:2])
     code = main(["zoo", "--out", str(tmp_path / "z"), "--preset", "micro", "--seed", "2", "-q"])

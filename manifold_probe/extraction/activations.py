@@ -160,5 +160,3 @@ class Activations(Mapping):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-

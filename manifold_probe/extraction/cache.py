@@ -179,9 +179,7 @@ class ActivationCache:
         warnings.warn(f"ignoring damaged cache entry {array_path}: {why}; recomputing it.", stacklevel=3)
         return None
 
-    def create(
-        self, key: CacheKey, shape: tuple[int, ...], info: dict | None = None
-    ) -> PendingEntry:
+    def create(self, key: CacheKey, shape: tuple[int, ...], info: dict | None = None) -> PendingEntry:
         """Start writing the entry for `key`: fill `.array`, then `commit()` (or `abort()`)."""
         array_path, _ = self._paths(key)
         array_path.parent.mkdir(parents=True, exist_ok=True)

@@ -174,9 +174,7 @@ class _LayerWriter:
             array.flush()
         del self.array
         self.staging = None
-        record = LayerRecord(
-            self.name, self.shape, self.reduction.spec, array.shape[1], False, self.on_disk
-        )
+        record = LayerRecord(self.name, self.shape, self.reduction.spec, array.shape[1], False, self.on_disk)
         return array, record
 
     def abort(self) -> None:
@@ -333,9 +331,7 @@ def extract(
     storage = _Storage(cache, Path(cache_dir or default_cache_dir()).expanduser(), max_memory)
     if todo or (has_labels and labels is None):
         settings = _PassSettings(n_points, batch_size, seed, max_matrix_bytes)
-        writers = {
-            name: _LayerWriter(name, plan[name], key(name), settings, storage) for name in todo
-        }
+        writers = {name: _LayerWriter(name, plan[name], key(name), settings, storage) for name in todo}
         try:
             label_batches = _run(model, data, writers, n_points, batch_size, device, progress)
             for name in todo:
@@ -357,7 +353,10 @@ def extract(
     ordered_records = {name: records[name] for name in ordered}
     module_inputs = {path: arrays[name] for name, path in inputs_of.items()}
     if source is not None:
-        source = {**source, "reductions": {name: record.reduction for name, record in ordered_records.items()}}
+        source = {
+            **source,
+            "reductions": {name: record.reduction for name, record in ordered_records.items()},
+        }
     return Activations(
         ordered, ordered_records, labels if given_labels is None else given_labels, storage.temp_dir,
         source=source, model=loaded, data=labelled, module_inputs=module_inputs, classifier=classifier,
@@ -392,8 +391,7 @@ def _run(model, data, writers, n_points, batch_size, device, progress) -> list:
             size = _batch_length(inputs)
             if start + size > n_points:
                 raise InputError(
-                    f"the data set yielded more than its length ({n_points}) samples; fix its "
-                    "__len__."
+                    f"the data set yielded more than its length ({n_points}) samples; fix its __len__."
                 )
             inputs = to_device(inputs, device)
             mask = attention_mask(inputs)

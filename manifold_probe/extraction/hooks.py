@@ -303,11 +303,7 @@ class LayerRecorder:
             )
         self.callback(name, tensor.detach())
         self._captured.add(name)
-        if (
-            self.wanted is not None
-            and LOGITS not in self.wanted
-            and len(self._captured) == len(self.wanted)
-        ):
+        if self.wanted is not None and LOGITS not in self.wanted and len(self._captured) == len(self.wanted):
             raise _StopForward
 
     def forward(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> None:

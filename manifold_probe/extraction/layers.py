@@ -287,9 +287,7 @@ def _split_patterns(patterns: Sequence[str]) -> list[str]:
     return [part for part in split if part]
 
 
-def select_layers(
-    model: nn.Module, example_input: torch.Tensor, patterns: Sequence[str] | None
-) -> list[str]:
+def select_layers(model: nn.Module, example_input: torch.Tensor, patterns: Sequence[str] | None) -> list[str]:
     """The layers named by `patterns` (names or globs whose wildcards stay within one dotted
     level, `**` crossing levels: see `patterns.layer_matches`; commas also separate them), in model
     order; `None` or an empty list gives `default_layers`.

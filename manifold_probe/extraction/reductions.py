@@ -227,9 +227,7 @@ def parse_reduction_options(options: Sequence[str]) -> str | dict[str, str]:
         key, sep, spec = option.rpartition("=")
         key = key.strip() if sep else "default"
         if sep and not key:
-            raise InputError(
-                f"reduction option {option!r} has no layer before '='; use LAYER=SPEC."
-            )
+            raise InputError(f"reduction option {option!r} has no layer before '='; use LAYER=SPEC.")
         parse_reduction(spec)
         if key in plan:
             raise InputError(f"reduction for {key!r} is given twice; give it once.")
@@ -257,9 +255,7 @@ def projection_block(seed: int, layer: str, block: int, in_dim: int, out_dim: in
 def projection_matrix(seed: int, layer: str, in_dim: int, out_dim: int) -> torch.Tensor:
     """The whole (in_dim, out_dim) projection matrix of a layer (for tests and small layers)."""
     n_blocks = -(-in_dim // PROJECTION_BLOCK_ROWS)
-    return torch.cat(
-        [projection_block(seed, layer, b, in_dim, out_dim) for b in range(n_blocks)], dim=0
-    )
+    return torch.cat([projection_block(seed, layer, b, in_dim, out_dim) for b in range(n_blocks)], dim=0)
 
 
 class _Projector:

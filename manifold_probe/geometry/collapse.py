@@ -91,9 +91,7 @@ class CollapseStatistics:
     def __init__(self, n_classes: int):
         n_classes = check_positive(n_classes, name="n_classes", integer=True)
         if n_classes < 2:
-            raise InputError(
-                f"neural collapse needs at least 2 classes, got n_classes={n_classes}."
-            )
+            raise InputError(f"neural collapse needs at least 2 classes, got n_classes={n_classes}.")
         self.n_classes = n_classes
         self._counts = np.zeros(n_classes, dtype=np.int64)
         self._class_sq = np.zeros(n_classes)  # per class: sum_i ||h_i - mu_c||^2
@@ -190,9 +188,7 @@ class CollapseStatistics:
         metrics["etf_distance"] = _etf_distance(centred_means)
 
         if classifier is not None:
-            weights, _ = as_classifier(
-                classifier, None, n_classes=n_classes, n_features=means.shape[1]
-            )
+            weights, _ = as_classifier(classifier, None, n_classes=n_classes, n_features=means.shape[1])
             metrics.update(_simplex_metrics(weights, suffix="weights"))
             metrics["nc3_self_duality"] = _self_duality(weights, centred_means)
         if ncc is not None:
@@ -205,9 +201,7 @@ class CollapseStatistics:
 
     def _require_data(self) -> None:
         if self._means is None:
-            raise InputError(
-                "no features were given; feed at least one batch before asking for results."
-            )
+            raise InputError("no features were given; feed at least one batch before asking for results.")
 
     def _require_classes(self) -> None:
         small = np.flatnonzero(self._counts < 2)
@@ -230,9 +224,7 @@ class NccMismatch:
     def __init__(self, class_means: np.ndarray, classifier, bias=None):
         self.class_means = np.asarray(class_means, dtype=np.float64)
         n_classes, n_features = self.class_means.shape
-        self.weights, self.bias = as_classifier(
-            classifier, bias, n_classes=n_classes, n_features=n_features
-        )
+        self.weights, self.bias = as_classifier(classifier, bias, n_classes=n_classes, n_features=n_features)
         self._centre = self.class_means.mean(axis=0)
         self._centred_means = self.class_means - self._centre
         self._half_sq_norms = 0.5 * np.einsum("ij,ij->i", self._centred_means, self._centred_means)

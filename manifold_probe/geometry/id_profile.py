@@ -35,7 +35,9 @@ def check_methods(methods) -> tuple[str, ...]:
     for name in names:
         if name not in NATIVE_METHODS and name not in SKDIM_METHODS:
             raise InputError(
-                f"unknown method {name!r}; choose from " + ", ".join(NATIVE_METHODS + tuple(SKDIM_METHODS)) + ".",
+                f"unknown method {name!r}; choose from "
+                + ", ".join(NATIVE_METHODS + tuple(SKDIM_METHODS))
+                + ".",
                 parameter="methods",
             )
     return names

@@ -431,7 +431,5 @@ def _top_eigenvalues(operator: LinearOperator, k: int, rng: np.random.Generator)
     if size <= 256 or k >= size // 2:
         dense = operator.matmat(np.eye(size))
         return np.linalg.eigvalsh((dense + dense.T) / 2)[::-1][:k]
-    values = eigsh(
-        operator, k=k, which="LA", v0=rng.standard_normal(size), return_eigenvectors=False
-    )
+    values = eigsh(operator, k=k, which="LA", v0=rng.standard_normal(size), return_eigenvectors=False)
     return np.sort(values)[::-1]

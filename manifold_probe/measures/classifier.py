@@ -109,7 +109,9 @@ def model_classifier(arrays: Activations, *, n_check: int = 16) -> tuple[Activat
     return with_input, ClassifierLayer(head, name)
 
 
-def classifier_layer(acts: Activations, classifier: Any, bias: Any) -> tuple[Activations, ClassifierLayer | None]:
+def classifier_layer(
+    acts: Activations, classifier: Any, bias: Any
+) -> tuple[Activations, ClassifierLayer | None]:
     """(activations, ClassifierLayer or None) for a measure's `classifier` argument: weights
     given as arrays (bare points), True / None (the model's, captured in the extraction pass;
     None: when there is one), or False (none)."""

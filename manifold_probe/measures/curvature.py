@@ -384,7 +384,9 @@ def _knn_layer(
         if k is not None or isinstance(dim, int):
             raise  # the user's own k or dim: their input error
         return _unmeasured_entry(layer, index, n_layers, id_estimate, str(error).rstrip("."), details)
-    return _layer_entry(layer, index, n_layers, measured, id_estimate, {**details, "n_centres": measured.n_points})
+    return _layer_entry(
+        layer, index, n_layers, measured, id_estimate, {**details, "n_centres": measured.n_points}
+    )
 
 
 def _layer_setup(

@@ -118,9 +118,19 @@ def class_manifolds(
     labels = as_labels(pool_labels, len(pool), name="pool labels")
     several = len(targets) > 1
     return [
-        measure_class_manifold(models, pool, labels, tuple(target), options, seed=target_seed(seed, target),
-                               device=device, progress=progress and not several)  # fmt: skip
-        for target in track(list(targets), description="cutting planes, targets", enabled=progress and several)
+        measure_class_manifold(
+            models,
+            pool,
+            labels,
+            tuple(target),
+            options,
+            seed=target_seed(seed, target),
+            device=device,
+            progress=progress and not several,
+        )  # fmt: skip
+        for target in track(
+            list(targets), description="cutting planes, targets", enabled=progress and several
+        )
     ]
 
 
@@ -138,13 +148,26 @@ def class_result(manifold: ClassManifold) -> ClassResult:
         manifold_dim=critical.manifold_dim,
         manifold_dim_interval=tuple(critical.manifold_dim_interval),
         confidence=critical.confidence,
-        fit=None if curve is None else {"lower": curve.lower, "height": curve.height, "centre": curve.centre,
-                                        "width": curve.width},  # fmt: skip
+        fit=None
+        if curve is None
+        else {
+            "lower": curve.lower,
+            "height": curve.height,
+            "centre": curve.centre,
+            "width": curve.width,
+        },  # fmt: skip
         unconverged_planes=sum(s.unconverged for s in manifold.success),
         success=tuple(
-            SuccessRecord(dim=s.dim, planes=s.planes, hits=s.hits, unconverged=s.unconverged,
-                          mean_max_prob=s.mean_max_prob, max_probs=s.max_probs, hit_fraction=s.hit_fraction,
-                          steps=s.steps)  # fmt: skip
+            SuccessRecord(
+                dim=s.dim,
+                planes=s.planes,
+                hits=s.hits,
+                unconverged=s.unconverged,
+                mean_max_prob=s.mean_max_prob,
+                max_probs=s.max_probs,
+                hit_fraction=s.hit_fraction,
+                steps=s.steps,
+            )  # fmt: skip
             for s in manifold.success
         ),
     )
@@ -240,7 +263,8 @@ def cutting_planes(
     )  # fmt: skip
     return cutting_planes_profile(
         [model_info(m) for m in moved], data, classes=classes, as_set=as_set, options=options,
-        seed=data.seed if seed is None else check_seed(seed), device=model_device(moved[0]), progress=progress,
+        seed=data.seed if seed is None else check_seed(seed), device=model_device(moved[0]),
+        progress=progress,
     )  # fmt: skip
 
 

@@ -121,4 +121,3 @@ def measure_layers(
                 reason = f"layer {layer.name!r}: {reason}"
             entries.append(skipped_layer(layer, index, n, reason))
     return tuple(entries)
-

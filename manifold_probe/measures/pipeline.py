@@ -86,14 +86,18 @@ def points_activations(
     return Activations({"points": x}, {"points": record}, y, source=source)
 
 
-def load_points(points_path: str | Path, labels_path: str | Path | None = None, *, min_points: int = 2) -> Activations:
+def load_points(
+    points_path: str | Path, labels_path: str | Path | None = None, *, min_points: int = 2
+) -> Activations:
     """A point cloud in a file (`.npy`, or an `.npz` with one array) as one layer named `points`,
     with labels from a second file."""
     points = load_array(points_path, "points file")
     labels = None if labels_path is None else load_array(labels_path, "labels file")
     source = {"points": str(points_path), "labels": None if labels_path is None else str(labels_path),
               "n_points": len(points)}  # fmt: skip
-    return points_activations(points, labels, source=source, min_points=min_points, name=f"points ({points_path})")
+    return points_activations(
+        points, labels, source=source, min_points=min_points, name=f"points ({points_path})"
+    )
 
 
 def _numpy(values):

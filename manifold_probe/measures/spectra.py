@@ -98,7 +98,12 @@ def spectra_profile(
     A model's layer that cannot be measured (constant, too wide) is `skipped` with its reason.
     """
     y, n_classes = labels_for(arrays, classifier)
-    params = {"n_values": n_values, "fisher_points": fisher_points, "seed": seed, "max_features": max_features}
+    params = {
+        "n_values": n_values,
+        "fisher_points": fisher_points,
+        "seed": seed,
+        "max_features": max_features,
+    }
 
     def measure(layer, index, n):
         check_widths([layer], max_features, "spectra")
@@ -116,7 +121,9 @@ def spectra_profile(
             "note": f"the largest {n_values} eigenvalues of each spectrum, descending",
         }
         if classifier is not None and layer.name == classifier.layer:
-            fisher_metrics, fisher_details = _fisher(layer.points, y, classifier, fisher_points, seed, n_values)
+            fisher_metrics, fisher_details = _fisher(
+                layer.points, y, classifier, fisher_points, seed, n_values
+            )
             metrics.update(fisher_metrics)
             details.update(fisher_details)
         return layer_result(layer, index, n, metrics=metrics, details=details)

@@ -171,9 +171,7 @@ def fit_success_curve(dims, hits, planes) -> SuccessCurve | None:
         a, b, log_c, s = parameters(values)
         sig = _logistic((log_d - log_c) / s)
         slope = b * sig * (1.0 - sig)
-        columns = np.stack(
-            [np.ones_like(log_d), sig, -slope / s, -slope * (log_d - log_c) / s**2], axis=1
-        )
+        columns = np.stack([np.ones_like(log_d), sig, -slope / s, -slope * (log_d - log_c) / s**2], axis=1)
         return columns[:, free] * weights[:, None]
 
     try:

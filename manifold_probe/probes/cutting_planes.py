@@ -24,10 +24,11 @@ Per plane (all choices seeded):
   somewhere on the trajectory; for a set: every class of Y reaches at least half its
   share 1/|Y|).
 - A plane runs until it converges: its best loss has not improved by more than `tol` times
-  max(|best loss|, 1) (default 1e-6, never below 8 float epsilons; `improves`) for `patience` steps (its probability has stopped rising; with 1e-4 a line
-  creeping towards a slab at lr-sized steps passed for converged). A stopped plane is frozen (removed
-  from the batch). `steps` (default 3000) only caps the run: a plane still improving at the
-  cap is `unconverged` unless it already hit (its maximum can only grow, so a hit is final).
+  max(|best loss|, 1) (default 1e-6, never below 8 float epsilons; `improves`) for `patience`
+  steps (its probability has stopped rising; with 1e-4 a line creeping towards a slab at lr-
+  sized steps passed for converged). A stopped plane is frozen (removed from the batch). `steps`
+  (default 3000) only caps the run: a plane still improving at the cap is `unconverged` unless
+  it already hit (its maximum can only grow, so a hit is final).
   With `stop_at_hit`, a plane also stops at its first hit: no reading changes (a hit is
   final), only its recorded `max_prob` is then the first score >= 0.5 rather than the
   trajectory's maximum, and a plane that hits early costs no more steps.
@@ -121,13 +122,19 @@ class CuttingPlaneOptions:
         if self.offset not in OFFSETS:
             raise InputError(f"unknown offset {self.offset!r}: use data or noise.", parameter="offset")
         if not 0.0 < self.confidence < 1.0:
-            raise InputError(f"must lie strictly between 0 and 1, got {self.confidence}.", parameter="confidence")
+            raise InputError(
+                f"must lie strictly between 0 and 1, got {self.confidence}.", parameter="confidence"
+            )
         if self.dims is not None:
             object.__setattr__(self, "dims", tuple(check_dims(self.dims)))
 
     def dims_for(self, input_dim: int) -> list[int]:
         """The cutting dimensions for inputs of `input_dim` features."""
-        return check_dims(self.dims, input_dim) if self.dims is not None else default_dims(input_dim, self.n_dims)
+        return (
+            check_dims(self.dims, input_dim)
+            if self.dims is not None
+            else default_dims(input_dim, self.n_dims)
+        )
 
 
 @dataclass(frozen=True)
@@ -203,12 +210,17 @@ class ClassManifold:
             "confidence": self.critical.confidence,
             "fit": None
             if curve is None
-            else {"lower": curve.lower, "height": curve.height, "centre": curve.centre,
-                  "width": curve.width},
+            else {"lower": curve.lower, "height": curve.height, "centre": curve.centre, "width": curve.width},
             "unconverged_planes": sum(s.unconverged for s in self.success),
             "success": [
-                {"dim": s.dim, "planes": s.planes, "hits": s.hits, "unconverged": s.unconverged,
-                 "mean_max_prob": s.mean_max_prob, "max_probs": list(s.max_probs)}
+                {
+                    "dim": s.dim,
+                    "planes": s.planes,
+                    "hits": s.hits,
+                    "unconverged": s.unconverged,
+                    "mean_max_prob": s.mean_max_prob,
+                    "max_probs": list(s.max_probs),
+                }
                 for s in self.success
             ],
         }
@@ -242,9 +254,19 @@ def measure_class_manifold(
     planes, n_bootstrap, confidence = options.planes, options.n_bootstrap, options.confidence
     cutting = draw_planes(pool, labels, targets, dims, planes, offset=options.offset, seed=seed)
     outcome = optimise_planes(
-        models, cutting, input_shape=input_shape, target_classes=targets, steps=options.steps, lr=options.lr,
-        patience=options.patience, tol=options.tol, batch=options.batch, orthonormal=options.orthonormal,
-        stop_at_hit=options.stop_at_hit, device=device, progress=progress,
+        models,
+        cutting,
+        input_shape=input_shape,
+        target_classes=targets,
+        steps=options.steps,
+        lr=options.lr,
+        patience=options.patience,
+        tol=options.tol,
+        batch=options.batch,
+        orthonormal=options.orthonormal,
+        stop_at_hit=options.stop_at_hit,
+        device=device,
+        progress=progress,
     )
     success = []
     for i, dim in enumerate(dims):
@@ -262,8 +284,13 @@ def measure_class_manifold(
             )
         )
     critical = critical_dimension(
-        dims, [s.hits for s in success], [s.planes for s in success], input_dim=input_dim,
-        n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
+        dims,
+        [s.hits for s in success],
+        [s.planes for s in success],
+        input_dim=input_dim,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        seed=seed,
     )
     if any(s.unconverged for s in success):
         critical = _unless_unconverged(critical, dims, success, n_bootstrap, confidence, seed)
@@ -376,8 +403,16 @@ def optimise_planes(
             schedule = track(range(steps), description=label, enabled=progress)
             try:
                 best, ran, settled = _optimise_batch(
-                    models, offsets.to(device), bases.to(device), input_shape,
-                    torch.as_tensor(targets, device=device), schedule, lr, patience, tol, stop_at_hit,
+                    models,
+                    offsets.to(device),
+                    bases.to(device),
+                    input_shape,
+                    torch.as_tensor(targets, device=device),
+                    schedule,
+                    lr,
+                    patience,
+                    tol,
+                    stop_at_hit,
                 )
             finally:
                 schedule.close()  # clears the bar when the batch stops early
@@ -458,8 +493,13 @@ def _unless_unconverged(critical, dims, success, n_bootstrap, confidence, seed) 
     """`critical` with status "unconverged" when counting the unconverged planes as hits
     would change its status or move d* outside its interval; else `critical` itself."""
     optimistic = critical_dimension(
-        dims, [s.hits + s.unconverged for s in success], [s.planes for s in success],
-        input_dim=critical.input_dim, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
+        dims,
+        [s.hits + s.unconverged for s in success],
+        [s.planes for s in success],
+        input_dim=critical.input_dim,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        seed=seed,
     )
     if optimistic.status == critical.status == "crossed":
         low, high = critical.interval
@@ -550,5 +590,3 @@ def _as_models(models) -> list[nn.Module]:
     if not models or not all(isinstance(m, nn.Module) for m in models):
         raise InputError("give one model or a non-empty list of models (torch.nn.Module).")
     return models
-
-

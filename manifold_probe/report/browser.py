@@ -84,13 +84,13 @@ class PageCheck:
 
 
 _ERROR = re.compile(r"<html[^>]*\bdata-script-error=\"([^\"]*)\"")
-_DATA_MARKS = ("class=\"trace", "class=\"bars\"", "class=\"scatterlayer", "class=\"table\"")
+_DATA_MARKS = ('class="trace', 'class="bars"', 'class="scatterlayer', 'class="table"')
 
 
 def check_page(page: str | os.PathLike, **kwargs) -> PageCheck:
     """Render `page` (`render_page`) and count its plots and the ones with drawn data."""
     dom = render_page(page, **kwargs)
     error = _ERROR.search(dom)
-    plots = dom.split("class=\"plot-container")[1:]
+    plots = dom.split('class="plot-container')[1:]
     drawn = sum(1 for plot in plots if "<svg" in plot and any(mark in plot for mark in _DATA_MARKS))
     return PageCheck(len(plots), drawn, error.group(1) if error else None)

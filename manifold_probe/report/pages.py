@@ -449,8 +449,8 @@ def curvature_figures(results: Sequence[Result], *, names=None, log_scale: bool 
     metrics = list(CURVATURE_TABLE_METRICS[:4]) + ["id_twonn"]
     neighbourhood = result.params.get("neighbourhood", "knn")
     title = f"Curvature by layer ({neighbourhood} neighbourhoods)"
-    figure = layer_profile_figure(list(results), metrics, names=names, log_y=metrics[:4] if log_scale else False,
-                                  title=title)  # fmt: skip
+    log_y = metrics[:4] if log_scale else False
+    figure = layer_profile_figure(list(results), metrics, names=names, log_y=log_y, title=title)
     return [figure], "mprobe curvature", curvature_notes(result)
 
 
@@ -473,7 +473,9 @@ def cutting_planes_figures(results: Sequence[Result], *, names=None, log_scale: 
     return figures, "mprobe cutting-planes", notes
 
 
-def measure_figures(results: Sequence[Result], measure: registry.Measure, *, names=None, log_scale: bool = False):
+def measure_figures(
+    results: Sequence[Result], measure: registry.Measure, *, names=None, log_scale: bool = False
+):
     """(figures, title, notes) of the generic page of a per-layer measure: every metric the
     results hold (the measure's own first) against layer, one line per result."""
     found = dict.fromkeys(k for r in results for layer in r.layers for k in layer.metrics)

@@ -109,8 +109,11 @@ def log_ticks(values) -> list[float]:
 def log_axis(values) -> dict:
     """Layout of a log axis over `values`: type log and `log_ticks` labelled compactly."""
     ticks = log_ticks(values)
-    return {"type": "log", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]} if ticks else {
-        "type": "log"}
+    return (
+        {"type": "log", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
+        if ticks
+        else {"type": "log"}
+    )
 
 
 def _same_layers(results: list[Result]) -> bool:

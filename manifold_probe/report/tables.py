@@ -187,7 +187,11 @@ def cutting_planes_tables(result: Result) -> list[Table]:
 
 def curvature_tables(result: Result) -> list[Table]:
     """The per-layer curvature table, with each layer's d and status."""
-    return [layer_table(result, list(CURVATURE_TABLE_METRICS), title="curvature by layer", details=("dim", "status"))]
+    return [
+        layer_table(
+            result, list(CURVATURE_TABLE_METRICS), title="curvature by layer", details=("dim", "status")
+        )
+    ]
 
 
 def measure_tables(result: Result, measure: registry.Measure) -> list[Table]:

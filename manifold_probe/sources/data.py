@@ -111,6 +111,7 @@ _CIFAR = {
     },
 }
 
+
 class TensorImages(Dataset):
     """Images held in memory as one tensor, turned into float32 inputs item by item.
 
@@ -197,7 +198,6 @@ class KeywordArrays(Dataset):
         """The samples at `indices`."""
         chosen = torch.from_numpy(indices)
         return KeywordArrays({k: v[chosen] for k, v in self.arrays.items()}, self.labels[indices])
-
 
 
 def arrays_digest(arrays: Mapping) -> str:
@@ -377,8 +377,7 @@ def _load_npz(path_text: str, split: str):
     path = existing_file(path_text, what="npz file")
     if not zipfile.is_zipfile(path):
         raise InputError(
-            f"could not read npz file {path}: it is not a NumPy .npz archive "
-            "(write one with np.savez)."
+            f"could not read npz file {path}: it is not a NumPy .npz archive (write one with np.savez)."
         )
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -462,8 +461,7 @@ def _normalization(normalize) -> tuple[tuple[float, ...], tuple[float, ...]] | N
         std = tuple(float(v) for v in std)
     except (TypeError, ValueError):
         raise InputError(
-            "normalize must be a name or a (mean, std) pair of per-channel lists, "
-            f"got {normalize!r}."
+            f"normalize must be a name or a (mean, std) pair of per-channel lists, got {normalize!r}."
         ) from None
     if len(mean) != len(std) or min(std) <= 0:
         raise InputError("normalize needs as many positive stds as means, one per channel.")
@@ -473,8 +471,7 @@ def _normalization(normalize) -> tuple[tuple[float, ...], tuple[float, ...]] | N
 def _check_channels(norm, channels: int, spec: str) -> None:
     if norm is not None and len(norm[0]) not in (1, channels):
         raise InputError(
-            f"normalize has {len(norm[0])} channel values but {spec} images have "
-            f"{channels} channels."
+            f"normalize has {len(norm[0])} channel values but {spec} images have {channels} channels."
         )
 
 
@@ -514,9 +511,7 @@ def _load_cifar(kind: str, root_text: str, split: str):
                 f"{info['title']} batches hold uint8 rows of 3072 pixels."
             )
         if len(batch_labels) != len(data):
-            raise InputError(
-                f"{folder / name} has {len(data)} images but {len(batch_labels)} labels."
-            )
+            raise InputError(f"{folder / name} has {len(data)} images but {len(batch_labels)} labels.")
         images.append(data.reshape(-1, 3, 32, 32))
         labels.append(batch_labels)
     labels_all = np.concatenate(labels)
@@ -594,9 +589,7 @@ def _load_imagefolder(root_text: str, split: str, normalize, image_size: int | N
         )
     classes = sorted(set().union(*(_class_folders(d) for d in split_dirs.values())))
     if not classes:
-        raise InputError(
-            f"{split_dirs[split]} has no class folders (expected <class>/<image> files)."
-        )
+        raise InputError(f"{split_dirs[split]} has no class folders (expected <class>/<image> files).")
     steps = [] if channels == 3 else [transforms.Grayscale(num_output_channels=1)]
     if image_size is not None:
         size = check_positive(image_size, name="image_size", integer=True)
@@ -778,9 +771,7 @@ def load_data(
             raise InputError(f"the {kind} data spec needs a location: {kind}:{what}.")
         if kind == "npz":
             if normalize is not None or image_size is not None:
-                raise InputError(
-                    "npz arrays are used as stored; normalize and image_size do not apply."
-                )
+                raise InputError("npz arrays are used as stored; normalize and image_size do not apply.")
             dataset, labels, num_classes, shape = _load_npz(argument, split)
         elif kind == "imagefolder":
             dataset, labels, num_classes, shape, class_names = _load_imagefolder(
@@ -790,13 +781,9 @@ def load_data(
             if image_size is not None:
                 raise InputError(f"{kind} images are fixed in size; image_size does not apply.")
             if kind in ("mnist", "fashion-mnist"):
-                dataset, labels, num_classes, shape, class_names = _load_idx_set(
-                    kind, argument, split
-                )
+                dataset, labels, num_classes, shape, class_names = _load_idx_set(kind, argument, split)
             else:
-                dataset, labels, num_classes, shape, class_names = _load_cifar(
-                    kind, argument, split
-                )
+                dataset, labels, num_classes, shape, class_names = _load_cifar(kind, argument, split)
             norm = _normalization(normalize)
             if norm is not None:
                 _check_channels(norm, shape[0], spec)

@@ -212,8 +212,10 @@ def read_split(
     images, labels = _read_split_cached(tuple(paths), stamps)
     title = _DATASETS[dataset]["title"]
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise InputError(f"{paths[0]} holds {images.dtype} of shape {images.shape}; {title} images "
-                         "are uint8 (N, rows, cols).")
+        raise InputError(
+            f"{paths[0]} holds {images.dtype} of shape {images.shape}; {title} images "
+            "are uint8 (N, rows, cols)."
+        )
     if labels.ndim != 1 or len(labels) != len(images):
         raise InputError(
             f"{paths[1]} holds {labels.shape[0] if labels.ndim else 0} labels for the "

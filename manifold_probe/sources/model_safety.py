@@ -158,8 +158,10 @@ def check_export_archive(data: bytes, path: Path) -> None:
                 raise InputError(f"could not read checkpoint {path}: {name} holds no payload config.")
             for fqn, meta in config.items():
                 file = str(meta.get("path_name", "")) if isinstance(meta, dict) else ""
-                if not isinstance(meta, dict) or meta.get("use_pickle") or not file.startswith(
-                    ("weight_", "tensor_")
+                if (
+                    not isinstance(meta, dict)
+                    or meta.get("use_pickle")
+                    or not file.startswith(("weight_", "tensor_"))
                 ):
                     unsafe.append(f"a pickled or custom object ({fqn})")
         elif name.endswith((".pt", ".pkl")) and not _weights_only_loads(blob):

@@ -158,7 +158,7 @@ def _zip_names(path: Path) -> list[str]:
 
 
 def _archive_kind(path: Path) -> str | None:
-    """"export", "torchscript" or None, from the entries of a zip archive."""
+    """ "export", "torchscript" or None, from the entries of a zip archive."""
     names = _zip_names(path)
     tails = {name.split("/", 1)[-1] for name in names}
     if "archive_format" in tails:
@@ -188,9 +188,7 @@ def _torch_load(path: Path, trust_checkpoint: bool):
     try:
         with warnings.catch_warnings():
             # a plain pickle of protocol > 2 makes torch warn before it fails; the error says it
-            warnings.filterwarnings(
-                "ignore", message="Detected pickle protocol", category=UserWarning
-            )
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
     except pickle.UnpicklingError as exc:
         name = _unsafe_global(str(exc))
@@ -232,8 +230,7 @@ def _fit_state_dict(module: nn.Module, state_dict: Mapping, *, path: Path, label
             problems.append(f"unexpected {name}")
         elif tuple(tensor.shape) != tuple(expected[name].shape):
             problems.append(
-                f"{name} is {tuple(tensor.shape)} in the file but {tuple(expected[name].shape)} "
-                "in the model"
+                f"{name} is {tuple(tensor.shape)} in the file but {tuple(expected[name].shape)} in the model"
             )
     given = {expected[name].data_ptr() for name in state_dict if name in expected}
     tied = {name for name in expected if name not in state_dict and expected[name].data_ptr() in given}
@@ -407,9 +404,7 @@ def _load_torchscript(path: Path, device: torch.device, trust_checkpoint: bool) 
     if not trust_checkpoint:
         model_safety.check_torchscript_archive(data, path)
     with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning
-        )
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning)
         try:
             module = torch.jit.load(io.BytesIO(data), map_location=device)
         except Exception as exc:
@@ -577,4 +572,3 @@ def forward_failure(exc: BaseException, models: list[str]) -> InputError | None:
             "(dynamic_shapes={0: torch.export.Dim('batch')})."
         )
     return None
-

@@ -78,9 +78,7 @@ class DenseBlock(nn.Sequential):
     """Linear - ReLU: one hidden layer of an MLP, recorded as one layer (see ConvBlock)."""
 
     def __init__(self, in_features: int, out_features: int) -> None:
-        super().__init__(
-            OrderedDict(linear=nn.Linear(in_features, out_features), relu=nn.ReLU())
-        )
+        super().__init__(OrderedDict(linear=nn.Linear(in_features, out_features), relu=nn.ReLU()))
 
 
 class GlobalAvgPool(nn.Module):
@@ -181,9 +179,7 @@ class SmallResNet(nn.Sequential):
         in_channels: int = 1,
         input_size: int = 8,
     ) -> None:
-        children: OrderedDict[str, nn.Module] = OrderedDict(
-            stem=ConvBlock(in_channels, width, pool=False)
-        )
+        children: OrderedDict[str, nn.Module] = OrderedDict(stem=ConvBlock(in_channels, width, pool=False))
         channels, size = width, input_size
         for index in range(1, depth + 1):
             downsample = index >= 2 and size >= 8
@@ -219,11 +215,7 @@ def _unknown_arch(arch: str) -> InputError:
     if arch.startswith(TORCHVISION_PREFIX):
         name = arch[len(TORCHVISION_PREFIX) :]
         close = difflib.get_close_matches(name, torchvision_names(), n=5, cutoff=0.5)
-        hint = (
-            f"close matches: {', '.join(close)}"
-            if close
-            else "see torchvision.models.list_models()"
-        )
+        hint = f"close matches: {', '.join(close)}" if close else "see torchvision.models.list_models()"
         return InputError(
             f"unknown torchvision architecture {name!r} ({hint}); "
             "use torchvision:NAME with a classification model of torchvision.models."
@@ -231,8 +223,7 @@ def _unknown_arch(arch: str) -> InputError:
     close = difflib.get_close_matches(arch, list(ARCHITECTURES), n=1, cutoff=0.5)
     hint = f"did you mean {close[0]}? " if close else ""
     return InputError(
-        f"unknown architecture {arch!r}: {hint}use one of {', '.join(ARCHITECTURES)} "
-        "or torchvision:NAME."
+        f"unknown architecture {arch!r}: {hint}use one of {', '.join(ARCHITECTURES)} or torchvision:NAME."
     )
 
 
@@ -246,8 +237,7 @@ def architecture_args(arch: str, arch_args: dict | None = None) -> dict:
         unknown = sorted(set(given) - set(DIGITS_DEFAULTS))
         if unknown:
             raise InputError(
-                f"{arch} has no argument {unknown[0]!r}; "
-                f"its arguments are {', '.join(DIGITS_DEFAULTS)}."
+                f"{arch} has no argument {unknown[0]!r}; its arguments are {', '.join(DIGITS_DEFAULTS)}."
             )
         full = {**DIGITS_DEFAULTS, **given}
         for name, value in full.items():

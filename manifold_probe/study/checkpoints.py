@@ -286,5 +286,3 @@ def describe_checkpoints(
         )
         described.setdefault(info.run_id, info)
     return list(described.values())
-
-

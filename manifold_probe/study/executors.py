@@ -104,5 +104,3 @@ def run_ray(tasks: list[SweepTask], workers: int | None, address: str | None) ->
     finally:
         if started:
             ray.shutdown()
-
-

@@ -2,12 +2,13 @@
 
 A sweep folder SWEEP holds `SWEEP/table.csv` (one row per checkpoint: its settings, its train
 and test accuracy, and the columns of each measure) and `SWEEP/results/<run_id>/<measure>.json`
-(one `Result` per checkpoint and measure). The report relates every measure column present
-(the sweep columns of the registry's measures: `measure_columns`) to every target (`TARGETS`: test accuracy and the generalization gap,
-train accuracy - test accuracy) with Pearson, Spearman and Kendall tau-b, each with a
-bootstrap percentile interval and a permutation p-value (`statistics.py`), over all models and
-within each architecture family. The question is Kaufman & Azencot's (2023): does the curvature
-gap between the last two layers predict test accuracy?
+(one `Result` per checkpoint and measure). The report relates every measure column present (the
+sweep columns of the registry's measures: `measure_columns`) to every target (`TARGETS`: test
+accuracy and the generalization gap, train accuracy - test accuracy) with Pearson, Spearman and
+Kendall tau-b, each with a bootstrap percentile interval and a permutation p-value
+(`report.statistics`), over all models and within each architecture family. The question is
+Kaufman & Azencot's (2023): does the curvature gap between the last two layers predict test
+accuracy?
 
 Untrained models are left out by default: their extreme measures (untrained nets' curvature is
 orders of magnitude off) and chance-level accuracy would make any measure look predictive.

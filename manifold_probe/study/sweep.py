@@ -143,8 +143,8 @@ def run_sweep(
     items = list(checkpoints) + (read_manifest(manifest) if manifest is not None else [])
     if not items:
         raise InputError("give at least one checkpoint (a .pt file or a folder of them) or a manifest.")
-    load_options = {"arch": arch, "num_classes": num_classes, "arch_args": arch_args, "in_channels": in_channels,
-                    "trust_checkpoint": trust_checkpoint}  # fmt: skip
+    load_options = {"arch": arch, "num_classes": num_classes, "arch_args": arch_args,
+                    "in_channels": in_channels, "trust_checkpoint": trust_checkpoint}  # fmt: skip
     infos = describe_checkpoints(items, load_options=load_options)
     if not infos:
         raise InputError("give at least one checkpoint (a .pt file or a folder of them).")

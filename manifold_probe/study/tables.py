@@ -73,7 +73,6 @@ COLUMN_TYPES: dict[str, str] = {
 """The table's fixed columns, in order, and their types."""
 
 
-
 def measure_columns(name: str) -> tuple[str, ...]:
     """The table columns the measure `name` adds (its registry entry's sweep columns)."""
     spec = registry.get(name).sweep
@@ -104,7 +103,9 @@ def _measures(results: Path) -> dict[str, dict[str, float | None]]:
     for name in registry.sweep_measures():
         result = _read(results, name)
         if result is not None:
-            found[name] = {column.name: _number(column.read(result)) for column in registry.get(name).sweep.columns}
+            found[name] = {
+                column.name: _number(column.read(result)) for column in registry.get(name).sweep.columns
+            }
     return found
 
 

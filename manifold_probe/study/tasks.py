@@ -144,5 +144,3 @@ def result_complete(path: str | os.PathLike, measure: str, params: dict[str, Any
     except (InputError, KeyError, TypeError, UnicodeDecodeError, OSError):
         return False
     return result.command == measure and all(result.params.get(k) == v for k, v in (params or {}).items())
-
-

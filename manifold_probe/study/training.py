@@ -182,9 +182,7 @@ def noisy_labels(labels: np.ndarray, fraction: float, num_classes: int, seed) ->
 def _metrics(module: nn.Module, data: TrainingData, device) -> dict:
     """Train/test accuracy and loss in eval mode (train against the fitted labels; see TrainingConfig)."""
     train_loss, train_accuracy = evaluate(module, data.fitted, device)
-    test_loss, test_accuracy = (
-        evaluate(module, data.test, device) if data.test is not None else (None, None)
-    )
+    test_loss, test_accuracy = evaluate(module, data.test, device) if data.test is not None else (None, None)
     metrics = {
         "train_accuracy": train_accuracy,
         "test_accuracy": test_accuracy,

@@ -290,4 +290,3 @@ def train_zoo(
     finally:
         torch.set_num_threads(threads)
     return entries
-

@@ -35,8 +35,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from ...errors import InputError
 from ... import registry
+from ...errors import InputError
 from ..zoo_presets import ZooModel
 
 PRESETS: tuple[str, ...] = ("tiny", "small", "full")
@@ -50,7 +50,9 @@ STOP_AT_HIT = (("stop_at_hit", True),)
 """Every preset stops a plane at its first hit: a hit is final, so no reading changes, and the
 planes that hit (most of them, on trained nets) no longer run to the step cap."""
 
-PLANES: dict = {k: v for k, v in registry.get("cutting-planes").sweep.options.items() if k not in ("classes", "n_dims")}
+PLANES: dict = {
+    k: v for k, v in registry.get("cutting-planes").sweep.options.items() if k not in ("classes", "n_dims")
+}
 """Cutting-plane options of a study: the sweep's (the registry's), classes chosen per preset."""
 PLANE_DIMS = 7
 """Log-spaced cutting dimensions from 1 to the input dimension."""
@@ -170,7 +172,11 @@ def design(preset: str) -> ClaimsDesign:
             )  # fmt: skip
         models += _shallow((64, 256, 1024, 4096), 30, seed=0, **common)
         return ClaimsDesign(
-            "full", tuple(models), n_points=5000, reduction="project:512", curvature_centres=1000,
+            "full",
+            tuple(models),
+            n_points=5000,
+            reduction="project:512",
+            curvature_centres=1000,
             plane_options=STOP_AT_HIT,
         )
     close = difflib.get_close_matches(preset, PRESETS, n=1)

@@ -419,8 +419,7 @@ CLAIMS: tuple[Claim, ...] = (
         paper=KA,
         statement="Trained networks' curvature profile ends in a final rise at the last layer.",
         statistic=(
-            "mean over trained models of log10(scaled MAPC of the last layer / median of the hidden "
-            "layers')"
+            "mean over trained models of log10(scaled MAPC of the last layer / median of the hidden layers')"
         ),
         kind="increase",
         estimate=_ka_final_rise,
@@ -455,8 +454,7 @@ CLAIMS: tuple[Claim, ...] = (
         paper=KA,
         statement="Within one architecture family the curvature gap rises with test accuracy.",
         statistic=(
-            "Spearman rho of curvature_gap and test accuracy over the trained models of the largest "
-            "family"
+            "Spearman rho of curvature_gap and test accuracy over the trained models of the largest family"
         ),
         kind="increase",
         estimate=_ka_gap_within,
@@ -500,8 +498,7 @@ CLAIMS: tuple[Claim, ...] = (
         paper=PHD,
         statement="Class means approach a simplex equiangular tight frame.",
         statistic=(
-            "Spearman rho of epoch and log10 etf_distance (centred per run) over terminal-phase "
-            "checkpoints"
+            "Spearman rho of epoch and log10 etf_distance (centred per run) over terminal-phase checkpoints"
         ),
         kind="decrease",
         estimate=_phd(lambda r: r.classifier_metric("collapse", "etf_distance")),
@@ -524,8 +521,7 @@ CLAIMS: tuple[Claim, ...] = (
         paper=PHD,
         statement="The classifier behaves as the nearest class centre rule at the end of training.",
         statistic=(
-            "mean over runs' final checkpoints of nc4_ncc_mismatch (share of samples where the two "
-            "disagree)"
+            "mean over runs' final checkpoints of nc4_ncc_mismatch (share of samples where the two disagree)"
         ),
         kind="within",
         estimate=_phd_ncc,
@@ -545,8 +541,7 @@ CLAIMS: tuple[Claim, ...] = (
         paper=EW,
         statement="Deep networks' class means form a simplex; a one-hidden-layer network's do not.",
         statistic=(
-            "mean log10 etf_distance at the penultimate layer, one-hidden-layer MLPs minus deep "
-            "baselines"
+            "mean log10 etf_distance at the penultimate layer, one-hidden-layer MLPs minus deep baselines"
         ),
         kind="increase",
         estimate=_ew("etf_distance"),
@@ -576,12 +571,10 @@ CLAIMS: tuple[Claim, ...] = (
         claim="papyan-fisher",
         paper=PAPYAN,
         statement=(
-            "In the classifier's Fisher matrix the class-mean outliers stand above the within-class "
-            "bulk."
+            "In the classifier's Fisher matrix the class-mean outliers stand above the within-class bulk."
         ),
         statistic=(
-            "mean over deep baselines of log10 fisher_outlier_bulk_ratio (weakest class outlier / bulk "
-            "edge)"
+            "mean over deep baselines of log10 fisher_outlier_bulk_ratio (weakest class outlier / bulk edge)"
         ),
         kind="increase",
         estimate=_papyan_fisher,
@@ -592,8 +585,7 @@ CLAIMS: tuple[Claim, ...] = (
         paper=FORT,
         statement="Class manifolds grow in dimension as training proceeds.",
         statistic=(
-            "Spearman rho of epoch and mean class-manifold dimension (centred per run) over every "
-            "saved epoch"
+            "Spearman rho of epoch and mean class-manifold dimension (centred per run) over every saved epoch"
         ),
         kind="increase",
         estimate=_fort_training,
