@@ -28,6 +28,13 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     raise InputError(f"unknown device {name!r}: use auto, cpu or cuda.", parameter="device")
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where `model`'s first parameter or buffer is (the CPU for a module without any)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def tensor_view(array: np.ndarray) -> torch.Tensor:
     """A CPU tensor sharing `array`'s memory, read-only arrays and memmaps included (torch
     warns that it could write to them; nothing here does, so the warning is not shown)."""

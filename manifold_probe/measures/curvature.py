@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..device import model_device
 from ..errors import InputError
 from ..extraction.activations import Activations, LayerArray
 from ..extraction.engine import extract
@@ -54,7 +55,6 @@ from ..metric_names import CURVATURE_METRICS
 from ..progress import track
 from ..results import NOT_MEASURABLE, UNCERTAIN_DIMENSION, LayerResult, Result
 from ..sources.data import LabelledData
-from ..sources.models import model_device
 from ..validation import check_count, check_curvature_dim, check_seed, check_tangent_dim
 from .layers import layer_result, measure_layers
 from .pipeline import as_activations, estimator_device

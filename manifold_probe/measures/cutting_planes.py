@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..device import resolve_device
+from ..device import model_device, resolve_device
 from ..errors import InputError
 from ..extraction.hooks import eval_mode
 from ..probes.critical_dimension import SuccessCurve
@@ -40,7 +40,7 @@ from ..probes.cutting_planes import HIT_LEVEL, ClassManifold, CuttingPlaneOption
 from ..progress import track
 from ..results import ClassResult, Result, SuccessRecord
 from ..sources.data import LabelledData
-from ..sources.models import LoadedModel, model_device, model_info, on_device
+from ..sources.models import LoadedModel, model_info, on_device
 from ..validation import as_labels, check_seed, select_targets
 from .pipeline import model_source
 

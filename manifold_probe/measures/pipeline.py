@@ -28,17 +28,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..device import resolve_device
+from ..device import model_device, resolve_device
 from ..errors import InputError
 from ..extraction.activations import Activations, LayerRecord
 from ..extraction.cache import path_fingerprint
 from ..extraction.classifier import find_classifier
-from ..extraction.engine import _split_batch, extract, n_samples
+from ..extraction.engine import extract, n_samples, split_batch
 from ..extraction.hooks import to_device
 from ..extraction.layers import select_layers
 from ..extraction.reductions import Reduction, parse_reduction_options
 from ..sources.data import LabelledData, data_location, load_data
-from ..sources.models import LoadedModel, model_device, model_info, on_device
+from ..sources.models import LoadedModel, model_info, on_device
 from ..validation import as_labels, as_points, check_count, check_seed, existing_file
 
 CLASSIFIER_CHECK_ROWS = 16
@@ -136,7 +136,7 @@ def example_batch(data, n: int = 1):
     if not items:
         raise InputError("the data set is empty; give at least one sample.", parameter="data")
     batch = torch.utils.data.default_collate(items)
-    return _split_batch(batch)[0]
+    return split_batch(batch)[0]
 
 
 def default_data_key(data) -> str | None:

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..extraction.activations import _split_batch  # the one reading of a batch's parts
+from ..extraction.engine import split_batch  # the one reading of a batch's parts
 from ..sources.data import LabelledData
 from ..validation import check_positive, check_seed, count_samples
 
@@ -204,7 +204,7 @@ def data_input(data, index: int) -> torch.Tensor:
     elif isinstance(data, torch.Tensor):
         item = data[index]
     else:
-        item = _split_batch(torch.utils.data.default_collate([data[index]]))[0]
+        item = split_batch(torch.utils.data.default_collate([data[index]]))[0]
         if isinstance(item, torch.Tensor):
             item = item[0]
     if not isinstance(item, torch.Tensor) or not (item.is_floating_point() or item.dtype == torch.uint8):

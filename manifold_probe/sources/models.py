@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..device import resolve_device
+from ..device import model_device, resolve_device
 from ..errors import InputError
 from ..extraction.hooks import model_logits
 from ..validation import existing_file
@@ -105,13 +105,6 @@ def model_info(model: nn.Module | LoadedModel) -> LoadedModel:
         return replace(info, digest=digest)
     return LoadedModel(module=model, description=f"{type(model).__name__} (in memory)", kind="module",
                        digest=digest)  # fmt: skip
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Where `model`'s first parameter or buffer is (the CPU for a module without any)."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 def on_device(model: nn.Module, device: str | torch.device | None) -> tuple[nn.Module, torch.device]:
