@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .options import HtmlOut, JsonOut, PlotlyJs, SourceArgs, parse_memory, source_options
+from .options import HtmlOut, JsonOut, PlotlyJs, SourceArgs, parse_memory, source_options, split_list
 from .output import console, exit_if_nothing_measured, print_result, write_outputs
 
 NEIGHBOURHOOD_HELP = (
@@ -84,6 +84,51 @@ def curvature_command(
     log_scale: Annotated[
         bool, typer.Option("--log-scale", help="Curvature axes on a log scale in the page.")
     ] = False,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            "--family",
+            help="Exact curvature instead of the sampled estimate: the image of a smooth input family, "
+            "differentiated through the model. plane:I,J,K (the plane through data points I, J, K), "
+            "rotate-scale:I, translate:I (image I moved smoothly), circle[:Q] (a great circle, Poole et "
+            "al.).",
+            show_default=False,
+        ),
+    ] = None,
+    family_points: Annotated[
+        int | None,
+        typer.Option(
+            "--family-points",
+            help="--family: about this many values of theta on a grid.",
+            min=4,
+            show_default="1024",
+        ),
+    ] = None,
+    second_derivative: Annotated[
+        str,
+        typer.Option(
+            "--second-derivative",
+            help="--family: auto (finite differences where the model is "
+            "piecewise linear), autodiff or finite-difference.",
+        ),
+    ] = "auto",
+    fd_step: Annotated[
+        float,
+        typer.Option(
+            "--fd-step",
+            help="--family: the finite-difference step, a fraction of each parameter's "
+            "range (the scale at which a ReLU net's kinks are smoothed).",
+            min=0.0,
+        ),
+    ] = 0.01,
+    compare_sampled: Annotated[
+        bool,
+        typer.Option(
+            "--compare-sampled",
+            help="--family: also run the sampled estimator on each layer's image "
+            "points, beside the exact value (its interval and status).",
+        ),
+    ] = False,
     json: JsonOut = None,
     html: HtmlOut = None,
     plotlyjs: PlotlyJs = "inline",
@@ -109,6 +154,12 @@ def curvature_command(
         raise typer.BadParameter("--compare needs --model", param_hint="--compare")
     import manifold_probe as mp
     from manifold_probe.validation import check_curvature_dim
+
+    if family is not None:
+        options = {"family": family, "n_grid": family_points, "second_derivative": second_derivative,
+                   "fd_step": fd_step, "compare_sampled": compare_sampled,
+                   "n_bootstrap": n_bootstrap}  # fmt: skip
+        return _family_command(source, compare, options, json, html, plotlyjs)
 
     dim = check_curvature_dim(dim)  # a bad --dim stops before the data loads
     sources = [source] + [dataclasses.replace(source, model=str(path)) for path in compare or []]
@@ -136,6 +187,32 @@ def curvature_command(
         for src, result in zip(sources[1:], results[1:], strict=True):
             write_outputs(result, json.with_name(f"{json.stem}.{Path(src.model).stem}.json"))
     exit_if_nothing_measured(results[0])
+
+
+def _family_command(source: SourceArgs, compare, options: dict, json, html, plotlyjs) -> None:
+    """`mprobe curvature --family SPEC`: the exact curvature of each model's image of the family."""
+    import manifold_probe as mp
+
+    if source.points is not None:
+        raise typer.BadParameter(
+            "--family needs --model: the family is pushed through it", param_hint="--family"
+        )
+    sources = [source] + [dataclasses.replace(source, model=str(path)) for path in compare or []]
+    results = []
+    for src in sources:
+        model = src.load_model()
+        data = src.load_data(model)
+        result = mp.family_curvature(
+            model, data, layers=split_list(src.layers, parameter="layers"), reduction=src.reduction or "auto",
+            seed=src.seed, device=src.device, max_memory=parse_memory(src.max_memory), progress=not src.quiet,
+            **options,
+        )  # fmt: skip
+        results.append(result)
+        print_result(result, title=f"exact curvature of {options['family']}: {src.model or src.arch}")
+    write_outputs(results[0], json, html, results=results, plotlyjs=plotlyjs)
+    if json is not None:
+        for src, result in zip(sources[1:], results[1:], strict=True):
+            write_outputs(result, json.with_name(f"{json.stem}.{Path(src.model).stem}.json"))
 
 
 def _gap_text(value: float) -> str:

@@ -54,6 +54,7 @@ HAND_WRITTEN = {
     "collapse": commands_collapse.register_collapse,
     "spectra": commands_collapse.register_spectra,
     "cutting-planes": commands_cutting_planes.register,
+    "family-curvature": lambda app: None,  # `mprobe curvature --family SPEC`
 }
 """The measures whose commands are written by hand (options of their own beyond the registry's)."""
 

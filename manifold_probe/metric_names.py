@@ -56,3 +56,25 @@ FISHER_METRICS = (
 
 CLASS_MANIFOLD_METRICS = ("critical_dim", "manifold_dim")
 """Cutting planes (Fort et al. 2022), per target class: d* and the class-manifold dimension D - d*."""
+
+FAMILY_METRICS = (
+    "curvature_sff",
+    "curvature_sff_scaled",
+    "volume_element",
+    "curve_length",
+    "curve_curvature",
+    "sampled_curvature_sff",
+)
+"""Exact curvature of an input family's image (`family-curvature`), and the sampled estimate beside it."""
+
+SIMILARITY_METRICS = (
+    "linear_cka",
+    "linear_cka_debiased",
+    "rbf_cka",
+    "rbf_cka_debiased",
+    "procrustes",
+    "angular_shape",
+    "svcca",
+    "rsa",
+)
+"""Representation similarity of a layer to its counterpart (`similarity`; CKA, shape metrics, SVCCA, RSA)."""

@@ -94,6 +94,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -333,7 +334,10 @@ class _Differentiator:
 def _differentiating(model, family, names, reduction, device, dtype, seed) -> Iterator[_Differentiator]:
     module = _prepared(model, device, dtype)
     reductions = resolve_reductions(reduction, names)
-    with eval_mode(module), torch.no_grad():
+    with eval_mode(module), torch.no_grad(), warnings.catch_warnings():
+        # torch's forward-mode AD scripts its own decompositions on first use, which torch 2.14
+        # reports as a deprecation of torch.jit.script: nothing the user can act on
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
         yield _Differentiator(module, family, names, reductions, device, seed)
 
 
