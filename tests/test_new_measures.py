@@ -38,15 +38,17 @@ def test_family_curvature_is_a_result_with_exact_numbers_and_the_sampled_estimat
     assert np.asarray(result.summary["preview_inputs"]).shape[1:] == (16,)
     page = result.to_html(tmp_path / "family.html").read_text()
     assert "The family's inputs" in page and "sampled estimate" in page
-    again = mp.family_curvature(tanh_net, inputs, family="plane:0,1,2", layers=["1", "3", "logits"], n_grid=400,
-                                compare_sampled=True, n_bootstrap=50)  # fmt: skip
+    options = {"family": "plane:0,1,2", "layers": ["1", "3", "logits"], "n_grid": 400}
+    again = mp.family_curvature(tanh_net, inputs, compare_sampled=True, n_bootstrap=50, **options)
     assert again.to_dict() == result.to_dict()  # the same seed, the same JSON
 
 
 def test_curvature_family_on_the_command_line(digits_checkpoint, tmp_path, capsys):
     out = tmp_path / "f.json"
-    code = main(["curvature", "--model", str(digits_checkpoint), "--data", "digits", "--family", "plane:0,1,2",
-                 "--family-points", "64", "--json", str(out), "--html", str(tmp_path / "f.html"), "-q"])  # fmt: skip
+    model = str(digits_checkpoint)
+    code = main(["curvature", "--model", model, "--data", "digits", "--family", "plane:0,1,2",
+                 "--family-points", "64", "--json", str(out), "--html", str(tmp_path / "f.html"),
+                 "-q"])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
     written = json.loads(out.read_text())
@@ -73,8 +75,10 @@ def test_similarity_between_two_models_on_the_command_line(digits_checkpoint, tm
     other = tmp_path / "untrained.pt"
     assert main(["train", "--arch", "digits-cnn", "--epochs", "0", "--out", str(other), "-q"]) == 0
     out = tmp_path / "s.json"
-    code = main(["similarity", "--model", str(digits_checkpoint), "--compare", str(other), "--n-points", "200",
-                 "--method", "linear_cka", "--bootstrap", "10", "--no-cache", "--json", str(out), "-q"])  # fmt: skip
+    model = str(digits_checkpoint)
+    code = main(["similarity", "--model", model, "--compare", str(other), "--n-points", "200",
+                 "--method", "linear_cka", "--bootstrap", "10", "--no-cache", "--json", str(out),
+                 "-q"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     written = json.loads(out.read_text())
     matrix = np.array(written["summary"]["matrices"]["linear_cka"]["values"], dtype=float)
