@@ -86,6 +86,7 @@ class FrozenMap(Mapping):
     """
 
     __slots__ = ("_items",)
+    _items: dict
 
     def __init__(self, items: Mapping | Iterable = ()):
         object.__setattr__(self, "_items", dict(items))
@@ -240,13 +241,13 @@ class ClassResult:
     """
 
     target: int | tuple[int, ...]
-    input_dim: int
+    input_dim: int | None
     critical_dim: float | None
-    critical_dim_interval: tuple[float | None, float | None]
+    critical_dim_interval: Sequence[float | None]
     critical_dim_empirical: float | None
     status: str
     manifold_dim: float | None
-    manifold_dim_interval: tuple[float | None, float | None]
+    manifold_dim_interval: Sequence[float | None]
     confidence: float
     fit: Mapping[str, float] | None
     unconverged_planes: int
@@ -331,8 +332,8 @@ class Result:
     command: str
     source: Mapping[str, Any]
     params: Mapping[str, Any]
-    layers: tuple[LayerResult, ...] = ()
-    classes: tuple[ClassResult, ...] = ()
+    layers: Sequence[LayerResult] = ()
+    classes: Sequence[ClassResult] = ()
     summary: Mapping[str, Any] = field(default_factory=FrozenMap)
     schema: str = SCHEMA
     version: str = __version__
@@ -418,7 +419,10 @@ class Result:
 
         Example
         -------
-        >>> r.to_frame().pivot(index="layer", columns="metric", values="value")
+        >>> r = mp.intrinsic_dimension(acts, methods=("twonn", "pca"))
+        >>> table = r.to_frame().pivot(index="layer", columns="metric", values="value")
+        >>> list(table.index), list(table.columns)  # the layers in network order
+        (['block1', 'block2', 'pool', 'logits'], ['id_pca90', 'id_twonn', 'participation_ratio'])
         """
         import pandas as pd
 
@@ -503,9 +507,11 @@ def concat(results: Sequence[Result], names: Sequence[str] | None = None):
 
     Example
     -------
-    >>> results = [mp.curvature(trained_acts), mp.curvature(untrained_acts)]
+    >>> untrained = mp.load_model("untrained.pt")
+    >>> results = [mp.intrinsic_dimension(m, data, methods=("twonn",)) for m in (model, untrained)]
     >>> frame = mp.concat(results, names=["trained", "untrained"])
-    >>> frame.pivot_table(index=["result", "depth"], columns="metric", values="value")
+    >>> frame.pivot_table(index=["result", "depth"], columns="metric", values="value").shape
+    (8, 1)
     """
     import pandas as pd
 

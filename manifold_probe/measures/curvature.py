@@ -134,7 +134,7 @@ def _layer_dimension(
     if dim == "twonn":
         d = max(1, round(id_twonn)) if np.isfinite(id_twonn) else 0
         return d, {"dim_method": "twonn (the paper's protocol)", "dim": d, "dim_user_given": False}, None
-    if dim is not None:
+    if isinstance(dim, int):
         return dim, {"dim_method": "given (--dim)", "dim_user_given": True}, None  # JSON text kept
     found = tangent_dimension_at_fit_scale(
         x,

@@ -244,8 +244,9 @@ def cutting_planes(
 
     Example
     -------
-    >>> r = mp.cutting_planes(model, data, classes=[1, 3], dims=(2, 8, 32), planes=3)
-    >>> r.to_frame()
+    >>> r = mp.cutting_planes(model, data, classes=[1, 3], dims=(2, 8, 32), planes=3, steps=100)
+    >>> r.to_frame()[["layer", "metric"]].values.tolist()[:2]
+    [['class 1', 'critical_dim'], ['class 1', 'manifold_dim']]
     """
     if not isinstance(data, LabelledData):
         raise InputError("needs labelled data from load_data(...) (its points are the offsets).",

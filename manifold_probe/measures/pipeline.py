@@ -19,6 +19,7 @@ Data is anything `mp.extract` takes: a tensor or array of inputs, a Dataset, a D
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ CLASSIFIER_CHECK_ROWS = 16
 # --- points ----------------------------------------------------------------------------
 
 
-def load_array(path: str | Path, what: str) -> np.ndarray:
+def load_array(path: str | os.PathLike, what: str) -> np.ndarray:
     """A numeric array from a `.npy` file or a one-array `.npz` (never a pickle)."""
     p = existing_file(path, what=what)
     try:
@@ -87,7 +88,7 @@ def points_activations(
 
 
 def load_points(
-    points_path: str | Path, labels_path: str | Path | None = None, *, min_points: int = 2
+    points_path: str | os.PathLike, labels_path: str | os.PathLike | None = None, *, min_points: int = 2
 ) -> Activations:
     """A point cloud in a file (`.npy`, or an `.npz` with one array) as one layer named `points`,
     with labels from a second file."""
@@ -221,7 +222,7 @@ def extract_activations(
     layers: Sequence[str] | str | None = None,
     reduction: str | Reduction | Mapping[str, str] | Sequence[str] = "auto",
     batch_size: int = 256,
-    cache: str | Path | bool | None = None,
+    cache: str | os.PathLike | bool | None = None,
     data_key: str | None = None,
     max_memory: int | None = None,
     classifier: bool | None = None,

@@ -170,6 +170,7 @@ def similarity_matrices(
         x, y = layers_a[i].points, layers_b[j].points
         cells = [(i, j), (j, i)] if acts_b is None else [(i, j)]
         for method in methods:
+            entries: tuple[tuple[dict[str, np.ndarray], float], ...]
             if n_bootstrap:
                 found = bootstrap_interval(x, y, method, n_bootstrap=n_bootstrap, level=LEVEL, seed=seed)
                 entries = ((values, found.value), (low, found.low), (high, found.high))

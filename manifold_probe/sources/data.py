@@ -226,7 +226,11 @@ def keyword_arrays(arrays, where: str) -> tuple[Dataset, np.ndarray, int, tuple[
     label array (`y`, `labels` or `label`) and every other array, one row per sample, as the
     model's keyword arguments (a lone array `x` as its positional input).
 
-    >>> data, labels, c, shape = keyword_arrays({"input_ids": ids, "attention_mask": m, "labels": y}, "dict")
+    >>> ids = np.arange(12).reshape(3, 4)
+    >>> named = {"input_ids": ids, "attention_mask": ids > 0, "labels": [0, 1, 1]}
+    >>> data, labels, c, shape = keyword_arrays(named, "dict")
+    >>> labels.tolist(), c, shape
+    ([0, 1, 1], 2, (4,))
     """
     arrays = {str(k): np.asarray(v) for k, v in arrays.items()}
     label_name = next((name for name in LABEL_NAMES if name in arrays), None)

@@ -36,7 +36,8 @@ def training_normalization(info: LoadedModel | None):
 
     Example
     -------
-    >>> training_normalization(mp.model_info(mp.load_model("ckpt.pt")))  # mprobe train's: None
+    >>> training_normalization(mp.model_info(mp.load_model("ckpt.pt"))) is None  # mprobe train's: none
+    True
     """
     checkpoint = info.checkpoint if info is not None else None
     if not checkpoint:
@@ -86,6 +87,7 @@ def fit_input_shape(
     """`data` with every sample reshaped to `shape`, or to `model_shape` when a sample has fewer
     axes than the model's input and as many elements (see the module docstring); else `data`.
 
+    >>> np.savez("flat.npz", x=np.zeros((4, 784), np.float32), y=np.arange(4))
     >>> flat = mp.load_data("npz:flat.npz")          # x: N x 784
     >>> fit_input_shape(flat, model_shape=(1, 28, 28)).input_shape
     (1, 28, 28)
