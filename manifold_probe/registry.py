@@ -244,6 +244,26 @@ register(Measure(
 ))  # fmt: skip
 
 register(Measure(
+    name="multiscale",
+    function="manifold_probe.measures.multiscale:multiscale",
+    description="multiscale profile of every layer",
+    help="The multiscale profile of every layer (Little, Maggioni & Rosasco 2017): local singular values "
+    "against radius, the scale-dependent dimension d(r), each direction's growth exponent (1 tangent, 2 "
+    "bending, 0 noise), the share of neighbours in the centre's class, and the manifold scale window where "
+    "the layer looks like a manifold (the range the curvature measure fits in); no window: "
+    "no_manifold_scale, with the profile as the evidence.",
+    metrics=names.MULTISCALE_METRICS,
+    figures="manifold_probe.report.pages:multiscale_figures",
+    sweep=SweepSpec(columns=(SweepColumn("last_layer_window_dim", "last_layer", "window_dim"),)),
+    options=(
+        Option("n_anchors", "Anchor points whose neighbourhoods are analysed (a seeded sample).", type=int,
+               default=200, flag="--anchors", minimum=4),
+        Option("denoise", "Project wide layers on their components above the noise edge first.", type=bool,
+               default=True),
+    ),
+))  # fmt: skip
+
+register(Measure(
     name="collapse",
     function="manifold_probe.measures.collapse:collapse",
     description="neural collapse of every layer",

@@ -455,9 +455,19 @@ def curvature_figures(results: Sequence[Result], *, names=None, log_scale: bool 
     metrics = list(CURVATURE_TABLE_METRICS[:4]) + ["id_twonn"]
     neighbourhood = result.params.get("neighbourhood", "knn")
     title = f"Curvature by layer ({neighbourhood} neighbourhoods)"
+    if any(
+        "curvature_sff_null" in layer.metrics or "mapc_null" in layer.metrics
+        for r in results
+        for layer in r.layers
+    ):
+        metrics += [m for m in ("curvature_sff_null", "curvature_p_value", "mapc_null", "mapc_p_value")
+                    if any(m in layer.metrics for r in results for layer in r.layers)]  # fmt: skip
     log_y = metrics[:4] if log_scale else False
-    figure = layer_profile_figure(list(results), metrics, names=names, log_y=log_y, title=title)
-    return [figure], "mprobe curvature", curvature_notes(result)
+    figures = [layer_profile_figure(list(results), metrics, names=names, log_y=log_y, title=title)]
+    profiles = profile_figure(result)
+    if profiles is not None:
+        figures.append(profiles)
+    return figures, "mprobe curvature", curvature_notes(result)
 
 
 def cutting_planes_figures(results: Sequence[Result], *, names=None, log_scale: bool = False):
@@ -592,6 +602,83 @@ def similarity_figures(results: Sequence[Result], *, names=None, log_scale: bool
         figures.append(fig)
     notes = f"pairs per layer: {summary.get('pairing')}. {source_notes(result)}."
     return figures, "mprobe similarity", notes
+
+
+def profile_figure(result: Result) -> go.Figure | None:
+    """One row per layer with a multiscale profile (`details["profile"]`): the local singular
+    values against radius (log-log; the tangent directions in blue, the rest grey, the noise floor
+    dashed, the window shaded) and d(r) (with the share of neighbours in the centre's class)."""
+    layers = [layer for layer in result.layers if (layer.details.get("profile") or {}).get("ks")]
+    if not layers:
+        return None
+    titles = []
+    for layer in layers:
+        profile = layer.details["profile"]
+        window = profile.get("window")
+        text = (f"window K {window['k'][0]}-{window['k'][1]}, d = {window['dim']}"
+                f"{', bending' if window['curved'] else ', flat'}") if window else "no manifold scale window"  # fmt: skip
+        titles += [f"{layer.name}: local singular values ({text})", f"{layer.name}: d(r)"]
+    height = max(360, 300 * len(layers))
+    fig = make_subplots(rows=len(layers), cols=2, subplot_titles=titles, horizontal_spacing=0.08,
+                        vertical_spacing=min(0.2, 80 / height))  # fmt: skip
+    for row, layer in enumerate(layers, start=1):
+        profile = layer.details["profile"]
+        radii = np.asarray(profile["radii"], dtype=float)
+        values = np.array(
+            [[np.nan if v is None else v for v in r] for r in profile["singular_values"]], dtype=float
+        )
+        dims = np.asarray(profile["dims"], dtype=int)
+        first = row == 1
+        tangent = int((profile.get("window") or {}).get("dim") or dims.max(initial=0))
+        for i in range(min(values.shape[1], 12)):
+            colour = "#1f77b4" if i < tangent else "#9c9c9c"
+            fig.add_trace(go.Scatter(x=radii, y=values[:, i], mode="lines+markers", marker={"size": 4},
+                                     line={"color": colour, "width": 1.5 if i < tangent else 1},
+                                     name="tangent directions" if i < tangent else "further directions",
+                                     legendgroup="tan" if i < tangent else "rest",
+                                     showlegend=first and i in (0, tangent),
+                                     hovertext=[f"direction {i + 1}, K = {k}" for k in profile["ks"]],
+                                     hoverinfo="text+y"), row, 1)  # fmt: skip
+        floor = np.asarray(profile["noise_floor"], dtype=float)
+        if np.any(floor > 0):
+            fig.add_trace(go.Scatter(x=radii, y=floor, mode="lines", line={"dash": "dash", "color": "#d62728"},
+                                     name="noise floor", legendgroup="floor", showlegend=first), row, 1)  # fmt: skip
+        fig.add_trace(go.Scatter(x=radii, y=dims, mode="lines+markers", line={"color": "#2ca02c"}, name="d(r)",
+                                 legendgroup="d", showlegend=first, hovertext=[f"K = {k}" for k in profile["ks"]],
+                                 hoverinfo="text+y"), row, 2)  # fmt: skip
+        agreement = profile.get("class_agreement")
+        if agreement:
+            fig.add_trace(go.Scatter(x=radii, y=np.asarray(agreement) * max(1, dims.max(initial=1)), mode="lines",
+                                     line={"color": "#ff7f0e", "dash": "dot"}, legendgroup="class",
+                                     name="share of neighbours in the class (x max d)", showlegend=first),
+                          row, 2)  # fmt: skip
+        window = profile.get("window")
+        for col in (1, 2):
+            if window:
+                fig.add_vrect(x0=window["radius"][0], x1=window["radius"][1], fillcolor="rgba(44,160,44,0.12)",
+                              line_width=0, row=row, col=col)  # fmt: skip
+            fig.update_xaxes(type="log", title_text="neighbourhood radius r" if row == len(layers) else None,
+                             row=row, col=col)  # fmt: skip
+        fig.update_yaxes(type="log", title_text="singular value", row=row, col=1)
+        fig.update_yaxes(title_text="dimensions", rangemode="tozero", row=row, col=2)
+    fig.update_layout(title="Multiscale profiles (shaded: the manifold scale window)", height=height,
+                      template="plotly_white")  # fmt: skip
+    return fig
+
+
+def multiscale_figures(results: Sequence[Result], *, names=None, log_scale: bool = False):
+    """(figures, title, notes): the window's d against depth, then every layer's profile."""
+    result = results[0]
+    metrics = ["window_dim", "window_bending", "scale_dim_small", "scale_dim_large"]
+    if any("class_agreement_small" in layer.metrics for layer in result.layers):
+        metrics += ["class_agreement_small", "class_agreement_large"]
+    figures = [layer_profile_figure(list(results), metrics, names=names, title="Multiscale profile by layer")]
+    figure = profile_figure(result)
+    if figure is not None:
+        figures.append(figure)
+    notes = ("d(r): the directions before the first clear gap in the local spectra; exponent: d log sigma / d log r "
+             f"(1 tangent, 2 bending, 0 noise). {source_notes(result)}.")  # fmt: skip
+    return figures, "mprobe multiscale", notes
 
 
 def measure_figures(
