@@ -22,8 +22,8 @@ from torch import nn
 from manifold_probe.errors import InputError
 from manifold_probe.sources import model_safety, zoo
 from manifold_probe.sources.data import load_data
+from manifold_probe.sources.formats.safe_pickle import ArrayUnpickler, read_array_pickle
 from manifold_probe.sources.models import load_model
-from manifold_probe.sources.safe_pickle import ArrayUnpickler, read_array_pickle
 
 
 def _digits_cnn():

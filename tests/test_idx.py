@@ -10,7 +10,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from manifold_probe.errors import InputError
 from manifold_probe.sources.data import load_data
-from manifold_probe.sources.idx import (
+from manifold_probe.sources.formats.idx import (
     DEBIAN_FASHION_MNIST,
     FASHION_MNIST_CLASSES,
     IDX_FILES,

@@ -33,8 +33,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..errors import InputError
+from ...errors import InputError
+from . import Parsed
+from .tensors import TensorImages
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
     "T-shirt/top",
@@ -225,3 +228,19 @@ def read_split(
     if labels.size and int(labels.max()) >= len(classes):
         raise InputError(f"{paths[1]} holds labels outside 0..{len(classes) - 1}.")
     return images, labels.astype(np.int64), classes
+
+
+def location(kind: str, argument: str) -> Path | None:
+    """The folder holding the IDX files a `mnist:ROOT` or `fashion-mnist[:ROOT]` spec reads
+    (Debian's for `fashion-mnist` alone; the root itself when the files are missing)."""
+    root = Path(argument).expanduser() if argument else DEBIAN_FASHION_MNIST
+    found = locate(root, IDX_FILES["train"][0], kind) if root.is_dir() else None
+    return found.parent if found is not None else (root if argument else None)
+
+
+def load(kind: str, root_text: str | None, split: str) -> Parsed:
+    """One split of MNIST or Fashion-MNIST as (1, 28, 28) images in [0, 1]."""
+    images, labels, class_names = read_split(root_text or None, split, kind)
+    # a private copy: the parsed files stay cached read-only for the next call in this process
+    dataset = TensorImages(torch.from_numpy(images[:, None].copy()), labels, scale=1 / 255)
+    return Parsed(dataset, labels, len(class_names), (1, *images.shape[1:]), class_names)

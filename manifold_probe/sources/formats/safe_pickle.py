@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 
 _RECONSTRUCT = np.zeros(1).__reduce__()[0]
 _SCALAR = np.float64(0).__reduce__()[0]
