@@ -11,6 +11,7 @@ import contextvars
 import math
 import os
 import shutil
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,49 @@ def check_free_space(directory: Path, n_bytes: int, what: str) -> None:
             f"{free / 2**30:.2f} GiB is free; use another --cache-dir, a reduction "
             "(avgpool or project:N) or fewer points."
         )
+
+
+# --- memory bounded by the file ----------------------------------------------------------
+
+EXPANSION = 16
+"""What a parser may build from a file: at most EXPANSION times the file's size in bytes (or
+SMALL_FILE_ALLOWANCE, whichever is larger), checked from the sizes the file declares before
+anything of that size is allocated (`expansion_limit`)."""
+
+SMALL_FILE_ALLOWANCE = 64 * 2**20
+"""The allowance of a small file (a compressed npz of zeros, a short gzipped IDX file)."""
+
+
+def expansion_limit(n_bytes: int) -> int:
+    """The most a parser may allocate for a file of `n_bytes` bytes (see EXPANSION).
+
+    >>> expansion_limit(2 * 2**20) == 64 * 2**20 and expansion_limit(2**30) == 16 * 2**30
+    True
+    """
+    return max(EXPANSION * int(n_bytes), SMALL_FILE_ALLOWANCE)
+
+
+def check_expansion(declared: int, n_bytes: int, what: str) -> None:
+    """Refuse `what` (a file of `n_bytes` bytes) when it declares `declared` bytes of content,
+    more than `expansion_limit(n_bytes)`."""
+    if declared > expansion_limit(n_bytes):
+        raise InputError(
+            f"{what} declares {declared / 2**20:,.0f} MiB of content in {n_bytes / 2**20:,.2f} MiB, more "
+            f"than the {EXPANSION}x its size (at least {SMALL_FILE_ALLOWANCE // 2**20} MiB) that is "
+            "read; it is damaged or built to exhaust memory."
+        )
+
+
+def zip_members(archive: zipfile.ZipFile, n_bytes: int, what: str) -> list[zipfile.ZipInfo]:
+    """The members of `archive` (a zip file of `n_bytes` bytes), after checking that each lies
+    inside the file and that together they decompress to at most `expansion_limit(n_bytes)`
+    bytes (readers allocate what a member declares, and stop there)."""
+    members = archive.infolist()
+    for info in members:
+        if info.header_offset + info.compress_size > n_bytes or info.file_size < 0:
+            raise InputError(f"{what} is damaged: its entry {info.filename!r} lies outside the file.")
+    check_expansion(sum(info.file_size for info in members), n_bytes, what)
+    return members
 
 
 # --- arrays ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""Hardening, second round: model files that carry code, a CIFAR batch that expands without
-bound. Each hostile file is built here; where it would write a marker file, the test checks the
-marker never appears without --trust-checkpoint and does appear with it (so the payload is
-real and the refusal is what stops it)."""
+"""Hardening, second and third rounds: model files that carry code, a CIFAR batch that expands
+without bound. Each hostile file is built here; where it would write a marker file, the test
+checks the marker never appears without --trust-checkpoint and does appear with it (so the
+payload is real and the refusal is what stops it)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import contextlib
 import io
 import json
 import pickle
+import re
+import shutil
+import subprocess
 import tracemalloc
 import warnings
 import zipfile
@@ -76,9 +79,19 @@ def _export(path, batch=None):
 
 def _rewrite_archive(source, target, change):
     """Copy the zip archive `source` to `target`, passing each entry through change(name, bytes)."""
+    return _rebuild_archive(source, target, lambda name, data: (name, change(name, data)))
+
+
+def _rebuild_archive(source, target, change=None, extra=()):
+    """Copy the zip archive `source` to `target`, each entry through change(name, bytes) ->
+    (name, bytes) when given, then add the (name below the root, bytes) pairs of `extra`."""
     with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as out:
+        root = src.namelist()[0].partition("/")[0]
         for info in src.infolist():
-            out.writestr(info, change(info.filename, src.read(info.filename)))
+            name, data = (change or (lambda n, d: (n, d)))(info.filename, src.read(info.filename))
+            out.writestr(name, data)
+        for name, data in extra:
+            out.writestr(f"{root}/{name}", data)
     return target
 
 
@@ -206,6 +219,143 @@ def test_pure_programs_load_without_the_flag(tmp_path):
 def test_allowlist_holds_no_file_or_process_operator():
     forbidden = {"from_file", "save", "load", "_load_for_mobile", "fork", "wait", "Print"}
     assert not forbidden & (model_safety.PURE_ATEN_OPS | model_safety.TORCHSCRIPT_PRIM_OPS)
+
+
+# --- 1b. deny by default: hooks of the root module, names torch reads in any case, native code
+
+
+class _Plain(nn.Module):
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = marker
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.linear(x.flatten(1))
+
+
+def _from_file_hook(module: _Plain, inputs: tuple[torch.Tensor], output: torch.Tensor) -> torch.Tensor:
+    return output + torch.from_file(module.marker, True, 16).sum()
+
+
+def _from_file_pre_hook(module: _Plain, inputs: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
+    return (inputs[0] + torch.from_file(module.marker, True, 16).sum(),)
+
+
+def _pure_hook(module: _Plain, inputs: tuple[torch.Tensor], output: torch.Tensor) -> torch.Tensor:
+    return torch.relu(output)
+
+
+@pytest.mark.parametrize("hook", ["forward hook", "forward pre-hook"])
+def test_a_hook_on_the_root_module_calling_from_file_needs_trust(tmp_path, capsys, hook):
+    """The root's hooks are no method and no graph calls them: they run around its forward."""
+    marker = tmp_path / "written-by-the-hook"
+    module = _Plain(str(marker))
+    if hook == "forward hook":
+        module.register_forward_hook(_from_file_hook)
+    else:
+        module.register_forward_pre_hook(_from_file_pre_hook)
+    evil = save_script(module, tmp_path / "evil.pt")
+    for command in (["layers"], ["id", "--n-points", "60"]):
+        code, _, err = run_cli([*command, "--model", evil, "--data", "digits", "--no-cache"], capsys)
+        assert code == 2 and "aten::from_file" in one_line(err) and "--trust-checkpoint" in err
+        assert not marker.exists()
+    run_cli(["layers", "--model", evil, "--data", "digits", "--trust-checkpoint"], capsys)
+    assert marker.exists()  # the payload is real: trusted, the hook runs
+
+
+def test_a_pure_hook_on_the_root_module_loads_without_the_flag(tmp_path):
+    module = _Plain(str(tmp_path / "unused"))
+    module.register_forward_hook(_pure_hook)
+    loaded = load_model(save_script(module, tmp_path / "hooked.pt"))
+    assert loaded.kind == "torchscript"
+    assert loaded.module(torch.zeros(2, 64)).min() >= 0  # the hook ran: a relu on the output
+
+
+def _renamed(old: str, new: str, change=None):
+    """A change that renames the entry ending in `old` to end in `new` (and passes its bytes
+    through `change` first)."""
+
+    def rename(name, data):
+        data = change(name, data) if change else data
+        return (name[: -len(old)] + new, data) if name.endswith(old) else (name, data)
+
+    return rename
+
+
+def test_an_export_program_named_in_upper_case_is_refused_before_its_graph_runs(tmp_path, capsys):
+    """torch.export.load loads every file under models/ as a program: models/model.JSON too."""
+    marker = tmp_path / "written-by-the-graph"
+    good = _export(tmp_path / "good.pt2")
+    change = _renamed("models/model.json", "models/model.JSON", _graph_node_to_from_file(marker))
+    evil = _rebuild_archive(good, tmp_path / "evil.pt2", change)
+    code, _, err = run_cli(["layers", "--model", evil, "--data", "digits"], capsys)
+    line = one_line(err)
+    assert code == 2 and "models/model.JSON" in line and "--trust-checkpoint" in line
+    assert not marker.exists()
+    run_cli(["layers", "--model", evil, "--data", "digits", "--trust-checkpoint"], capsys)
+    assert marker.exists()  # trusted, torch loads the upper-case program and its node runs
+
+
+def _shared_object(tmp_path, marker):
+    """A shared object whose constructor writes `marker` when it is loaded (None without a C compiler)."""
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        return None
+    source = tmp_path / "planted.c"
+    source.write_text(
+        "#include <stdio.h>\n"
+        "__attribute__((constructor)) static void planted(void) {\n"
+        f'    FILE *f = fopen("{marker}", "w"); if (f) {{ fputs("ran", f); fclose(f); }}\n'
+        "}\n"
+    )
+    library = tmp_path / "planted.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", library, source], check=True, capture_output=True)
+    return library.read_bytes()
+
+
+def test_a_planted_aotinductor_library_is_refused_and_runs_only_when_trusted(tmp_path, capsys):
+    marker = tmp_path / "written-by-the-library"
+    library = _shared_object(tmp_path, marker) or b"\x7fELF not compiled here"
+    metadata = json.dumps({"AOTI_DEVICE_KEY": "cpu"}).encode()
+    planted = [
+        ("data/aotinductor/model/model.so", library),
+        ("data/aotinductor/model/wrapper_metadata.json", metadata),
+        ("data/aotinductor/model/model_metadata.json", metadata),
+    ]
+    evil = _rebuild_archive(_export(tmp_path / "good.pt2"), tmp_path / "evil.pt2", extra=planted)
+    code, _, err = run_cli(["layers", "--model", evil, "--data", "digits"], capsys)
+    line = one_line(err)
+    assert code == 2 and "AOTInductor compiled code data/aotinductor/model/model.so" in line
+    assert not marker.exists()
+    if library.startswith(b"\x7fELF not"):
+        pytest.skip("no C compiler here to build the positive control's shared object")
+    with warnings.catch_warnings(), contextlib.suppress(Exception):
+        warnings.simplefilter("ignore")
+        load_model(evil, trust_checkpoint=True)  # torch's loader opens the library, then fails
+    assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([("data/executorch/model.bin", b"\0")], "an entry it cannot check: data/executorch/model.bin"),
+        ([("MODELS/model.json", b"{}")], "one name to torch's zip reader"),
+        ([("Data/Sample_Inputs/other.pt", b"\0")], "a pickle entry only if case is ignored"),
+    ],
+)
+def test_unknown_and_case_twin_entries_of_a_program_are_refused(tmp_path, extra, message):
+    evil = _rebuild_archive(_export(tmp_path / "good.pt2"), tmp_path / "evil.pt2", extra=extra)
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_model(evil)
+
+
+def test_unknown_entries_of_a_torchscript_archive_are_refused(tmp_path):
+    good = save_script(_digits_cnn(), tmp_path / "good.pt")
+    evil = _rebuild_archive(good, tmp_path / "evil.pt", extra=[("bytecode.pkl", b"\0")])
+    with pytest.raises(InputError, match="an entry it cannot check: bytecode.pkl"):
+        load_model(evil)
+    assert load_model(good).kind == "torchscript"
 
 
 # --- 4. bounded parsing of CIFAR batches -------------------------------------------------

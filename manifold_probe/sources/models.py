@@ -385,6 +385,7 @@ def _load_export(path: Path, trust_checkpoint: bool) -> tuple[nn.Module, tuple[i
     """The program's module (wrapped in FixedBatch when its batch size is fixed) and its
     per-sample input shape when it takes one tensor."""
     data = model_safety.read_archive(path)
+    model_safety.check_archive_size(data, path)
     if not trust_checkpoint:
         model_safety.check_export_archive(data, path)
     program = _export_program(data, path)
@@ -401,6 +402,7 @@ def _load_export(path: Path, trust_checkpoint: bool) -> tuple[nn.Module, tuple[i
 
 def _load_torchscript(path: Path, device: torch.device, trust_checkpoint: bool) -> nn.Module:
     data = model_safety.read_archive(path)
+    model_safety.check_archive_size(data, path)
     if not trust_checkpoint:
         model_safety.check_torchscript_archive(data, path)
     with warnings.catch_warnings():
