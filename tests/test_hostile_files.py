@@ -34,21 +34,8 @@ def _digits_cnn():
     return zoo.build_model("digits-cnn", width=4, depth=2).eval()
 
 
-class _FromFile(nn.Module):
-    """A TorchScript forward that maps (and so creates) a file of its choice."""
-
-    def __init__(self, marker: str):
-        super().__init__()
-        self.marker = marker
-        self.linear = nn.Linear(64, 10)
-
-    def forward(self, x):
-        mapped = torch.from_file(self.marker, True, 16)
-        return self.linear(x.flatten(1)) + mapped.sum()
-
-
-class _SetState(nn.Module):
-    """A TorchScript module whose __setstate__ (run by torch.jit.load) writes a file."""
+class _Plain(nn.Module):
+    """A linear net that carries the path a payload writes to (its marker)."""
 
     def __init__(self, marker: str):
         super().__init__()
@@ -57,6 +44,18 @@ class _SetState(nn.Module):
 
     def forward(self, x):
         return self.linear(x.flatten(1))
+
+
+class _FromFile(_Plain):
+    """A TorchScript forward that maps (and so creates) a file of its choice."""
+
+    def forward(self, x):
+        mapped = torch.from_file(self.marker, True, 16)
+        return self.linear(x.flatten(1)) + mapped.sum()
+
+
+class _SetState(_Plain):
+    """A TorchScript module whose __setstate__ (run by torch.jit.load) writes a file."""
 
     @torch.jit.export
     def __getstate__(self):
@@ -222,16 +221,6 @@ def test_allowlist_holds_no_file_or_process_operator():
 
 
 # --- 1b. deny by default: hooks of the root module, names torch reads in any case, native code
-
-
-class _Plain(nn.Module):
-    def __init__(self, marker: str):
-        super().__init__()
-        self.marker = marker
-        self.linear = nn.Linear(64, 10)
-
-    def forward(self, x):
-        return self.linear(x.flatten(1))
 
 
 def _from_file_hook(module: _Plain, inputs: tuple[torch.Tensor], output: torch.Tensor) -> torch.Tensor:
