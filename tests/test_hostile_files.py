@@ -11,6 +11,7 @@ import json
 import pickle
 import re
 import shutil
+import struct
 import subprocess
 import tracemalloc
 import warnings
@@ -388,11 +389,81 @@ def test_cifar_cli_bomb_is_one_line_exit_2(tmp_path, capsys):
     assert "data_batch_1" in line and "shared reference" in line
 
 
-def test_element_count_is_bounded_by_the_file_size():
+def _peak(call) -> int:
+    """The peak of Python's allocations (tracemalloc) while call() runs."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _batch(data: bytes, labels: bytes = b"]") -> bytes:
+    """A protocol-2 pickle of {"data": <data>, "labels": <labels>}, the values given as opcodes."""
+    return b"\x80\x02}(X\x04\x00\x00\x00data" + data + b"X\x06\x00\x00\x00labels" + labels + b"u."
+
+
+_MIB = b"T" + struct.pack("<I", 2**20) + b"\0" * 2**20  # one 1 MiB byte string (BINSTRING)
+CIFAR_BOMBS = {
+    # 1.06 MB on disk; 3 GB once each reference is copied into an array (it was, before)
+    "a 1 MiB string referenced 3,000 times": (
+        _batch(b"]q\x01(" + _MIB + b"q\x02" + b"h\x02" * 2999 + b"e"),
+        "bytes of objects",
+    ),
+    "lists nested 200,000 deep": (_batch(b"]" * 200_000 + b"a" * 199_999), "nested more than 16 deep"),
+    "tuples nested 100,000 deep": (_batch(b"N" + b"\x85" * 100_000), "nested more than 16 deep"),
+    "a list shared through DUP, 30 times": (
+        _batch(b"]" + b"2\x86" * 30),
+        "shared reference to a list",
+    ),
+    "a 1 TB byte string announced": (_batch(b"\x8e" + struct.pack("<Q", 2**40)), "a field of"),
+    "an array whose shape needs more than its bytes": (
+        pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": []}, protocol=3).replace(
+            b"K\x01M\x00\x0c\x86", b"J\x00\x00\x00\x01M\x00\x0c\x86"
+        ),
+        "stored in 3072 bytes",
+    ),
+}
+
+
+@pytest.mark.parametrize("bomb", list(CIFAR_BOMBS))
+def test_cifar_bombs_are_refused_at_baseline_memory(tmp_path, capsys, bomb):
+    stream, message = CIFAR_BOMBS[bomb]
+    root = _cifar_root(tmp_path, stream)
+    batch = root / "cifar-10-batches-py" / "data_batch_1"
+
+    def refused():
+        with pytest.raises(InputError, match=re.escape(message)):
+            load_data(f"cifar10:{root}")
+
+    assert _peak(refused) < batch.stat().st_size + 16 * 2**20
+    model = save_script(_digits_cnn(), tmp_path / "cnn.pt")
+    code, _, err = run_cli(["id", "--model", model, "--data", f"cifar10:{root}"], capsys)
+    assert code == 2 and "data_batch_1" in one_line(err) and message in err
+
+
+def test_a_full_size_cifar_batch_loads_within_its_bound(tmp_path):
+    """A batch as CIFAR-10 ships it (10,000 images, labels and file names): the accounting
+    leaves room for it."""
+    rng = np.random.default_rng(0)
+    batch = {
+        "batch_label": "training batch 1 of 5",
+        "labels": rng.integers(0, 10, 10_000).tolist(),
+        "data": rng.integers(0, 256, (10_000, 3072), dtype=np.uint8),
+        "filenames": [f"image_{i:05d}.png" for i in range(10_000)],
+    }
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps(batch, protocol=3))
+    loaded = read_array_pickle(path)
+    assert np.array_equal(loaded["data"], batch["data"]) and loaded["filenames"][-1] == "image_09999.png"
+
+
+def test_objects_built_are_bounded_by_max_bytes():
     stream = pickle.dumps(list(range(1000)), protocol=2)
-    assert len(ArrayUnpickler(io.BytesIO(stream), max_elements=len(stream)).load()) == 1000
-    with pytest.raises(pickle.UnpicklingError, match="more than 500 elements"):
-        ArrayUnpickler(io.BytesIO(stream), max_elements=500).load()
+    assert len(ArrayUnpickler(io.BytesIO(stream), max_bytes=2**20).load()) == 1000
+    with pytest.raises(pickle.UnpicklingError, match="more than 5,000 bytes of objects"):
+        ArrayUnpickler(io.BytesIO(stream), max_bytes=5000).load()
 
 
 def test_repeated_immutable_leaves_are_allowed(tmp_path):
