@@ -89,6 +89,28 @@ def zip_members(archive: zipfile.ZipFile, n_bytes: int, what: str) -> list[zipfi
     return members
 
 
+def check_npy_header(stream, available: int, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The (shape, dtype) that the `.npy` header at the start of `stream` declares, after checking
+    that the array fits in the `available` bytes (the file's, or the zip member's) that hold it:
+    NumPy allocates what the header declares before it reads. Leaves `stream` after the header.
+    """
+    try:
+        version = np.lib.format.read_magic(stream)
+        read = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise InputError(f"{what} is not a NumPy array file ({exc}).") from None
+    n_bytes = math.prod(shape) * dtype.itemsize
+    if n_bytes > available - stream.tell():
+        raise InputError(
+            f"{what} declares an array of shape {shape} ({n_bytes:,} bytes) but holds "
+            f"{max(0, available - stream.tell()):,}; it is truncated or damaged."
+        )
+    return shape, dtype
+
+
 # --- arrays ------------------------------------------------------------------------------
 
 
@@ -136,31 +158,33 @@ def check_points_finite(points, *, name: str = "points") -> None:
         raise InputError(f"{name} contains NaN or Inf in {bad} of {n} rows; remove or impute them.")
 
 
-def as_points(x, *, name: str = "points", min_points: int = 2) -> np.ndarray:
+def as_points(x, *, name: str = "points", min_points: int = 2, parameter: str | None = None) -> np.ndarray:
     """A finite 2-D float array of shape (n_points, n_features), checked, never copied when it
     is one already (read-only arrays and memmaps stay as they are: nothing here writes to them).
 
     Float32 input stays float32 (activations are big); anything else becomes float64. Inside
-    `assume_finite()` the scan for NaN and Inf is skipped.
+    `assume_finite()` the scan for NaN and Inf is skipped. `parameter` names the argument the
+    points came from in the errors (`InputError.parameter`).
     """
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
-        raise InputError(f"{name} could not be read as an array: {exc}") from None
+        raise InputError(f"{name} could not be read as an array: {exc}", parameter=parameter) from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InputError(f"{name} must be numeric, got dtype {arr.dtype}.")
+        raise InputError(f"{name} must be numeric, got dtype {arr.dtype}.", parameter=parameter)
     if arr.ndim != 2:
         raise InputError(
             f"{name} must be a 2-D array (n_points, n_features), got shape {arr.shape}; "
-            "flatten or pool the features first."
+            "flatten or pool the features first.",
+            parameter=parameter,
         )
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     n, dim = arr.shape
     if dim < 1:
-        raise InputError(f"{name} has no features (shape {arr.shape}).")
+        raise InputError(f"{name} has no features (shape {arr.shape}).", parameter=parameter)
     if n < min_points:
-        raise InputError(f"{name} has {n} points; this needs at least {min_points}.")
+        raise InputError(f"{name} has {n} points; this needs at least {min_points}.", parameter=parameter)
     if not _ASSUME_FINITE.get():
         check_points_finite(arr, name=name)
     return arr

@@ -13,14 +13,13 @@ import re
 import shutil
 import struct
 import subprocess
-import tracemalloc
 import warnings
 import zipfile
 
 import numpy as np
 import pytest
 import torch
-from fakes import one_line, run_cli, save_script
+from fakes import one_line, peak_allocation, run_cli, save_script
 from torch import nn
 
 from manifold_probe.errors import InputError
@@ -366,14 +365,12 @@ def test_nested_shared_lists_in_a_cifar_batch_are_refused_in_bounded_memory(tmp_
     bomb = pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": nested})
     assert len(bomb) < 4000
     root = _cifar_root(tmp_path, bomb)
-    tracemalloc.start()
-    try:
+
+    def refused():
         with pytest.raises(InputError, match="shared reference to a list"):
             load_data(f"cifar10:{root}")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 20 * 2**20
+
+    assert peak_allocation(refused) < 20 * 2**20
 
 
 def test_cifar_cli_bomb_is_one_line_exit_2(tmp_path, capsys):
@@ -387,16 +384,6 @@ def test_cifar_cli_bomb_is_one_line_exit_2(tmp_path, capsys):
     assert code == 2
     line = one_line(err)
     assert "data_batch_1" in line and "shared reference" in line
-
-
-def _peak(call) -> int:
-    """The peak of Python's allocations (tracemalloc) while call() runs."""
-    tracemalloc.start()
-    try:
-        call()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def _batch(data: bytes, labels: bytes = b"]") -> bytes:
@@ -437,7 +424,7 @@ def test_cifar_bombs_are_refused_at_baseline_memory(tmp_path, capsys, bomb):
         with pytest.raises(InputError, match=re.escape(message)):
             load_data(f"cifar10:{root}")
 
-    assert _peak(refused) < batch.stat().st_size + 16 * 2**20
+    assert peak_allocation(refused) < batch.stat().st_size + 16 * 2**20
     model = save_script(_digits_cnn(), tmp_path / "cnn.pt")
     code, _, err = run_cli(["id", "--model", model, "--data", f"cifar10:{root}"], capsys)
     assert code == 2 and "data_batch_1" in one_line(err) and message in err

@@ -38,6 +38,7 @@ from ..extraction.hooks import to_device
 from ..extraction.layers import select_layers
 from ..extraction.reductions import Reduction, parse_reduction_options
 from ..sources.data import LabelledData, data_location, load_data
+from ..sources.formats.npz import read_arrays
 from ..sources.models import LoadedModel, model_device, model_info, on_device
 from ..validation import as_labels, as_points, check_count, check_seed, existing_file
 
@@ -49,40 +50,32 @@ CLASSIFIER_CHECK_ROWS = 16
 
 
 def load_array(path: str | Path, what: str) -> np.ndarray:
-    """A numeric array from a `.npy` file or a one-array `.npz` (never a pickle)."""
+    """A numeric array from a `.npy` file or a one-array `.npz` (never a pickle; anything else
+    is not a supported format), read within bounds set by the file's size (`npz.read_arrays`)."""
     p = existing_file(path, what=what)
-    try:
-        if p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as archive:
-                if len(archive.files) != 1:
-                    raise InputError(
-                        f"{p} holds arrays {archive.files}; give a .npy file or a one-array .npz."
-                    )
-                return archive[archive.files[0]]
-        return np.load(p, allow_pickle=False)
-    except InputError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise InputError(
-                f"{p} holds Python objects (a pickle), which are not loaded; save a numeric array."
-            ) from None
-        raise InputError(f"could not read {what} {p}: {exc}") from None
-    except Exception as exc:
-        raise InputError(f"could not read {what} {p}: {exc}") from None
+    arrays = read_arrays(p, what)
+    if len(arrays) != 1:
+        raise InputError(f"{p} holds arrays {sorted(arrays)}; give a .npy file or a one-array .npz.")
+    return next(iter(arrays.values()))
 
 
 def points_activations(
-    points, labels=None, *, source: Mapping[str, Any] | None = None, min_points: int = 2, name: str = "points"
+    points,
+    labels=None,
+    *,
+    source: Mapping[str, Any] | None = None,
+    min_points: int = 2,
+    name: str = "points",
+    parameter: str | None = None,
 ) -> Activations:
     """A bare point cloud (N, D) as Activations with one layer named `points` (the validated
-    array is used as is, never copied)."""
+    array is used as is, never copied); `source` (default: an array) gains `n_points`."""
     if isinstance(points, torch.Tensor):
         points = points.detach().cpu().numpy()
-    x = as_points(points, name=name, min_points=min_points)
+    x = as_points(points, name=name, min_points=min_points, parameter=parameter)
     y = None if labels is None else as_labels(_numpy(labels), len(x), name="labels")
     record = LayerRecord("points", (x.shape[1],), "none", x.shape[1], False, False)
-    source = dict(source) if source is not None else {"points": "array", "labels": None, "n_points": len(x)}
+    source = {**(source or {"points": "array", "labels": None}), "n_points": len(x)}
     return Activations({"points": x}, {"points": record}, y, source=source)
 
 
@@ -93,11 +86,9 @@ def load_points(
     with labels from a second file."""
     points = load_array(points_path, "points file")
     labels = None if labels_path is None else load_array(labels_path, "labels file")
-    source = {"points": str(points_path), "labels": None if labels_path is None else str(labels_path),
-              "n_points": len(points)}  # fmt: skip
-    return points_activations(
-        points, labels, source=source, min_points=min_points, name=f"points ({points_path})"
-    )
+    source = {"points": str(points_path), "labels": None if labels_path is None else str(labels_path)}
+    return points_activations(points, labels, source=source, min_points=min_points,
+                              name=f"points ({points_path})", parameter="points_path")  # fmt: skip
 
 
 def _numpy(values):

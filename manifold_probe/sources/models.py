@@ -50,7 +50,7 @@ from torch import nn
 from ..device import resolve_device
 from ..errors import InputError
 from ..extraction.hooks import model_logits
-from ..validation import existing_file
+from ..validation import existing_file, zip_members
 from . import model_safety, named_models, zoo
 from .checkpoint import check_checkpoint, checkpoint_metadata, is_project_checkpoint
 
@@ -185,6 +185,12 @@ def _read_error(path: Path, exc: BaseException, note: str = "") -> InputError:
 
 
 def _torch_load(path: Path, trust_checkpoint: bool):
+    if zipfile.is_zipfile(path):  # torch allocates what each entry declares before inflating it
+        try:
+            with zipfile.ZipFile(path) as archive:
+                zip_members(archive, path.stat().st_size, f"checkpoint {path}")
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise _read_error(path, exc) from None
     try:
         with warnings.catch_warnings():
             # a plain pickle of protocol > 2 makes torch warn before it fails; the error says it
@@ -267,7 +273,9 @@ def _build(arch: str, arch_args: dict, in_channels: int | None) -> tuple[nn.Modu
     full = zoo.architecture_args(arch, arch_args)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(named_models.INIT_SEED)
-        module = zoo.build_model(arch, **full)
+        module = named_models.build_within_memory(
+            lambda: zoo.build_model(arch, **full), _describe(arch, full)
+        )
     if in_channels is not None and arch.startswith(zoo.TORCHVISION_PREFIX):
         named_models.set_in_channels(module, in_channels)
         full = {**full, "in_channels": in_channels}

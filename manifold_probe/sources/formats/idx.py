@@ -13,9 +13,11 @@ Where the files may lie under ROOT (each name with or without ``.gz``):
 Debian's package ``dataset-fashion-mnist`` installs the four gzipped files in
 ``/usr/share/datasets/fashion-mnist``; ``fashion-mnist`` without a ROOT reads them from there.
 
-Reading is bounded: the sizes in the header must match what the file holds, so a short or
-padded file, or a gzip stream that expands past its declared size, is refused with a message
-naming the file, without allocating more than the header promises (at most 256 MiB per file).
+Reading is bounded: the sizes in the header must match what the file holds (a plain file's
+size is checked before anything is read), so a short or padded file, or a gzip stream that
+expands past its declared size, is refused with a message naming the file; a gzipped file may
+declare at most `validation.expansion_limit` of its own size (16 times, at least 64 MiB), and
+no file more than 256 MiB.
 
 Example
 -------
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 
 from ...errors import InputError
+from ...validation import check_expansion
 from . import Parsed
 from .tensors import TensorImages
 
@@ -118,8 +121,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        opener = gzip.open if _is_gzip(path) else open
-        with opener(path, "rb") as handle:
+        compressed = _is_gzip(path)
+        file_size = path.stat().st_size
+        with (gzip.open if compressed else open)(path, "rb") as handle:
             head = handle.read(4)
             if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in _TYPES:
                 raise InputError(f"{path} is not an IDX file (bad magic number {head.hex()}).")
@@ -136,6 +140,11 @@ def read_idx(path: str | Path) -> np.ndarray:
                     f"{path} declares an array of {size / 2**20:.0f} MiB, more than the "
                     f"{MAX_IDX_BYTES // 2**20} MiB an IDX file is read up to."
                 )
+            if compressed:  # what a gzip stream expands to is known only once read
+                check_expansion(size, file_size, str(path))
+            elif file_size != 4 + 4 * ndim + size:
+                state = "truncated" if file_size < 4 + 4 * ndim + size else "longer than its header declares"
+                raise InputError(f"{path} is {state}: the header declares shape {shape}.")
             body = handle.read(size + 1)
     except InputError:
         raise

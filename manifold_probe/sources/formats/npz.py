@@ -16,30 +16,60 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from ...validation import as_class_indices, existing_file
+from ...validation import as_class_indices, check_npy_header, existing_file, zip_members
 from . import Parsed
 from .tensors import LABEL_NAMES, TensorImages, as_input_tensor, keyword_arrays
+
+NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK"
+
+
+def read_arrays(path: Path, what: str, *, npy: bool = True) -> dict[str, np.ndarray]:
+    """The arrays of the NumPy file at `path`: a `.npz` archive's by name, or a `.npy` file's
+    array under the name "" (when `npy`), told by the file's first bytes, never a pickle.
+
+    Bounded by the file's size: an archive's members may decompress to at most
+    `validation.expansion_limit` of it, and every array must fit in the bytes that hold it
+    (NumPy allocates what a header declares before it reads). Anything else (a `.csv`, a
+    pickle) is "not a supported format"; every failure is an InputError naming the file.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(len(NPY_MAGIC))
+        if npy and head == NPY_MAGIC:
+            handle.seek(0)
+            check_npy_header(handle, size, f"{what} {path}")
+    formats = ".npy file or .npz archive (np.save, np.savez)" if npy else ".npz archive (np.savez)"
+    if not (head.startswith(ZIP_MAGIC) or (npy and head == NPY_MAGIC)):
+        raise InputError(
+            f"{what} {path} is not a supported format: give a NumPy {formats}; a table such as "
+            "a .csv becomes one with np.save(PATH, np.loadtxt(CSV, delimiter=','))."
+        )
+    try:
+        if head == NPY_MAGIC:
+            return {"": np.load(path, allow_pickle=False)}
+        with zipfile.ZipFile(path) as archive:
+            for info in zip_members(archive, size, f"{what} {path}"):
+                with archive.open(info) as member:
+                    check_npy_header(member, info.file_size, f"{info.filename} in {what} {path}")
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except InputError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise InputError(
+                f"{what} {path} holds Python objects, which are not loaded for safety; "
+                "save plain numeric arrays with np.save or np.savez."
+            ) from None
+        raise InputError(f"could not read {what} {path}: {exc}") from None
+    except Exception as exc:
+        raise InputError(f"could not read {what} {path}: {exc}") from None
 
 
 def load(path_text: str, split: str) -> Parsed:
     """One split of the archive at `path_text` (see the module docstring)."""
     path = existing_file(path_text, what="npz file")
-    if not zipfile.is_zipfile(path):
-        raise InputError(
-            f"could not read npz file {path}: it is not a NumPy .npz archive (write one with np.savez)."
-        )
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise InputError(
-                f"{path} holds Python objects, which are not loaded for safety; "
-                "save plain numeric arrays x and y with np.savez."
-            ) from None
-        raise InputError(f"could not read npz file {path}: {exc}") from None
-    except Exception as exc:
-        raise InputError(f"could not read npz file {path}: {exc}") from None
+    arrays = read_arrays(path, "npz file", npy=False)
     if "x" not in arrays and arrays:
         return _npz_keywords(arrays, path, split)
     if "x" not in arrays or "y" not in arrays:
