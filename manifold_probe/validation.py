@@ -35,14 +35,31 @@ def existing_file(path: str | os.PathLike, *, what: str = "file") -> Path:
     return p
 
 
-def check_free_space(directory: Path, n_bytes: int, what: str) -> None:
-    """Raise an InputError when `directory`'s file system has less than `n_bytes` free."""
+def byte_size(n_bytes: float) -> str:
+    """A number of bytes for people: '512 bytes', '3.2 MiB', '1.50 GiB'.
+
+    >>> byte_size(0), byte_size(3 * 2**20), byte_size(1.5 * 2**30)
+    ('0 bytes', '3.0 MiB', '1.50 GiB')
+    """
+    if n_bytes < 2**10:
+        return f"{int(n_bytes)} bytes"
+    if n_bytes < 2**30:
+        unit, scale = ("KiB", 2**10) if n_bytes < 2**20 else ("MiB", 2**20)
+        return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes / 2**30:,.2f} GiB"
+
+
+_SPACE_HINT = "use another --cache-dir, a reduction (avgpool or project:N) or fewer points."
+
+
+def check_free_space(directory: Path, n_bytes: int, what: str, hint: str = _SPACE_HINT) -> None:
+    """Raise an InputError when `directory`'s file system has less than `n_bytes` free; the
+    message ends with `hint` (what to do)."""
     free = shutil.disk_usage(directory).free
     if n_bytes > free:
         raise InputError(
-            f"{what} needs {n_bytes / 2**30:.2f} GiB on disk in {directory} but only "
-            f"{free / 2**30:.2f} GiB is free; use another --cache-dir, a reduction "
-            "(avgpool or project:N) or fewer points."
+            f"{what} needs {byte_size(n_bytes)} on disk in {directory} but only {byte_size(free)} "
+            f"is free; {hint}"
         )
 
 

@@ -285,8 +285,11 @@ def as_activations(
     extract_options: Mapping[str, Any] | None = None,
 ) -> Activations:
     """Activations from a measure's `source` (activations, a bare array, or a model with `data`),
-    with `labels` when given; `max_memory` bounds the extraction's RAM when there is one."""
+    with `labels` when given; `max_memory` bounds the extraction's RAM when there is one (and
+    is checked either way)."""
     extract_options = dict(extract_options or {})
+    if max_memory is not None:
+        max_memory = check_count(max_memory, name="max_memory")
     if isinstance(source, Activations):
         if data is not None or extract_options:
             raise InputError(
