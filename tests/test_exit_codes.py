@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import time
+import types
 import zlib
 
 import numpy as np
@@ -252,61 +253,53 @@ def bert_config(tmp_path):
     return folder
 
 
-def _round_three(tmp_path, points, bert_config):
-    """name -> (argv, a piece of the expected error line)."""
+@pytest.fixture()
+def round_three(tmp_path, points, bert_config):
+    """The files the cases below refer to (f.points, f.zero_d, f.csv, f.array, f.model, f.bert)."""
     np.save(tmp_path / "zero_d.npy", np.array(3.0))
     np.savetxt(tmp_path / "points.csv", np.random.default_rng(0).normal(size=(60, 3)), delimiter=",")
-    array_config = tmp_path / "array"
-    array_config.mkdir()
-    (array_config / "config.json").write_text("[1, 2, 3]")
+    (tmp_path / "array").mkdir()
+    (tmp_path / "array" / "config.json").write_text("[1, 2, 3]")
     model = untrained_checkpoint(tmp_path / "cnn.pt")
-    tv = ["layers", "--arch", "torchvision:resnet18", "--arch-kwargs"]
-    hf = ["layers", "--arch", f"hf:{bert_config}", "--arch-kwargs"]
-    return {
-        "0-d points": (["id", "--points", tmp_path / "zero_d.npy"], "--points: points"),
-        "a csv for points": (["id", "--points", tmp_path / "points.csv"], "is not a supported format"),
-        "max-memory 1e999 with points": (["id", "--points", points, "--max-memory", "1e999"], "--max-memory"),
-        "max-memory 1e999 with a model": (
-            ["id", "--model", model, "--n-points", "40", "--no-cache", "--max-memory", "1e999"],
-            "--max-memory: '1e999' is not a size",
-        ),
-        "num_classes ten": ([*tv, '{"num_classes": "ten"}'], "must be a whole number"),
-        "num_classes 1e10": ([*tv, '{"num_classes": 10000000000}'], "--arch-kwargs: torchvision:resnet18"),
-        "vocab_size 1e10": ([*hf, '{"vocab_size": 10000000000}'], "GiB of weights, more than"),
-        "hidden_size abc": ([*hf, '{"hidden_size": "abc"}'], "--arch-kwargs: hidden_size='abc' does not fit"),
-        "config.json an array": (["layers", "--arch", f"hf:{array_config}"], "holds a JSON list"),
-        "input-shape 1,8,8,x": (
-            ["id", "--model", model, "--n-points", "40", "--no-cache", "--input-shape", "1,8,8,x"],
-            "--input-shape: '1,8,8,x'",
-        ),
-        "layers empty": (
-            ["id", "--model", model, "--no-cache", "--layers", ""],
-            "--layers: was given with nothing",
-        ),
-        "method empty": (["id", "--points", points, "--method", ""], "--method: was given with nothing"),
-    }
+    return types.SimpleNamespace(points=points, zero_d=tmp_path / "zero_d.npy", csv=tmp_path / "points.csv",
+                                 array=tmp_path / "array", model=model, bert=bert_config)  # fmt: skip
 
 
-ROUND_THREE = [
-    "0-d points",
-    "a csv for points",
-    "max-memory 1e999 with points",
-    "max-memory 1e999 with a model",
-    "num_classes ten",
-    "num_classes 1e10",
-    "vocab_size 1e10",
-    "hidden_size abc",
-    "config.json an array",
-    "input-shape 1,8,8,x",
-    "layers empty",
-    "method empty",
-]
+def _tv(kwargs):
+    return lambda f: ["layers", "--arch", "torchvision:resnet18", "--arch-kwargs", kwargs]
 
 
-@pytest.mark.parametrize("case", ROUND_THREE)
-def test_round_three_inputs_are_one_line_and_exit_2(case, tmp_path, capsys, points, bert_config):
-    args, message = _round_three(tmp_path, points, bert_config)[case]
-    code, out, err = run_cli(args, capsys)
+def _hf(kwargs):
+    return lambda f: ["layers", "--arch", f"hf:{f.bert}", "--arch-kwargs", kwargs]
+
+
+def _model(*options):
+    return lambda f: ["id", "--model", f.model, "--n-points", "40", "--no-cache", *options]
+
+
+ROUND_THREE = {  # name: (argv from the files, a piece of the expected error line)
+    "0-d points": (lambda f: ["id", "--points", f.zero_d], "--points: points"),
+    "a csv for points": (lambda f: ["id", "--points", f.csv], "is not a supported format"),
+    "max-memory 1e999 with points": (
+        lambda f: ["id", "--points", f.points, "--max-memory", "1e999"],
+        "--max-memory",
+    ),  # fmt: skip
+    "max-memory 1e999 with a model": (_model("--max-memory", "1e999"), "--max-memory: '1e999' is not a size"),
+    "num_classes ten": (_tv('{"num_classes": "ten"}'), "must be a whole number"),
+    "num_classes 1e10": (_tv('{"num_classes": 10000000000}'), "--arch-kwargs: torchvision:resnet18"),
+    "vocab_size 1e10": (_hf('{"vocab_size": 10000000000}'), "GiB of weights, more than"),
+    "hidden_size abc": (_hf('{"hidden_size": "abc"}'), "--arch-kwargs: hidden_size='abc' does not fit"),
+    "config.json an array": (lambda f: ["layers", "--arch", f"hf:{f.array}"], "holds a JSON list"),
+    "input-shape 1,8,8,x": (_model("--input-shape", "1,8,8,x"), "--input-shape: '1,8,8,x'"),
+    "layers empty": (_model("--layers", ""), "--layers: was given with"),
+    "method empty": (lambda f: ["id", "--points", f.points, "--method", ""], "--method: was given with"),
+}
+
+
+@pytest.mark.parametrize("case", list(ROUND_THREE))
+def test_round_three_inputs_are_one_line_and_exit_2(case, capsys, round_three):
+    argv, message = ROUND_THREE[case]
+    code, out, err = run_cli(argv(round_three), capsys)
     assert code == 2, err
     assert message in one_line(err)
     assert "unexpected" not in err and "Traceback" not in err + out
