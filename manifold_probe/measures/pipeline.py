@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from ..device import resolve_device
 from ..errors import InputError
 from ..extraction.activations import Activations, LayerRecord
-from ..extraction.cache import path_fingerprint
+from ..extraction.cache import content_fingerprint
 from ..extraction.classifier import find_classifier
 from ..extraction.engine import _split_batch, extract, n_samples
 from ..extraction.hooks import to_device
@@ -134,10 +134,10 @@ def default_data_key(data) -> str | None:
     """What identifies the inputs for the activation cache, or None when nothing does.
 
     A `LabelledData`: its spec, split, number of points and seed, and for data read from a
-    file or folder the `path_fingerprint` of its `data_location` (resolved path; size and
-    modification time of the file, or of every file in the folder), so changed data gets new
-    cache entries. A tensor or array: the digest of its bytes. Anything else (a Dataset, a
-    DataLoader) has no key of its own.
+    file or folder the `content_fingerprint` of its `data_location` (resolved path and a
+    SHA-256 of the bytes of the file, or of every file in the folder), so changed data gets
+    new cache entries, whatever its size and times. A tensor or array: the digest of its
+    bytes. Anything else (a Dataset, a DataLoader) has no key of its own.
     """
     if isinstance(data, LabelledData):
         key = f"{data.spec}|{data.split}|{data.n_points}|{data.seed}"
@@ -145,7 +145,7 @@ def default_data_key(data) -> str | None:
             key += f"|{data.preprocessing}"
         location = data_location(data.spec)
         if location is not None:
-            key += f"|{path_fingerprint(location)}"
+            key += f"|{content_fingerprint(location)}"
         return key
     if isinstance(data, (torch.Tensor, np.ndarray)):
         array = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data
