@@ -285,7 +285,7 @@ ROUND_THREE = {  # name: (argv from the files, a piece of the expected error lin
         "--max-memory",
     ),  # fmt: skip
     "max-memory 1e999 with a model": (_model("--max-memory", "1e999"), "--max-memory: '1e999' is not a size"),
-    "num_classes ten": (_tv('{"num_classes": "ten"}'), "must be a whole number"),
+    "num_classes ten": (_tv('{"num_classes": "ten"}'), "--arch-kwargs: num_classes must be a whole number"),
     "num_classes 1e10": (_tv('{"num_classes": 10000000000}'), "--arch-kwargs: torchvision:resnet18"),
     "vocab_size 1e10": (_hf('{"vocab_size": 10000000000}'), "GiB of weights, more than"),
     "hidden_size abc": (_hf('{"hidden_size": "abc"}'), "--arch-kwargs: hidden_size='abc' does not fit"),

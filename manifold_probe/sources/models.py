@@ -50,7 +50,7 @@ from torch import nn
 from ..device import resolve_device
 from ..errors import InputError
 from ..extraction.hooks import model_logits
-from ..validation import existing_file, zip_members
+from ..validation import check_count, existing_file, zip_members
 from . import model_safety, named_models, zoo
 from .checkpoint import check_checkpoint, checkpoint_metadata, is_project_checkpoint
 
@@ -261,6 +261,7 @@ def _build(arch: str, arch_args: dict, in_channels: int | None) -> tuple[nn.Modu
     """(fresh module, its full arguments, description) of a zoo, torchvision, timm or Hugging
     Face architecture; `in_channels` becomes the zoo's `in_channels`, timm's `in_chans`, or a
     rebuilt torchvision stem."""
+    given = set(arch_args)
     if named_models.is_named(arch):
         if in_channels is not None:
             if arch.startswith(named_models.HF_PREFIX):
@@ -270,7 +271,12 @@ def _build(arch: str, arch_args: dict, in_channels: int | None) -> tuple[nn.Modu
         return module, arch_args, description
     if in_channels is not None and not arch.startswith(zoo.TORCHVISION_PREFIX):
         arch_args = {**arch_args, "in_channels": in_channels}
-    full = zoo.architecture_args(arch, arch_args)
+    try:
+        full = zoo.architecture_args(arch, arch_args)
+    except InputError as exc:  # a value of arch_args: say so (the command line: --arch-kwargs)
+        if exc.parameter not in given:
+            raise
+        raise InputError(f"{exc.parameter} {exc.message}", parameter="arch_args") from None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(named_models.INIT_SEED)
         module = named_models.build_within_memory(
@@ -455,8 +461,8 @@ def load_model(
     missing or unreadable file, a refused pickle, or weights that do not fit.
     """
     given_args = dict(arch_args or {})
-    if num_classes is not None:
-        given_args["num_classes"] = num_classes
+    if num_classes is not None:  # checked here: a bad value in arch_args is then arch_args' own
+        given_args["num_classes"] = check_count(num_classes, name="num_classes", minimum=1)
     if (named := _named_source(path)) is not None:
         if arch is not None and arch != named:
             raise InputError(f"the model {named} is an architecture; give either it or --arch {arch}.")
