@@ -30,6 +30,7 @@ Example
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from functools import lru_cache
 from pathlib import Path
@@ -207,7 +208,7 @@ def read_split(
     Returns
     -------
     images, labels, class names. The arrays are read once per process and file version (path,
-    size and modification time) and returned read-only.
+    size, modification and status-change times, inode) and returned read-only.
     """
     if dataset not in _DATASETS:
         raise InputError(f"unknown IDX data set {dataset!r}: use mnist or fashion-mnist.")
@@ -220,7 +221,9 @@ def read_split(
         if path is None:
             raise InputError(_missing_message(root_path, name, dataset))
         paths.append(path.resolve())
-    stamps = tuple((path.stat().st_size, path.stat().st_mtime_ns) for path in paths)
+    # the version of each file: rsync -a and tar x keep size and mtime but make a new inode, and
+    # anything that rewrites a file in place moves its status-change time
+    stamps = tuple((s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino) for s in map(os.stat, paths))
     images, labels = _read_split_cached(tuple(paths), stamps)
     title = _DATASETS[dataset]["title"]
     if images.ndim != 3 or images.dtype != np.uint8:
