@@ -58,7 +58,7 @@ HAND_WRITTEN = {
 }
 """The measures whose commands are written by hand (options of their own beyond the registry's)."""
 
-ALIASES = {"source": "--model", "model": "--model"}
+ALIASES = {"source": "--model", "model": "--model", "points_path": "--points", "labels_path": "--labels"}
 """Parameters whose flag is not named after them in every command."""
 
 _INTERRUPTED = "interrupted; finished results are kept, nothing was half-written."

@@ -237,14 +237,28 @@ def _exact_rerank(
     cand = torch.sort(cand, dim=1).values  # index order, so a stable sort breaks ties by index
     gathered = torch.index_select(x, 0, cand.reshape(-1)).view(rows, n_cand, -1)
     queries = x[first : first + rows, None, :]
-    if inv_scale != 1.0:
-        gathered.mul_(inv_scale)
-        queries = queries * inv_scale
+    for factor in _exact_factors(inv_scale):
+        gathered.mul_(factor)
+        queries = queries * factor
     exact = torch.linalg.vector_norm(gathered.sub_(queries), dim=2).double()
     own = torch.arange(first, first + rows, device=x.device)[:, None]
     exact.masked_fill_(cand == own, torch.inf)
     order = torch.sort(exact, dim=1, stable=True).indices[:, :k]
     return torch.gather(cand, 1, order), torch.gather(exact, 1, order)
+
+
+def _exact_factors(power: float) -> tuple[float, ...]:
+    """A power of two as two factors (none for 1.0), each a power of two with at most half its
+    exponent: torch multiplies a float32 tensor by a scalar in float32, where 2**133 (what
+    points of 1e-40 are scaled by) is infinite but 2**66 and 2**67 are exact.
+
+    >>> _exact_factors(2.0**133)
+    (7.378697629483821e+19, 1.4757395258967641e+20)
+    """
+    if power == 1.0:
+        return ()
+    exponent = math.frexp(power)[1] - 1
+    return (2.0 ** (exponent // 2), 2.0 ** (exponent - exponent // 2))
 
 
 _ROW_BLOCK_ELEMENTS = 2**16

@@ -32,13 +32,14 @@ from torch.utils.data import DataLoader
 from ..device import model_device, resolve_device
 from ..errors import InputError
 from ..extraction.activations import Activations, LayerRecord
-from ..extraction.cache import path_fingerprint
+from ..extraction.cache import content_fingerprint
 from ..extraction.classifier import find_classifier
 from ..extraction.engine import extract, n_samples, split_batch
 from ..extraction.hooks import to_device
 from ..extraction.layers import select_layers
 from ..extraction.reductions import Reduction, parse_reduction_options
 from ..sources.data import LabelledData, data_location, load_data
+from ..sources.formats.npz import read_arrays
 from ..sources.models import LoadedModel, model_info, on_device
 from ..validation import as_labels, as_points, check_count, check_seed, existing_file
 
@@ -50,40 +51,32 @@ CLASSIFIER_CHECK_ROWS = 16
 
 
 def load_array(path: str | os.PathLike, what: str) -> np.ndarray:
-    """A numeric array from a `.npy` file or a one-array `.npz` (never a pickle)."""
+    """A numeric array from a `.npy` file or a one-array `.npz` (never a pickle; anything else
+    is not a supported format), read within bounds set by the file's size (`npz.read_arrays`)."""
     p = existing_file(path, what=what)
-    try:
-        if p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as archive:
-                if len(archive.files) != 1:
-                    raise InputError(
-                        f"{p} holds arrays {archive.files}; give a .npy file or a one-array .npz."
-                    )
-                return archive[archive.files[0]]
-        return np.load(p, allow_pickle=False)
-    except InputError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise InputError(
-                f"{p} holds Python objects (a pickle), which are not loaded; save a numeric array."
-            ) from None
-        raise InputError(f"could not read {what} {p}: {exc}") from None
-    except Exception as exc:
-        raise InputError(f"could not read {what} {p}: {exc}") from None
+    arrays = read_arrays(p, what)
+    if len(arrays) != 1:
+        raise InputError(f"{p} holds arrays {sorted(arrays)}; give a .npy file or a one-array .npz.")
+    return next(iter(arrays.values()))
 
 
 def points_activations(
-    points, labels=None, *, source: Mapping[str, Any] | None = None, min_points: int = 2, name: str = "points"
+    points,
+    labels=None,
+    *,
+    source: Mapping[str, Any] | None = None,
+    min_points: int = 2,
+    name: str = "points",
+    parameter: str | None = None,
 ) -> Activations:
     """A bare point cloud (N, D) as Activations with one layer named `points` (the validated
-    array is used as is, never copied)."""
+    array is used as is, never copied); `source` (default: an array) gains `n_points`."""
     if isinstance(points, torch.Tensor):
         points = points.detach().cpu().numpy()
-    x = as_points(points, name=name, min_points=min_points)
+    x = as_points(points, name=name, min_points=min_points, parameter=parameter)
     y = None if labels is None else as_labels(_numpy(labels), len(x), name="labels")
     record = LayerRecord("points", (x.shape[1],), "none", x.shape[1], False, False)
-    source = dict(source) if source is not None else {"points": "array", "labels": None, "n_points": len(x)}
+    source = {**(source or {"points": "array", "labels": None}), "n_points": len(x)}
     return Activations({"points": x}, {"points": record}, y, source=source)
 
 
@@ -94,11 +87,9 @@ def load_points(
     with labels from a second file."""
     points = load_array(points_path, "points file")
     labels = None if labels_path is None else load_array(labels_path, "labels file")
-    source = {"points": str(points_path), "labels": None if labels_path is None else str(labels_path),
-              "n_points": len(points)}  # fmt: skip
-    return points_activations(
-        points, labels, source=source, min_points=min_points, name=f"points ({points_path})"
-    )
+    source = {"points": str(points_path), "labels": None if labels_path is None else str(labels_path)}
+    return points_activations(points, labels, source=source, min_points=min_points,
+                              name=f"points ({points_path})", parameter="points_path")  # fmt: skip
 
 
 def _numpy(values):
@@ -144,10 +135,10 @@ def default_data_key(data) -> str | None:
     """What identifies the inputs for the activation cache, or None when nothing does.
 
     A `LabelledData`: its spec, split, number of points and seed, and for data read from a
-    file or folder the `path_fingerprint` of its `data_location` (resolved path; size and
-    modification time of the file, or of every file in the folder), so changed data gets new
-    cache entries. A tensor or array: the digest of its bytes. Anything else (a Dataset, a
-    DataLoader) has no key of its own.
+    file or folder the `content_fingerprint` of its `data_location` (resolved path and a
+    SHA-256 of the bytes of the file, or of every file in the folder), so changed data gets
+    new cache entries, whatever its size and times. A tensor or array: the digest of its
+    bytes. Anything else (a Dataset, a DataLoader) has no key of its own.
     """
     if isinstance(data, LabelledData):
         key = f"{data.spec}|{data.split}|{data.n_points}|{data.seed}"
@@ -155,7 +146,7 @@ def default_data_key(data) -> str | None:
             key += f"|{data.preprocessing}"
         location = data_location(data.spec)
         if location is not None:
-            key += f"|{path_fingerprint(location)}"
+            key += f"|{content_fingerprint(location)}"
         return key
     if isinstance(data, (torch.Tensor, np.ndarray)):
         array = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data
@@ -295,8 +286,11 @@ def as_activations(
     extract_options: Mapping[str, Any] | None = None,
 ) -> Activations:
     """Activations from a measure's `source` (activations, a bare array, or a model with `data`),
-    with `labels` when given; `max_memory` bounds the extraction's RAM when there is one."""
+    with `labels` when given; `max_memory` bounds the extraction's RAM when there is one (and
+    is checked either way)."""
     extract_options = dict(extract_options or {})
+    if max_memory is not None:
+        max_memory = check_count(max_memory, name="max_memory")
     if isinstance(source, Activations):
         if data is not None or extract_options:
             raise InputError(
