@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         wrong = sum(s == "measured" and not abs(e) <= 0.15 for s, e in outcomes)
         total = len(outcomes)
         print(
-            f"\nnoisy runs in D >= 50: {total}; measured within 15 %: {within} ({within / total:.0%}, goal >= 70 %); "
+            f"\nnoisy runs in D >= 50: {total}; measured within 15 %: {within} "
+            f"({within / total:.0%}, goal >= 70 %); "
             f"measured and wrong: {wrong} ({wrong / total:.0%}, goal 0); refused: {total - within - wrong}"
         )
     return 0

@@ -72,6 +72,23 @@ def curvature_command(
     n_bootstrap: Annotated[
         int, typer.Option("--bootstrap", help="Bootstrap resamples of the points for intervals.", min=1)
     ] = 1000,
+    n_null: Annotated[
+        int,
+        typer.Option(
+            "--null-draws",
+            help="Gaussian draws with each layer's covariance (and, with labels, the class-conditional "
+            "mixture) that the same estimator runs on: the matched null beside every curvature (0: none).",
+            min=0,
+        ),
+    ] = 19,
+    denoise: Annotated[
+        bool,
+        typer.Option(
+            "--denoise/--no-denoise",
+            help="Project wide layers on their principal components above the noise edge before the "
+            "profile and the fit (recorded in the result).",
+        ),
+    ] = True,
     compare: Annotated[
         list[Path] | None,
         typer.Option(
@@ -137,14 +154,17 @@ def curvature_command(
 ) -> None:
     """Principal curvature of every layer's data manifold (Kaufman & Azencot 2023; Li 2017).
 
-    Per layer: mapc (the paper's mean absolute principal curvature), curvature_sff (the
-    second-fundamental-form norm, independent of the embedding, noise-corrected), their
-    dimensionless _scaled forms (times the median neighbourhood radius), signal_to_noise, the
-    d used (--dim twonn: the paper's protocol, d = rounded TwoNN) and each layer's status:
-    measured, uncertain_dimension (no clear spectral gap, so no d), cannot_tell
-    (curvature_sff NaN: noise or bias too large, reason printed), not_measurable (too few
-    points for its d) or skipped (constant activations). Exit code 3 when no layer could be
-    measured. The summary holds the curvature gap, last minus penultimate layer.
+    Each layer is measured only inside its manifold scale window (the multiscale profile: the
+    range of radii where it looks like a d-manifold), after denoising, with guards and a matched
+    null. Per layer: curvature_sff (the second-fundamental-form norm, noise-corrected), mapc
+    (the paper's mean absolute principal curvature), their dimensionless _scaled forms,
+    signal_to_noise, the null's mean, the excess over it and the p-value, and the status:
+    measured (a flat window reads 0 with an upper bound), no_manifold_scale (no window: no
+    number, the profile on the page shows why), cannot_tell (reason printed), paper_protocol
+    (--dim twonn: Kaufman & Azencot's fit at d = rounded TwoNN, beside its null),
+    not_measurable or skipped. Exit code 3 when no layer has a reading (the result is written
+    first). The summary holds the curvature gap, last minus penultimate layer (NaN unless both
+    have a reading).
     """
     if neighbourhood not in ("knn", "perturb"):
         raise typer.BadParameter("use knn or perturb", param_hint="--neighbourhood")
@@ -169,7 +189,8 @@ def curvature_command(
             result = mp.curvature(
                 arrays, neighbourhood=neighbourhood, dim=dim, k=k, n_bootstrap=n_bootstrap, n_top=n_top,
                 n_toggle=n_toggle, n_copies=n_copies, seed=src.seed, device=src.device,
-                max_memory=parse_memory(src.max_memory), n_centres=n_centres, progress=not src.quiet,
+                max_memory=parse_memory(src.max_memory), n_centres=n_centres, n_null=n_null, denoise=denoise,
+                progress=not src.quiet,
             )  # fmt: skip
         results.append(result)
         print_result(result, title=f"curvature by layer: {src.model or src.points}")

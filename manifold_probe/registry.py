@@ -236,9 +236,12 @@ register(Measure(
     sweep=SweepSpec(
         options={"n_bootstrap": 200},
         columns=tuple(
-            SweepColumn(key, "summary", key)
-            for key in ("curvature_gap", "curvature_gap_scaled", "curvature_sff_gap",
-                        "curvature_sff_gap_scaled")
+            *(SweepColumn(key, "summary", key)
+              for key in ("curvature_gap", "curvature_gap_scaled", "curvature_sff_gap",
+                          "curvature_sff_gap_scaled")),
+            *(SweepColumn(f"last_layer_{key}", "last_layer", key)
+              for key in ("curvature_sff", "curvature_sff_null", "curvature_p_value", "mapc_null",
+                          "mapc_p_value")),
         ),
     ),
 ))  # fmt: skip
@@ -250,8 +253,8 @@ register(Measure(
     help="The multiscale profile of every layer (Little, Maggioni & Rosasco 2017): local singular values "
     "against radius, the scale-dependent dimension d(r), each direction's growth exponent (1 tangent, 2 "
     "bending, 0 noise), the share of neighbours in the centre's class, and the manifold scale window where "
-    "the layer looks like a manifold (the range the curvature measure fits in); no window: "
-    "no_manifold_scale, with the profile as the evidence.",
+    "the layer looks like a manifold (the range the curvature measure fits in); no window: window_dim NaN "
+    "and a reason saying what the profile shows instead.",
     metrics=names.MULTISCALE_METRICS,
     figures="manifold_probe.report.pages:multiscale_figures",
     sweep=SweepSpec(columns=(SweepColumn("last_layer_window_dim", "last_layer", "window_dim"),)),

@@ -51,8 +51,14 @@ class NullTest:
 
     @property
     def mean(self) -> float:
+        """The mean of the draws that gave a value (a statistic may give none: -inf or NaN)."""
         finite = self.draws[np.isfinite(self.draws)]
         return float(finite.mean()) if len(finite) else float("nan")
+
+    @property
+    def share_with_value(self) -> float:
+        """The share of draws that gave a value."""
+        return float(np.isfinite(self.draws).mean()) if len(self.draws) else float("nan")
 
     @property
     def excess(self) -> float:
@@ -60,19 +66,23 @@ class NullTest:
 
     def details(self) -> dict:
         return {"kind": self.kind, "observed": self.observed, "mean": self.mean, "excess": self.excess,
-                "p_value": self.p_value, "draws": self.draws.tolist()}  # fmt: skip
+                "p_value": self.p_value, "share_with_value": self.share_with_value,
+                "draws": [float(v) if np.isfinite(v) else None for v in self.draws]}  # fmt: skip
 
 
 def p_value(observed: float, draws: np.ndarray) -> float:
-    """(1 + #{draw >= observed}) / (1 + number of draws); a draw with no value (NaN) counts as
-    reaching the observed value (a conservative choice); NaN when the observed value is NaN.
+    """(1 + #{draw >= observed}) / (1 + number of draws); a draw that failed (NaN) counts as
+    reaching the observed value (a conservative choice), one that read nothing (-inf) as not;
+    NaN when the observed value is NaN.
 
     >>> p_value(3.0, np.array([1.0, 2.0, 4.0]))
     0.5
+    >>> p_value(3.0, np.array([float("nan"), float("-inf"), 4.0]))
+    0.75
     """
     if not np.isfinite(observed):
         return float("nan")
-    reached = ~np.isfinite(draws) | (draws >= observed)
+    reached = np.isnan(draws) | (draws >= observed)
     return float((1 + reached.sum()) / (1 + len(draws)))
 
 

@@ -236,9 +236,12 @@ def _window(ks, radii, singular, exponents, floors, dims, gaps, bending_sets, sp
         if not TANGENT[0] <= _block_exponent(singular, radii, d, a, b) < TANGENT[1]:
             continue
         emerging = [
-            s for s in range(a, b + 1)
-            if d < singular.shape[1] and singular[s, d] > floors[s] and TANGENT[0] <= exponents[s, d] < BENDING[0]
-        ]  # fmt: skip
+            s
+            for s in range(a, b + 1)
+            if d < singular.shape[1]
+            and singular[s, d] > floors[s]
+            and TANGENT[0] <= exponents[s, d] < BENDING[0]
+        ]
         if len(emerging) > (b - a + 1) // 2:
             continue
         bent = [s for s in range(a, b + 1) if bending_sets[s]]
@@ -385,7 +388,8 @@ def residual_bracket(points, indices: np.ndarray, ks, dim: int, *, n_anchors: in
 
     >>> import numpy as np
     >>> from manifold_probe.geometry.neighbours import nearest_neighbours
-    >>> v = np.random.default_rng(0).normal(size=(3000, 3)); s = 2 * v / np.linalg.norm(v, axis=1, keepdims=True)
+    >>> v = np.random.default_rng(0).normal(size=(3000, 3))
+    >>> s = 2 * v / np.linalg.norm(v, axis=1, keepdims=True)
     >>> bracket = residual_bracket(s, nearest_neighbours(s, 60).indices, [30, 60], 2)
     >>> bracket.low <= 0.5 <= bracket.high  # a sphere of radius 2: ||II|| = 1/2, the high end
     True

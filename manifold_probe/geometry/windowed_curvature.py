@@ -25,9 +25,11 @@ given only where the multiscale profile finds a manifold scale:
      an estimate independent of the quadratic fit), by more than `BRACKET_TOLERANCE`.
    A window with no bending direction and an interval that reaches 0 is flat at these scales:
    curvature_sff reads 0 with the interval [0, the fit's upper bound] (`flat`).
-5. The matched null (`geometry.matched_null`): the same fit (same d, K, denoising, centres) on
-   Gaussian draws with the points' covariance in the space the fit sees (and, with labels, the
-   class-conditional mixture): its mean, the excess and the p-value of the observed value.
+5. The matched null (`geometry.matched_null`): the same estimator (denoising, the manifold scale
+   window at the same d, the fit at the same K and centres) on Gaussian draws with the points'
+   covariance (and, with labels, the class-conditional mixture); a draw with no window at d reads
+   nothing (`null_statistic`). Reported: the mean of the draws that read, their share, the excess
+   and the p-value of the observed value.
 
 Example
 -------
@@ -46,6 +48,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import InputError
+from ..results import NO_MANIFOLD_SCALE
 from ..validation import as_points
 from .curvature import QUARTIC_FIT, Curvature, curvature, default_k, min_neighbours
 from .denoise import Denoised, denoise
@@ -67,7 +70,6 @@ DENOISE_MIN_DIM = 20
 """Points narrower than this are not denoised (too few directions for a noise bulk)."""
 NULL_CENTRES = 300
 """The null's fits (and the observed value they are compared with) run at this many centres."""
-NO_MANIFOLD_SCALE = "no_manifold_scale"
 
 
 @dataclass(frozen=True)
@@ -168,11 +170,15 @@ def _guard(fit: Curvature, curved: bool, bracket: ResidualBracket | None) -> tup
     if fit.status != "measured":
         return fit.status, fit.reason, False
     if fit.curvature_sff_scaled > scale_limit(fit):
-        return "cannot_tell", (
-            f"the neighbourhood reaches the curvature radius (bending angle curvature_sff_scaled "
-            f"{fit.curvature_sff_scaled:.2f} > {scale_limit(fit)} for the {fit.fit} fit): its bias is no longer "
-            "bounded at this scale"
-        ), False  # fmt: skip
+        return (
+            "cannot_tell",
+            (
+                f"the neighbourhood reaches the curvature radius (bending angle curvature_sff_scaled "
+                f"{fit.curvature_sff_scaled:.2f} > {scale_limit(fit)} for the {fit.fit} fit): "
+                "its bias is no longer bounded at this scale"
+            ),
+            False,
+        )
     if curved and reaches_zero:
         return "cannot_tell", "the window shows bending but the interval reaches 0", False
     if bracket is not None and bracket.high > 0:
@@ -185,12 +191,29 @@ def _guard(fit: Curvature, curved: bool, bracket: ResidualBracket | None) -> tup
     return "measured", "", False
 
 
-def null_statistic(d: int, k: int, use_denoise: bool, n_centres: int | None, seed: int, device, metric: str):
+def null_statistic(
+    d: int, k: int, use_denoise: bool, n_centres: int | None, seed: int, device, metric: str,
+    windowed: bool = False,
+):  # fmt: skip
     """The statistic the null recomputes: the same fit (d, K, denoising, centres) and metric; for
-    curvature_sff its signed form (`Curvature.curvature_sff_signed`), defined on every cloud."""
+    curvature_sff its signed form (`Curvature.curvature_sff_signed`), defined on every cloud.
+
+    With `windowed`, the whole estimator: a cloud whose multiscale profile has no manifold scale
+    window of dimension d gives no reading (-inf, below every observed value). A Gaussian with a
+    thin manifold's covariance is a thick pancake, and a quadratic fit of ball-shaped neighbourhoods
+    across its thickness reads an apparent bending of the same order as the manifold's (the density
+    falls towards the pancake's faces: a spherical cap of the unit sphere in R^20 read 1.0, the
+    Gaussians with its covariance 1.3-1.7); what tells them apart is that the pancake has no scale
+    at which it looks like a 2-manifold, so that is part of the statistic."""
 
     def statistic(points: np.ndarray) -> float:
-        work, _ = working_points(points, use_denoise)
+        work, denoised = working_points(points, use_denoise)
+        if windowed:
+            noise = denoised.noise_variance if denoised is not None else 0.0
+            profile = multiscale_profile(work, seed=seed, device=device, noise_variance=noise, n_anchors=100,
+                                         ambient_dim=np.asarray(points).shape[1])  # fmt: skip
+            if profile.window is None or profile.window.dim != d:
+                return float("-inf")
         if d >= work.shape[1]:
             work = np.asarray(points, dtype=np.float64)
         try:
@@ -233,8 +256,10 @@ def windowed_curvature(
     d = window.dim
     ks = _candidate_ks(window.ks, d, n)
     if not ks:
-        reason = (f"the window (K = {window.ks[0]}-{window.ks[-1]}) holds no K the fit in dimension {d} allows "
-                  f"(at least {min_neighbours(d)} neighbours)")  # fmt: skip
+        reason = (
+            f"the window (K = {window.ks[0]}-{window.ks[-1]}) holds no K the fit in dimension {d} allows "
+            f"(at least {min_neighbours(d)} neighbours)"
+        )
         return replace(empty, status="not_measurable", reason=reason)
     if d >= work.shape[1]:  # the window fills the kept span: flat; the raw points bound the bending
         work, denoised = x, None
@@ -258,7 +283,9 @@ def windowed_curvature(
     null = classes = None
     if n_null and status == "measured":
         centres = min(n, NULL_CENTRES)
-        statistic = null_statistic(d, chosen, use_denoise, centres, seed, device, "curvature_sff")
+        statistic = null_statistic(
+            d, chosen, use_denoise, centres, seed, device, "curvature_sff", windowed=True
+        )
         observed = statistic(x)
         null = matched_null(x, statistic, observed=observed, n_draws=n_null, seed=seed)
         if labels is not None and len(np.unique(labels)) > 1:

@@ -56,18 +56,29 @@ from ..geometry.tangent_dimension import (
     TangentDimension,
     tangent_dimension_at_fit_scale,
 )
-from ..geometry.windowed_curvature import NULL_CENTRES, null_statistic, scale_limit, windowed_curvature
+from ..geometry.windowed_curvature import (
+    NULL_CENTRES,
+    null_statistic,
+    scale_limit,
+    windowed_curvature,
+)
 from ..metric_names import CURVATURE_METRICS
 from ..progress import track
-from ..results import CANNOT_TELL, MEASURED, NOT_MEASURABLE, UNCERTAIN_DIMENSION, LayerResult, Result
+from ..results import (
+    CANNOT_TELL,
+    MEASURED,
+    NOT_MEASURABLE,
+    PAPER_PROTOCOL,
+    UNCERTAIN_DIMENSION,
+    LayerResult,
+    Result,
+)
 from ..sources.data import LabelledData
 from ..validation import check_count, check_curvature_dim, check_seed, check_tangent_dim
 from .layers import distinct_labels, layer_result, measure_layers
 from .pipeline import as_activations, estimator_device
 
 NEIGHBOURHOODS = ("knn", "perturb")
-PAPER_PROTOCOL = "paper_protocol"
-NO_MANIFOLD_SCALE = "no_manifold_scale"
 WITH_NUMBERS = (MEASURED, PAPER_PROTOCOL)
 """Statuses whose mapc and curvature_sff are shown."""
 NULL_METRICS = ("curvature_sff_null", "curvature_sff_excess", "curvature_p_value")
@@ -114,9 +125,15 @@ def _layer_entry(
             metrics[name] = float("nan")
             intervals.pop(name, None)
     return layer_result(
-        layer, index, n_layers, metrics=metrics, intervals=intervals, details={**measured.details(), **details},
-        status=status, reason=reason,
-    )  # fmt: skip
+        layer,
+        index,
+        n_layers,
+        metrics=metrics,
+        intervals=intervals,
+        details={**measured.details(), **details},
+        status=status,
+        reason=reason,
+    )
 
 
 def _null_metrics(test, prefix: str = "curvature_sff", suffix: str = "") -> dict[str, float]:
@@ -493,17 +510,19 @@ def _user_dim_guard(measured: Curvature) -> tuple[str, str]:
     if measured.curvature_sff_scaled > scale_limit(measured):
         return CANNOT_TELL, (
             f"the neighbourhood reaches the curvature radius (curvature_sff_scaled "
-            f"{measured.curvature_sff_scaled:.2f} > {scale_limit(measured)} for the {measured.fit} fit): its bias "
-            "is no longer bounded at this scale"
-        )  # fmt: skip
+            f"{measured.curvature_sff_scaled:.2f} > {scale_limit(measured)} for the {measured.fit} fit): "
+            "its bias is no longer bounded at this scale"
+        )
     low, _ = measured.intervals.get("curvature_sff", (float("nan"), float("nan")))
     if not np.isfinite(low) or low <= 0:
         return CANNOT_TELL, "the interval reaches 0: no bending can be told from none"
     return MEASURED, ""
 
 
-def _windowed_layer(layer, index, n_layers, *, labels, n_bootstrap, seed, device, max_memory, n_centres, n_null,
-                    denoise, progress) -> LayerResult:  # fmt: skip
+def _windowed_layer(
+    layer, index, n_layers, *, labels, n_bootstrap, seed, device, max_memory, n_centres, n_null, denoise,
+    progress,
+) -> LayerResult:  # fmt: skip
     """A layer measured inside its manifold scale window (`geometry.windowed_curvature`)."""
     x = distinct_points(layer.points)
     if len(x) < 4:
@@ -511,27 +530,49 @@ def _windowed_layer(layer, index, n_layers, *, labels, n_bootstrap, seed, device
         return _unmeasured_entry(layer, index, n_layers, float("nan"), reason, {})
     y = distinct_labels(layer.points, labels)
     id_estimate = twonn(graph=nearest_neighbours(x, min(len(x) - 1, 2), device=device)).dimension
-    found = windowed_curvature(x, labels=y, use_denoise=denoise, n_bootstrap=n_bootstrap, n_null=n_null, seed=seed,
-                               device=device, max_memory=max_memory, n_centres=n_centres,
-                               progress=progress)  # fmt: skip
-    details: dict = {"dim_method": "the manifold scale window of the multiscale profile", "id_twonn": id_estimate,
-                     "profile": found.profile.details() if found.profile is not None else None,
-                     "denoised": found.denoised.details() if found.denoised is not None else None}  # fmt: skip
+    found = windowed_curvature(
+        x,
+        labels=y,
+        use_denoise=denoise,
+        n_bootstrap=n_bootstrap,
+        n_null=n_null,
+        seed=seed,
+        device=device,
+        max_memory=max_memory,
+        n_centres=n_centres,
+        progress=progress,
+    )
+    details: dict = {
+        "dim_method": "the manifold scale window of the multiscale profile",
+        "id_twonn": id_estimate,
+        "profile": found.profile.details() if found.profile is not None else None,
+        "denoised": found.denoised.details() if found.denoised is not None else None,
+    }
     if found.fit is None:
         return _unmeasured_entry(layer, index, n_layers, id_estimate, found.reason, details, found.status)
     fit = found.fit
     details.update(
-        dim=fit.dim, dim_user_given=False, flat=found.flat,
-        fits={str(k): {"curvature_sff": f.curvature_sff, "signal_to_noise": f.signal_to_noise, "status": f.status,
-                       "curvature_sff_scaled": f.curvature_sff_scaled} for k, f in found.fits.items()},
+        dim=fit.dim,
+        dim_user_given=False,
+        flat=found.flat,
+        fits={
+            str(k): {
+                "curvature_sff": f.curvature_sff,
+                "signal_to_noise": f.signal_to_noise,
+                "status": f.status,
+                "curvature_sff_scaled": f.curvature_sff_scaled,
+            }
+            for k, f in found.fits.items()
+        },
         **(found.bracket.details() if found.bracket is not None else {}),
-    )  # fmt: skip
+    )
     null = _null_metrics(found.null) | _null_metrics(found.null_classes, suffix="_classes")
     for test in (found.null, found.null_classes):
         if test is not None:
             details.setdefault("null_curvature_sff", {})[test.kind] = test.details()
-    entry = _layer_entry(layer, index, n_layers, fit, id_estimate, details, status=found.status, reason=found.reason,
-                         null=null)  # fmt: skip
+    entry = _layer_entry(
+        layer, index, n_layers, fit, id_estimate, details, status=found.status, reason=found.reason, null=null
+    )
     if found.flat and found.status == MEASURED:  # flat at these scales: 0 with the fit's upper bound
         metrics = {**entry.metrics, "curvature_sff": 0.0, "curvature_sff_scaled": 0.0}
         intervals = {**entry.intervals, "curvature_sff": found.interval()}

@@ -4,8 +4,9 @@ Per layer, the multiscale local SVD profile (`geometry.multiscale`): over a ladd
 neighbourhood sizes K, the radius, the local singular values, the scale-dependent dimension d(r),
 each direction's growth exponent (1 tangent, 2 bending, 0 noise), the share of neighbours that
 share the centre's class, and the manifold scale window if there is one. It answers, before any
-curvature is fitted, whether a layer looks like a manifold at some range of scales; a layer with
-no window has status `no_manifold_scale` and the profile is the evidence. Wide layers are first
+curvature is fitted, whether a layer looks like a manifold at some range of scales. The profile
+is the measurement, so every profiled layer is `measured`; one with no window has `window_dim` NaN
+and a `reason` saying what its profile shows instead. Wide layers are first
 projected on their components above the noise edge (`geometry.denoise`), as the curvature
 measure does.
 """
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..geometry.intrinsic_dimension import distinct_points
 from ..geometry.multiscale import multiscale_profile
-from ..geometry.windowed_curvature import NO_MANIFOLD_SCALE, working_points
+from ..geometry.windowed_curvature import working_points
 from ..results import Result
 from ..validation import check_count, check_seed
 from .layers import distinct_labels, layer_result, measure_layers
@@ -38,7 +39,8 @@ def multiscale(
     progress: bool = False,
     **extract_options: Any,
 ) -> Result:
-    """The multiscale profile of every layer (Little, Maggioni & Rosasco 2017; docs/methods.md#multiscale-profile).
+    """The multiscale profile of every layer (Little, Maggioni & Rosasco 2017;
+    docs/methods.md#multiscale-profile).
 
     Parameters
     ----------
@@ -77,16 +79,20 @@ def multiscale(
         x = distinct_points(layer.points)
         work, denoised = working_points(np.asarray(x, dtype=np.float64), denoise)
         found = multiscale_profile(
-            work, labels=distinct_labels(layer.points, acts.labels), n_anchors=n_anchors, seed=seed, device=dev,
-            noise_variance=denoised.noise_variance if denoised is not None else 0.0, ambient_dim=x.shape[1],
-        )  # fmt: skip
+            work,
+            labels=distinct_labels(layer.points, acts.labels),
+            n_anchors=n_anchors,
+            seed=seed,
+            device=dev,
+            noise_variance=denoised.noise_variance if denoised is not None else 0.0,
+            ambient_dim=x.shape[1],
+        )
         details = {
             "profile": found.details(),
             "denoised": denoised.details() if denoised is not None else None,
         }
-        status = "measured" if found.window is not None else NO_MANIFOLD_SCALE
-        return layer_result(layer, index, n, metrics=found.metrics(), details=details, status=status,
-                            reason=found.reason)  # fmt: skip
+        reason = "" if found.window is not None else f"no manifold scale window: {found.reason}"
+        return layer_result(layer, index, n, metrics=found.metrics(), details=details, reason=reason)
 
     params = {"n_anchors": n_anchors, "denoise": denoise, "seed": seed}
     layers = measure_layers(acts, measure, description="multiscale profile", progress=progress)

@@ -615,8 +615,14 @@ def profile_figure(result: Result) -> go.Figure | None:
     for layer in layers:
         profile = layer.details["profile"]
         window = profile.get("window")
-        text = (f"window K {window['k'][0]}-{window['k'][1]}, d = {window['dim']}"
-                f"{', bending' if window['curved'] else ', flat'}") if window else "no manifold scale window"  # fmt: skip
+        text = (
+            (
+                f"window K {window['k'][0]}-{window['k'][1]}, d = {window['dim']}"
+                f"{', bending' if window['curved'] else ', flat'}"
+            )
+            if window
+            else "no manifold scale window"
+        )
         titles += [f"{layer.name}: local singular values ({text})", f"{layer.name}: d(r)"]
     height = max(360, 300 * len(layers))
     fig = make_subplots(rows=len(layers), cols=2, subplot_titles=titles, horizontal_spacing=0.08,
@@ -641,22 +647,60 @@ def profile_figure(result: Result) -> go.Figure | None:
                                      hoverinfo="text+y"), row, 1)  # fmt: skip
         floor = np.asarray(profile["noise_floor"], dtype=float)
         if np.any(floor > 0):
-            fig.add_trace(go.Scatter(x=radii, y=floor, mode="lines", line={"dash": "dash", "color": "#d62728"},
-                                     name="noise floor", legendgroup="floor", showlegend=first), row, 1)  # fmt: skip
-        fig.add_trace(go.Scatter(x=radii, y=dims, mode="lines+markers", line={"color": "#2ca02c"}, name="d(r)",
-                                 legendgroup="d", showlegend=first, hovertext=[f"K = {k}" for k in profile["ks"]],
-                                 hoverinfo="text+y"), row, 2)  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=radii,
+                    y=floor,
+                    mode="lines",
+                    line={"dash": "dash", "color": "#d62728"},
+                    name="noise floor",
+                    legendgroup="floor",
+                    showlegend=first,
+                ),
+                row,
+                1,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=radii,
+                y=dims,
+                mode="lines+markers",
+                line={"color": "#2ca02c"},
+                name="d(r)",
+                legendgroup="d",
+                showlegend=first,
+                hovertext=[f"K = {k}" for k in profile["ks"]],
+                hoverinfo="text+y",
+            ),
+            row,
+            2,
+        )
         agreement = profile.get("class_agreement")
         if agreement:
-            fig.add_trace(go.Scatter(x=radii, y=np.asarray(agreement) * max(1, dims.max(initial=1)), mode="lines",
-                                     line={"color": "#ff7f0e", "dash": "dot"}, legendgroup="class",
-                                     name="share of neighbours in the class (x max d)", showlegend=first),
-                          row, 2)  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=radii,
+                    y=np.asarray(agreement) * max(1, dims.max(initial=1)),
+                    mode="lines",
+                    line={"color": "#ff7f0e", "dash": "dot"},
+                    legendgroup="class",
+                    name="share of neighbours in the class (x max d)",
+                    showlegend=first,
+                ),
+                row,
+                2,
+            )
         window = profile.get("window")
         for col in (1, 2):
             if window:
-                fig.add_vrect(x0=window["radius"][0], x1=window["radius"][1], fillcolor="rgba(44,160,44,0.12)",
-                              line_width=0, row=row, col=col)  # fmt: skip
+                fig.add_vrect(
+                    x0=window["radius"][0],
+                    x1=window["radius"][1],
+                    fillcolor="rgba(44,160,44,0.12)",
+                    line_width=0,
+                    row=row,
+                    col=col,
+                )
             fig.update_xaxes(type="log", title_text="neighbourhood radius r" if row == len(layers) else None,
                              row=row, col=col)  # fmt: skip
         fig.update_yaxes(type="log", title_text="singular value", row=row, col=1)
@@ -676,8 +720,10 @@ def multiscale_figures(results: Sequence[Result], *, names=None, log_scale: bool
     figure = profile_figure(result)
     if figure is not None:
         figures.append(figure)
-    notes = ("d(r): the directions before the first clear gap in the local spectra; exponent: d log sigma / d log r "
-             f"(1 tangent, 2 bending, 0 noise). {source_notes(result)}.")  # fmt: skip
+    notes = (
+        "d(r): the directions before the first clear gap in the local spectra; "
+        f"exponent: d log sigma / d log r (1 tangent, 2 bending, 0 noise). {source_notes(result)}."
+    )
     return figures, "mprobe multiscale", notes
 
 
