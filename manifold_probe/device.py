@@ -1,19 +1,29 @@
-"""Devices: choosing one (`auto`, `cpu`, `cuda`), torch's threads, and numpy arrays as tensors."""
+"""Devices: choosing one (`auto`, `cpu`, `cuda`), torch's threads, and numpy arrays as tensors.
+
+torch is imported by the functions that need it, so that a measure of bare points on a CPU
+(`mprobe id --points`) never loads it: `cpu_without_torch` says when that is the case.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import warnings
 from collections.abc import Iterator
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """`auto` takes CUDA when it is available, else the CPU; `cuda` without a GPU is an input error."""
+    import torch
+
     if isinstance(name, torch.device):
         return name
     name = str(name).lower()
@@ -28,9 +38,31 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     raise InputError(f"unknown device {name!r}: use auto, cpu or cuda.", parameter="device")
 
 
+def cuda_driver_present() -> bool:
+    """Whether an NVIDIA driver could serve CUDA here: on Linux its device files or /proc entry
+    (torch finds no CUDA device without them); elsewhere assumed (torch is asked)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia"))
+
+
+def cpu_without_torch(name: Any) -> bool:
+    """True when `name` (None, a string or a torch.device) surely means the CPU and torch has
+    not been loaded: `cpu`, None or `auto` on a machine without an NVIDIA driver. Estimators
+    of bare points then keep to numpy."""
+    if "torch" in sys.modules and name is not None and not isinstance(name, str):
+        return False
+    if name is None:
+        return "torch" not in sys.modules
+    text = str(name).lower()
+    return "torch" not in sys.modules and (text == "cpu" or (text == "auto" and not cuda_driver_present()))
+
+
 def tensor_view(array: np.ndarray) -> torch.Tensor:
     """A CPU tensor sharing `array`'s memory, read-only arrays and memmaps included (torch
     warns that it could write to them; nothing here does, so the warning is not shown)."""
+    import torch
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.from_numpy(array)
@@ -42,6 +74,8 @@ def torch_threads(n: int) -> Iterator[None]:
 
     For work that parallelises over a pool of Python threads instead: each pool thread then
     runs its small torch operations on one core rather than all of them contending."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

@@ -1,5 +1,8 @@
 """The kNN graph equals brute force, and its distances stay exact for near-duplicate points."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -213,3 +216,13 @@ def test_sliced_product_stays_within_its_bound_and_wide_layers_stay_exact(monkey
     idx, dist = brute_force(x.astype(np.float64), 6)
     np.testing.assert_array_equal(graph.indices, idx)
     np.testing.assert_allclose(graph.distances, dist, rtol=1e-6)
+
+
+def test_the_search_on_a_cpu_imports_no_torch():
+    code = (
+        "import sys, numpy as np\n"
+        "from manifold_probe.geometry.neighbours import nearest_neighbours\n"
+        "nearest_neighbours(np.random.default_rng(0).normal(size=(3000, 20)), 5)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -180,11 +180,11 @@ def _cpu_count() -> int:
 
 
 def _gpu_device(device):
-    """None for the CPU (nothing imported), else the torch device."""
-    if device is None or (isinstance(device, str) and device.lower() == "cpu"):
-        return None
-    from ..device import resolve_device
+    """None for the CPU (without importing torch when it is not loaded), else the torch device."""
+    from ..device import cpu_without_torch, resolve_device
 
+    if cpu_without_torch(device) or str(getattr(device, "type", device)).lower() == "cpu":
+        return None
     dev = resolve_device(device)
     return None if dev.type == "cpu" else dev
 
@@ -208,8 +208,9 @@ class _Prepared:
     inv_scale: float
     eta: float
 
-    def queries(self, rows: slice, columns: slice | None = None) -> np.ndarray:
-        """[x~, 1] for a block of rows (exact: -2 x~ times -1/2), or only some of its columns."""
+    def queries(self, rows, columns: slice | None = None) -> np.ndarray:
+        """[x~, 1] for some rows (a slice or indices; exact: -2 x~ times -1/2), or only some of
+        its columns."""
         q = self.y[rows] * np.float32(-0.5)
         q[:, -1] = 1.0
         return q if columns is None else np.ascontiguousarray(q[:, columns])
@@ -508,11 +509,11 @@ def _certified_graph(prep: _Prepared, k: int, blocks, pool, workers: int) -> Nei
 
     def finish(first: int, candidates) -> None:
         idx, values, threshold, error = candidates
-        rows = slice(first, first + len(idx))
-        found, exact, certified = _rerank(prep, first, idx, values, threshold, error, k)
+        rows = np.arange(first, first + len(idx))
+        found, exact, certified = _rerank(prep, rows, idx, values, threshold, error, k)
         indices[rows], distances[rows] = found, exact
         if not certified.all():
-            uncertain.append(first + np.flatnonzero(~certified))
+            uncertain.append(rows[~certified])
 
     def part(first: int, work, lo: int, hi: int) -> None:
         kind, *payload = work
@@ -535,12 +536,41 @@ def _certified_graph(prep: _Prepared, k: int, blocks, pool, workers: int) -> Nei
             for future in [pool.submit(part, first, work, lo, hi) for lo, hi in spans]:
                 future.result()
     if uncertain:
-        _search_again(prep, np.concatenate(uncertain), k, indices, distances)
+        rows = np.concatenate(uncertain)
+        indices[rows], distances[rows] = _search_again(prep, rows, distances[rows, k - 1], k)
     return NeighbourGraph(indices, distances * prep.scale)
 
 
-def _rerank(prep: _Prepared, first: int, idx, values, threshold, error, k: int):
-    """(indices, distances, certified) of rows first, first + 1, ... from their candidates.
+def exact_neighbours_of(points, rows, k: int, *, spare: int | None = None) -> NeighbourGraph:
+    """The exact k nearest neighbours of some rows only (each row itself excluded), among all
+    the points: what `nearest_neighbours` gives for those rows, at a cost proportional to
+    their number (the recall check of an approximate graph). `points` may be the output of
+    `_prepare` (reused)."""
+    prep = points if isinstance(points, _Prepared) else _prepare(as_points(to_numpy(points), min_points=2))
+    n = len(prep.x)
+    rows = np.asarray(rows, dtype=np.int64)
+    k = check_k(k, n)
+    spare = max(8, k // 4) if spare is None else spare
+    n_cand = min(n, k + 1 + spare)
+    gamma = _gamma(prep.y.shape[1])
+    indices = np.empty((len(rows), k), dtype=np.int64)
+    distances = np.empty((len(rows), k), dtype=np.float64)
+    step = max(1, _BLOCK_ELEMENTS // n)
+    for start in range(0, len(rows), step):
+        block = rows[start : start + step]
+        idx, kept, threshold = _survivors(_product(prep.queries(block), prep.y), n_cand)
+        found, exact, certified = _rerank(
+            prep, block, idx, kept, threshold, prep.value_error(block, gamma), k
+        )
+        if not certified.all():
+            again = ~certified
+            found[again], exact[again] = _search_again(prep, block[again], exact[again, k - 1], k)
+        indices[start : start + len(block)], distances[start : start + len(block)] = found, exact
+    return NeighbourGraph(indices, distances * prep.scale)
+
+
+def _rerank(prep: _Prepared, own: np.ndarray, idx, values, threshold, error, k: int):
+    """(indices, distances, certified) of the rows `own` from their candidates.
 
     Search values bound the squared distance of the centred float32 points, d~^2 = ||q~||^2 + s
     within +-e, and d~ bounds the exact scaled distance within +-rho. The candidates whose lower
@@ -549,7 +579,6 @@ def _rerank(prep: _Prepared, first: int, idx, values, threshold, error, k: int):
     recomputed, and every other point through the threshold) is above its k-th exact distance.
     """
     r, width = idx.shape
-    own = np.arange(first, first + r)
     order = np.argsort(values, axis=1, kind="stable")
     idx = np.take_along_axis(idx, order, axis=1)
     values = np.take_along_axis(values, order, axis=1).astype(np.float64)
@@ -568,7 +597,7 @@ def _rerank(prep: _Prepared, first: int, idx, values, threshold, error, k: int):
     m = int(min(width, max(k + 1, last.max())))
 
     cand = idx[:, :m]
-    exact = _exact_distances(prep, first, cand)
+    exact = _exact_distances(prep, own, cand)
     exact[left_out[:, :m]] = np.inf
     by_index = np.argsort(np.where(cand < 0, np.iinfo(np.int64).max, cand), axis=1, kind="stable")
     cand = np.take_along_axis(cand, by_index, axis=1)
@@ -585,8 +614,8 @@ def _rerank(prep: _Prepared, first: int, idx, values, threshold, error, k: int):
     return found, exact, certified
 
 
-def _exact_distances(prep: _Prepared, first: int, cand: np.ndarray) -> np.ndarray:
-    """||x_q - x_y|| / scale for rows q = first, first + 1, ... and their candidates y (float64;
+def _exact_distances(prep: _Prepared, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """||x_q - x_y|| / scale for the rows q and their candidates y (float64;
     -1 pads give a meaningless value): differences in the input's precision, squared and summed
     in float32 slices of `EXACT_SLICE` features, the slices added in float64 (numpy's own
     loops: BLAS called from two threads at once serialises)."""
@@ -598,7 +627,7 @@ def _exact_distances(prep: _Prepared, first: int, cand: np.ndarray) -> np.ndarra
     for lo in range(0, r, step):
         hi = min(r, lo + step)
         gathered = x[np.maximum(cand[lo:hi], 0).ravel()].reshape(hi - lo, m, -1)
-        queries = x[first + lo : first + hi, None, :]
+        queries = x[rows[lo:hi], None, :]
         if prep.inv_scale != 1.0:
             gathered *= prep.inv_scale
             queries = queries * prep.inv_scale
@@ -610,28 +639,31 @@ def _exact_distances(prep: _Prepared, first: int, cand: np.ndarray) -> np.ndarra
     return exact if prep.inv_scale != 1.0 else exact / prep.scale  # both in the scaled frame
 
 
-def _search_again(prep: _Prepared, rows: np.ndarray, k: int, indices, distances) -> None:
-    """Rows without a certificate: their search values against every point again, and the
-    exact distance of every point whose lower bound is within the k-th distance found so
-    far (that k-th distance is an upper bound of the true one, so the true k nearest are
+def _search_again(prep: _Prepared, rows: np.ndarray, kth: np.ndarray, k: int):
+    """(indices, distances) of rows without a certificate: their search values against every
+    point again, and the exact distance of every point whose lower bound is within `kth`, the
+    k-th distance found so far (an upper bound of the true one, so the true k nearest are
     among them). Rare: exact ties at the edge of the candidates, or a bound too loose."""
     n, width = prep.y.shape
     gamma = _gamma(width)
-    for start in range(0, len(rows), 256):
-        block = rows[start : start + 256]
-        values = np.concatenate([_product(prep.queries(slice(q, q + 1)), prep.y) for q in block])
+    indices = np.empty((len(rows), k), dtype=np.int64)
+    distances = np.empty((len(rows), k), dtype=np.float64)
+    step = max(1, min(256, _BLOCK_ELEMENTS // n))
+    for start in range(0, len(rows), step):
+        block = rows[start : start + step]
+        values = _product(prep.queries(block), prep.y)
         error = prep.value_error(block, gamma)[:, None]
         rho = prep.rounding(block)[:, None]
         with np.errstate(invalid="ignore"):
             lower = np.sqrt(np.maximum(prep.sq_norms[block][:, None] + values - error, 0.0)) - rho
-        reach = distances[block, k - 1] * (1 + prep.eta)
-        for q, row_lower, limit in zip(block, lower, reach, strict=True):
+        reach = kth[start : start + step] * (1 + prep.eta)
+        for i, (q, row_lower, limit) in enumerate(zip(block, lower, reach, strict=True), start=start):
             cand = np.flatnonzero(row_lower <= limit)
             cand = cand[cand != q][None, :]
-            exact = _exact_distances(prep, int(q), cand)
+            exact = _exact_distances(prep, block[i - start : i - start + 1], cand)
             nearest = np.argsort(exact[0], kind="stable")[:k]
-            indices[q] = cand[0, nearest]
-            distances[q] = exact[0, nearest]
+            indices[i], distances[i] = cand[0, nearest], exact[0, nearest]
+    return indices, distances
 
 
 def duplicate_rows(points: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from ..geometry.id_profile import DEFAULT_METHODS, check_methods, measure_dimens
 from ..results import Result
 from ..validation import check_count, check_seed
 from .layers import layer_result, measure_layers
-from .pipeline import as_activations, estimator_device
+from .sources import as_activations, estimator_device
 
 
 def intrinsic_dimension(
