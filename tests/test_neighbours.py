@@ -226,3 +226,17 @@ def test_the_search_on_a_cpu_imports_no_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("case", ["plain", "huge"])
+def test_wide_rows_take_their_candidates_one_at_a_time_with_the_same_graph(monkeypatch, case):
+    """The one-candidate-at-a-time exact distances of wide layers (`_WIDE_ROWS`) give brute
+    force's graph, on scaled points too (tiny and huge values are divided by the scale)."""
+    monkeypatch.setattr(neighbours, "_WIDE_ROWS", 16)
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(120, 40)) * (1e200 if case == "huge" else 1.0)
+    graph = nearest_neighbours(x, 7)
+    unit = 2.0 ** np.round(np.log2(np.abs(x).max()))
+    idx, dist = brute_force(x / unit, 7)
+    np.testing.assert_array_equal(graph.indices, idx)
+    np.testing.assert_allclose(graph.distances, dist * unit, rtol=1e-9)
