@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..extraction.activations import _split_batch  # the one reading of a batch's parts
+from ..extraction.engine import _split_batch  # the one reading of a batch's parts
 from ..sources.data import LabelledData
 from ..validation import check_positive, check_seed, count_samples
 
