@@ -129,6 +129,26 @@ def test_linear_dimension_equals_the_singular_values_of_the_centred_points(monke
     assert lin.participation_ratio == pytest.approx(expected.sum() ** 2 / (expected**2).sum(), rel=1e-12)
 
 
+@pytest.mark.parametrize("decay", [0.5, 0.9, 0.97, 0.999])
+@pytest.mark.parametrize("shape", [(900, 400), (300, 700)])
+def test_leading_spectrum_gives_the_whole_spectrums_pca90_and_participation_ratio(monkeypatch, decay, shape):
+    """The block Krylov path (used by `mprobe id`) against the whole eigendecomposition: the
+    same pca90, the same participation ratio, its eigenvalues within 1e-9 of the largest;
+    a slowly decaying spectrum falls back to the whole one."""
+    module = importlib.import_module("manifold_probe.geometry.linear_dimension")
+    monkeypatch.setattr(module, "_FULL_SPECTRUM_MAX", 100)
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=shape) * decay ** np.arange(shape[1])
+    full, leading = linear_dimension(x), linear_dimension(x, spectrum="leading")
+    assert leading.pca90 == full.pca90
+    assert leading.participation_ratio == pytest.approx(full.participation_ratio, rel=1e-12)
+    top = len(leading.eigenvalues)
+    assert top > full.pca90
+    np.testing.assert_allclose(
+        leading.eigenvalues, full.eigenvalues[:top], rtol=0, atol=1e-9 * full.eigenvalues[0]
+    )
+
+
 def test_skdim_adapter_reuses_the_graph_and_matches_direct_use(benchmark):
     _, data = benchmark
     x = data["M7_Roll"]

@@ -85,7 +85,7 @@ def measure_dimensions(
     intervals: dict[str, list[float]] = {}
     for method in methods:
         if method == "pca":
-            lin = linear_dimension(x, device=device)
+            lin = linear_dimension(x, device=device, spectrum="leading")
             metrics["id_pca90"] = float(lin.pca90)
             metrics["participation_ratio"] = lin.participation_ratio
             continue
