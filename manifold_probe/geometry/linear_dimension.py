@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..device import blas_threads
 from ..validation import as_points
-from .neighbours import _column_mean, point_scale
+from .neighbours import _column_mean, _cpu_count, point_scale
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,14 @@ def _scaled_eigenvalues(points, device) -> tuple[np.ndarray, float]:
     gram, n, scale = _scaled_gram(points, device)
     if not isinstance(gram, np.ndarray):  # computed on a GPU already
         return gram, scale
-    return np.ascontiguousarray(np.linalg.eigvalsh(gram)[::-1].clip(min=0)) / max(n - 1, 1), scale
+    return np.ascontiguousarray(_eigenvalues(gram)) / max(n - 1, 1), scale
+
+
+def _eigenvalues(gram: np.ndarray) -> np.ndarray:
+    """Every eigenvalue of `gram`, largest first, negatives (rounding) clipped to 0; LAPACK on
+    one thread (`device.blas_threads`: its threads cost far more than they give here)."""
+    with blas_threads(1):
+        return np.linalg.eigvalsh(gram)[::-1].clip(min=0)
 
 
 def _scaled_gram(points, device):
@@ -47,19 +57,42 @@ def _scaled_gram(points, device):
     if not cpu_without_torch(device) and str(getattr(device, "type", device)).lower() != "cpu":
         return _device_eigenvalues(x, scale, device), n, scale
     mean = _column_mean(x) / scale
-    if dim <= n:
-        gram = np.zeros((dim, dim))
+    size = min(n, dim)
+    if dim <= n:  # X^T X over blocks of rows
         step = max(1, _GRAM_BLOCK // dim)
-        for start in range(0, n, step):
-            block = x[start : start + step].astype(np.float64) / scale - mean
-            gram += block.T @ block
-    else:
-        gram = np.zeros((n, n))
+
+        def part(start: int, gram: np.ndarray) -> None:
+            b = x[start : start + step].astype(np.float64) / scale - mean
+            gram += b.T @ b
+    else:  # X X^T over blocks of columns
         step = max(1, _GRAM_BLOCK // n)
-        for start in range(0, dim, step):
-            block = x[:, start : start + step].astype(np.float64) / scale - mean[start : start + step]
-            gram += block @ block.T
-    return gram, n, scale
+
+        def part(start: int, gram: np.ndarray) -> None:
+            b = x[:, start : start + step].astype(np.float64) / scale - mean[start : start + step]
+            gram += b @ b.T
+
+    starts = list(range(0, dim if dim > n else n, step))
+    workers = _cpu_count() if size * size * max(n, dim) >= 2**30 else 1
+    return _summed(part, starts, size, workers), n, scale
+
+
+def _summed(part, starts: list[int], size: int, workers: int) -> np.ndarray:
+    """The sum of part(start, gram) over `starts`: each of `workers` threads sums its share of
+    the blocks into its own matrix, BLAS on one thread each (`device.blas_threads`), so the
+    cores never wait for each other inside a product; the matrices are then added."""
+    grams = [np.zeros((size, size)) for _ in range(workers)]
+
+    def run(worker: int) -> None:
+        for start in starts[worker::workers]:
+            part(start, grams[worker])
+
+    with blas_threads(1):
+        if workers == 1:
+            run(0)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(run, range(workers)))
+    return functools.reduce(np.add, grams)
 
 
 _FULL_SPECTRUM_MAX = 1024
@@ -70,52 +103,58 @@ def _leading_spectrum(gram: np.ndarray, variance: float) -> np.ndarray:
     """The largest eigenvalues of the symmetric PSD `gram`, largest first, as many as it takes
     to reach `variance` of the trace (and one more), or the whole spectrum.
 
-    A block Krylov space span{W, G W, ..., G^4 W} of a seeded Gaussian block W (GEMMs only;
-    W twice as wide as the participation ratio, at least 32), then Rayleigh-Ritz: the Ritz
-    values are accepted while their residual norms ||G u - t u|| stay below 1e-9 of the
-    largest (each is then within that of an eigenvalue: Kahan's theorem for Rayleigh-Ritz on
-    an orthonormal basis, and no larger than the eigenvalue of its rank by Cauchy interlacing),
-    and only when the share of the trace that decides the count is farther from `variance`
-    than their summed errors. Otherwise the block doubles, up to an eighth of the matrix, and
-    then the whole spectrum is computed (`eigvalsh`).
-    The count and the participation ratio are thus the whole spectrum's; the accepted
-    eigenvalues differ from LAPACK's by about 1e-9 of the largest at most (tested).
+    A block Krylov space span{W, G W, ..., G^8 W} of a seeded Gaussian block W (GEMMs only),
+    then Rayleigh-Ritz. Each Ritz value t with residual r = ||G u - t u|| lies within r of an
+    eigenvalue, and no Ritz value exceeds the eigenvalue of its rank (Cauchy interlacing);
+    the values are used while r stays below 1e-6 of the largest, and the count only when the
+    share of the trace that decides it is farther from `variance` than the summed residuals.
+    Otherwise the block widens (to twice the count seen, at least doubling), at most twice
+    and up to an eighth of the matrix, and then the whole spectrum is computed (`eigvalsh`).
+    The count and the participation ratio are thus the whole spectrum's (tested on fast and
+    slow spectra); the eigenvalues returned are within their residuals of LAPACK's.
     """
     n = len(gram)
     total = float(np.trace(gram))
     if n > _FULL_SPECTRUM_MAX and total > 0:
         rng = np.random.default_rng(0)
-        # the participation ratio (free from the trace and the Frobenius norm) is about the count
-        # on common spectra: a block twice as wide usually succeeds at the first try
-        width = max(32, 2 * int(total**2 / float(np.sum(gram * gram))) + 8)
-        while 8 * width <= n:
-            theta, residual = _ritz(gram, rng.standard_normal((n, width)), steps=4)
-            tolerance = 1e-9 * theta[0]
-            good = int(np.argmax(residual > tolerance)) if (residual > tolerance).any() else len(theta)
+        # the participation ratio (free from the trace and the Frobenius norm) is a first guess
+        width = max(64, 2 * int(total**2 / float(np.sum(gram * gram))) + 16)
+        for _ in range(3):
+            if 8 * width > n:
+                break
+            theta, residual = _ritz(gram, rng.standard_normal((n, width)), steps=8)
+            bad = residual > 1e-6 * theta[0]
+            good = int(np.argmax(bad)) if bad.any() else len(theta)
             share = np.cumsum(theta[:good]) / total
+            error = np.cumsum(residual[:good]) / total
             count = int(np.searchsorted(share, variance - 1e-12) + 1)
-            slack = good * tolerance / total
             if (
                 count < good
-                and abs(share[count - 1] - variance) > slack
-                and (count == 1 or abs(share[count - 2] - variance) > slack)
+                and abs(share[count - 1] - variance) > error[count - 1]
+                and (count == 1 or abs(share[count - 2] - variance) > error[count - 2])
             ):
                 return theta[: count + 1]
-            width *= 2
-    return np.linalg.eigvalsh(gram)[::-1].clip(min=0)
+            seen = int(np.searchsorted(np.cumsum(theta) / total, variance) + 1)
+            width = max(2 * width, 2 * seen + 16)
+    return _eigenvalues(gram)
 
 
 def _ritz(gram: np.ndarray, start: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """(Ritz values, largest first, and their residual norms) of `gram` on the block Krylov
     space of `start`."""
-    block, _ = np.linalg.qr(start)
+    with blas_threads(1):  # the factorisations; the products below use every core
+        block, _ = np.linalg.qr(start)
     blocks = [block]
     for _ in range(steps):
-        block, _ = np.linalg.qr(gram @ block)
+        product = gram @ block
+        with blas_threads(1):
+            block, _ = np.linalg.qr(product)
         blocks.append(block)
-    basis, _ = np.linalg.qr(np.hstack(blocks))  # orthonormal (Rayleigh-Ritz needs only that)
+    with blas_threads(1):
+        basis, _ = np.linalg.qr(np.hstack(blocks))  # orthonormal (Rayleigh-Ritz needs only that)
     product = gram @ basis
-    theta, vectors = np.linalg.eigh(basis.T @ product)
+    with blas_threads(1):
+        theta, vectors = np.linalg.eigh(basis.T @ product)
     theta, vectors = theta[::-1], vectors[:, ::-1]
     residual = np.linalg.norm(product @ vectors - (basis @ vectors) * theta, axis=0)
     return theta, residual
@@ -172,7 +211,7 @@ def linear_dimension(
         if spectrum not in ("full", "leading"):
             raise ValueError(f"spectrum must be full or leading, got {spectrum!r}")
         leading = spectrum == "leading" and n > 1
-        eig = _leading_spectrum(gram, variance) if leading else np.linalg.eigvalsh(gram)[::-1].clip(min=0)
+        eig = _leading_spectrum(gram, variance) if leading else _eigenvalues(gram)
         eig = np.ascontiguousarray(eig) / max(n - 1, 1)
         total = float(np.trace(gram)) / max(n - 1, 1)
         squares = float(np.sum(gram * gram)) / max(n - 1, 1) ** 2

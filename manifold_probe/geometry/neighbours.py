@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..device import blas_threads
 from ..errors import InputError
 from ..validation import as_points, check_k, to_numpy
 
@@ -167,21 +168,12 @@ def nearest_neighbours(
         # every product on one core, the cores shared by our own threads: a multi-threaded BLAS
         # call on a small block synchronises its threads, which on a loaded machine stalls for
         # whole time slices (4x slower measured here), and its idle threads spin afterwards
-        with _blas_threads().limit(limits=1, user_api="blas"):
+        with blas_threads(1):
             if symmetric:
                 search.run_symmetric(chunk_size)
             else:
                 search.run_rows(chunk_size)
     return search.graph()
-
-
-@functools.cache
-def _blas_threads():
-    """One threadpoolctl controller for the process: building one scans every loaded library
-    (30 ms on a loaded machine), setting a limit through it costs 0.1 ms."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
 
 
 def _cpu_count() -> int:
