@@ -122,6 +122,14 @@ def memory_child(path: str, max_memory: int | None) -> None:
     points = np.load(path).astype(np.float32)
     graph = nearest_neighbours(points, 30)
     curvature(points[:40, :64], 2, k=30, n_bootstrap=10, max_memory=max_memory)  # warm-up: library pages
+    _, seconds, peak = _with_peak_rss(
+        lambda: curvature(points, 2, k=30, graph=graph, n_bootstrap=100, max_memory=max_memory)
+    )
+    print(seconds, 1e3 * seconds / len(points), peak)
+
+
+def _with_peak_rss(fn):
+    """(fn(), its seconds, the peak RSS above the start during it, sampled every 5 ms)."""
     peak, stop = [_rss_bytes()], threading.Event()
 
     def sample() -> None:
@@ -132,11 +140,11 @@ def memory_child(path: str, max_memory: int | None) -> None:
     watcher = threading.Thread(target=sample, daemon=True)
     watcher.start()
     start = time.perf_counter()
-    curvature(points, 2, k=30, graph=graph, n_bootstrap=100, max_memory=max_memory)
+    value = fn()
     seconds = time.perf_counter() - start
     stop.set()
     watcher.join()
-    print(seconds, 1e3 * seconds / len(points), max(peak[0], _rss_bytes()) - before)
+    return value, seconds, max(peak[0], _rss_bytes()) - before
 
 
 def whole_call_child(path: str, max_memory: int | None) -> None:
@@ -165,20 +173,9 @@ def whole_call_child(path: str, max_memory: int | None) -> None:
             fit_seconds[1] = args[2]  # k
 
     module._fit_all = timed_fit_all
-    peak, stop = [_rss_bytes()], threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.005):
-            peak[0] = max(peak[0], _rss_bytes())
-
-    before = _rss_bytes()
-    watcher = threading.Thread(target=sample, daemon=True)
-    watcher.start()
-    start = time.perf_counter()
-    result = mp.curvature(points, n_bootstrap=100, max_memory=max_memory)
-    seconds = time.perf_counter() - start
-    stop.set()
-    watcher.join()
+    result, seconds, peak = _with_peak_rss(
+        lambda: mp.curvature(points, n_bootstrap=100, max_memory=max_memory)
+    )
     n, ambient = points.shape
     k = fit_seconds[1] or 1
     block = np.random.default_rng(0).standard_normal((16, k, ambient))
@@ -188,7 +185,7 @@ def whole_call_child(path: str, max_memory: int | None) -> None:
     rate = 3 * 16 * k * k * ambient / (time.perf_counter() - begin)  # multiply-adds per second
     floor = n * k * k * ambient / rate
     status = result.layers[0].status
-    print(seconds, max(peak[0], _rss_bytes()) - before, fit_seconds[0], floor, status, k)
+    print(seconds, peak, fit_seconds[0], floor, status, k)
 
 
 def whole_call_table(n: int, ambient: int = 16_384) -> tuple[list[tuple], float]:
