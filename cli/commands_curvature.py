@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .options import HtmlOut, JsonOut, PlotlyJs, SourceArgs, parse_memory, source_options
+from .options import HtmlOut, JsonOut, PlotlyJs, SourceArgs, parse_memory, source_options, split_list
 from .output import console, exit_if_nothing_measured, print_result, write_outputs
 
 NEIGHBOURHOOD_HELP = (
@@ -72,6 +72,23 @@ def curvature_command(
     n_bootstrap: Annotated[
         int, typer.Option("--bootstrap", help="Bootstrap resamples of the points for intervals.", min=1)
     ] = 1000,
+    n_null: Annotated[
+        int,
+        typer.Option(
+            "--null-draws",
+            help="Gaussian draws with each layer's covariance (and, with labels, the class-conditional "
+            "mixture) that the same estimator runs on: the matched null beside every curvature (0: none).",
+            min=0,
+        ),
+    ] = 19,
+    denoise: Annotated[
+        bool,
+        typer.Option(
+            "--denoise/--no-denoise",
+            help="Project wide layers on their principal components above the noise edge before the "
+            "profile and the fit (recorded in the result).",
+        ),
+    ] = True,
     compare: Annotated[
         list[Path] | None,
         typer.Option(
@@ -84,6 +101,51 @@ def curvature_command(
     log_scale: Annotated[
         bool, typer.Option("--log-scale", help="Curvature axes on a log scale in the page.")
     ] = False,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            "--family",
+            help="Exact curvature instead of the sampled estimate: the image of a smooth input family, "
+            "differentiated through the model. plane:I,J,K (the plane through data points I, J, K), "
+            "rotate-scale:I, translate:I (image I moved smoothly), circle[:Q] (a great circle, Poole et "
+            "al.).",
+            show_default=False,
+        ),
+    ] = None,
+    family_points: Annotated[
+        int | None,
+        typer.Option(
+            "--family-points",
+            help="--family: about this many values of theta on a grid.",
+            min=4,
+            show_default="1024",
+        ),
+    ] = None,
+    second_derivative: Annotated[
+        str,
+        typer.Option(
+            "--second-derivative",
+            help="--family: auto (finite differences where the model is "
+            "piecewise linear), autodiff or finite-difference.",
+        ),
+    ] = "auto",
+    fd_step: Annotated[
+        float,
+        typer.Option(
+            "--fd-step",
+            help="--family: the finite-difference step, a fraction of each parameter's "
+            "range (the scale at which a ReLU net's kinks are smoothed).",
+            min=0.0,
+        ),
+    ] = 0.01,
+    compare_sampled: Annotated[
+        bool,
+        typer.Option(
+            "--compare-sampled",
+            help="--family: also run the sampled estimator on each layer's image "
+            "points, beside the exact value (its interval and status).",
+        ),
+    ] = False,
     json: JsonOut = None,
     html: HtmlOut = None,
     plotlyjs: PlotlyJs = "inline",
@@ -92,14 +154,17 @@ def curvature_command(
 ) -> None:
     """Principal curvature of every layer's data manifold (Kaufman & Azencot 2023; Li 2017).
 
-    Per layer: mapc (the paper's mean absolute principal curvature), curvature_sff (the
-    second-fundamental-form norm, independent of the embedding, noise-corrected), their
-    dimensionless _scaled forms (times the median neighbourhood radius), signal_to_noise, the
-    d used (--dim twonn: the paper's protocol, d = rounded TwoNN) and each layer's status:
-    measured, uncertain_dimension (no clear spectral gap, so no d), cannot_tell
-    (curvature_sff NaN: noise or bias too large, reason printed), not_measurable (too few
-    points for its d) or skipped (constant activations). Exit code 3 when no layer could be
-    measured. The summary holds the curvature gap, last minus penultimate layer.
+    Each layer is measured only inside its manifold scale window (the multiscale profile: the
+    range of radii where it looks like a d-manifold), after denoising, with guards and a matched
+    null. Per layer: curvature_sff (the second-fundamental-form norm, noise-corrected), mapc
+    (the paper's mean absolute principal curvature), their dimensionless _scaled forms,
+    signal_to_noise, the null's mean, the excess over it and the p-value, and the status:
+    measured (a flat window reads 0 with an upper bound), no_manifold_scale (no window: no
+    number, the profile on the page shows why), cannot_tell (reason printed), paper_protocol
+    (--dim twonn: Kaufman & Azencot's fit at d = rounded TwoNN, beside its null),
+    not_measurable or skipped. Exit code 3 when no layer has a reading (the result is written
+    first). The summary holds the curvature gap, last minus penultimate layer (NaN unless both
+    have a reading).
     """
     if neighbourhood not in ("knn", "perturb"):
         raise typer.BadParameter("use knn or perturb", param_hint="--neighbourhood")
@@ -110,6 +175,12 @@ def curvature_command(
     import manifold_probe as mp
     from manifold_probe.validation import check_curvature_dim
 
+    if family is not None:
+        options = {"family": family, "n_grid": family_points, "second_derivative": second_derivative,
+                   "fd_step": fd_step, "compare_sampled": compare_sampled,
+                   "n_bootstrap": n_bootstrap}  # fmt: skip
+        return _family_command(source, compare, options, json, html, plotlyjs)
+
     dim = check_curvature_dim(dim)  # a bad --dim stops before the data loads
     sources = [source] + [dataclasses.replace(source, model=str(path)) for path in compare or []]
     results = []
@@ -118,7 +189,8 @@ def curvature_command(
             result = mp.curvature(
                 arrays, neighbourhood=neighbourhood, dim=dim, k=k, n_bootstrap=n_bootstrap, n_top=n_top,
                 n_toggle=n_toggle, n_copies=n_copies, seed=src.seed, device=src.device,
-                max_memory=parse_memory(src.max_memory), n_centres=n_centres, progress=not src.quiet,
+                max_memory=parse_memory(src.max_memory), n_centres=n_centres, n_null=n_null, denoise=denoise,
+                progress=not src.quiet,
             )  # fmt: skip
         results.append(result)
         print_result(result, title=f"curvature by layer: {src.model or src.points}")
@@ -136,6 +208,32 @@ def curvature_command(
         for src, result in zip(sources[1:], results[1:], strict=True):
             write_outputs(result, json.with_name(f"{json.stem}.{Path(src.model).stem}.json"))
     exit_if_nothing_measured(results[0])
+
+
+def _family_command(source: SourceArgs, compare, options: dict, json, html, plotlyjs) -> None:
+    """`mprobe curvature --family SPEC`: the exact curvature of each model's image of the family."""
+    import manifold_probe as mp
+
+    if source.points is not None:
+        raise typer.BadParameter(
+            "--family needs --model: the family is pushed through it", param_hint="--family"
+        )
+    sources = [source] + [dataclasses.replace(source, model=str(path)) for path in compare or []]
+    results = []
+    for src in sources:
+        model = src.load_model()
+        data = src.load_data(model)
+        result = mp.family_curvature(
+            model, data, layers=split_list(src.layers, parameter="layers"), reduction=src.reduction or "auto",
+            seed=src.seed, device=src.device, max_memory=parse_memory(src.max_memory), progress=not src.quiet,
+            **options,
+        )  # fmt: skip
+        results.append(result)
+        print_result(result, title=f"exact curvature of {options['family']}: {src.model or src.arch}")
+    write_outputs(results[0], json, html, results=results, plotlyjs=plotlyjs)
+    if json is not None:
+        for src, result in zip(sources[1:], results[1:], strict=True):
+            write_outputs(result, json.with_name(f"{json.stem}.{Path(src.model).stem}.json"))
 
 
 def _gap_text(value: float) -> str:

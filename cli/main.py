@@ -54,10 +54,11 @@ HAND_WRITTEN = {
     "collapse": commands_collapse.register_collapse,
     "spectra": commands_collapse.register_spectra,
     "cutting-planes": commands_cutting_planes.register,
+    "family-curvature": lambda app: None,  # `mprobe curvature --family SPEC`
 }
 """The measures whose commands are written by hand (options of their own beyond the registry's)."""
 
-ALIASES = {"source": "--model", "model": "--model"}
+ALIASES = {"source": "--model", "model": "--model", "points_path": "--points", "labels_path": "--labels"}
 """Parameters whose flag is not named after them in every command."""
 
 _INTERRUPTED = "interrupted; finished results are kept, nothing was half-written."

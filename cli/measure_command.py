@@ -2,13 +2,17 @@
 
 The command takes the shared source options (`options.source_options`: --model with --data, or
 --points), the measure's own options (`registry.Option`: each becomes a flag with its help),
---json, --html and --plotlyjs; it calls the measure through the Python API, prints its tables,
-writes its files, and exits with code 3 when no layer could be measured.
+--json, --html and --plotlyjs, and for a measure that compares two representations
+(`Measure.compares`) a --compare checkpoint (or points file) measured the same way; it calls the
+measure through the Python API, prints its tables, writes its files, and exits with code 3 when
+no layer could be measured.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -35,17 +39,22 @@ def _annotation(option: registry.Option):
 def measure_command(measure: registry.Measure):
     """A Typer command function for `measure` (see the module docstring)."""
 
-    def command(json=None, html=None, plotlyjs="inline", *, source: SourceArgs, **own):
+    def command(json=None, html=None, plotlyjs="inline", compare=None, *, source: SourceArgs, **own):
         values = {}
         for option in measure.options:
             value = own[option.parameter]
             if option.type is list:
                 value = split_list(value, parameter=option.parameter) or option.default
             values[option.parameter] = value
-        with source.load(min_points=4, classifier=measure.needs_labels and source.points is None) as arrays:
-            result = measure(
-                arrays, seed=source.seed, device=source.device, progress=not source.quiet, **values
-            )
+        common = {"seed": source.seed, "device": source.device, "progress": not source.quiet}
+        classifier = measure.needs_labels and source.points is None
+        with source.load(min_points=4, classifier=classifier) as arrays:
+            if compare is None:
+                result = measure(arrays, **common, **values)
+            else:
+                second = {"points": compare} if source.points is not None else {"model": str(compare)}
+                with dataclasses.replace(source, **second).load(min_points=4, classifier=classifier) as other:
+                    result = measure(arrays, other=other, **common, **values)
         print_result(result)
         write_outputs(result, json, html, plotlyjs=plotlyjs)
         exit_if_nothing_measured(result)
@@ -59,6 +68,13 @@ def measure_command(measure: registry.Measure):
         )  # fmt: skip
         for o in measure.options
     ]
+    if measure.compares:
+        help_text = ("A second checkpoint (or, with --points, a second points file) measured the same way "
+                     "on the same data, to compare with.")  # fmt: skip
+        compare = Annotated[Path | None, typer.Option("--compare", help=help_text, show_default=False)]
+        params.append(
+            inspect.Parameter("compare", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=compare)
+        )
     params += [
         inspect.Parameter("json", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=JsonOut),
         inspect.Parameter("html", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=HtmlOut),

@@ -307,6 +307,7 @@ class SourceArgs:
         `classifier`, the classifier's input captured in the same pass), through the Python API."""
         import manifold_probe as mp
 
+        max_memory = parse_memory(self.max_memory)  # checked whatever is measured
         has_model = self.model is not None or is_named_arch(self.arch)
         if has_model == (self.points is not None):
             raise InputError("give either --model (with --data), --arch timm:NAME/hf:FOLDER, or --points.")
@@ -320,7 +321,7 @@ class SourceArgs:
             reduction=self.reduction or "auto",
             batch_size=self.batch_size,
             cache=None if self.no_cache else (self.cache_dir or True),
-            max_memory=parse_memory(self.max_memory),
+            max_memory=max_memory,
             classifier=True if classifier else False,
             seed=self.seed,
             progress=not self.quiet,

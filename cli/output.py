@@ -3,6 +3,7 @@ themselves are in manifold_probe.report)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,8 +14,12 @@ from rich.console import Console
 if TYPE_CHECKING:
     from manifold_probe.results import Result
 
-console = Console()
-err_console = Console(stderr=True)
+WIDTH_OFF_TERMINAL = 200
+"""Columns of a table printed to a file or a pipe (a terminal's own width is used on a terminal):
+rich's default of 80 would cut the cells (`curv…`, `0.02…`)."""
+
+console = Console(width=None if sys.stdout.isatty() else WIDTH_OFF_TERMINAL)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else WIDTH_OFF_TERMINAL)
 
 
 NOTHING_MEASURED = 3

@@ -90,8 +90,11 @@ def load_model(
     Example
     -------
     >>> model = mp.load_model("ckpt.pt")
-    >>> mp.model_info(model).checkpoint["metrics"]["test_accuracy"]
+    >>> 0 <= mp.model_info(model).checkpoint["metrics"]["test_accuracy"] <= 1
+    True
     >>> vit = mp.load_model("timm:vit_tiny_patch16_224", arch_args={"img_size": 32, "depth": 4})
+    >>> mp.model_info(vit).description
+    'timm:vit_tiny_patch16_224(img_size=32, depth=4) (initial weights, seed 0)'
     """
     loaded = _load_model(
         path, arch=arch, num_classes=num_classes, arch_args=arch_args, in_channels=in_channels,
@@ -144,7 +147,10 @@ def load_data(
     >>> data = mp.load_data("digits", split="train", n_points=500, seed=0)
     >>> len(data), data.num_classes
     (500, 10)
-    >>> text = mp.load_data({"input_ids": ids, "attention_mask": mask, "labels": y})
+    >>> ids, mask = np.ones((6, 5), dtype=np.int64), np.ones((6, 5), dtype=np.int64)
+    >>> text = mp.load_data({"input_ids": ids, "attention_mask": mask, "labels": [0, 1, 0, 1, 0, 1]})
+    >>> len(text), text.num_classes
+    (6, 2)
     """
     from .sources.input_fit import fit_input_shape, parse_input_shape, training_normalization
 
@@ -175,7 +181,8 @@ def list_layers(model: nn.Module, data: Any = None, *, device: str | None = None
 
     Example
     -------
-    >>> [(layer.name, layer.output_shape) for layer in mp.list_layers(model, data)]
+    >>> [(layer.name, layer.output_shape) for layer in mp.list_layers(model, data) if layer.default]
+    [('block1', (8, 4, 4)), ('block2', (8, 2, 2)), ('pool', (8,)), ('logits', (10,))]
     """
     module, dev = on_device(model, device)
     info = model_info(module)
@@ -253,7 +260,8 @@ def extract(
     Example
     -------
     >>> acts = mp.extract(model, data, layers="block*", reduction="avgpool")
-    >>> acts["block1"].shape
+    >>> acts["block1"].shape  # 300 points, 8 channels
+    (300, 8)
     """
     return extract_activations(
         model, data, layers=layers, reduction=reduction, batch_size=batch_size, cache=cache,

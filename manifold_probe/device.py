@@ -59,6 +59,15 @@ def cpu_without_torch(name: Any) -> bool:
     return "torch" not in sys.modules and (text == "cpu" or (text == "auto" and not cuda_driver_present()))
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where `model`'s first parameter or buffer is (the CPU for a module without any)."""
+    import torch
+
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def tensor_view(array: np.ndarray) -> torch.Tensor:
     """A CPU tensor sharing `array`'s memory, read-only arrays and memmaps included (torch
     warns that it could write to them; nothing here does, so the warning is not shown)."""

@@ -42,3 +42,17 @@ class InputError(ValueError):
 
 def _rebuild(message: str, parameter: str | None) -> InputError:
     return InputError(message, parameter=parameter)
+
+
+def summary(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message (with the next one when it ends in a
+    colon; its type's name when it has none), at most `limit` characters: a library's
+    multi-line error as one line for the user.
+
+    >>> summary(ValueError("bad field 'x':\\n    TypeError: expected int\\n"))
+    "bad field 'x': TypeError: expected int"
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        lines[:2] = [f"{lines[0]} {lines[1]}"]
+    return (lines[0] if lines else type(exc).__name__)[:limit]

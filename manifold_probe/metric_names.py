@@ -12,8 +12,23 @@ CURVATURE_METRICS = ("mapc", "curvature_sff", "mapc_scaled", "curvature_sff_scal
 """Curvature: Kaufman & Azencot's mean absolute principal curvature, the second fundamental
 form's norm, and their dimensionless forms (times the neighbourhood radius)."""
 
+CURVATURE_NULL_METRICS = ("curvature_sff_null", "curvature_sff_excess", "curvature_p_value")
+"""The matched null of curvature_sff: the Gaussian's mean, the excess over it, the p-value (with
+`_classes`: the class-conditional mixture's); the paper's protocol has them for mapc (`mapc_null`,
+`mapc_excess`, `mapc_p_value`)."""
+
 CURVATURE_TABLE_METRICS = (*CURVATURE_METRICS, "signal_to_noise", "id_twonn")
-"""What a curvature table and page show."""
+"""What a curvature table and page show (the null's metrics follow where they were computed)."""
+
+MULTISCALE_METRICS = (
+    "window_dim",
+    "window_bending",
+    "scale_dim_small",
+    "scale_dim_large",
+    "class_agreement_small",
+    "class_agreement_large",
+)
+"""The multiscale profile's summary per layer (`multiscale`); the profile itself is in the details."""
 
 COLLAPSE_METRICS = (
     "nc1",
@@ -56,3 +71,25 @@ FISHER_METRICS = (
 
 CLASS_MANIFOLD_METRICS = ("critical_dim", "manifold_dim")
 """Cutting planes (Fort et al. 2022), per target class: d* and the class-manifold dimension D - d*."""
+
+FAMILY_METRICS = (
+    "curvature_sff",
+    "curvature_sff_scaled",
+    "volume_element",
+    "curve_length",
+    "curve_curvature",
+    "sampled_curvature_sff",
+)
+"""Exact curvature of an input family's image (`family-curvature`), and the sampled estimate beside it."""
+
+SIMILARITY_METRICS = (
+    "linear_cka",
+    "linear_cka_debiased",
+    "rbf_cka",
+    "rbf_cka_debiased",
+    "procrustes",
+    "angular_shape",
+    "svcca",
+    "rsa",
+)
+"""Representation similarity of a layer to its counterpart (`similarity`; CKA, shape metrics, SVCCA, RSA)."""

@@ -102,7 +102,8 @@ class Measure:
     table shows; `log_metrics` the metrics the generic page draws on a log axis; `sweep` how a
     sweep runs it (None: not in sweeps); `options` its own command-line options when the
     command line builds its command (a measure with a hand-written command leaves it empty);
-    `needs_labels` says it compares classes."""
+    `needs_labels` says it compares classes; `compares` that it compares two representations
+    (its function takes `other=`, and its command a `--compare` checkpoint)."""
 
     name: str
     function: str
@@ -116,6 +117,7 @@ class Measure:
     sweep: SweepSpec | None = None
     options: tuple[Option, ...] = ()
     needs_labels: bool = False
+    compares: bool = False
 
     @property
     def api_name(self) -> str:
@@ -237,11 +239,34 @@ register(Measure(
     table_details=("dim",),
     sweep=SweepSpec(
         options={"n_bootstrap": 200},
-        columns=tuple(
-            SweepColumn(key, "summary", key)
-            for key in ("curvature_gap", "curvature_gap_scaled", "curvature_sff_gap",
-                        "curvature_sff_gap_scaled")
+        columns=(
+            *(SweepColumn(key, "summary", key)
+              for key in ("curvature_gap", "curvature_gap_scaled", "curvature_sff_gap",
+                          "curvature_sff_gap_scaled")),
+            *(SweepColumn(f"last_layer_{key}", "last_layer", key)
+              for key in ("curvature_sff", "curvature_sff_null", "curvature_p_value", "mapc_null",
+                          "mapc_p_value")),
         ),
+    ),
+))  # fmt: skip
+
+register(Measure(
+    name="multiscale",
+    function="manifold_probe.measures.multiscale:multiscale",
+    description="multiscale profile of every layer",
+    help="The multiscale profile of every layer (Little, Maggioni & Rosasco 2017): local singular values "
+    "against radius, the scale-dependent dimension d(r), each direction's growth exponent (1 tangent, 2 "
+    "bending, 0 noise), the share of neighbours in the centre's class, and the manifold scale window where "
+    "the layer looks like a manifold (the range the curvature measure fits in); no window: window_dim NaN "
+    "and a reason saying what the profile shows instead.",
+    metrics=names.MULTISCALE_METRICS,
+    figures="manifold_probe.report.pages:multiscale_figures",
+    sweep=SweepSpec(columns=(SweepColumn("last_layer_window_dim", "last_layer", "window_dim"),)),
+    options=(
+        Option("n_anchors", "Anchor points whose neighbourhoods are analysed (a seeded sample).", type=int,
+               default=200, flag="--anchors", minimum=4),
+        Option("denoise", "Project wide layers on their components above the noise edge first.", type=bool,
+               default=True),
     ),
 ))  # fmt: skip
 
@@ -280,4 +305,36 @@ register(Measure(
         extracts=False,
     ),
     needs_labels=True,
+))  # fmt: skip
+
+register(Measure(
+    name="family-curvature",
+    function="manifold_probe.measures.family_curvature:family_curvature",
+    description="exact curvature of a smooth input family's image in every layer",
+    help="Exact curvature of the image of a smooth input family (the plane through three images, a "
+    "rotated and scaled image, a translated one, a great circle) in every layer, differentiated through "
+    "the model (`mprobe curvature --family SPEC`).",
+    metrics=names.FAMILY_METRICS,
+    figures="manifold_probe.report.pages:family_figures",
+    table_details=("regime",),
+))  # fmt: skip
+
+register(Measure(
+    name="similarity",
+    function="manifold_probe.measures.similarity:similarity",
+    description="representation similarity between layers",
+    help="Representation similarity between the layers of one model, or of two (--compare): linear "
+    "CKA (biased and debiased), RBF CKA, orthogonal Procrustes / angular shape distance, SVCCA, RSA; a "
+    "layers x layers matrix per method, with bootstrap intervals (docs/similarity.md).",
+    metrics=names.SIMILARITY_METRICS,
+    figures="manifold_probe.report.pages:similarity_figures",
+    options=(
+        Option("methods", "Methods, comma-separated: linear_cka, linear_cka_debiased, rbf_cka, "
+               "rbf_cka_debiased, procrustes, angular_shape, svcca, rsa.", type=list,
+               default=("linear_cka", "linear_cka_debiased", "rbf_cka", "procrustes", "svcca"),
+               flag="--method"),
+        Option("n_bootstrap", "Resamples of the points for 95 % intervals (0: none).", type=int, default=0,
+               flag="--bootstrap", minimum=0),
+    ),
+    compares=True,
 ))  # fmt: skip

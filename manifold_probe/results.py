@@ -53,7 +53,17 @@ SKIPPED = "skipped"
 NOT_MEASURABLE = "not_measurable"
 CANNOT_TELL = "cannot_tell"
 UNCERTAIN_DIMENSION = "uncertain_dimension"
-STATUSES = (MEASURED, SKIPPED, NOT_MEASURABLE, CANNOT_TELL, UNCERTAIN_DIMENSION)
+NO_MANIFOLD_SCALE = "no_manifold_scale"
+PAPER_PROTOCOL = "paper_protocol"
+STATUSES = (
+    MEASURED,
+    SKIPPED,
+    NOT_MEASURABLE,
+    CANNOT_TELL,
+    UNCERTAIN_DIMENSION,
+    NO_MANIFOLD_SCALE,
+    PAPER_PROTOCOL,
+)
 """What a layer's `status` may say:
 - `measured`: its numbers stand;
 - `skipped`: it could not be measured at all (constant activations, an estimator refused
@@ -61,11 +71,17 @@ STATUSES = (MEASURED, SKIPPED, NOT_MEASURABLE, CANNOT_TELL, UNCERTAIN_DIMENSION)
 - `not_measurable`: the measure cannot run on it (too few points for the fit's dimension);
   its metrics are NaN, `reason` says why;
 - `cannot_tell` (curvature): measured, but the number that could not be trusted is NaN;
-- `uncertain_dimension` (curvature): no tangent dimension could be read, so no curvature.
+- `uncertain_dimension` (curvature, `perturb` neighbourhoods): no tangent dimension could be
+  read, so no curvature;
+- `no_manifold_scale` (curvature): the layer's multiscale profile has no scale at which it looks
+  like a manifold, so no curvature; the profile in the details is the evidence;
+- `paper_protocol` (curvature, `dim="twonn"`): Kaufman & Azencot's fit at d = round(TwoNN),
+  printed with its matched null, not a statement that the layer is a manifold at that scale.
 Measures may add their own statuses (documented with the measure)."""
 
-NOT_MEASURED = (SKIPPED, NOT_MEASURABLE)
-"""Statuses of a layer that has no measurement."""
+NOT_MEASURED = (SKIPPED, NOT_MEASURABLE, CANNOT_TELL, UNCERTAIN_DIMENSION, NO_MANIFOLD_SCALE)
+"""Statuses of a layer whose measure gave it no reading (a command exits 3 when every layer has
+one of them)."""
 
 
 # --- immutable containers ----------------------------------------------------------------
@@ -86,6 +102,7 @@ class FrozenMap(Mapping):
     """
 
     __slots__ = ("_items",)
+    _items: dict
 
     def __init__(self, items: Mapping | Iterable = ()):
         object.__setattr__(self, "_items", dict(items))
@@ -188,7 +205,7 @@ class LayerResult:
 
     @property
     def measured(self) -> bool:
-        """Whether the layer has a measurement (its status is not skipped or not_measurable)."""
+        """Whether the layer has a reading (its status is not one of `NOT_MEASURED`)."""
         return self.status not in NOT_MEASURED
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,13 +257,13 @@ class ClassResult:
     """
 
     target: int | tuple[int, ...]
-    input_dim: int
+    input_dim: int | None
     critical_dim: float | None
-    critical_dim_interval: tuple[float | None, float | None]
+    critical_dim_interval: Sequence[float | None]
     critical_dim_empirical: float | None
     status: str
     manifold_dim: float | None
-    manifold_dim_interval: tuple[float | None, float | None]
+    manifold_dim_interval: Sequence[float | None]
     confidence: float
     fit: Mapping[str, float] | None
     unconverged_planes: int
@@ -331,8 +348,8 @@ class Result:
     command: str
     source: Mapping[str, Any]
     params: Mapping[str, Any]
-    layers: tuple[LayerResult, ...] = ()
-    classes: tuple[ClassResult, ...] = ()
+    layers: Sequence[LayerResult] = ()
+    classes: Sequence[ClassResult] = ()
     summary: Mapping[str, Any] = field(default_factory=FrozenMap)
     schema: str = SCHEMA
     version: str = __version__
@@ -418,7 +435,10 @@ class Result:
 
         Example
         -------
-        >>> r.to_frame().pivot(index="layer", columns="metric", values="value")
+        >>> r = mp.intrinsic_dimension(acts, methods=("twonn", "pca"))
+        >>> table = r.to_frame().pivot(index="layer", columns="metric", values="value")
+        >>> list(table.index), list(table.columns)  # the layers in network order
+        (['block1', 'block2', 'pool', 'logits'], ['id_pca90', 'id_twonn', 'participation_ratio'])
         """
         import pandas as pd
 
@@ -503,9 +523,11 @@ def concat(results: Sequence[Result], names: Sequence[str] | None = None):
 
     Example
     -------
-    >>> results = [mp.curvature(trained_acts), mp.curvature(untrained_acts)]
+    >>> untrained = mp.load_model("untrained.pt")
+    >>> results = [mp.intrinsic_dimension(m, data, methods=("twonn",)) for m in (model, untrained)]
     >>> frame = mp.concat(results, names=["trained", "untrained"])
-    >>> frame.pivot_table(index=["result", "depth"], columns="metric", values="value")
+    >>> frame.pivot_table(index=["result", "depth"], columns="metric", values="value").shape
+    (8, 1)
     """
     import pandas as pd
 

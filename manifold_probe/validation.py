@@ -11,6 +11,7 @@ import contextvars
 import math
 import os
 import shutil
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,15 +35,97 @@ def existing_file(path: str | os.PathLike, *, what: str = "file") -> Path:
     return p
 
 
-def check_free_space(directory: Path, n_bytes: int, what: str) -> None:
-    """Raise an InputError when `directory`'s file system has less than `n_bytes` free."""
+def byte_size(n_bytes: float) -> str:
+    """A number of bytes for people: '512 bytes', '3.2 MiB', '1.50 GiB'.
+
+    >>> byte_size(0), byte_size(3 * 2**20), byte_size(1.5 * 2**30)
+    ('0 bytes', '3.0 MiB', '1.50 GiB')
+    """
+    if n_bytes < 2**10:
+        return f"{int(n_bytes)} bytes"
+    if n_bytes < 2**30:
+        unit, scale = ("KiB", 2**10) if n_bytes < 2**20 else ("MiB", 2**20)
+        return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes / 2**30:,.2f} GiB"
+
+
+_SPACE_HINT = "use another --cache-dir, a reduction (avgpool or project:N) or fewer points."
+
+
+def check_free_space(directory: Path, n_bytes: int, what: str, hint: str = _SPACE_HINT) -> None:
+    """Raise an InputError when `directory`'s file system has less than `n_bytes` free; the
+    message ends with `hint` (what to do)."""
     free = shutil.disk_usage(directory).free
     if n_bytes > free:
         raise InputError(
-            f"{what} needs {n_bytes / 2**30:.2f} GiB on disk in {directory} but only "
-            f"{free / 2**30:.2f} GiB is free; use another --cache-dir, a reduction "
-            "(avgpool or project:N) or fewer points."
+            f"{what} needs {byte_size(n_bytes)} on disk in {directory} but only {byte_size(free)} "
+            f"is free; {hint}"
         )
+
+
+# --- memory bounded by the file ----------------------------------------------------------
+
+EXPANSION = 16
+"""What a parser may build from a file: at most EXPANSION times the file's size in bytes (or
+SMALL_FILE_ALLOWANCE, whichever is larger), checked from the sizes the file declares before
+anything of that size is allocated (`expansion_limit`)."""
+
+SMALL_FILE_ALLOWANCE = 64 * 2**20
+"""The allowance of a small file (a compressed npz of zeros, a short gzipped IDX file)."""
+
+
+def expansion_limit(n_bytes: int) -> int:
+    """The most a parser may allocate for a file of `n_bytes` bytes (see EXPANSION).
+
+    >>> expansion_limit(2 * 2**20) == 64 * 2**20 and expansion_limit(2**30) == 16 * 2**30
+    True
+    """
+    return max(EXPANSION * int(n_bytes), SMALL_FILE_ALLOWANCE)
+
+
+def check_expansion(declared: int, n_bytes: int, what: str) -> None:
+    """Refuse `what` (a file of `n_bytes` bytes) when it declares `declared` bytes of content,
+    more than `expansion_limit(n_bytes)`."""
+    if declared > expansion_limit(n_bytes):
+        raise InputError(
+            f"{what} declares {declared / 2**20:,.0f} MiB of content in {n_bytes / 2**20:,.2f} MiB, more "
+            f"than the {EXPANSION}x its size (at least {SMALL_FILE_ALLOWANCE // 2**20} MiB) that is "
+            "read; it is damaged or built to exhaust memory."
+        )
+
+
+def zip_members(archive: zipfile.ZipFile, n_bytes: int, what: str) -> list[zipfile.ZipInfo]:
+    """The members of `archive` (a zip file of `n_bytes` bytes), after checking that each lies
+    inside the file and that together they decompress to at most `expansion_limit(n_bytes)`
+    bytes (readers allocate what a member declares, and stop there)."""
+    members = archive.infolist()
+    for info in members:
+        if info.header_offset + info.compress_size > n_bytes or info.file_size < 0:
+            raise InputError(f"{what} is damaged: its entry {info.filename!r} lies outside the file.")
+    check_expansion(sum(info.file_size for info in members), n_bytes, what)
+    return members
+
+
+def check_npy_header(stream, available: int, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The (shape, dtype) that the `.npy` header at the start of `stream` declares, after checking
+    that the array fits in the `available` bytes (the file's, or the zip member's) that hold it:
+    NumPy allocates what the header declares before it reads. Leaves `stream` after the header.
+    """
+    try:
+        version = np.lib.format.read_magic(stream)
+        read = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise InputError(f"{what} is not a NumPy array file ({exc}).") from None
+    n_bytes = math.prod(shape) * dtype.itemsize
+    if n_bytes > available - stream.tell():
+        raise InputError(
+            f"{what} declares an array of shape {shape} ({n_bytes:,} bytes) but holds "
+            f"{max(0, available - stream.tell()):,}; it is truncated or damaged."
+        )
+    return shape, dtype
 
 
 # --- arrays ------------------------------------------------------------------------------
@@ -92,31 +175,33 @@ def check_points_finite(points, *, name: str = "points") -> None:
         raise InputError(f"{name} contains NaN or Inf in {bad} of {n} rows; remove or impute them.")
 
 
-def as_points(x, *, name: str = "points", min_points: int = 2) -> np.ndarray:
+def as_points(x, *, name: str = "points", min_points: int = 2, parameter: str | None = None) -> np.ndarray:
     """A finite 2-D float array of shape (n_points, n_features), checked, never copied when it
     is one already (read-only arrays and memmaps stay as they are: nothing here writes to them).
 
     Float32 input stays float32 (activations are big); anything else becomes float64. Inside
-    `assume_finite()` the scan for NaN and Inf is skipped.
+    `assume_finite()` the scan for NaN and Inf is skipped. `parameter` names the argument the
+    points came from in the errors (`InputError.parameter`).
     """
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
-        raise InputError(f"{name} could not be read as an array: {exc}") from None
+        raise InputError(f"{name} could not be read as an array: {exc}", parameter=parameter) from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InputError(f"{name} must be numeric, got dtype {arr.dtype}.")
+        raise InputError(f"{name} must be numeric, got dtype {arr.dtype}.", parameter=parameter)
     if arr.ndim != 2:
         raise InputError(
             f"{name} must be a 2-D array (n_points, n_features), got shape {arr.shape}; "
-            "flatten or pool the features first."
+            "flatten or pool the features first.",
+            parameter=parameter,
         )
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     n, dim = arr.shape
     if dim < 1:
-        raise InputError(f"{name} has no features (shape {arr.shape}).")
+        raise InputError(f"{name} has no features (shape {arr.shape}).", parameter=parameter)
     if n < min_points:
-        raise InputError(f"{name} has {n} points; this needs at least {min_points}.")
+        raise InputError(f"{name} has {n} points; this needs at least {min_points}.", parameter=parameter)
     if not _ASSUME_FINITE.get():
         check_points_finite(arr, name=name)
     return arr

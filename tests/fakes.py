@@ -3,6 +3,7 @@ TorchScript archives; no downloads in tests) and a runner of the command line.""
 
 import pickle
 import struct
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -77,3 +78,13 @@ def write_fake_cifar10(root, per_batch=2):
     with open(folder / "batches.meta", "wb") as handle:
         pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, handle)
     return batches
+
+
+def peak_allocation(call) -> int:
+    """The peak of Python's and NumPy's allocations (tracemalloc) while call() runs, in bytes."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

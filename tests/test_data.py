@@ -163,7 +163,7 @@ def test_npz_without_test_arrays_and_bad_archives(tmp_path):
         load_data(f"npz:{tmp_path / 'absent.npz'}")
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip at all")
-    with pytest.raises(InputError, match="could not read npz"):
+    with pytest.raises(InputError, match="is not a supported format: give a NumPy .npz archive"):
         load_data(f"npz:{garbage}")
 
 

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import time
+import types
 import zlib
 
 import numpy as np
@@ -234,3 +235,120 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path):
         ["interrupted during start-up; nothing was written."],
         ["interrupted; finished results are kept, nothing was half-written."],
     )
+
+
+# --- third round: each input of issue 25 is one line and exit 2, or an InputError naming its
+# parameter ----------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def bert_config(tmp_path):
+    """A folder with the config.json of a tiny BERT (no weights: initial weights are built)."""
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32)  # fmt: skip
+    config.to_json_file(folder / "config.json")
+    return folder
+
+
+@pytest.fixture()
+def round_three(tmp_path, points, bert_config):
+    """The files the cases below refer to (f.points, f.zero_d, f.csv, f.array, f.model, f.bert)."""
+    np.save(tmp_path / "zero_d.npy", np.array(3.0))
+    np.savetxt(tmp_path / "points.csv", np.random.default_rng(0).normal(size=(60, 3)), delimiter=",")
+    (tmp_path / "array").mkdir()
+    (tmp_path / "array" / "config.json").write_text("[1, 2, 3]")
+    model = untrained_checkpoint(tmp_path / "cnn.pt")
+    return types.SimpleNamespace(points=points, zero_d=tmp_path / "zero_d.npy", csv=tmp_path / "points.csv",
+                                 array=tmp_path / "array", model=model, bert=bert_config)  # fmt: skip
+
+
+def _tv(kwargs):
+    return lambda f: ["layers", "--arch", "torchvision:resnet18", "--arch-kwargs", kwargs]
+
+
+def _hf(kwargs):
+    return lambda f: ["layers", "--arch", f"hf:{f.bert}", "--arch-kwargs", kwargs]
+
+
+def _model(*options):
+    return lambda f: ["id", "--model", f.model, "--n-points", "40", "--no-cache", *options]
+
+
+ROUND_THREE = {  # name: (argv from the files, a piece of the expected error line)
+    "0-d points": (lambda f: ["id", "--points", f.zero_d], "--points: points"),
+    "a csv for points": (lambda f: ["id", "--points", f.csv], "is not a supported format"),
+    "max-memory 1e999 with points": (
+        lambda f: ["id", "--points", f.points, "--max-memory", "1e999"],
+        "--max-memory",
+    ),  # fmt: skip
+    "max-memory 1e999 with a model": (_model("--max-memory", "1e999"), "--max-memory: '1e999' is not a size"),
+    "num_classes ten": (_tv('{"num_classes": "ten"}'), "--arch-kwargs: num_classes must be a whole number"),
+    "num_classes 1e10": (_tv('{"num_classes": 10000000000}'), "--arch-kwargs: torchvision:resnet18"),
+    "vocab_size 1e10": (_hf('{"vocab_size": 10000000000}'), "GiB of weights, more than"),
+    "hidden_size abc": (_hf('{"hidden_size": "abc"}'), "--arch-kwargs: hidden_size='abc' does not fit"),
+    "config.json an array": (lambda f: ["layers", "--arch", f"hf:{f.array}"], "holds a JSON list"),
+    "input-shape 1,8,8,x": (_model("--input-shape", "1,8,8,x"), "--input-shape: '1,8,8,x'"),
+    "layers empty": (_model("--layers", ""), "--layers: was given with"),
+    "method empty": (lambda f: ["id", "--points", f.points, "--method", ""], "--method: was given with"),
+}
+
+
+@pytest.mark.parametrize("case", list(ROUND_THREE))
+def test_round_three_inputs_are_one_line_and_exit_2(case, capsys, round_three):
+    argv, message = ROUND_THREE[case]
+    code, out, err = run_cli(argv(round_three), capsys)
+    assert code == 2, err
+    assert message in one_line(err)
+    assert "unexpected" not in err and "Traceback" not in err + out
+
+
+def test_a_sweep_on_a_full_disk_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    import collections
+    import shutil
+
+    model = untrained_checkpoint(tmp_path / "cnn.pt")
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**30, 2**30, 0))
+    code, _, err = run_cli(["sweep", model, "--out", tmp_path / "sweep", "-q", "--workers", "1"], capsys)
+    assert code == 2
+    assert "a sweep needs 64.0 MiB on disk" in one_line(err) and "only 0 bytes is free" in err
+
+
+@pytest.mark.parametrize(
+    "arguments, parameter",
+    [
+        ({"n_bootstrap": -1}, "n_bootstrap"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"max_memory": float("inf")}, "max_memory"),
+    ],
+)
+def test_the_api_checks_counts_and_seeds_as_the_cli_does(arguments, parameter):
+    import manifold_probe as mp
+
+    points = np.random.default_rng(0).normal(size=(100, 5))
+    with pytest.raises(InputError) as caught:
+        mp.intrinsic_dimension(points, **arguments)
+    assert caught.value.parameter == parameter
+
+
+def test_a_0d_points_file_names_its_parameter_in_python(tmp_path):
+    import manifold_probe as mp
+
+    np.save(tmp_path / "zero_d.npy", np.array(3.0))
+    with pytest.raises(InputError, match=r"got shape \(\)") as caught:
+        mp.load_points(tmp_path / "zero_d.npy")
+    assert caught.value.parameter == "points_path"
+
+
+def test_the_faiss_hint_names_the_extra(monkeypatch):
+    import sys as system
+
+    from manifold_probe.geometry.neighbours import nearest_neighbours
+
+    monkeypatch.setitem(system.modules, "faiss", None)  # `import faiss` raises ImportError
+    with pytest.raises(InputError, match=r"pip install 'manifold-probe\[faiss\]'"):
+        nearest_neighbours(np.random.default_rng(0).normal(size=(50, 3)), 5, backend="faiss")

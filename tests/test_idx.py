@@ -2,6 +2,7 @@
 gzipped and plain, class names, bounded refusal of malformed files, Debian's package."""
 
 import gzip
+import os
 import struct
 
 import numpy as np
@@ -10,7 +11,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from manifold_probe.errors import InputError
 from manifold_probe.sources.data import load_data
-from manifold_probe.sources.idx import (
+from manifold_probe.sources.formats.idx import (
     DEBIAN_FASHION_MNIST,
     FASHION_MNIST_CLASSES,
     IDX_FILES,
@@ -106,6 +107,19 @@ def test_a_rewritten_file_is_read_again(tmp_path):
     labels = (before + 1) % 10
     _write(tmp_path / IDX_FILES["train"][1], labels.astype(np.uint8), gzipped=False)
     np.testing.assert_array_equal(load_data(f"mnist:{tmp_path}").labels, labels)
+
+
+def test_a_file_replaced_with_its_size_and_mtime_kept_is_read_again(tmp_path):
+    """rsync -a and tar x write a new file (a new inode) and restore its modification time."""
+    _fake_set(tmp_path, False, np.random.default_rng(5))
+    target = tmp_path / IDX_FILES["train"][1]
+    before = load_data(f"mnist:{tmp_path}").labels.copy()
+    info = target.stat()
+    replacement = _write(tmp_path / "incoming" / target.name, ((before + 1) % 10).astype(np.uint8), False)
+    os.utime(replacement, ns=(info.st_atime_ns, info.st_mtime_ns))
+    os.replace(replacement, target)
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (info.st_size, info.st_mtime_ns)
+    np.testing.assert_array_equal(load_data(f"mnist:{tmp_path}").labels, (before + 1) % 10)
 
 
 @pytest.mark.parametrize(

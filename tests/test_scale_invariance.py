@@ -91,3 +91,17 @@ def test_point_scale_is_a_power_of_two_near_the_spread():
     assert point_scale(np.zeros((3, 2))) == 1.0
     offset = np.array([[1e30, 0.0], [1e30 + 2**80, 0.0]])  # a large offset, a smaller spread
     assert point_scale(offset) == 2.0**80  # spread 2**79 = 0.5 * 2**80
+
+
+def test_distinct_float32_rows_of_subnormal_size_are_not_called_duplicates():
+    """500 distinct float32 rows times 1e-40 (subnormal numbers): the exact re-ranking scaled
+    them by 2**133, infinite in float32, so every distance came out inf or NaN and TwoNN
+    dropped every point as a duplicate or a tie."""
+    x = np.random.default_rng(0).normal(size=(500, 10)).astype(np.float32)
+    tiny = x * np.float32(1e-40)
+    assert len(np.unique(tiny, axis=0)) == 500
+    graph = nearest_neighbours(tiny, 2)
+    assert np.isfinite(graph.distances).all() and (graph.distances > 0).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no point dropped as a duplicate or a tie
+        assert twonn(tiny).dimension == pytest.approx(twonn(x).dimension, rel=1e-3)

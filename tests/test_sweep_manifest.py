@@ -106,7 +106,7 @@ def test_a_sweep_over_a_manifest_gives_the_tables_and_the_report(foreign, tmp_pa
     assert all(r["family"] == "resnet" and float(r["value"]) > 0 for r in twonn)
     shuffle = {r["layer"] for r in layers if r["family"] == "shufflenet" and r["measure"] == "collapse"}
     assert {"stage2", "stage3", "stage4", "logits"} <= shuffle
-    assert {r["probe"] for r in layers} == {"id", "collapse"}
+    assert {r["measure"] for r in layers} == {"id", "collapse"}
 
     code = main(["report", str(out), "--out", str(tmp_path / "report"), "--bootstrap", "20",
                  "--permutations", "20", "-q"])  # fmt: skip

@@ -59,6 +59,7 @@ class Activations(Mapping):
     -------
     >>> acts = mp.extract(model, data, layers="block*")
     >>> {name: array.shape for name, array in acts.items()}
+    {'block1': (300, 128), 'block2': (300, 32)}
     """
 
     def __init__(

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..device import model_device
 from ..errors import InputError
 from .hooks import eval_mode, is_scripted, model_logits, run_model, to_device
 
@@ -124,7 +125,7 @@ def _capture_inputs(model: nn.Module, paths: list[str]) -> Iterator[list[tuple[s
 
 def _forward(model: nn.Module, inputs, paths: list[str]):
     """(model output, [(path, input)] in call order) for one batch, in eval mode."""
-    inputs = to_device(inputs, _model_device(model))
+    inputs = to_device(inputs, model_device(model))
     with torch.inference_mode(), eval_mode(model), _capture_inputs(model, paths) as calls:
         try:
             output = run_model(model, inputs)

@@ -205,7 +205,7 @@ def _yields_labels(data) -> bool:
     return isinstance(first, (tuple, list)) and len(first) >= 2
 
 
-def _split_batch(item) -> tuple[object, object]:
+def split_batch(item) -> tuple[object, object]:
     """(inputs, labels or None) of one collated batch: a tuple's first two entries, a dict
     without its label entry, or the batch itself."""
     if isinstance(item, Mapping):
@@ -226,7 +226,7 @@ def _batches(data, batch_size: int) -> Iterator[tuple[object, object]]:
     if not isinstance(data, DataLoader):
         data = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
     for item in data:
-        yield _split_batch(item)
+        yield split_batch(item)
 
 
 def n_samples(data) -> int:

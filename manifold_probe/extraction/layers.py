@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..device import model_device
 from ..errors import InputError
 from .hooks import LOGITS, OPAQUE_HINT, LayerRecorder, eval_mode, split_layer_name, to_device
 from .patterns import layer_matches
@@ -118,12 +119,6 @@ class _Traced:
     output: torch.Tensor
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
 def _trace(model: nn.Module, example_input: torch.Tensor) -> list[_Traced]:
     """Every per-sample output of one forward pass on `example_input`, in production order."""
     modules = dict(model.named_modules())
@@ -135,7 +130,7 @@ def _trace(model: nn.Module, example_input: torch.Tensor) -> list[_Traced]:
         info = LayerInfo(name, type(module).__name__, tuple(tensor.shape[1:]), call)
         traced.append(_Traced(info, module, tensor))
 
-    inputs = to_device(example_input, _model_device(model))
+    inputs = to_device(example_input, model_device(model))
     with torch.inference_mode(), eval_mode(model), LayerRecorder(model, None, keep) as recorder:
         recorder.forward(inputs)
     # The model output comes last; a module literally named `logits` would clash with it,

@@ -8,8 +8,10 @@ reaches the module). What each computes, and how it is validated: docs/methods.m
 Example
 -------
 >>> import manifold_probe as mp
->>> mp.geometry.twonn(X).dimension
->>> mp.geometry.curvature(X, dim=2).metrics()
+>>> round(mp.geometry.twonn(X).dimension)  # X: 500 points on the unit sphere S^2
+2
+>>> round(mp.geometry.curvature(X, dim=2).metrics()["curvature_sff"], 1)  # 1 / radius
+1.0
 """
 
 import importlib

@@ -244,6 +244,23 @@ class Curvature:
     interval_method: str = ""
     fit: str = ""
     bias_allowance: float = float("nan")
+    sff_square_interval: tuple[float, float] = (float("nan"), float("nan"))
+
+    @property
+    def curvature_sff_signed(self) -> float:
+        """sign(m) sqrt(|m|), m the mean noise-corrected ||II||^2 over the valid points: defined
+        even where `curvature_sff` is not (a null's draws are compared on it)."""
+        values = self.sff_squared_per_point[np.isfinite(self.sff_squared_per_point)]
+        if not len(values):
+            return float("nan")
+        mean = float(values.mean())
+        return float(np.sign(mean) * np.sqrt(abs(mean)))
+
+    def upper_bound(self) -> float:
+        """An upper bound of curvature_sff at the interval's confidence, also where the value itself
+        cannot be told from 0: sqrt of the bootstrap's upper percentile of the mean ||II||^2."""
+        high = self.sff_square_interval[1]
+        return float(np.sqrt(max(high, 0.0))) if np.isfinite(high) else float("nan")
 
     @property
     def mapc_scaled(self) -> float:
@@ -791,7 +808,8 @@ def _summarise(
     reason = "" if flat else cannot_tell(mean_sq, snr, quadratic_bias)
     status = "cannot_tell" if reason else "measured"
     mapc_iv = tuple(float(v) for v in np.percentile(boot_mapc, [lo, hi]))
-    sff_iv = tuple(float(v) for v in np.sqrt(np.clip(np.percentile(boot_sq, [lo, hi]), 0, None)))
+    square_iv = tuple(float(v) for v in np.percentile(boot_sq, [lo, hi]))
+    sff_iv = tuple(float(v) for v in np.sqrt(np.clip(square_iv, 0, None)))
     estimate = float(np.sqrt(max(mean_sq, 0.0)))
     allowance = 0.5 * (estimate * length) ** 2 * estimate  # 0.5 curvature_sff_scaled^2, relative
     if fits.valid_quartic.cpu().numpy()[valid].all():  # both fits well posed everywhere
@@ -832,6 +850,7 @@ def _summarise(
         reason=reason,
         n_blocks=n_blocks,
         bias_allowance=float(allowance),
+        sff_square_interval=square_iv,
         interval_method=BLOCKS
         if positions is not None
         else "percentile bootstrap over points (explicit neighbourhoods do not overlap)",

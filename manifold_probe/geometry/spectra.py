@@ -398,7 +398,7 @@ def tracy_widom_margin(n_samples: int, n_features: int, level: float = 0.01) -> 
     (1/sqrt(n - 1) + 1/sqrt(p))^(1/3)); level is 0.01 or 0.05.
 
     >>> round(tracy_widom_margin(990, 64), 4)
-    0.0804
+    0.0809
     """
     n = max(n_samples - 1, 1)
     root_n, root_p = np.sqrt(n), np.sqrt(n_features)
@@ -413,7 +413,7 @@ def rounding_level(largest: float, size: int) -> float:
     edge only when it exceeds the edge by more than this, and one below it is numerical zero
     (the pages leave such eigenvalues out).
 
-    >>> rounding_level(1.0, 10) == 160 * np.finfo(np.float64).eps
+    >>> bool(rounding_level(1.0, 10) == 160 * np.finfo(np.float64).eps)
     True
     """
     return 16 * size * np.finfo(np.float64).eps * max(largest, 0.0)

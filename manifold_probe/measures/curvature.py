@@ -1,33 +1,38 @@
-"""The curvature profile: principal curvature of every layer's data manifold (Kaufman & Azencot 2023).
+"""The curvature measure: principal curvature of every layer's data manifold (Kaufman & Azencot 2023).
 
-Per layer: the tangent dimension d is read from the gap in the layer's local PCA spectra at
-the fit's neighbourhood size (`geometry.tangent_dimension`), or given by the user, and
-`geometry.curvature` fits the local quadratic model on each point's neighbourhood:
-- `knn`: the K nearest neighbours in the layer itself;
-- `perturb`: the paper's construction, each image's own perturbed copies
-  (`extract.perturbations`) propagated through the model, so every layer sees the same
-  input neighbourhood.
+With `knn` neighbourhoods and no `dim` (the default), each layer is measured only where it looks
+like a manifold (`geometry.windowed_curvature`): denoised, its multiscale profile read for a
+manifold scale window, fitted at the K of the window with the best signal under a bounded bias,
+guarded (the neighbourhood must not reach the curvature radius, the interval must not reach 0
+where the window shows bending, the fit must agree with the residual growth), and put beside
+its matched null (the same fit on Gaussians with the layer's covariance, and with labels the
+class-conditional mixture). A layer with no window is `no_manifold_scale`: every curvature metric
+is NaN and its profile (in the details) shows why. A flat window reads 0 with an upper bound.
+
+`dim` given (an integer): the fit at that d and the default K (or `k`), with the same guards and
+null, whatever the profile says (it is still recorded). `dim="twonn"` is Kaufman & Azencot's own
+protocol: each layer fitted at d = its rounded TwoNN estimate, status `paper_protocol`, with its
+null (the Gaussian's mapc beside the layer's): the values compare models measured the same way,
+they do not say the layer is a d-manifold at the fit's scale.
+
+`mapc` and `mapc_scaled` (the paper's quantities) are NaN wherever `curvature_sff` is not measured
+(or, for the paper's protocol, printed with their null), so no number is shown without evidence.
+
+`perturb` neighbourhoods (the paper's construction: each image's own perturbed copies through
+the model) read each layer's d from the gap in its local spectra, as before.
+
 The summary carries the curvature gap between the last two layers, the quantity Kaufman &
-Azencot relate to test accuracy.
-
-A layer whose local spectra show no clear gap has no known tangent dimension: every curvature
-metric of it is NaN with status "uncertain_dimension" and the reason (the best-guess d and
-the spectrum stay in its details), unless the user gave `dim` (then it is measured at that d,
-`dim_user_given` true). A fit at a guessed d would be a confident number of unknown meaning:
-on random-init CNN layers of Fashion-MNIST the rule's best guess is d = 1 against TwoNN 10-15.
-
-`dim="twonn"` is Kaufman & Azencot's own protocol: each layer is fitted at d = its TwoNN
-estimate rounded (at least 1), whatever its local spectra say, and every such layer says so
-(`dim_method` "twonn (the paper's protocol)"). Use it to reproduce the paper's numbers or
-to compare models measured the same way; the values are the quadratic fit at that d, not
-a claim that the layer is a d-dimensional manifold at the fit's scale.
+Azencot relate to test accuracy (NaN when either layer has no number).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
+from ..device import model_device
 from ..errors import InputError
 from ..extraction.activations import Activations, LayerArray
 from ..extraction.engine import extract
@@ -43,6 +48,7 @@ from ..geometry.curvature import (
 )
 from ..geometry.curvature import curvature as fit_curvature
 from ..geometry.intrinsic_dimension import distinct_points, twonn
+from ..geometry.matched_null import matched_null
 from ..geometry.neighbours import NeighbourGraph, nearest_neighbours
 from ..geometry.tangent_dimension import (
     BLOCK_BYTES,
@@ -50,16 +56,32 @@ from ..geometry.tangent_dimension import (
     TangentDimension,
     tangent_dimension_at_fit_scale,
 )
+from ..geometry.windowed_curvature import (
+    NULL_CENTRES,
+    null_statistic,
+    scale_limit,
+    windowed_curvature,
+)
 from ..metric_names import CURVATURE_METRICS
 from ..progress import track
-from ..results import NOT_MEASURABLE, UNCERTAIN_DIMENSION, LayerResult, Result
+from ..results import (
+    CANNOT_TELL,
+    MEASURED,
+    NOT_MEASURABLE,
+    PAPER_PROTOCOL,
+    UNCERTAIN_DIMENSION,
+    LayerResult,
+    Result,
+)
 from ..sources.data import LabelledData
-from ..sources.models import model_device
 from ..validation import check_count, check_curvature_dim, check_seed, check_tangent_dim
-from .layers import layer_result, measure_layers
+from .layers import distinct_labels, layer_result, measure_layers
 from .pipeline import as_activations, estimator_device
 
 NEIGHBOURHOODS = ("knn", "perturb")
+WITH_NUMBERS = (MEASURED, PAPER_PROTOCOL)
+"""Statuses whose mapc and curvature_sff are shown."""
+NULL_METRICS = ("curvature_sff_null", "curvature_sff_excess", "curvature_p_value")
 GAP_DEFINITION = (
     "curvature_gap = mapc(last layer) - mapc(penultimate layer), raw (the reference's MAPC, 1/length); "
     "*_scaled gaps use each layer's dimensionless mapc_scaled / curvature_sff_scaled"
@@ -82,13 +104,68 @@ def curvature_gap(layers: list[LayerResult]) -> dict[str, float]:
 
 
 def _layer_entry(
-    layer: LayerArray, index: int, n_layers: int, measured: Curvature, id_twonn: float, details: dict
+    layer: LayerArray,
+    index: int,
+    n_layers: int,
+    measured: Curvature,
+    id_twonn: float,
+    details: dict,
+    *,
+    status: str | None = None,
+    reason: str | None = None,
+    null: dict | None = None,
 ) -> LayerResult:
+    """A fitted layer: the fit's metrics (mapc NaN unless the status shows numbers), its null."""
+    status = measured.status if status is None else status
+    reason = measured.reason if reason is None else reason
+    metrics = {**measured.metrics(), "id_twonn": id_twonn, **(null or {})}
+    intervals = dict(measured.intervals)
+    if status not in WITH_NUMBERS:
+        for name in ("mapc", "mapc_scaled"):
+            metrics[name] = float("nan")
+            intervals.pop(name, None)
     return layer_result(
-        layer, index, n_layers, metrics={**measured.metrics(), "id_twonn": id_twonn},
-        intervals=measured.intervals, details={**measured.details(), **details},
-        status=measured.status, reason=measured.reason,
-    )  # fmt: skip
+        layer,
+        index,
+        n_layers,
+        metrics=metrics,
+        intervals=intervals,
+        details={**measured.details(), **details},
+        status=status,
+        reason=reason,
+    )
+
+
+def _null_metrics(test, prefix: str = "curvature_sff", suffix: str = "") -> dict[str, float]:
+    """The null's mean, the excess over it and the p-value as metrics."""
+    if test is None:
+        return {}
+    p_name = "curvature_p_value" if prefix == "curvature_sff" else f"{prefix}_p_value"
+    return {
+        f"{prefix}_null{suffix}": test.mean,
+        f"{prefix}_excess{suffix}": test.excess,
+        f"{p_name}{suffix}": test.p_value,
+    }
+
+
+def _fit_null(x, labels, d, k, statistic_metric, observed, n_null, seed, device) -> tuple[dict, dict]:
+    """(metrics, details) of the matched null of one fit's metric (Gaussian; classes with labels)."""
+    if not n_null or not np.isfinite(observed):
+        return {}, {}
+    centres = min(len(x), NULL_CENTRES)
+    statistic = null_statistic(d, k, False, centres, seed, device, statistic_metric)
+    value = statistic(x)
+    tests = [matched_null(x, statistic, observed=value, n_draws=n_null, seed=seed)]
+    if labels is not None and len(np.unique(labels)) > 1:
+        tests.append(matched_null(x, statistic, observed=value, n_draws=n_null, seed=seed, labels=labels))
+    prefix = "curvature_sff" if statistic_metric == "curvature_sff" else statistic_metric
+    metrics = {}
+    for test, suffix in zip(tests, ("", "_classes"), strict=False):
+        metrics.update(_null_metrics(test, prefix, suffix))
+    details = {f"null_{statistic_metric}": {t.kind: t.details() for t in tests},
+               "null_method": f"the same fit (d={d}, K={k}) at {centres} centres on {n_null} Gaussian draws "
+               "with the layer's covariance (and the class-conditional mixture)"}  # fmt: skip
+    return metrics, details
 
 
 def _unmeasured_entry(
@@ -134,7 +211,7 @@ def _layer_dimension(
     if dim == "twonn":
         d = max(1, round(id_twonn)) if np.isfinite(id_twonn) else 0
         return d, {"dim_method": "twonn (the paper's protocol)", "dim": d, "dim_user_given": False}, None
-    if dim is not None:
+    if isinstance(dim, int):
         return dim, {"dim_method": "given (--dim)", "dim_user_given": True}, None  # JSON text kept
     found = tangent_dimension_at_fit_scale(
         x,
@@ -195,6 +272,9 @@ def curvature(
     n_toggle: int = 10,
     n_copies: int | None = None,
     n_centres: int | None = None,
+    n_null: int = 19,
+    denoise: bool = True,
+    labels=None,
     seed: int = 0,
     device: str | None = None,
     max_memory: int | None = None,
@@ -202,7 +282,7 @@ def curvature(
     **extract_options,
 ) -> Result:
     """Principal curvature of every layer's data manifold (Kaufman & Azencot 2023;
-    docs/methods.md#curvature).
+    docs/methods.md#curvature), where the layer shows a manifold scale, beside its matched null.
 
     Parameters
     ----------
@@ -210,17 +290,23 @@ def curvature(
     data : the model's data; `neighbourhood="perturb"` needs `load_data(...)` images.
     neighbourhood : `knn` (each point's K nearest neighbours in the layer) or `perturb`
         (Kaufman & Azencot 2023: each image's SVD-perturbed copies through the model).
-    dim : tangent dimension d (None: each layer's, read from the gap in its local PCA spectra
-        at the fit's neighbourhood size, NaN where there is no clear gap; "twonn": each layer's
-        rounded TwoNN estimate, Kaufman & Azencot's protocol; docs/methods.md#curvature).
-    k : neighbours per point for `knn` (None: 3 p, p = 1 + d + d(d+1)/2).
+    dim : tangent dimension d (None: each layer's manifold scale window decides d and K, and a
+        layer without one is `no_manifold_scale`; an integer: fit at that d; "twonn": each layer's
+        rounded TwoNN estimate, Kaufman & Azencot's protocol, status `paper_protocol`).
+    k : neighbours per point for `knn` (None: chosen in the window, or 3 p with `dim`,
+        p = 1 + d + d(d+1)/2).
     n_bootstrap : bootstrap resamples of the points for the intervals (at least 1).
     n_top, n_toggle, n_copies : the `perturb` construction (singular values kept, switched,
         and a seeded subset of the 2^n_toggle - 1 patterns).
     n_centres : `knn` only: fit at a seeded sample of this many points per layer (their
         neighbours from all points): the averages become means over that sample, at
         n_centres / N of the fits' cost (None: every point).
-    seed : seeds the bootstrap, the centres and the perturbation subset.
+    n_null : Gaussian draws of the matched null (0: none); 19 lets the p-value reach 0.05.
+    denoise : project wide layers on their components above the noise edge before the window
+        and the fits (`geometry.denoise`; the default path only).
+    labels : class labels of the points (else the data's): the profile's class agreement and
+        the class-conditional null.
+    seed : seeds the bootstrap, the centres, the null and the perturbation subset.
     device : where the estimators run (for `perturb` the model runs where it is).
     max_memory : bytes of working memory for the `knn` fits and local spectra (chunks and
         worker threads shrink to fit); with a model it also bounds the extraction.
@@ -230,16 +316,18 @@ def curvature(
     Returns
     -------
     A `Result`: per layer `mapc`, `curvature_sff`, their `_scaled` forms, `signal_to_noise`,
-    `id_twonn`, and each layer's status (measured, cannot_tell, uncertain_dimension,
-    not_measurable, skipped) with its reason; `summary["curvature_gap"]` (last minus
-    penultimate layer).
+    `id_twonn`, the null's `curvature_sff_null`, `curvature_sff_excess`, `curvature_p_value`
+    (the paper's protocol: `mapc_null`, `mapc_excess`, `mapc_p_value`), and each layer's status
+    (measured, cannot_tell, no_manifold_scale, paper_protocol, not_measurable, skipped) with its
+    reason; the multiscale profile in `details[layer]["profile"]`; `summary["curvature_gap"]`
+    (last minus penultimate layer, NaN when either has no number).
 
     Example
     -------
     >>> import numpy as np, manifold_probe as mp
     >>> angles = np.random.default_rng(0).uniform(0, 2 * np.pi, size=(800, 1))
     >>> circle = np.hstack([np.cos(angles), np.sin(angles), np.zeros((800, 3))])
-    >>> r = mp.curvature(circle, dim=1, n_bootstrap=50)
+    >>> r = mp.curvature(circle, dim=1, n_bootstrap=50, n_null=0)
     >>> round(r.metrics["points"]["curvature_sff"], 1)  # a unit circle bends by 1 / radius
     1.0
     """
@@ -254,7 +342,8 @@ def curvature(
         if neighbourhood == "perturb":
             raise InputError("is for knn neighbourhoods; with perturb, give fewer images instead.",
                              parameter="n_centres")  # fmt: skip
-    acts = as_activations(source, data, min_points=4, classifier=False, max_memory=max_memory,
+    n_null = check_count(n_null, name="n_null")
+    acts = as_activations(source, data, labels=labels, min_points=4, classifier=False, max_memory=max_memory,
                           extract_options=extract_options)  # fmt: skip
     dev = estimator_device(acts, device)
     if neighbourhood == "perturb":
@@ -275,7 +364,8 @@ def curvature(
             seed=seed, device=dev, progress=progress,
         )  # fmt: skip
     return curvature_profile(acts, dim=dim, k=k, n_bootstrap=n_bootstrap, seed=seed, device=dev,
-                             max_memory=max_memory, n_centres=n_centres, progress=progress)  # fmt: skip
+                             max_memory=max_memory, n_centres=n_centres, n_null=n_null, denoise=denoise,
+                             progress=progress)  # fmt: skip
 
 
 def _gap_summary(layers) -> dict:
@@ -292,6 +382,8 @@ def curvature_profile(
     device="cpu",
     max_memory: int | None = None,
     n_centres: int | None = None,
+    n_null: int = 19,
+    denoise: bool = True,
     progress: bool = False,
 ) -> Result:
     """The curvature of every layer of `arrays` with `knn` neighbourhoods (see `curvature`).
@@ -310,12 +402,12 @@ def curvature_profile(
     """
     dim = _checked_dim(dim, arrays)
     params = {"neighbourhood": "knn", "dim": dim, "k": k, "n_bootstrap": n_bootstrap, "seed": seed,
-              "n_centres": n_centres}  # fmt: skip
+              "n_centres": n_centres, "n_null": n_null, "denoise": denoise}  # fmt: skip
 
     def measure(layer, index, n_layers):
         return _knn_layer(layer, index, n_layers, dim=dim, k=k, n_bootstrap=n_bootstrap, seed=seed,
-                          device=device, max_memory=max_memory, n_centres=n_centres,
-                          progress=progress)  # fmt: skip
+                          device=device, max_memory=max_memory, n_centres=n_centres, progress=progress,
+                          labels=arrays.labels, n_null=n_null, denoise=denoise)  # fmt: skip
 
     layers = measure_layers(arrays, measure, description="curvature", progress=progress,
                             skip_errors=not isinstance(dim, int) and k is None)  # fmt: skip
@@ -349,8 +441,15 @@ def _knn_layer(
     max_memory,
     n_centres,
     progress,
+    labels=None,
+    n_null: int = 19,
+    denoise: bool = True,
 ) -> LayerResult:
     """One layer of `curvature_profile`: measured, or kept with its reason (never raised)."""
+    if dim is None and k is None:
+        return _windowed_layer(layer, index, n_layers, labels=labels, n_bootstrap=n_bootstrap, seed=seed,
+                               device=device, max_memory=max_memory, n_centres=n_centres, n_null=n_null,
+                               denoise=denoise, progress=progress)  # fmt: skip
     x, graph_for, d, id_estimate, details, reason, status = _layer_setup(
         layer, dim, seed, device, k or 0, max_memory
     )
@@ -384,9 +483,101 @@ def _knn_layer(
         if k is not None or isinstance(dim, int):
             raise  # the user's own k or dim: their input error
         return _unmeasured_entry(layer, index, n_layers, id_estimate, str(error).rstrip("."), details)
-    return _layer_entry(
-        layer, index, n_layers, measured, id_estimate, {**details, "n_centres": measured.n_points}
+    y = distinct_labels(layer.points, labels)
+    status, reason = measured.status, measured.reason
+    if dim == "twonn":
+        status, reason = PAPER_PROTOCOL, (
+            f"the paper's protocol: d = {d} from the rounded TwoNN, not read from the layer's scales; "
+            "compare the values with their Gaussian null"
+        )  # fmt: skip
+        null, null_details = _fit_null(x, y, d, k_layer, "mapc", measured.mapc, n_null, seed, device)
+    else:
+        status, reason = _user_dim_guard(measured)
+        null, null_details = ({}, {})
+        if status == MEASURED:
+            null, null_details = _fit_null(x, y, d, k_layer, "curvature_sff", measured.curvature_sff, n_null,
+                                           seed, device)  # fmt: skip
+    details = {**details, **null_details, "n_centres": measured.n_points}
+    return _layer_entry(layer, index, n_layers, measured, id_estimate, details, status=status, reason=reason,
+                        null=null)  # fmt: skip
+
+
+def _user_dim_guard(measured: Curvature) -> tuple[str, str]:
+    """The status of a fit at a given d: the fit's own, and cannot_tell when the neighbourhood
+    reaches the curvature radius or the interval reaches 0."""
+    if measured.status != MEASURED:
+        return measured.status, measured.reason
+    if measured.curvature_sff_scaled > scale_limit(measured):
+        return CANNOT_TELL, (
+            f"the neighbourhood reaches the curvature radius (curvature_sff_scaled "
+            f"{measured.curvature_sff_scaled:.2f} > {scale_limit(measured)} for the {measured.fit} fit): "
+            "its bias is no longer bounded at this scale"
+        )
+    low, _ = measured.intervals.get("curvature_sff", (float("nan"), float("nan")))
+    if not np.isfinite(low) or low <= 0:
+        return CANNOT_TELL, "the interval reaches 0: no bending can be told from none"
+    return MEASURED, ""
+
+
+def _windowed_layer(
+    layer, index, n_layers, *, labels, n_bootstrap, seed, device, max_memory, n_centres, n_null, denoise,
+    progress,
+) -> LayerResult:  # fmt: skip
+    """A layer measured inside its manifold scale window (`geometry.windowed_curvature`)."""
+    x = distinct_points(layer.points)
+    if len(x) < 4:
+        reason = f"the layer has {len(x)} distinct points; curvature needs many more"
+        return _unmeasured_entry(layer, index, n_layers, float("nan"), reason, {})
+    y = distinct_labels(layer.points, labels)
+    id_estimate = twonn(graph=nearest_neighbours(x, min(len(x) - 1, 2), device=device)).dimension
+    found = windowed_curvature(
+        x,
+        labels=y,
+        use_denoise=denoise,
+        n_bootstrap=n_bootstrap,
+        n_null=n_null,
+        seed=seed,
+        device=device,
+        max_memory=max_memory,
+        n_centres=n_centres,
+        progress=progress,
     )
+    details: dict = {
+        "dim_method": "the manifold scale window of the multiscale profile",
+        "id_twonn": id_estimate,
+        "profile": found.profile.details() if found.profile is not None else None,
+        "denoised": found.denoised.details() if found.denoised is not None else None,
+    }
+    if found.fit is None:
+        return _unmeasured_entry(layer, index, n_layers, id_estimate, found.reason, details, found.status)
+    fit = found.fit
+    details.update(
+        dim=fit.dim,
+        dim_user_given=False,
+        flat=found.flat,
+        fits={
+            str(k): {
+                "curvature_sff": f.curvature_sff,
+                "signal_to_noise": f.signal_to_noise,
+                "status": f.status,
+                "curvature_sff_scaled": f.curvature_sff_scaled,
+            }
+            for k, f in found.fits.items()
+        },
+        **(found.bracket.details() if found.bracket is not None else {}),
+    )
+    null = _null_metrics(found.null) | _null_metrics(found.null_classes, suffix="_classes")
+    for test in (found.null, found.null_classes):
+        if test is not None:
+            details.setdefault("null_curvature_sff", {})[test.kind] = test.details()
+    entry = _layer_entry(
+        layer, index, n_layers, fit, id_estimate, details, status=found.status, reason=found.reason, null=null
+    )
+    if found.flat and found.status == MEASURED:  # flat at these scales: 0 with the fit's upper bound
+        metrics = {**entry.metrics, "curvature_sff": 0.0, "curvature_sff_scaled": 0.0}
+        intervals = {**entry.intervals, "curvature_sff": found.interval()}
+        entry = replace(entry, metrics=metrics, intervals=intervals)
+    return entry
 
 
 def _layer_setup(

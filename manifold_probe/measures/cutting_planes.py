@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..device import resolve_device
+from ..device import model_device, resolve_device
 from ..errors import InputError
 from ..extraction.hooks import eval_mode
 from ..probes.critical_dimension import SuccessCurve
@@ -40,7 +40,7 @@ from ..probes.cutting_planes import HIT_LEVEL, ClassManifold, CuttingPlaneOption
 from ..progress import track
 from ..results import ClassResult, Result, SuccessRecord
 from ..sources.data import LabelledData
-from ..sources.models import LoadedModel, model_device, model_info, on_device
+from ..sources.models import LoadedModel, model_info, on_device
 from ..validation import as_labels, check_seed, select_targets
 from .pipeline import model_source
 
@@ -244,8 +244,9 @@ def cutting_planes(
 
     Example
     -------
-    >>> r = mp.cutting_planes(model, data, classes=[1, 3], dims=(2, 8, 32), planes=3)
-    >>> r.to_frame()
+    >>> r = mp.cutting_planes(model, data, classes=[1, 3], dims=(2, 8, 32), planes=3, steps=100)
+    >>> r.to_frame()[["layer", "metric"]].values.tolist()[:2]
+    [['class 1', 'critical_dim'], ['class 1', 'manifold_dim']]
     """
     if not isinstance(data, LabelledData):
         raise InputError("needs labelled data from load_data(...) (its points are the offsets).",

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..extraction.activations import Activations, LayerArray
+from ..geometry.neighbours import duplicate_rows
 from ..progress import track
 from ..results import SKIPPED, LayerResult, Result
 from ..validation import assume_finite, check_points_finite
@@ -74,6 +75,14 @@ def is_constant(points) -> bool:
 def skipped_layer(layer: LayerArray, index: int, n_layers: int, reason: str) -> LayerResult:
     """The entry of a layer that could not be measured: no metrics, status `skipped`, the reason."""
     return layer_result(layer, index, n_layers, status=SKIPPED, reason=reason)
+
+
+def distinct_labels(points, labels):
+    """The labels of the distinct rows of `points` (as `distinct_points` keeps them)."""
+    if labels is None:
+        return None
+    repeated = duplicate_rows(np.asarray(points))
+    return np.asarray(labels)[~repeated]
 
 
 def nothing_measured(result: Result) -> bool:

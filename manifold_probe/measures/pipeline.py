@@ -19,6 +19,7 @@ Data is anything `mp.extract` takes: a tensor or array of inputs, a Dataset, a D
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,9 @@ from torch.utils.data import DataLoader
 
 from ..errors import InputError
 from ..extraction.activations import Activations
-from ..extraction.cache import path_fingerprint
+from ..extraction.cache import content_fingerprint
 from ..extraction.classifier import find_classifier
-from ..extraction.engine import _split_batch, extract, n_samples
+from ..extraction.engine import extract, n_samples, split_batch
 from ..extraction.hooks import to_device
 from ..extraction.layers import select_layers
 from ..extraction.reductions import Reduction, parse_reduction_options
@@ -83,17 +84,17 @@ def example_batch(data, n: int = 1):
     if not items:
         raise InputError("the data set is empty; give at least one sample.", parameter="data")
     batch = torch.utils.data.default_collate(items)
-    return _split_batch(batch)[0]
+    return split_batch(batch)[0]
 
 
 def default_data_key(data) -> str | None:
     """What identifies the inputs for the activation cache, or None when nothing does.
 
     A `LabelledData`: its spec, split, number of points and seed, and for data read from a
-    file or folder the `path_fingerprint` of its `data_location` (resolved path; size and
-    modification time of the file, or of every file in the folder), so changed data gets new
-    cache entries. A tensor or array: the digest of its bytes. Anything else (a Dataset, a
-    DataLoader) has no key of its own.
+    file or folder the `content_fingerprint` of its `data_location` (resolved path and a
+    SHA-256 of the bytes of the file, or of every file in the folder), so changed data gets
+    new cache entries, whatever its size and times. A tensor or array: the digest of its
+    bytes. Anything else (a Dataset, a DataLoader) has no key of its own.
     """
     if isinstance(data, LabelledData):
         key = f"{data.spec}|{data.split}|{data.n_points}|{data.seed}"
@@ -101,7 +102,7 @@ def default_data_key(data) -> str | None:
             key += f"|{data.preprocessing}"
         location = data_location(data.spec)
         if location is not None:
-            key += f"|{path_fingerprint(location)}"
+            key += f"|{content_fingerprint(location)}"
         return key
     if isinstance(data, (torch.Tensor, np.ndarray)):
         array = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data
@@ -168,7 +169,7 @@ def extract_activations(
     layers: Sequence[str] | str | None = None,
     reduction: str | Reduction | Mapping[str, str] | Sequence[str] = "auto",
     batch_size: int = 256,
-    cache: str | Path | bool | None = None,
+    cache: str | os.PathLike | bool | None = None,
     data_key: str | None = None,
     max_memory: int | None = None,
     classifier: bool | None = None,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from ..errors import InputError
 from ..extraction.activations import Activations
@@ -26,7 +27,10 @@ from ..geometry.similarity import (
     similarity_method,
 )
 from ..progress import track
+from ..results import Result
 from ..validation import check_positive, check_seed
+from .layers import layer_result
+from .pipeline import as_activations
 
 DEFAULT_METHODS = ("linear_cka", "linear_cka_debiased", "rbf_cka", "procrustes", "svcca")
 LEVEL = 0.95
@@ -166,6 +170,7 @@ def similarity_matrices(
         x, y = layers_a[i].points, layers_b[j].points
         cells = [(i, j), (j, i)] if acts_b is None else [(i, j)]
         for method in methods:
+            entries: tuple[tuple[dict[str, np.ndarray], float], ...]
             if n_bootstrap:
                 found = bootstrap_interval(x, y, method, n_bootstrap=n_bootstrap, level=LEVEL, seed=seed)
                 entries = ((values, found.value), (low, found.low), (high, found.high))
@@ -187,3 +192,108 @@ def similarity_matrices(
         seed=seed,
         within_one_model=acts_b is None,
     )
+
+
+def similarity(
+    source: Any,
+    data: Any = None,
+    *,
+    other: Any = None,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    device: str | None = None,
+    max_memory: int | None = None,
+    progress: bool = False,
+    **extract_options: Any,
+) -> Result:
+    """Representation similarity between the layers of one model, or of two (docs/similarity.md).
+
+    Parameters
+    ----------
+    source : activations, a bare (N, D) array, or a model (then give `data`).
+    data : the model's data; or, when `source` is activations or an array, the second
+        representation (`mp.similarity(acts_a, acts_b)`).
+    other : the second representation: activations, an array of the same points, or a second
+        model (extracted with the same data and options). None compares `source`'s layers with
+        each other.
+    methods : `linear_cka`, `linear_cka_debiased`, `rbf_cka`, `rbf_cka_debiased`, `procrustes`,
+        `angular_shape`, `svcca`, `rsa` (`geometry.similarity`).
+    n_bootstrap : resamples of the points for 95 % percentile intervals (0: none).
+    seed : seeds the resamples (and `project:N` reductions).
+    device, max_memory : for the extraction of a model.
+    progress : show progress bars.
+    **extract_options : passed to `extract` with a model (layers, reduction, ...).
+
+    Returns
+    -------
+    A `Result` (command `similarity`): `summary["matrices"][method]` the layers x layers matrix
+    (rows the layers of `source`, columns those of `other`) with its intervals; per layer the
+    similarity to its counterpart in `other` (the layer of the same name, else of the same
+    relative depth), or, within one model, to the last layer.
+
+    Example
+    -------
+    >>> import numpy as np, manifold_probe as mp
+    >>> x = np.random.default_rng(0).normal(size=(200, 6))
+    >>> q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(6, 6)))
+    >>> round(mp.similarity(x, other=x @ q, methods=("linear_cka",)).metrics["points"]["linear_cka"], 6)
+    1.0
+    """
+    seed = check_seed(seed)
+    if other is None and isinstance(data, (Activations, np.ndarray)) and not isinstance(source, nn.Module):
+        data, other = None, data  # mp.similarity(acts_a, acts_b)
+    with_model = {**extract_options, "seed": seed, "device": device}
+    acts_a = as_activations(source, data, max_memory=max_memory,
+                            extract_options=with_model if data is not None else extract_options)  # fmt: skip
+    acts_b = None
+    if isinstance(other, nn.Module):
+        other_data = acts_a.data if acts_a.data is not None else data
+        acts_b = as_activations(other, other_data, max_memory=max_memory, extract_options=with_model)
+    elif other is not None:
+        acts_b = as_activations(other)
+    found = similarity_matrices(acts_a, acts_b, methods=methods, n_bootstrap=n_bootstrap, seed=seed,
+                                progress=progress)  # fmt: skip
+    partner = _partners(found)
+    layers = []
+    n = len(acts_a.layers)
+    for i, layer in enumerate(acts_a.layers):
+        j = partner[i]
+        metrics = {m: float(found.values[m][i, j]) for m in found.methods}
+        intervals = (
+            {m: (float(found.low[m][i, j]), float(found.high[m][i, j])) for m in found.methods}
+            if found.low
+            else {}
+        )
+        details = {
+            "compared_with": found.layers_b[j],
+            "rows": {m: found.values[m][i].tolist() for m in found.methods},
+        }
+        layers.append(layer_result(layer, i, n, metrics=metrics, intervals=intervals, details=details))
+    source_info = dict(acts_a.source)
+    if acts_b is not None:
+        source_info["other"] = dict(acts_b.source)
+    params = {"methods": list(found.methods), "n_bootstrap": n_bootstrap, "seed": seed,
+              "within_one_model": found.within_one_model}  # fmt: skip
+    plain = found.to_dict()
+    matrices = {
+        m: {"values": plain["values"][m], **(plain.get("intervals", {}).get(m) or {})} for m in found.methods
+    }
+    summary = {
+        "rows": list(found.layers_a), "columns": list(found.layers_b), "matrices": matrices,
+        "larger_is_more_similar": found.larger_is_more_similar, "level": found.level,
+        "pairing": "same name, else same relative depth" if acts_b is not None else "each layer and the last",
+    }  # fmt: skip
+    return Result(command="similarity", source=source_info, params=params, layers=layers, summary=summary)
+
+
+def _partners(found: SimilarityMatrices) -> list[int]:
+    """For each row layer, the column it is summarised against (see `similarity`)."""
+    if found.within_one_model:
+        return [len(found.layers_b) - 1] * len(found.layers_a)
+    index = {name: j for j, name in enumerate(found.layers_b)}
+    rows, cols = len(found.layers_a), len(found.layers_b)
+    return [
+        index.get(name, round(i * (cols - 1) / (rows - 1)) if rows > 1 else cols - 1)
+        for i, name in enumerate(found.layers_a)
+    ]

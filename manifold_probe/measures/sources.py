@@ -6,6 +6,7 @@ bare points on a CPU (`mprobe id --points`) never loads it; a model's path loads
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,48 +17,44 @@ import numpy as np
 from ..device import cpu_without_torch
 from ..errors import InputError
 from ..extraction.activations import Activations, LayerRecord
-from ..validation import as_labels, as_points, existing_file, to_numpy
+from ..validation import as_labels, as_points, check_count, existing_file, to_numpy
 
 _numpy = to_numpy
 
 
-def load_array(path: str | Path, what: str) -> np.ndarray:
-    """A numeric array from a `.npy` file or a one-array `.npz` (never a pickle)."""
+def load_array(path: str | os.PathLike, what: str) -> np.ndarray:
+    """A numeric array from a `.npy` file or a one-array `.npz` (never a pickle; anything else
+    is not a supported format), read within bounds set by the file's size (`npz.read_arrays`)."""
+    from ..sources.formats.npz import read_arrays
+
     p = existing_file(path, what=what)
-    try:
-        if p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as archive:
-                if len(archive.files) != 1:
-                    raise InputError(
-                        f"{p} holds arrays {archive.files}; give a .npy file or a one-array .npz."
-                    )
-                return archive[archive.files[0]]
-        return np.load(p, allow_pickle=False)
-    except InputError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise InputError(
-                f"{p} holds Python objects (a pickle), which are not loaded; save a numeric array."
-            ) from None
-        raise InputError(f"could not read {what} {p}: {exc}") from None
-    except Exception as exc:
-        raise InputError(f"could not read {what} {p}: {exc}") from None
+    arrays = read_arrays(p, what)
+    if len(arrays) != 1:
+        raise InputError(f"{p} holds arrays {sorted(arrays)}; give a .npy file or a one-array .npz.")
+    return next(iter(arrays.values()))
 
 
 def points_activations(
-    points, labels=None, *, source: Mapping[str, Any] | None = None, min_points: int = 2, name: str = "points"
+    points,
+    labels=None,
+    *,
+    source: Mapping[str, Any] | None = None,
+    min_points: int = 2,
+    name: str = "points",
+    parameter: str | None = None,
 ) -> Activations:
     """A bare point cloud (N, D) as Activations with one layer named `points` (the validated
-    array is used as is, never copied)."""
-    x = as_points(to_numpy(points), name=name, min_points=min_points)
+    array is used as is, never copied); `source` (default: an array) gains `n_points`."""
+    x = as_points(to_numpy(points), name=name, min_points=min_points, parameter=parameter)
     y = None if labels is None else as_labels(_numpy(labels), len(x), name="labels")
     record = LayerRecord("points", (x.shape[1],), "none", x.shape[1], False, False)
-    source = dict(source) if source is not None else {"points": "array", "labels": None, "n_points": len(x)}
+    source = {**(source or {"points": "array", "labels": None}), "n_points": len(x)}
     return Activations({"points": x}, {"points": record}, y, source=source)
 
 
-def load_points(points: str | Path, labels: str | Path | None = None, *, min_points: int = 2) -> Activations:
+def load_points(
+    points: str | os.PathLike, labels: str | os.PathLike | None = None, *, min_points: int = 2
+) -> Activations:
     """A point cloud in a file (`.npy`, or an `.npz` holding one array; never a pickle) as
     activations with one layer named `points`, with labels from a second file: what the
     command line's `--points` and `--labels` read (`mp.load_points`).
@@ -65,16 +62,14 @@ def load_points(points: str | Path, labels: str | Path | None = None, *, min_poi
     Example
     -------
     >>> acts = mp.load_points("embeddings.npy", "labels.npy")
-    >>> mp.collapse(acts).metrics["points"]["nc1"]
+    >>> mp.collapse(acts).metrics["points"]["nc1"] > 1  # random labels: no collapse
+    True
     """
-    path, labels_path = points, labels
-    array = load_array(path, "points file")
-    label_array = None if labels_path is None else load_array(labels_path, "labels file")
-    source = {"points": str(path), "labels": None if labels_path is None else str(labels_path),
-              "n_points": len(array)}  # fmt: skip
-    return points_activations(
-        array, label_array, source=source, min_points=min_points, name=f"points ({path})"
-    )
+    array = load_array(points, "points file")
+    label_array = None if labels is None else load_array(labels, "labels file")
+    source = {"points": str(points), "labels": None if labels is None else str(labels)}
+    return points_activations(array, label_array, source=source, min_points=min_points,
+                              name=f"points ({points})", parameter="points")  # fmt: skip
 
 
 # --- what a measure was given ----------------------------------------------------------
@@ -91,8 +86,11 @@ def as_activations(
     extract_options: Mapping[str, Any] | None = None,
 ) -> Activations:
     """Activations from a measure's `source` (activations, a bare array, or a model with `data`),
-    with `labels` when given; `max_memory` bounds the extraction's RAM when there is one."""
+    with `labels` when given; `max_memory` bounds the extraction's RAM when there is one (and
+    is checked either way)."""
     extract_options = dict(extract_options or {})
+    if max_memory is not None:
+        max_memory = check_count(max_memory, name="max_memory")
     if isinstance(source, Activations):
         if data is not None or extract_options:
             raise InputError(
@@ -145,7 +143,7 @@ def estimator_device(acts: Activations, device: Any):
     if device is not None:
         return resolve_device(device)
     if acts.model is not None:
-        from ..sources.models import model_device
+        from ..device import model_device
 
         return model_device(acts.model.module)
     return resolve_device("cpu")

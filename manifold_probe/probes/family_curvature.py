@@ -94,6 +94,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,10 +104,10 @@ import torch
 from torch import nn
 from torch.func import jvp
 
-from ..device import resolve_device
+from ..device import model_device, resolve_device
 from ..errors import InputError
 from ..extraction.hooks import LOGITS, LayerRecorder, eval_mode, first_tensor, model_logits
-from ..extraction.layers import _model_device, list_layers, select_layers
+from ..extraction.layers import list_layers, select_layers
 from ..extraction.reductions import Reduction, make_reducer, resolve_reductions
 from ..geometry.curvature import QUANTILES
 from ..geometry.exact_curvature import SecondFundamentalForm, curve_length, second_fundamental_form
@@ -333,7 +334,10 @@ class _Differentiator:
 def _differentiating(model, family, names, reduction, device, dtype, seed) -> Iterator[_Differentiator]:
     module = _prepared(model, device, dtype)
     reductions = resolve_reductions(reduction, names)
-    with eval_mode(module), torch.no_grad():
+    with eval_mode(module), torch.no_grad(), warnings.catch_warnings():
+        # torch's forward-mode AD scripts its own decompositions on first use, which torch 2.14
+        # reports as a deprecation of torch.jit.script: nothing the user can act on
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
         yield _Differentiator(module, family, names, reductions, device, seed)
 
 
@@ -356,7 +360,7 @@ def _chosen_layers(
     device, in the dtype of its floating-point tensors (float32 when it has none)."""
     tensors = (*model.parameters(), *model.buffers())
     dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
-    example = family(torch.as_tensor(theta[:1], dtype=dtype)).to(_model_device(model))
+    example = family(torch.as_tensor(theta[:1], dtype=dtype)).to(model_device(model))
     try:
         return select_layers(model, example, layers), example
     except RuntimeError as exc:  # the model rejects the family's inputs
@@ -389,7 +393,7 @@ def layer_derivatives(
     """
     values = _as_theta(theta, family.dim)
     names, _ = _chosen_layers(model, family, values, layers)
-    dev = _model_device(model) if device is None else resolve_device(device)
+    dev = model_device(model) if device is None else resolve_device(device)
     steps = _steps(family, fd_step) if fd_step is not None else []
     with _differentiating(model, family, names, reduction, dev, dtype, seed) as differentiate:
         return differentiate(torch.as_tensor(values, dtype=dtype, device=dev), fd_step is not None, steps)
@@ -675,7 +679,7 @@ def family_curvature(
     )
     steps = _steps(fam, fd_step)
     names, example = _chosen_layers(model, fam, values, layers)
-    dev = _model_device(model) if device is None else resolve_device(device)
+    dev = model_device(model) if device is None else resolve_device(device)
     itemsize = torch.empty((), dtype=dtype).element_size()
     size = _chunk_size(model, example, names, reduction, fam.dim, itemsize, max_memory)
     accumulators = {name: _Accumulator(fam.dim) for name in names}

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..extraction.engine import _split_batch  # the one reading of a batch's parts
+from ..extraction.engine import split_batch  # the one reading of a batch's parts
 from ..sources.data import LabelledData
 from ..validation import check_positive, check_seed, count_samples
 
@@ -196,7 +196,8 @@ def data_input(data, index: int) -> torch.Tensor:
     float32 tensor of the per-sample shape; keyword (dict) inputs are an InputError."""
     n = count_samples(data)
     if not 0 <= index < n:
-        raise InputError(f"data index {index} is out of range: the data have {n} samples (0 to {n - 1}).")
+        raise InputError(f"data index {index} is out of range: the data have {n} samples (0 to {n - 1}).",
+                         parameter="family")  # fmt: skip
     if isinstance(data, LabelledData):
         data = data.dataset
     if isinstance(data, np.ndarray):
@@ -204,7 +205,7 @@ def data_input(data, index: int) -> torch.Tensor:
     elif isinstance(data, torch.Tensor):
         item = data[index]
     else:
-        item = _split_batch(torch.utils.data.default_collate([data[index]]))[0]
+        item = split_batch(torch.utils.data.default_collate([data[index]]))[0]
         if isinstance(item, torch.Tensor):
             item = item[0]
     if not isinstance(item, torch.Tensor) or not (item.is_floating_point() or item.dtype == torch.uint8):
@@ -220,7 +221,8 @@ def _indices(text: str, count: int, spec: str) -> list[int]:
     if len(parts) != count or not all(re.fullmatch(r"\d+", part) for part in parts):
         raise InputError(
             f"family {spec!r} needs {count} data ind{'ex' if count == 1 else 'ices'} "
-            f"(whole numbers from 0, separated by commas); the specs are {SPECS}."
+            f"(whole numbers from 0, separated by commas); the specs are {SPECS}.",
+            parameter="family",
         )
     return [int(part) for part in parts]
 
@@ -230,7 +232,8 @@ def _image(data, index: int, spec: str) -> torch.Tensor:
     if image.ndim != 3:
         raise InputError(
             f"family {spec!r} resamples an image of shape (C, H, W), but the data's inputs have shape "
-            f"{tuple(image.shape)}; use plane:I,J,K or circle for these inputs."
+            f"{tuple(image.shape)}; use plane:I,J,K or circle for these inputs.",
+            parameter="family",
         )
     return image
 
@@ -241,14 +244,18 @@ def parse_family(spec: str, data, *, seed: int = 0) -> InputFamily:
     seed: draws the great circle's directions (`circle`).
     """
     if not isinstance(spec, str):
-        raise InputError(f"family must be a spec string, got {spec!r}; the specs are {SPECS}.")
+        raise InputError(
+            f"family must be a spec string, got {spec!r}; the specs are {SPECS}.", parameter="family"
+        )
     text = spec.strip().lower()
     kind, _, argument = text.partition(":")
     kind, argument = kind.strip(), argument.strip()
     if kind == "plane":
         i, j, k = _indices(argument, 3, spec)
         if len({i, j, k}) < 3:
-            raise InputError(f"family {spec!r} needs three different data indices to span a plane.")
+            raise InputError(
+                f"family {spec!r} needs three different data indices to span a plane.", parameter="family"
+            )
         x0, x1, x2 = (data_input(data, index) for index in (i, j, k))
         return InputFamily(
             spec=f"plane:{i},{j},{k}", parameters=("a", "b"), ranges=((0.0, 1.0), (0.0, 1.0)),
@@ -279,9 +286,13 @@ def parse_family(spec: str, data, *, seed: int = 0) -> InputFamily:
             try:
                 q = float(argument)
             except ValueError:
-                raise InputError(f"family {spec!r}: Q must be a positive number (circle:Q).") from None
+                raise InputError(
+                    f"family {spec!r}: Q must be a positive number (circle:Q).", parameter="family"
+                ) from None
             if not (math.isfinite(q) and q > 0):
-                raise InputError(f"family {spec!r}: Q must be a positive number (circle:Q).")
+                raise InputError(
+                    f"family {spec!r}: Q must be a positive number (circle:Q).", parameter="family"
+                )
         shape = tuple(data_input(data, 0).shape)
         return InputFamily(
             spec=f"circle:{q:g}", parameters=("t",), ranges=((0.0, 2 * math.pi),), periodic=True,
@@ -290,4 +301,4 @@ def parse_family(spec: str, data, *, seed: int = 0) -> InputFamily:
             f"seed {seed}",
             map=_circle_map(shape, q, seed),
         )  # fmt: skip
-    raise InputError(f"unknown input family {spec!r}; the specs are {SPECS}.")
+    raise InputError(f"unknown input family {spec!r}; the specs are {SPECS}.", parameter="family")

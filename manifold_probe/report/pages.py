@@ -21,7 +21,13 @@ from plotly.subplots import make_subplots
 from .. import registry
 from ..geometry.spectra import rounding_level
 from ..measures.cutting_planes import CAVEATS, HIT_DEFINITION, success_curve_points
-from ..metric_names import CLASSIFIER_METRICS, COLLAPSE_METRICS, CURVATURE_TABLE_METRICS, SPECTRA_METRICS
+from ..metric_names import (
+    CLASSIFIER_METRICS,
+    COLLAPSE_METRICS,
+    CURVATURE_TABLE_METRICS,
+    FAMILY_METRICS,
+    SPECTRA_METRICS,
+)
 from ..results import Result
 from .profile_page import axis_title, layer_profile_figure, log_axis, model_label
 from .tables import classifier_layer, format_value, target_name
@@ -449,9 +455,19 @@ def curvature_figures(results: Sequence[Result], *, names=None, log_scale: bool 
     metrics = list(CURVATURE_TABLE_METRICS[:4]) + ["id_twonn"]
     neighbourhood = result.params.get("neighbourhood", "knn")
     title = f"Curvature by layer ({neighbourhood} neighbourhoods)"
+    if any(
+        "curvature_sff_null" in layer.metrics or "mapc_null" in layer.metrics
+        for r in results
+        for layer in r.layers
+    ):
+        metrics += [m for m in ("curvature_sff_null", "curvature_p_value", "mapc_null", "mapc_p_value")
+                    if any(m in layer.metrics for r in results for layer in r.layers)]  # fmt: skip
     log_y = metrics[:4] if log_scale else False
-    figure = layer_profile_figure(list(results), metrics, names=names, log_y=log_y, title=title)
-    return [figure], "mprobe curvature", curvature_notes(result)
+    figures = [layer_profile_figure(list(results), metrics, names=names, log_y=log_y, title=title)]
+    profiles = profile_figure(result)
+    if profiles is not None:
+        figures.append(profiles)
+    return figures, "mprobe curvature", curvature_notes(result)
 
 
 def cutting_planes_figures(results: Sequence[Result], *, names=None, log_scale: bool = False):
@@ -471,6 +487,244 @@ def cutting_planes_figures(results: Sequence[Result], *, names=None, log_scale: 
     else:  # an empty bar chart would say nothing
         notes += " No target crossed 0.5 within the swept d: no class-manifold dimension to draw."
     return figures, "mprobe cutting-planes", notes
+
+
+def family_figures(results: Sequence[Result], *, names=None, log_scale: bool = True):
+    """(figures, title, notes): the exact curvature profile of an input family through one or
+    several models (one line each), the sampled estimate beside it (with its interval and a
+    hollow marker where the estimator did not vouch for its value), and the family's inputs."""
+    result = results[0]
+    labels = list(names) if names is not None else [model_label(r.source) for r in results]
+    found = {m for r in results for layer in r.layers for m in layer.metrics}
+    metrics = [m for m in FAMILY_METRICS if m in found and m != "sampled_curvature_sff"]
+    log_y = [m for m in metrics if m != "curvature_sff_scaled"]
+    title = f"Exact curvature of the family {result.params.get('family')}"
+    figure = layer_profile_figure(list(results), metrics, names=labels, log_y=log_y, title=title)
+    for r, label in zip(results, labels, strict=True):
+        _add_sampled(figure, r, label)
+    figures = [figure]
+    if result.summary.get("preview_inputs"):
+        figures.append(family_inputs_figure(result))
+    family = result.summary.get("family") or {}
+    regimes = sorted({str(layer.details.get("regime")) for r in results for layer in r.layers})
+    notes = (
+        f"{family.get('description', result.params.get('family'))}; {result.params.get('n_theta')} "
+        f"values of theta; second derivatives: {', '.join(regimes)} (piecewise-linear layers: finite "
+        f"differences at step {result.params.get('fd_step')} of each parameter's range). "
+        f"{source_notes(result)}."
+    )
+    return figures, "mprobe curvature --family", notes
+
+
+def _add_sampled(figure: go.Figure, result: Result, label: str) -> None:
+    """The sampled estimate of each layer on the first panel: its value and interval, a filled
+    diamond where the estimator measured it, a hollow one where it did not vouch for it."""
+    sampled = [layer for layer in result.layers if "sampled_curvature_sff" in layer.metrics]
+    if not sampled:
+        return
+    values = [layer.metrics["sampled_curvature_sff"] for layer in sampled]
+    bounds = [layer.intervals.get("sampled_curvature_sff") or (None, None) for layer in sampled]
+    statuses = [(layer.details.get("sampled") or {}).get("status") for layer in sampled]
+    above = [0 if h is None or v is None else h - v for (_, h), v in zip(bounds, values, strict=True)]
+    below = [0 if lo is None or v is None else v - lo for (lo, _), v in zip(bounds, values, strict=True)]
+    figure.add_trace(
+        go.Scatter(
+            x=[layer.name for layer in sampled], y=values, mode="markers", name=f"{label}: sampled estimate",
+            marker={"size": 10, "symbol": ["diamond" if s == "measured" else "diamond-open"
+                                           for s in statuses]},
+            error_y={"type": "data", "symmetric": False, "array": above, "arrayminus": below},
+            hovertext=[f"{layer.name}: sampled estimate, {s}"
+                       for layer, s in zip(sampled, statuses, strict=True)],
+        ),
+        row=1,
+        col=1,
+    )  # fmt: skip
+
+
+def family_inputs_figure(result: Result) -> go.Figure:
+    """The family's inputs at a few values of theta (the images that were bent), as heatmaps
+    (the channel mean of an image; a vector drawn as one row)."""
+    images = [np.asarray(x, dtype=float) for x in result.summary["preview_inputs"]]
+    thetas = result.summary.get("preview_theta") or [[] for _ in images]
+    cols = min(3, len(images))
+    rows = math.ceil(len(images) / cols)
+    titles = ["theta = (" + ", ".join(f"{t:.2g}" for t in theta) + ")" for theta in thetas]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03,
+                        vertical_spacing=0.08)  # fmt: skip
+    for i, image in enumerate(images):
+        plane = image.mean(axis=0) if image.ndim == 3 else np.atleast_2d(image.reshape(-1))
+        fig.add_trace(go.Heatmap(z=plane[::-1], colorscale="gray", showscale=False),
+                      row=i // cols + 1, col=i % cols + 1)  # fmt: skip
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(title="The family's inputs (what was bent)", height=260 * rows, template="plotly_white")
+    return fig
+
+
+def similarity_figures(results: Sequence[Result], *, names=None, log_scale: bool = False):
+    """(figures, title, notes): one heatmap per method, rows the layers of the first
+    representation and columns those of the second (or of the same one), the interval in the hover;
+    then each layer's similarity to its counterpart against depth."""
+    result = results[0]
+    summary = result.summary
+    rows, cols = summary["rows"], summary["columns"]
+    figures = []
+    for method, matrix in summary["matrices"].items():
+        values = np.array(
+            [[np.nan if v is None else v for v in row] for row in matrix["values"]], dtype=float
+        )
+        hover = [
+            [f"{rows[i]} vs {cols[j]}: {values[i, j]:.4g}" for j in range(len(cols))]
+            for i in range(len(rows))
+        ]
+        if "low" in matrix:
+            low, high = (
+                np.array([[np.nan if v is None else v for v in r] for r in matrix[k]])
+                for k in ("low", "high")
+            )
+            hover = [[f"{hover[i][j]} [{low[i, j]:.3g}, {high[i, j]:.3g}]" for j in range(len(cols))]
+                     for i in range(len(rows))]  # fmt: skip
+        larger = (summary.get("larger_is_more_similar") or {}).get(method, True)
+        fig = go.Figure(go.Heatmap(z=values, x=cols, y=rows, hovertext=hover, hoverinfo="text",
+                                   colorscale="Viridis" if larger else "Viridis_r",
+                                   colorbar={"title": method}))  # fmt: skip
+        other = (
+            "the same model"
+            if result.params.get("within_one_model")
+            else model_label(result.source.get("other", {}))
+        )
+        fig.update_layout(
+            title=f"{method} ({'larger' if larger else 'smaller'} is more similar)",
+            xaxis_title=f"layer of {other}", yaxis_title=f"layer of {model_label(result.source)}",
+            yaxis={"autorange": "reversed", "type": "category"}, xaxis={"type": "category"},
+            height=max(360, 40 * len(rows) + 160), template="plotly_white",
+        )  # fmt: skip
+        figures.append(fig)
+    notes = f"pairs per layer: {summary.get('pairing')}. {source_notes(result)}."
+    return figures, "mprobe similarity", notes
+
+
+def profile_figure(result: Result) -> go.Figure | None:
+    """One row per layer with a multiscale profile (`details["profile"]`): the local singular
+    values against radius (log-log; the tangent directions in blue, the rest grey, the noise floor
+    dashed, the window shaded) and d(r) (with the share of neighbours in the centre's class)."""
+    layers = [layer for layer in result.layers if (layer.details.get("profile") or {}).get("ks")]
+    if not layers:
+        return None
+    titles = []
+    for layer in layers:
+        profile = layer.details["profile"]
+        window = profile.get("window")
+        text = (
+            (
+                f"window K {window['k'][0]}-{window['k'][1]}, d = {window['dim']}"
+                f"{', bending' if window['curved'] else ', flat'}"
+            )
+            if window
+            else "no manifold scale window"
+        )
+        titles += [f"{layer.name}: local singular values ({text})", f"{layer.name}: d(r)"]
+    height = max(360, 300 * len(layers))
+    fig = make_subplots(rows=len(layers), cols=2, subplot_titles=titles, horizontal_spacing=0.08,
+                        vertical_spacing=min(0.2, 80 / height))  # fmt: skip
+    for row, layer in enumerate(layers, start=1):
+        profile = layer.details["profile"]
+        radii = np.asarray(profile["radii"], dtype=float)
+        values = np.array(
+            [[np.nan if v is None else v for v in r] for r in profile["singular_values"]], dtype=float
+        )
+        dims = np.asarray(profile["dims"], dtype=int)
+        first = row == 1
+        tangent = int((profile.get("window") or {}).get("dim") or dims.max(initial=0))
+        for i in range(min(values.shape[1], 12)):
+            colour = "#1f77b4" if i < tangent else "#9c9c9c"
+            fig.add_trace(go.Scatter(x=radii, y=values[:, i], mode="lines+markers", marker={"size": 4},
+                                     line={"color": colour, "width": 1.5 if i < tangent else 1},
+                                     name="tangent directions" if i < tangent else "further directions",
+                                     legendgroup="tan" if i < tangent else "rest",
+                                     showlegend=first and i in (0, tangent),
+                                     hovertext=[f"direction {i + 1}, K = {k}" for k in profile["ks"]],
+                                     hoverinfo="text+y"), row, 1)  # fmt: skip
+        floor = np.asarray(profile["noise_floor"], dtype=float)
+        if np.any(floor > 0):
+            fig.add_trace(
+                go.Scatter(
+                    x=radii,
+                    y=floor,
+                    mode="lines",
+                    line={"dash": "dash", "color": "#d62728"},
+                    name="noise floor",
+                    legendgroup="floor",
+                    showlegend=first,
+                ),
+                row,
+                1,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=radii,
+                y=dims,
+                mode="lines+markers",
+                line={"color": "#2ca02c"},
+                name="d(r)",
+                legendgroup="d",
+                showlegend=first,
+                hovertext=[f"K = {k}" for k in profile["ks"]],
+                hoverinfo="text+y",
+            ),
+            row,
+            2,
+        )
+        agreement = profile.get("class_agreement")
+        if agreement:
+            fig.add_trace(
+                go.Scatter(
+                    x=radii,
+                    y=np.asarray(agreement) * max(1, dims.max(initial=1)),
+                    mode="lines",
+                    line={"color": "#ff7f0e", "dash": "dot"},
+                    legendgroup="class",
+                    name="share of neighbours in the class (x max d)",
+                    showlegend=first,
+                ),
+                row,
+                2,
+            )
+        window = profile.get("window")
+        for col in (1, 2):
+            if window:
+                fig.add_vrect(
+                    x0=window["radius"][0],
+                    x1=window["radius"][1],
+                    fillcolor="rgba(44,160,44,0.12)",
+                    line_width=0,
+                    row=row,
+                    col=col,
+                )
+            fig.update_xaxes(type="log", title_text="neighbourhood radius r" if row == len(layers) else None,
+                             row=row, col=col)  # fmt: skip
+        fig.update_yaxes(type="log", title_text="singular value", row=row, col=1)
+        fig.update_yaxes(title_text="dimensions", rangemode="tozero", row=row, col=2)
+    fig.update_layout(title="Multiscale profiles (shaded: the manifold scale window)", height=height,
+                      template="plotly_white")  # fmt: skip
+    return fig
+
+
+def multiscale_figures(results: Sequence[Result], *, names=None, log_scale: bool = False):
+    """(figures, title, notes): the window's d against depth, then every layer's profile."""
+    result = results[0]
+    metrics = ["window_dim", "window_bending", "scale_dim_small", "scale_dim_large"]
+    if any("class_agreement_small" in layer.metrics for layer in result.layers):
+        metrics += ["class_agreement_small", "class_agreement_large"]
+    figures = [layer_profile_figure(list(results), metrics, names=names, title="Multiscale profile by layer")]
+    figure = profile_figure(result)
+    if figure is not None:
+        figures.append(figure)
+    notes = (
+        "d(r): the directions before the first clear gap in the local spectra; "
+        f"exponent: d log sigma / d log r (1 tangent, 2 bending, 0 noise). {source_notes(result)}."
+    )
+    return figures, "mprobe multiscale", notes
 
 
 def measure_figures(

@@ -187,11 +187,14 @@ def cutting_planes_tables(result: Result) -> list[Table]:
 
 def curvature_tables(result: Result) -> list[Table]:
     """The per-layer curvature table, with each layer's d and status."""
-    return [
-        layer_table(
-            result, list(CURVATURE_TABLE_METRICS), title="curvature by layer", details=("dim", "status")
-        )
+    metrics = [
+        *CURVATURE_TABLE_METRICS,
+        "curvature_sff_null",
+        "curvature_p_value",
+        "mapc_null",
+        "mapc_p_value",
     ]
+    return [layer_table(result, metrics, title="curvature by layer", details=("dim", "status"))]
 
 
 def measure_tables(result: Result, measure: registry.Measure) -> list[Table]:

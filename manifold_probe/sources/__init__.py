@@ -2,7 +2,8 @@
 
 - `data`: `load_data(spec, split=, n_points=, seed=)` for `digits`, `npz:PATH`,
   `imagefolder:ROOT`, `cifar10:ROOT`, `cifar100:ROOT`, `mnist:ROOT`, `fashion-mnist[:ROOT]`
-  (never downloading).
+  (never downloading): a dispatcher over `formats`, one module per format (`digits`, `npz`,
+  `imagefolder`, `cifar` with its bounded unpickler `safe_pickle`, `idx`, `tensors`).
 - `zoo`: `build_model(arch, **arch_args)` for `digits-cnn`, `digits-mlp`, `small-resnet`,
   `torchvision:NAME`.
 - `checkpoint`: the project's checkpoint format `manifold-probe/checkpoint@1`.

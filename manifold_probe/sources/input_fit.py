@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Sequence
 
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import InputError
+from ..validation import parse_int_list
 from .data import LabelledData, TensorImages
 from .models import LoadedModel
 
@@ -36,7 +38,8 @@ def training_normalization(info: LoadedModel | None):
 
     Example
     -------
-    >>> training_normalization(mp.model_info(mp.load_model("ckpt.pt")))  # mprobe train's: None
+    >>> training_normalization(mp.model_info(mp.load_model("ckpt.pt"))) is None  # mprobe train's: none
+    True
     """
     checkpoint = info.checkpoint if info is not None else None
     if not checkpoint:
@@ -49,16 +52,21 @@ def training_normalization(info: LoadedModel | None):
 
 
 def parse_input_shape(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
-    """'1,28,28' (or a sequence of ints) as a per-sample shape of positive integers."""
+    """'1,28,28' or '1x28x28' (or a sequence of ints) as a per-sample shape of positive integers;
+    anything else, an empty item or a stray letter included, is an InputError.
+
+    >>> parse_input_shape("1x28x28")
+    (1, 28, 28)
+    """
     if text is None:
         return None
-    parts = text.replace("x", ",").split(",") if isinstance(text, str) else list(text)
-    try:
-        shape = tuple(int(str(part).strip()) for part in parts if str(part).strip())
-    except ValueError:
-        shape = ()
+    if isinstance(text, str):  # an item that is no whole number counts as 0: refused below
+        shape = tuple(int(part) if part.strip().isdigit() else 0 for part in re.split(r"[,x]", text.strip()))
+    else:
+        shape = tuple(parse_int_list(text, name="input_shape"))
     if not shape or any(size <= 0 for size in shape):
-        raise InputError(f"--input-shape {text!r}: give positive integers per sample, e.g. 1,28,28.")
+        raise InputError(f"{text!r}: give positive integers per sample, e.g. 1,28,28.",
+                         parameter="input_shape")  # fmt: skip
     return shape
 
 
@@ -86,6 +94,7 @@ def fit_input_shape(
     """`data` with every sample reshaped to `shape`, or to `model_shape` when a sample has fewer
     axes than the model's input and as many elements (see the module docstring); else `data`.
 
+    >>> np.savez("flat.npz", x=np.zeros((4, 784), np.float32), y=np.arange(4))
     >>> flat = mp.load_data("npz:flat.npz")          # x: N x 784
     >>> fit_input_shape(flat, model_shape=(1, 28, 28)).input_shape
     (1, 28, 28)

@@ -16,14 +16,23 @@ back into it; `aten::save` writes one. Loading can also run Python code:
 
 So a program loads without `--trust-checkpoint` only when all of this holds:
 
+- Every entry of the archive is one the check knows, by its exact name (`EXPORT_ENTRIES`,
+  `TORCHSCRIPT_ENTRIES`: graphs, configs, weights, sample inputs, code, metadata, `extra/`
+  files read as text), under one root folder; anything else refuses the file: an AOTInductor
+  library (`data/aotinductor/`, a shared object torch's loader opens), an unknown entry, or a
+  name that matches a known one only when case is ignored (torch's zip reader finds entries
+  whatever their case, and `torch.export.load` loads every file under `models/` as a program,
+  `models/model.JSON` included). No two entries may share a name ignoring case.
 - `.pt2`: every node of every graph (submodules and nested graphs included) calls an
   operator of `PURE_ATEN_OPS` (or Python's `operator.getitem` and integer arithmetic on
   symbolic sizes); no weight or constant is pickled; no custom or opaque object; every
   other pickled entry (sample inputs, legacy weight files) loads with
   `torch.load(weights_only=True)`.
-- TorchScript: no `__setstate__` in the archive's code; after loading, every method of
-  every submodule, with the functions and methods it calls inlined, uses only
-  `PURE_ATEN_OPS` and the structural `prim::` nodes of `TORCHSCRIPT_PRIM_OPS`.
+- TorchScript: no `__setstate__` in the archive's code; after loading, every callable
+  reachable from the root module (every method of every submodule, and every forward hook
+  and forward pre-hook of every module, the root's included, with the functions and methods
+  they call inlined) uses only `PURE_ATEN_OPS` and the structural `prim::` nodes of
+  `TORCHSCRIPT_PRIM_OPS`.
 
 `PURE_ATEN_OPS` holds pure tensor operators: arithmetic, comparisons, reductions, shape
 and indexing operations, neural-network layers, allocation of new tensors, and
@@ -31,11 +40,13 @@ TorchScript's list, string and scalar helpers. No operator in it reads or writes
 a process or the network. Anything else (a custom operator, a higher-order operator such
 as `cond`, `prim::fork`, `prim::Print`) needs `--trust-checkpoint`. The archive is read
 into memory once and checked and loaded from those same bytes, so the file cannot change
-between the check and the load.
+between the check and the load; its entries may decompress to at most `validation.EXPANSION`
+times its size (checked before any is read, trusted or not).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -46,6 +57,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..validation import zip_members
 
 PURE_ATEN_OPS: frozenset[str] = frozenset(
     """
@@ -98,6 +110,88 @@ EXPORT_PYTHON_TARGETS: frozenset[str] = frozenset(
 
 _TRUST_HINT = "only if you trust its source, pass --trust-checkpoint to load it."
 
+_PART = r"[A-Za-z0-9_][\w.-]*"  # one path component: no leading dot, so never `..`
+_METADATA = rf"byteorder|\.data/version|\.data/serialization_id|extra/(?:{_PART}/)*{_PART}"
+
+EXPORT_ENTRIES: dict[str, str] = {
+    "program": rf"models/{_PART}\.json",
+    "payload config": rf"data/(?:weights/{_PART}_weights|constants/{_PART}_constants)_config\.json",
+    "tensor": r"data/weights/weight_\d+|data/constants/tensor_\d+",
+    "pickle": rf"data/sample_inputs/{_PART}\.pt|data/(?:weights|constants)/{_PART}\.pt",
+    "metadata": rf"archive_format|archive_version|{_METADATA}",
+}
+"""The entries of a `.pt2` archive (below its root folder) by role, as exact patterns."""
+
+TORCHSCRIPT_ENTRIES: dict[str, str] = {
+    "code": rf"code/(?:{_PART}/)*{_PART}\.py",
+    "pickle": rf"data\.pkl|constants\.pkl|traced_inputs\.pkl|code/(?:{_PART}/)*{_PART}\.py\.debug_pkl",
+    "tensor": r"data/\d+|constants/\d+|traced_inputs/\d+",
+    "metadata": rf"version|{_METADATA}",
+}
+"""The entries of a TorchScript archive (below its root folder) by role, as exact patterns."""
+
+AOTINDUCTOR_DIR = "data/aotinductor/"
+"""Where a `.pt2` archive keeps AOTInductor's compiled code (shared objects torch's loader opens)."""
+
+
+@contextlib.contextmanager
+def _members(data: bytes, path: Path) -> Iterator[tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]]:
+    """The zip archive in `data` and its members, checked to decompress to at most
+    `validation.expansion_limit(len(data))` bytes; any failure to read it an InputError."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            yield archive, zip_members(archive, len(data), f"checkpoint {path}")
+    except InputError:
+        raise
+    except Exception as exc:  # zipfile, zlib and the decompressors each raise their own
+        raise InputError(f"could not read checkpoint {path}: {exc}.") from None
+
+
+def check_archive_size(data: bytes, path: Path) -> None:
+    """Refuse the archive in `data` if its entries decompress past their bound (trusted or not)."""
+    with _members(data, path):
+        pass
+
+
+def _role(name: str, table: dict[str, str]) -> str | None:
+    return next((role for role, pattern in table.items() if re.fullmatch(pattern, name)), None)
+
+
+def archive_entries(
+    data: bytes, path: Path, kind: str, table: dict[str, str]
+) -> dict[str, tuple[str, bytes]]:
+    """Every entry of the zip archive in `data` as {name below the root: (role, bytes)}, or
+    InputError: a damaged archive or one that decompresses past its bound (whether trusted or
+    not), or, listing each, entries that refuse the file without --trust-checkpoint (native
+    code, names the check does not know, names equal ignoring case, several roots)."""
+    with _members(data, path) as (archive, members):
+        contents = [(info.filename, archive.read(info)) for info in members]
+    unsafe: list[str] = []
+    roots = {name.partition("/")[0] for name, _ in contents}
+    if len(roots) != 1:
+        unsafe.append(f"entries under {len(roots)} root folders")
+    entries: dict[str, tuple[str, bytes]] = {}
+    seen: dict[str, str] = {}
+    for full, blob in contents:
+        name = full.partition("/")[2]
+        twin = seen.setdefault(name.lower(), name)
+        if twin != name or name in entries:
+            unsafe.append(f"two entries named {twin} and {name}, one name to torch's zip reader")
+            continue
+        role = _role(name, table)
+        if role is None:
+            known = _role(name.lower(), {k: v.lower() for k, v in table.items()})
+            unsafe.append(
+                f"AOTInductor compiled code {name}" if name.lower().startswith(AOTINDUCTOR_DIR)
+                else f"{name}, a {known} entry only if case is ignored" if known
+                else f"an entry it cannot check: {name}"
+            )  # fmt: skip
+            continue
+        entries[name] = (role, blob)
+    if unsafe:
+        raise _refuse(path, kind, unsafe)
+    return entries
+
 
 def _refuse(path: Path, kind: str, found: Iterable[str]) -> InputError:
     names = sorted(set(found))
@@ -138,21 +232,17 @@ def _weights_only_loads(blob: bytes) -> bool:
 def check_export_archive(data: bytes, path: Path) -> None:
     """Raise InputError unless the `.pt2` archive in `data` is safe to load and run (module
     docstring); the message names what needs `--trust-checkpoint`."""
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        entries = {
-            name: archive.read(name)
-            for name in archive.namelist()
-            if name.endswith((".json", ".pt", ".pkl"))  # the entries torch parses or unpickles
-        }
+    kind = "torch.export program"
     unsafe: list[str] = []
-    for name, blob in entries.items():
-        if name.endswith(".json"):  # every JSON entry: graphs may sit under other names too
+    for name, (role, blob) in archive_entries(data, path, kind, EXPORT_ENTRIES).items():
+        if role in ("program", "payload config"):
             try:
                 tree = json.loads(blob)
-                unsafe += [f"operator {t}" for t in _graph_targets(tree) if not _export_target_allowed(t)]
             except (ValueError, RecursionError):
                 raise InputError(f"could not read checkpoint {path}: {name} is not JSON.") from None
-        if name.endswith("_config.json"):
+        if role == "program":
+            unsafe += [f"operator {t}" for t in _graph_targets(tree) if not _export_target_allowed(t)]
+        elif role == "payload config":
             config = tree.get("config", {}) if isinstance(tree, dict) else None
             if not isinstance(config, dict):
                 raise InputError(f"could not read checkpoint {path}: {name} holds no payload config.")
@@ -164,21 +254,22 @@ def check_export_archive(data: bytes, path: Path) -> None:
                     or not file.startswith(("weight_", "tensor_"))
                 ):
                     unsafe.append(f"a pickled or custom object ({fqn})")
-        elif name.endswith((".pt", ".pkl")) and not _weights_only_loads(blob):
+        elif role == "pickle" and not _weights_only_loads(blob):
             unsafe.append(f"a pickle that a safe load refuses ({name})")
     if unsafe:
-        raise _refuse(path, "torch.export program", unsafe)
+        raise _refuse(path, kind, unsafe)
 
 
 # --- TorchScript -----------------------------------------------------------------------
 
 
 def check_torchscript_archive(data: bytes, path: Path) -> None:
-    """Raise InputError if the TorchScript archive defines `__setstate__` (it runs on load)."""
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        for name in archive.namelist():
-            if "/code/" in f"/{name}" and b"__setstate__" in archive.read(name):
-                raise _refuse(path, "TorchScript archive", ["__setstate__, run while it loads"])
+    """Raise InputError unless every entry of the TorchScript archive is known and its code
+    defines no `__setstate__` (which runs while it loads)."""
+    kind = "TorchScript archive"
+    for role, blob in archive_entries(data, path, kind, TORCHSCRIPT_ENTRIES).values():
+        if role == "code" and b"__setstate__" in blob:
+            raise _refuse(path, kind, ["__setstate__, run while it loads"])
 
 
 def _node_kinds(block) -> Iterator[str]:
@@ -195,15 +286,27 @@ def _torchscript_kind_allowed(kind: str) -> bool:
     return namespace == "prim" and name in TORCHSCRIPT_PRIM_OPS
 
 
-def torchscript_operators(module: torch.jit.ScriptModule) -> set[str]:
-    """Every node kind of every method of `module` and its submodules, calls inlined."""
-    kinds: set[str] = set()
+def _callables(module: torch.jit.ScriptModule) -> Iterator[torch.Graph]:
+    """The graph of every callable reachable from `module`: every method of it and of every
+    submodule, and every forward hook and forward pre-hook of each (the root's are not
+    methods and are called by no graph: they run around its forward)."""
     for _, sub in module.named_modules():
-        methods = sub._c._method_names() if hasattr(sub, "_c") else []
-        for method in methods:
-            graph = sub._c._get_method(method).graph.copy()
-            torch._C._jit_pass_inline(graph)
-            kinds.update(_node_kinds(graph))
+        compiled = getattr(sub, "_c", None)
+        if compiled is None:
+            continue
+        for method in compiled._method_names():
+            yield compiled._get_method(method).graph
+        for hook in (*compiled._get_forward_pre_hooks(), *compiled._get_forward_hooks()):
+            yield hook.graph
+
+
+def torchscript_operators(module: torch.jit.ScriptModule) -> set[str]:
+    """Every node kind of every callable reachable from `module` (`_callables`), calls inlined."""
+    kinds: set[str] = set()
+    for graph in _callables(module):
+        graph = graph.copy()
+        torch._C._jit_pass_inline(graph)
+        kinds.update(_node_kinds(graph))
     return kinds
 
 

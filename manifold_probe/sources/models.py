@@ -47,10 +47,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..device import resolve_device
+from ..device import model_device, resolve_device
 from ..errors import InputError
 from ..extraction.hooks import model_logits
-from ..validation import existing_file
+from ..validation import check_count, existing_file, zip_members
 from . import model_safety, named_models, zoo
 from .checkpoint import check_checkpoint, checkpoint_metadata, is_project_checkpoint
 
@@ -105,13 +105,6 @@ def model_info(model: nn.Module | LoadedModel) -> LoadedModel:
         return replace(info, digest=digest)
     return LoadedModel(module=model, description=f"{type(model).__name__} (in memory)", kind="module",
                        digest=digest)  # fmt: skip
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Where `model`'s first parameter or buffer is (the CPU for a module without any)."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 def on_device(model: nn.Module, device: str | torch.device | None) -> tuple[nn.Module, torch.device]:
@@ -185,6 +178,12 @@ def _read_error(path: Path, exc: BaseException, note: str = "") -> InputError:
 
 
 def _torch_load(path: Path, trust_checkpoint: bool):
+    if zipfile.is_zipfile(path):  # torch allocates what each entry declares before inflating it
+        try:
+            with zipfile.ZipFile(path) as archive:
+                zip_members(archive, path.stat().st_size, f"checkpoint {path}")
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise _read_error(path, exc) from None
     try:
         with warnings.catch_warnings():
             # a plain pickle of protocol > 2 makes torch warn before it fails; the error says it
@@ -255,6 +254,7 @@ def _build(arch: str, arch_args: dict, in_channels: int | None) -> tuple[nn.Modu
     """(fresh module, its full arguments, description) of a zoo, torchvision, timm or Hugging
     Face architecture; `in_channels` becomes the zoo's `in_channels`, timm's `in_chans`, or a
     rebuilt torchvision stem."""
+    given = set(arch_args)
     if named_models.is_named(arch):
         if in_channels is not None:
             if arch.startswith(named_models.HF_PREFIX):
@@ -264,10 +264,17 @@ def _build(arch: str, arch_args: dict, in_channels: int | None) -> tuple[nn.Modu
         return module, arch_args, description
     if in_channels is not None and not arch.startswith(zoo.TORCHVISION_PREFIX):
         arch_args = {**arch_args, "in_channels": in_channels}
-    full = zoo.architecture_args(arch, arch_args)
+    try:
+        full = zoo.architecture_args(arch, arch_args)
+    except InputError as exc:  # a value of arch_args: say so (the command line: --arch-kwargs)
+        if exc.parameter not in given:
+            raise
+        raise InputError(f"{exc.parameter} {exc.message}", parameter="arch_args") from None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(named_models.INIT_SEED)
-        module = zoo.build_model(arch, **full)
+        module = named_models.build_within_memory(
+            lambda: zoo.build_model(arch, **full), _describe(arch, full)
+        )
     if in_channels is not None and arch.startswith(zoo.TORCHVISION_PREFIX):
         named_models.set_in_channels(module, in_channels)
         full = {**full, "in_channels": in_channels}
@@ -385,6 +392,7 @@ def _load_export(path: Path, trust_checkpoint: bool) -> tuple[nn.Module, tuple[i
     """The program's module (wrapped in FixedBatch when its batch size is fixed) and its
     per-sample input shape when it takes one tensor."""
     data = model_safety.read_archive(path)
+    model_safety.check_archive_size(data, path)
     if not trust_checkpoint:
         model_safety.check_export_archive(data, path)
     program = _export_program(data, path)
@@ -401,6 +409,7 @@ def _load_export(path: Path, trust_checkpoint: bool) -> tuple[nn.Module, tuple[i
 
 def _load_torchscript(path: Path, device: torch.device, trust_checkpoint: bool) -> nn.Module:
     data = model_safety.read_archive(path)
+    model_safety.check_archive_size(data, path)
     if not trust_checkpoint:
         model_safety.check_torchscript_archive(data, path)
     with warnings.catch_warnings():
@@ -445,8 +454,8 @@ def load_model(
     missing or unreadable file, a refused pickle, or weights that do not fit.
     """
     given_args = dict(arch_args or {})
-    if num_classes is not None:
-        given_args["num_classes"] = num_classes
+    if num_classes is not None:  # checked here: a bad value in arch_args is then arch_args' own
+        given_args["num_classes"] = check_count(num_classes, name="num_classes", minimum=1)
     if (named := _named_source(path)) is not None:
         if arch is not None and arch != named:
             raise InputError(f"the model {named} is an architecture; give either it or --arch {arch}.")

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, summary
 
 TIMM_PREFIX, HF_PREFIX = "timm:", "hf:"
 INIT_SEED = 0
@@ -58,11 +58,55 @@ def _import(name: str):
         raise InputError(f"loading this model needs the {name} package; {EXTRA_HINT}.") from None
 
 
-def _seeded_build(build):
-    """build() with torch's RNG seeded by INIT_SEED, the global RNG restored afterwards."""
+def _seeded_build(build, label: str = "the model"):
+    """build() with torch's RNG seeded by INIT_SEED, the global RNG restored afterwards, and
+    its size checked first (`build_within_memory`)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(INIT_SEED)
+        return build_within_memory(build, label)
+
+
+def machine_memory() -> int | None:
+    """Bytes of physical memory of this machine (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def build_within_memory(build, label: str):
+    """build(), refused with an InputError about `arch_args` when the model's parameters and
+    buffers would take more than this machine's memory: it is first built on the meta device
+    (shapes only, nothing allocated) and measured. A build that fails to allocate anyway is the
+    same InputError."""
+    memory = machine_memory()
+    try:
+        with torch.device("meta"):
+            shapes = build()
+    except Exception:  # some constructors cannot run on the meta device: the real build decides
+        shapes = None
+    if isinstance(shapes, nn.Module) and memory is not None:
+        tensors = [*shapes.parameters(), *shapes.buffers()]
+        n_bytes = sum(t.numel() * t.element_size() for t in tensors)
+        if n_bytes > memory:
+            raise _too_large(label, f"{n_bytes / 2**30:,.1f} GiB of weights", memory)
+    try:
         return build()
+    except MemoryError:
+        raise _too_large(label, "more memory than is free", memory) from None
+    except RuntimeError as exc:
+        if "alloc" not in str(exc).lower():
+            raise
+        raise _too_large(label, "more memory than is free", memory) from None
+
+
+def _too_large(label: str, need: str, memory: int | None) -> InputError:
+    have = f"this machine's {memory / 2**30:,.1f} GiB" if memory else "the machine's memory"
+    return InputError(
+        f"{label} needs {need}, more than {have}; check the sizes in it (num_classes, vocab_size, "
+        "width, ...).",
+        parameter="arch_args",
+    )
 
 
 def _build_timm(name: str, arch_args: Mapping) -> nn.Module:
@@ -71,10 +115,40 @@ def _build_timm(name: str, arch_args: Mapping) -> nn.Module:
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f"close matches: {', '.join(close)}" if close else "see timm.list_models()"
         raise InputError(f"unknown timm model {name!r} ({hint}).")
+    label = f"timm:{name} with {dict(arch_args)}"
     try:
-        return _seeded_build(lambda: timm.create_model(name, pretrained=False, **arch_args))
+        return _seeded_build(lambda: timm.create_model(name, pretrained=False, **arch_args), label)
+    except InputError:
+        raise
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
-        raise InputError(f"could not build timm:{name} with {dict(arch_args)}: {exc}") from None
+        raise InputError(f"could not build {label}: {summary(exc)}") from None
+
+
+MAX_CONFIG_BYTES = 2**20
+"""The largest Hugging Face config.json read (configs take a few kB; the parsed JSON takes at
+most some 70 times its text, so this bounds what reading one can allocate)."""
+
+
+def read_config(file: Path) -> dict:
+    """The fields of a Hugging Face `config.json`: a JSON object of at most MAX_CONFIG_BYTES."""
+    try:
+        size = file.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise InputError(
+                f"the Hugging Face config {file} is {size:,} bytes, more than the {MAX_CONFIG_BYTES:,} "
+                "a config is read up to; give the model's config.json."
+            )
+        fields = json.loads(file.read_bytes())
+    except InputError:
+        raise
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"could not read the Hugging Face config {file}: {summary(exc)}.") from None
+    if not isinstance(fields, dict):
+        raise InputError(
+            f"the Hugging Face config {file} holds a JSON {type(fields).__name__}, not an object of "
+            'config fields ({"model_type": ..., ...}).'
+        )
+    return fields
 
 
 def _hf_config(path: Path, arch_args: Mapping):
@@ -82,14 +156,19 @@ def _hf_config(path: Path, arch_args: Mapping):
     file = path / "config.json" if path.is_dir() else path
     if not file.is_file():
         raise InputError(f"no Hugging Face config at {file}: give hf:FOLDER with a config.json.")
+    fields = read_config(file)
+    model_type = fields.pop("model_type", None)
     try:
-        fields = json.loads(file.read_text())
-        model_type = fields.pop("model_type")
         config = transformers.AutoConfig.for_model(model_type, **fields)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"could not read the Hugging Face config {file}: {exc!s:.200}") from None
+    except Exception as exc:  # transformers checks a config's fields as it builds it
+        raise InputError(f"could not read the Hugging Face config {file}: {summary(exc)}") from None
     for key, value in arch_args.items():
-        setattr(config, key, value)
+        try:
+            setattr(config, key, value)
+        except Exception as exc:
+            raise InputError(
+                f"{key}={value!r} does not fit the {model_type} config: {summary(exc)}", parameter="arch_args"
+            ) from None
     return transformers, config
 
 
@@ -99,11 +178,16 @@ def _build_hf(path: Path, arch_args: Mapping) -> nn.Module:
     cls = getattr(transformers, names[0], None) if names else None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         cls = transformers.AutoModel
+    label = f"{cls.__name__} from {path}" + (f" with {dict(arch_args)}" if arch_args else "")
     try:
         module = _seeded_build(lambda: cls.from_config(config) if cls is transformers.AutoModel
-                               else cls._from_config(config))  # fmt: skip
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise InputError(f"could not build {cls.__name__} from {path}: {exc!s:.200}") from None
+                               else cls._from_config(config), label)  # fmt: skip
+    except InputError:
+        raise
+    except Exception as exc:  # the config's values decide every layer's shape: bad ones are input
+        raise InputError(
+            f"could not build {label}: {summary(exc)}", parameter="arch_args" if arch_args else None
+        ) from None
     return module
 
 

@@ -60,11 +60,15 @@ from .. import registry
 from ..errors import InputError
 from ..extraction.reductions import parse_reduction
 from ..progress import track
-from ..validation import check_curvature_dim, check_positive, check_sweep_options
+from ..validation import check_curvature_dim, check_free_space, check_positive, check_sweep_options
 from .checkpoints import ManifestEntry, SweepCheckpoint, describe_checkpoints, read_manifest
 from .executors import EXECUTORS, run_local, run_ray
 from .tables import collect_layer_table, collect_table, write_layer_table, write_table
 from .tasks import SweepTask, TaskOutcome, result_complete
+
+SWEEP_MIN_FREE = 64 * 2**20
+"""Free space a sweep asks of its folder before it starts: on a full disk every task would
+fail in turn (each layer's cache entry checks its own size again)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,8 @@ def run_sweep(
     infos = describe_checkpoints(items, load_options=load_options)
     if not infos:
         raise InputError("give at least one checkpoint (a .pt file or a folder of them).")
+    out.mkdir(parents=True, exist_ok=True)
+    check_free_space(out, SWEEP_MIN_FREE, "a sweep", "free some space, or give another --out.")
     if executor == "local":
         workers = workers or max(1, min(2, os.cpu_count() or 1))
     threads = 1 if executor == "ray" or (workers or 1) > 1 else None

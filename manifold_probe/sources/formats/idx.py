@@ -13,9 +13,11 @@ Where the files may lie under ROOT (each name with or without ``.gz``):
 Debian's package ``dataset-fashion-mnist`` installs the four gzipped files in
 ``/usr/share/datasets/fashion-mnist``; ``fashion-mnist`` without a ROOT reads them from there.
 
-Reading is bounded: the sizes in the header must match what the file holds, so a short or
-padded file, or a gzip stream that expands past its declared size, is refused with a message
-naming the file, without allocating more than the header promises (at most 256 MiB per file).
+Reading is bounded: the sizes in the header must match what the file holds (a plain file's
+size is checked before anything is read), so a short or padded file, or a gzip stream that
+expands past its declared size, is refused with a message naming the file; a gzipped file may
+declare at most `validation.expansion_limit` of its own size (16 times, at least 64 MiB), and
+no file more than 256 MiB.
 
 Example
 -------
@@ -28,13 +30,18 @@ Example
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..errors import InputError
+from ...errors import InputError
+from ...validation import check_expansion
+from . import Parsed
+from .tensors import TensorImages
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
     "T-shirt/top",
@@ -115,8 +122,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        opener = gzip.open if _is_gzip(path) else open
-        with opener(path, "rb") as handle:
+        compressed = _is_gzip(path)
+        file_size = path.stat().st_size
+        with (gzip.open if compressed else open)(path, "rb") as handle:
             head = handle.read(4)
             if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in _TYPES:
                 raise InputError(f"{path} is not an IDX file (bad magic number {head.hex()}).")
@@ -133,6 +141,11 @@ def read_idx(path: str | Path) -> np.ndarray:
                     f"{path} declares an array of {size / 2**20:.0f} MiB, more than the "
                     f"{MAX_IDX_BYTES // 2**20} MiB an IDX file is read up to."
                 )
+            if compressed:  # what a gzip stream expands to is known only once read
+                check_expansion(size, file_size, str(path))
+            elif file_size != 4 + 4 * ndim + size:
+                state = "truncated" if file_size < 4 + 4 * ndim + size else "longer than its header declares"
+                raise InputError(f"{path} is {state}: the header declares shape {shape}.")
             body = handle.read(size + 1)
     except InputError:
         raise
@@ -195,7 +208,7 @@ def read_split(
     Returns
     -------
     images, labels, class names. The arrays are read once per process and file version (path,
-    size and modification time) and returned read-only.
+    size, modification and status-change times, inode) and returned read-only.
     """
     if dataset not in _DATASETS:
         raise InputError(f"unknown IDX data set {dataset!r}: use mnist or fashion-mnist.")
@@ -208,7 +221,9 @@ def read_split(
         if path is None:
             raise InputError(_missing_message(root_path, name, dataset))
         paths.append(path.resolve())
-    stamps = tuple((path.stat().st_size, path.stat().st_mtime_ns) for path in paths)
+    # the version of each file: rsync -a and tar x keep size and mtime but make a new inode, and
+    # anything that rewrites a file in place moves its status-change time
+    stamps = tuple((s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino) for s in map(os.stat, paths))
     images, labels = _read_split_cached(tuple(paths), stamps)
     title = _DATASETS[dataset]["title"]
     if images.ndim != 3 or images.dtype != np.uint8:
@@ -225,3 +240,19 @@ def read_split(
     if labels.size and int(labels.max()) >= len(classes):
         raise InputError(f"{paths[1]} holds labels outside 0..{len(classes) - 1}.")
     return images, labels.astype(np.int64), classes
+
+
+def location(kind: str, argument: str) -> Path | None:
+    """The folder holding the IDX files a `mnist:ROOT` or `fashion-mnist[:ROOT]` spec reads
+    (Debian's for `fashion-mnist` alone; the root itself when the files are missing)."""
+    root = Path(argument).expanduser() if argument else DEBIAN_FASHION_MNIST
+    found = locate(root, IDX_FILES["train"][0], kind) if root.is_dir() else None
+    return found.parent if found is not None else (root if argument else None)
+
+
+def load(kind: str, root_text: str | None, split: str) -> Parsed:
+    """One split of MNIST or Fashion-MNIST as (1, 28, 28) images in [0, 1]."""
+    images, labels, class_names = read_split(root_text or None, split, kind)
+    # a private copy: the parsed files stay cached read-only for the next call in this process
+    dataset = TensorImages(torch.from_numpy(images[:, None].copy()), labels, scale=1 / 255)
+    return Parsed(dataset, labels, len(class_names), (1, *images.shape[1:]), class_names)
