@@ -16,7 +16,7 @@ Example
 -------
 >>> from manifold_probe import registry
 >>> [m.name for m in registry.measures()][:3]
-['id', 'curvature', 'collapse']
+['id', 'curvature', 'multiscale']
 >>> registry.get("curvature").metrics[:2]
 ('mapc', 'curvature_sff')
 """

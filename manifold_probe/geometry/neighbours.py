@@ -676,9 +676,9 @@ def _exact_distances(prep: _Prepared, rows: np.ndarray, cand: np.ndarray, count=
         m = int(count[lo:hi].max())
         gathered = x[cand[lo:hi, :m].ravel()].reshape(hi - lo, m, -1)
         queries = x[rows[lo:hi], None, :]
-        if prep.inv_scale != 1.0:
-            gathered *= prep.inv_scale
-            queries = queries * prep.inv_scale
+        for factor in _exact_factors(prep.inv_scale):
+            gathered *= factor
+            queries = queries * factor
         gathered -= queries
         part_total = np.zeros((hi - lo, m))
         for start in range(0, x.shape[1], EXACT_SLICE):
@@ -688,6 +688,20 @@ def _exact_distances(prep: _Prepared, rows: np.ndarray, cand: np.ndarray, count=
         total[lo:hi, :m] = part_total
     exact = np.sqrt(total)
     return exact if prep.inv_scale != 1.0 else exact / prep.scale  # both in the scaled frame
+
+
+def _exact_factors(power: float) -> tuple[float, ...]:
+    """A power of two as two factors (none for 1.0), each a power of two with at most half its
+    exponent: a float32 array times a Python float is computed in float32, where 2**133 (what
+    points of 1e-40 are scaled by) is infinite but 2**66 and 2**67 are exact.
+
+    >>> _exact_factors(2.0**133)
+    (7.378697629483821e+19, 1.4757395258967641e+20)
+    """
+    if power == 1.0:
+        return ()
+    exponent = math.frexp(power)[1] - 1
+    return (2.0 ** (exponent // 2), 2.0 ** (exponent - exponent // 2))
 
 
 _WIDE_ROWS = 8192
@@ -705,13 +719,18 @@ def _exact_wide(prep: _Prepared, rows: np.ndarray, cand: np.ndarray, count: np.n
     buffer = np.empty(-(-dim // EXACT_SLICE) * EXACT_SLICE, dtype=x.dtype)
     buffer[dim:] = 0.0
     slices = buffer.reshape(-1, EXACT_SLICE)
+    factors = _exact_factors(prep.inv_scale)
     for i, q in enumerate(rows):
-        query = x[q] if prep.inv_scale == 1.0 else x[q] * prep.inv_scale
+        query = x[q]
+        for factor in factors:
+            query = query * factor
         for j in range(int(count[i])):
-            if prep.inv_scale == 1.0:
+            if not factors:
                 np.subtract(x[cand[i, j]], query, out=buffer[:dim])
             else:
-                np.multiply(x[cand[i, j]], prep.inv_scale, out=buffer[:dim])
+                np.multiply(x[cand[i, j]], factors[0], out=buffer[:dim])
+                for factor in factors[1:]:
+                    buffer[:dim] *= factor
                 buffer[:dim] -= query
             total[i, j] = np.einsum("ij,ij->i", slices, slices).sum(dtype=np.float64)
 
