@@ -121,6 +121,14 @@ def memory_child(path: str, max_memory: int | None) -> None:
     points = np.load(path).astype(np.float32)
     graph = nearest_neighbours(points, 30)
     curvature(points[:40, :64], 2, k=30, n_bootstrap=10, max_memory=max_memory)  # warm-up: library pages
+    _, seconds, peak = _with_peak_rss(
+        lambda: curvature(points, 2, k=30, graph=graph, n_bootstrap=100, max_memory=max_memory)
+    )
+    print(seconds, 1e3 * seconds / len(points), peak)
+
+
+def _with_peak_rss(fn):
+    """(fn(), its seconds, the peak RSS above the start during it, sampled every 5 ms)."""
     peak, stop = [_rss_bytes()], threading.Event()
 
     def sample() -> None:
@@ -131,11 +139,78 @@ def memory_child(path: str, max_memory: int | None) -> None:
     watcher = threading.Thread(target=sample, daemon=True)
     watcher.start()
     start = time.perf_counter()
-    curvature(points, 2, k=30, graph=graph, n_bootstrap=100, max_memory=max_memory)
+    value = fn()
     seconds = time.perf_counter() - start
     stop.set()
     watcher.join()
-    print(seconds, 1e3 * seconds / len(points), max(peak[0], _rss_bytes()) - before)
+    return value, seconds, max(peak[0], _rss_bytes()) - before
+
+
+def whole_call_child(path: str, max_memory: int | None) -> None:
+    """The whole measure (`mp.curvature` on bare points: the neighbour graph, the spectral-gap
+    rule's local spectra, the fits) in a fresh process: prints 'seconds peak-bytes-above-start
+    fit-seconds gram-floor-seconds'. The float64 Gram floor is the fits' K x K products (N K^2 D
+    multiply-adds) at this machine's float64 GEMM rate, measured here on blocks of the same
+    shape."""
+    import importlib
+
+    import manifold_probe as mp
+
+    module = importlib.import_module("manifold_probe.geometry.curvature")  # not the function
+
+    points = np.load(path).astype(np.float32)
+    mp.curvature(points[:60, :64], n_bootstrap=10, max_memory=max_memory)  # warm-up: library pages
+    fit_seconds = [0.0, 0]
+    fit_all = module._fit_all
+
+    def timed_fit_all(*args, **kwargs):
+        begin = time.perf_counter()
+        try:
+            return fit_all(*args, **kwargs)
+        finally:
+            fit_seconds[0] += time.perf_counter() - begin
+            fit_seconds[1] = args[2]  # k
+
+    module._fit_all = timed_fit_all
+    result, seconds, peak = _with_peak_rss(
+        lambda: mp.curvature(points, n_bootstrap=100, max_memory=max_memory)
+    )
+    n, ambient = points.shape
+    k = fit_seconds[1] or 1
+    block = np.random.default_rng(0).standard_normal((16, k, ambient))
+    begin = time.perf_counter()
+    for _ in range(3):
+        block @ block.transpose(0, 2, 1)
+    rate = 3 * 16 * k * k * ambient / (time.perf_counter() - begin)  # multiply-adds per second
+    floor = n * k * k * ambient / rate
+    status = result.layers[0].status
+    print(seconds, peak, fit_seconds[0], floor, status, k)
+
+
+def whole_call_table(n: int, ambient: int = 16_384) -> tuple[list[tuple], float]:
+    """Rows of the whole-call table (issue 26, goal 5) and the worst peak / budget ratio."""
+    import subprocess
+    import tempfile
+
+    rows, worst, floors = [], 0.0, []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/points_{ambient}.npy"
+        np.save(path, curved_manifold(n, 2, ambient).astype(np.float32))
+        for budget in ("none", "256MB", "32MB"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--whole-child", path, "--max-memory", budget],
+                check=True, capture_output=True, text=True,
+            ).stdout.split()  # fmt: skip
+            seconds, peak, fits, floor = (float(v) for v in out[:4])
+            if budget != "none":
+                from manifold_probe_cli.options import parse_memory
+
+                worst = max(worst, peak / parse_memory(budget))
+            floors.append(fits / floor if floor > 0 else float("nan"))
+            ratio = f"{fits / floor:.1f}x" if floor > 0 else "-"
+            rows.append((str(ambient), budget, f"{seconds:.2f}", f"{peak / 2**20:.0f}", f"{fits:.2f}",
+                         f"{floor:.2f}", ratio, out[4], out[5]))  # fmt: skip
+    return rows, worst, min(floors)
 
 
 def memory_table(n: int) -> None:
@@ -167,6 +242,17 @@ def memory_table(n: int) -> None:
     for r in rows:
         print("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)))
     print(f"per-point cost D=65536 / D=512: {times[65536] / times[512]:.1f}x for 128x the width")
+    from timing import report_ratio  # benchmarks/ is on the path when this runs as a script
+
+    whole, worst, floor_ratio = whole_call_table(n)
+    header = ("D", "--max-memory", "seconds", "peak RSS MB", "fits s", "f64 Gram floor s", "fits/floor",
+              "status", "K")  # fmt: skip
+    print(f"the whole call mp.curvature(points, max_memory=...) (graph, gap rule, fits), N={n}, d=2:")
+    widths = [max(len(str(r[c])) for r in [header, *whole]) for c in range(len(header))]
+    for r in [header, *whole]:
+        print("  ".join(str(cell).rjust(w) for cell, w in zip(r, widths, strict=True)))
+    report_ratio("bench_curvature", "whole call at D=16384: peak RSS above start / max_memory", worst, 1.0)
+    report_ratio("bench_curvature", "fits at D=16384 / float64 Gram floor (best budget)", floor_ratio, 3.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,12 +267,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="chunks in parallel (default: torch threads)")
     parser.add_argument("--memory", action="store_true", help="peak RSS and per-point cost table")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--whole-child", help=argparse.SUPPRESS)
     parser.add_argument("--max-memory", default="none", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         from manifold_probe_cli.options import parse_memory
 
         memory_child(args.memory_child, None if args.max_memory == "none" else parse_memory(args.max_memory))
+        return 0
+    if args.whole_child:
+        from manifold_probe_cli.options import parse_memory
+
+        whole_call_child(
+            args.whole_child, None if args.max_memory == "none" else parse_memory(args.max_memory)
+        )
         return 0
     if args.memory:
         memory_table(200 if args.quick else 1000)

@@ -24,9 +24,9 @@ __version__ = "0.2.0"
 """The one place the version is written (pyproject.toml reads it from here)."""
 
 _TYPES = {"Activations": "extraction.activations", "Result": "results", "InputError": "errors",
-          "concat": "results", "read_result": "results"}  # fmt: skip
+          "concat": "results", "read_result": "results", "load_points": "measures.sources"}  # fmt: skip
 _MODULES = ("geometry",)
-_API = ("extract", "list_layers", "load_data", "load_model", "load_points", "model_info")
+_API = ("extract", "list_layers", "load_data", "load_model", "model_info")  # load_points: no torch
 
 __all__ = [
     "Activations",

@@ -40,7 +40,7 @@ from .extraction.layers import LayerInfo, default_layers
 from .extraction.layers import list_layers as _list_layers
 from .extraction.reductions import Reduction
 from .measures.pipeline import as_data, example_batch, extract_activations
-from .measures.pipeline import load_points as _load_points
+from .measures.sources import load_points  # public here too; it needs no torch
 from .sources.data import LabelledData
 from .sources.data import load_data as _load_data
 from .sources.models import INFO_ATTRIBUTE, model_info, on_device
@@ -268,22 +268,6 @@ def extract(
         data_key=data_key, max_memory=max_memory, classifier=classifier, labels=labels, seed=seed,
         device=device, progress=progress,
     )  # fmt: skip
-
-
-def load_points(
-    points: str | os.PathLike, labels: str | os.PathLike | None = None, *, min_points: int = 2
-) -> Activations:
-    """A point cloud in a file (`.npy`, or an `.npz` holding one array; never a pickle) as
-    activations with one layer named `points`, with labels from a second file: what the
-    command line's `--points` and `--labels` read.
-
-    Example
-    -------
-    >>> acts = mp.load_points("embeddings.npy", "labels.npy")
-    >>> mp.collapse(acts).metrics["points"]["nc1"] > 1  # random labels: no collapse
-    True
-    """
-    return _load_points(points, labels, min_points=min_points)
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import manifold_probe as mp
+from manifold_probe.measures.layers import nothing_measured
 from manifold_probe.results import LayerResult, Result
 from manifold_probe_cli.main import main
 
@@ -34,9 +35,10 @@ def data():
     return mp.load_data("digits", split="train", n_points=N_POINTS, seed=0)
 
 
-def cli_json(tmp_path, *args) -> dict:
+def cli_json(tmp_path, *args, code: int = 0) -> dict:
+    """The command's JSON; it must exit with `code` (3: no layer has a reading, the JSON is written)."""
     out = tmp_path / "cli.json"
-    assert main([*map(str, args), "--json", str(out), "-q"]) == 0
+    assert main([*map(str, args), "--json", str(out), "-q"]) == code
     return json.loads(out.read_text())
 
 
@@ -65,7 +67,7 @@ def test_every_measure_equals_the_command_line_for_the_same_seed(tmp_path, digit
                            n_bootstrap=10)),
     ]  # fmt: skip
     for args, result in cases:
-        expected = cli_json(tmp_path, *args)
+        expected = cli_json(tmp_path, *args, code=3 if nothing_measured(result) else 0)
         got = plain(result)
         if result.command == "collapse":  # the command line always reports its checkpoints
             expected["source"].pop("models")
@@ -311,7 +313,8 @@ def test_perturbed_neighbourhoods_through_the_api_equal_the_command_line(tmp_pat
                           layers=["pool", "logits"])  # fmt: skip
     expected = cli_json(tmp_path, "curvature", "--model", digits_checkpoint, "--n-points", 30, "--no-cache",
                         "--device", "cpu", "--neighbourhood", "perturb", "--n-top", 8, "--n-toggle", 4,
-                        "--dim", 2, "--bootstrap", 10, "--layers", "pool,logits")  # fmt: skip
+                        "--dim", 2, "--bootstrap", 10, "--layers", "pool,logits",
+                        code=3 if nothing_measured(result) else 0)  # fmt: skip
     assert plain(result) == expected
     with pytest.raises(mp.InputError, match="neighbourhood: perturb needs a model"):
         mp.curvature(np.random.default_rng(0).normal(size=(50, 4)), neighbourhood="perturb")
@@ -319,18 +322,25 @@ def test_perturbed_neighbourhoods_through_the_api_equal_the_command_line(tmp_pat
 
 def test_one_registry_names_the_measures_of_the_cli_the_sweep_and_the_api():
     from manifold_probe import api, registry
-    from manifold_probe_cli.main import build_app
+    from manifold_probe_cli.main import HAND_WRITTEN, build_app
 
     commands = {command.name for command in build_app().registered_commands}
     for measure in registry.measures():
-        assert measure.name in commands, measure.name
+        assert measure.name in commands or measure.name in HAND_WRITTEN, measure.name  # family: curvature
         assert measure.api_name in mp.__all__
         assert (
             getattr(mp, measure.api_name)
             is getattr(api, measure.api_name)
             is registry.resolve(measure.function)
         )
-    assert registry.sweep_measures() == ("id", "curvature", "collapse", "spectra", "cutting-planes")
+    assert registry.sweep_measures() == (
+        "id",
+        "curvature",
+        "multiscale",
+        "collapse",
+        "spectra",
+        "cutting-planes",
+    )
 
 
 def test_the_command_line_reads_the_librarys_parameters_as_its_flags(tmp_path, capsys):

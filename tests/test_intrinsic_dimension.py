@@ -1,5 +1,6 @@
 """TwoNN, MLE and the linear dimensions against known answers and against scikit-dimension."""
 
+import importlib
 import warnings
 
 import numpy as np
@@ -108,6 +109,44 @@ def test_linear_dimension_of_known_spectrum():
     assert lin.participation_ratio == pytest.approx(lam.sum() ** 2 / (lam**2).sum(), rel=0.03)
     wide = rng.normal(size=(30, 500))  # N < D: computed through the N x N Gram matrix
     assert len(linear_dimension(wide).eigenvalues) == 30
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (40, 300)])
+def test_linear_dimension_equals_the_singular_values_of_the_centred_points(monkeypatch, shape):
+    """The Gram matrix summed over blocks (rows when D <= N, columns when D > N) gives the
+    spectrum of an independent float64 SVD, float32 points included."""
+    module = importlib.import_module("manifold_probe.geometry.linear_dimension")  # not the function
+    monkeypatch.setattr(module, "_GRAM_BLOCK", 500)  # several blocks either way
+    rng = np.random.default_rng(14)
+    x = (rng.normal(size=shape) * np.geomspace(5, 0.01, shape[1]) + 3.0).astype(np.float32)
+    centred = x.astype(np.float64) - x.astype(np.float64).mean(axis=0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    expected = singular**2 / (shape[0] - 1)
+    lin = linear_dimension(x)
+    np.testing.assert_allclose(lin.eigenvalues[: len(expected)][:20], expected[:20], rtol=1e-9)
+    share = np.cumsum(expected) / expected.sum()
+    assert lin.pca90 == int(np.searchsorted(share, 0.9 - 1e-12) + 1)
+    assert lin.participation_ratio == pytest.approx(expected.sum() ** 2 / (expected**2).sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.9, 0.97, 0.999])
+@pytest.mark.parametrize("shape", [(900, 400), (300, 700)])
+def test_leading_spectrum_gives_the_whole_spectrums_pca90_and_participation_ratio(monkeypatch, decay, shape):
+    """The block Krylov path (used by `mprobe id`) against the whole eigendecomposition: the
+    same pca90, the same participation ratio, its eigenvalues within 1e-9 of the largest;
+    a slowly decaying spectrum falls back to the whole one."""
+    module = importlib.import_module("manifold_probe.geometry.linear_dimension")
+    monkeypatch.setattr(module, "_FULL_SPECTRUM_MAX", 100)
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=shape) * decay ** np.arange(shape[1])
+    full, leading = linear_dimension(x), linear_dimension(x, spectrum="leading")
+    assert leading.pca90 == full.pca90
+    assert leading.participation_ratio == pytest.approx(full.participation_ratio, rel=1e-12)
+    top = len(leading.eigenvalues)
+    assert top > full.pca90
+    np.testing.assert_allclose(
+        leading.eigenvalues, full.eigenvalues[:top], rtol=0, atol=1e-9 * full.eigenvalues[0]
+    )
 
 
 def test_skdim_adapter_reuses_the_graph_and_matches_direct_use(benchmark):

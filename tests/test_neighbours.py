@@ -1,8 +1,10 @@
 """The kNN graph equals brute force, and its distances stay exact for near-duplicate points."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-import torch
 from scipy.spatial.distance import cdist
 from sklearn.neighbors import NearestNeighbors
 
@@ -159,12 +161,82 @@ def test_duplicate_rows_agree_with_a_row_sort():
     np.testing.assert_array_equal(duplicate_rows(x), expected)
 
 
-def test_only_candidates_within_the_float32_error_bound_are_re_ranked():
-    """A candidate whose search value could, within the bound, tie the (k+1)-th is kept; one
-    farther than every bound is cut; at least k + 1 stay (the row itself is a candidate)."""
-    cand = torch.tensor([[7, 3, 9, 4]])
-    values = torch.tensor([[5.0, 0.0, 1.0, 1.015]])
-    bound = torch.full((1, 4), 0.01)
-    np.testing.assert_array_equal(neighbours._possible_neighbours(cand, values, bound, 1), [[3, 9, 4]])
-    np.testing.assert_array_equal(neighbours._possible_neighbours(cand, values, 0 * bound, 1), [[3, 9]])
-    assert neighbours.gram_error_factor(512) == 520 * 2.0**-23
+def test_survivors_hold_the_n_smallest_and_everything_else_lies_above_the_threshold():
+    """The candidate selection: at least the n smallest of each row (ties included), every
+    value left out above the row's threshold, and the threshold at least the n-th smallest."""
+    rng = np.random.default_rng(11)
+    for columns, n in [(5000, 29), (2000, 29), (300, 29), (40, 29), (29, 29), (997, 7)]:
+        values = rng.normal(size=(50, columns)).astype(np.float32)
+        values[:10] = np.round(values[:10])  # many exact ties
+        idx, kept, threshold = neighbours._survivors(values, n)
+        nth = np.sort(values, axis=1)[:, n - 1]
+        assert (threshold >= nth).all()
+        for row in range(len(values)):
+            chosen = idx[row][idx[row] >= 0]
+            assert len(chosen) == len(set(chosen.tolist())) >= n
+            np.testing.assert_array_equal(kept[row][: len(chosen)], values[row, chosen])
+            left_out = np.setdiff1d(np.arange(columns), chosen)
+            assert (values[row, left_out] > threshold[row]).all()
+
+
+@pytest.mark.parametrize("case", ["ties", "wide"])
+def test_rows_without_a_certificate_are_searched_again_exactly(monkeypatch, case):
+    """A search-value bound far too loose for any certificate sends every row to the second
+    search against all points; the graph is still float64 brute force's."""
+    monkeypatch.setattr(neighbours, "_gamma", lambda length, sliced=True: 0.05)
+    rng = np.random.default_rng(12)
+    x = _lattice(6, 3) if case == "ties" else rng.normal(size=(150, 1500))
+    calls = []
+    again = neighbours._search_again
+
+    def counted(prep, rows, *args):
+        calls.append(len(rows))
+        return again(prep, rows, *args)
+
+    monkeypatch.setattr(neighbours, "_search_again", counted)
+    graph = nearest_neighbours(x, 8, spare=0)
+    assert calls and sum(calls) > len(x) // 2
+    idx, dist = brute_force(x, 8)
+    np.testing.assert_array_equal(graph.indices, idx)
+    np.testing.assert_allclose(graph.distances, dist, rtol=1e-9)
+
+
+def test_sliced_product_stays_within_its_bound_and_wide_layers_stay_exact(monkeypatch):
+    """Products over more features than `PRODUCT_SLICE` are summed slice by slice; their error
+    stays within `_gamma`'s factor, and a layer wider than a slice gives brute force's graph."""
+    monkeypatch.setattr(neighbours, "PRODUCT_SLICE", 256)
+    rng = np.random.default_rng(13)
+    a, b = rng.normal(size=(30, 1000)).astype(np.float32), rng.normal(size=(40, 1000)).astype(np.float32)
+    exact = a.astype(np.float64) @ b.astype(np.float64).T
+    bound = neighbours._gamma(1000) * np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64).T
+    assert neighbours._gamma(1000) < 300 * neighbours.U32 < neighbours._gamma(1000, sliced=False)
+    assert (np.abs(neighbours._product(a, b) - exact) <= bound).all()
+    x = rng.normal(size=(200, 1000)).astype(np.float32)
+    graph = nearest_neighbours(x, 6, chunk_size=64)
+    idx, dist = brute_force(x.astype(np.float64), 6)
+    np.testing.assert_array_equal(graph.indices, idx)
+    np.testing.assert_allclose(graph.distances, dist, rtol=1e-6)
+
+
+def test_the_search_on_a_cpu_imports_no_torch():
+    code = (
+        "import sys, numpy as np\n"
+        "from manifold_probe.geometry.neighbours import nearest_neighbours\n"
+        "nearest_neighbours(np.random.default_rng(0).normal(size=(3000, 20)), 5)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("case", ["plain", "huge"])
+def test_wide_rows_take_their_candidates_one_at_a_time_with_the_same_graph(monkeypatch, case):
+    """The one-candidate-at-a-time exact distances of wide layers (`_WIDE_ROWS`) give brute
+    force's graph, on scaled points too (tiny and huge values are divided by the scale)."""
+    monkeypatch.setattr(neighbours, "_WIDE_ROWS", 16)
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(120, 40)) * (1e200 if case == "huge" else 1.0)
+    graph = nearest_neighbours(x, 7)
+    unit = 2.0 ** np.round(np.log2(np.abs(x).max()))
+    idx, dist = brute_force(x / unit, 7)
+    np.testing.assert_array_equal(graph.indices, idx)
+    np.testing.assert_allclose(graph.distances, dist * unit, rtol=1e-9)

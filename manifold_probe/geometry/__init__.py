@@ -14,14 +14,51 @@ Example
 1.0
 """
 
-from .collapse import neural_collapse
-from .curvature import curvature, principal_curvatures
-from .id_profile import measure_dimensions
-from .intrinsic_dimension import mle, twonn
-from .linear_dimension import linear_dimension
-from .neighbours import nearest_neighbours
-from .skdim_adapter import skdim_dimension
-from .spectra import covariance_spectra, fisher_spectra
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "neural_collapse": "collapse", "curvature": "curvature", "principal_curvatures": "curvature",
+    "measure_dimensions": "id_profile", "mle": "intrinsic_dimension", "twonn": "intrinsic_dimension",
+    "linear_dimension": "linear_dimension", "nearest_neighbours": "neighbours",
+    "skdim_dimension": "skdim_adapter", "covariance_spectra": "spectra", "fisher_spectra": "spectra",
+}  # fmt: skip
+"""Where each estimator lives: loaded on first use, so that importing one module of the
+package (the neighbours, the intrinsic dimension) does not import every other (torch, scipy)."""
+
+if TYPE_CHECKING:
+    from .collapse import neural_collapse
+    from .curvature import curvature, principal_curvatures
+    from .id_profile import measure_dimensions
+    from .intrinsic_dimension import mle, twonn
+    from .linear_dimension import linear_dimension
+    from .neighbours import nearest_neighbours
+    from .skdim_adapter import skdim_dimension
+    from .spectra import covariance_spectra, fisher_spectra
+
+
+class _Estimators(types.ModuleType):
+    """The package: an estimator loads on first use; and when a submodule of the same name
+    (`curvature`, `linear_dimension`) is imported, which sets the package's attribute to the
+    submodule, the attribute becomes the estimator instead (as an eager import used to leave it)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _WHERE:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        super().__setattr__(name, value)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _WHERE.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Estimators
+
 
 __all__ = [
     "covariance_spectra",

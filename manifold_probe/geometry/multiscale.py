@@ -161,7 +161,7 @@ def scale_ladder(
     """About `n_scales` log-spaced neighbourhood sizes from k_min to min(k_max, N // 4), distinct.
 
     >>> scale_ladder(2000).tolist()
-    [10, 14, 19, 27, 38, 52, 73, 102, 143, 200, 280, 392]
+    [10, 14, 20, 27, 38, 53, 75, 105, 146, 205, 286, 400]
     """
     top = max(k_min + 2, min(k_max, n_points // 4, n_points - 1))
     low = min(k_min, top - 2)

@@ -29,9 +29,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..device import model_device, resolve_device
 from ..errors import InputError
-from ..extraction.activations import Activations, LayerRecord
+from ..extraction.activations import Activations
 from ..extraction.cache import content_fingerprint
 from ..extraction.classifier import find_classifier
 from ..extraction.engine import extract, n_samples, split_batch
@@ -39,61 +38,18 @@ from ..extraction.hooks import to_device
 from ..extraction.layers import select_layers
 from ..extraction.reductions import Reduction, parse_reduction_options
 from ..sources.data import LabelledData, data_location, load_data
-from ..sources.formats.npz import read_arrays
 from ..sources.models import LoadedModel, model_info, on_device
-from ..validation import as_labels, as_points, check_count, check_seed, existing_file
+from ..validation import as_labels, check_count, check_seed
+from .sources import _numpy, as_activations, estimator_device, load_array, load_points, points_activations
+
+__all__ = ["as_activations", "estimator_device", "extract_activations", "load_array", "load_points",
+           "points_activations"]  # fmt: skip
 
 CLASSIFIER_CHECK_ROWS = 16
 """Samples of the example batch on which the classifier is found and its input compared."""
 
 
-# --- points ----------------------------------------------------------------------------
-
-
-def load_array(path: str | os.PathLike, what: str) -> np.ndarray:
-    """A numeric array from a `.npy` file or a one-array `.npz` (never a pickle; anything else
-    is not a supported format), read within bounds set by the file's size (`npz.read_arrays`)."""
-    p = existing_file(path, what=what)
-    arrays = read_arrays(p, what)
-    if len(arrays) != 1:
-        raise InputError(f"{p} holds arrays {sorted(arrays)}; give a .npy file or a one-array .npz.")
-    return next(iter(arrays.values()))
-
-
-def points_activations(
-    points,
-    labels=None,
-    *,
-    source: Mapping[str, Any] | None = None,
-    min_points: int = 2,
-    name: str = "points",
-    parameter: str | None = None,
-) -> Activations:
-    """A bare point cloud (N, D) as Activations with one layer named `points` (the validated
-    array is used as is, never copied); `source` (default: an array) gains `n_points`."""
-    if isinstance(points, torch.Tensor):
-        points = points.detach().cpu().numpy()
-    x = as_points(points, name=name, min_points=min_points, parameter=parameter)
-    y = None if labels is None else as_labels(_numpy(labels), len(x), name="labels")
-    record = LayerRecord("points", (x.shape[1],), "none", x.shape[1], False, False)
-    source = {**(source or {"points": "array", "labels": None}), "n_points": len(x)}
-    return Activations({"points": x}, {"points": record}, y, source=source)
-
-
-def load_points(
-    points_path: str | os.PathLike, labels_path: str | os.PathLike | None = None, *, min_points: int = 2
-) -> Activations:
-    """A point cloud in a file (`.npy`, or an `.npz` with one array) as one layer named `points`,
-    with labels from a second file."""
-    points = load_array(points_path, "points file")
-    labels = None if labels_path is None else load_array(labels_path, "labels file")
-    source = {"points": str(points_path), "labels": None if labels_path is None else str(labels_path)}
-    return points_activations(points, labels, source=source, min_points=min_points,
-                              name=f"points ({points_path})", parameter="points_path")  # fmt: skip
-
-
-def _numpy(values):
-    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
+# --- points: `measures/points.py` (no torch) -------------------------------------------
 
 
 # --- data ------------------------------------------------------------------------------
@@ -270,58 +226,3 @@ def extract_activations(
         max_memory=max_memory, seed=seed, progress=progress, source=source, loaded=loaded,
         labelled=data if isinstance(data, LabelledData) else None, labels=labels, classifier=head,
     )  # fmt: skip
-
-
-# --- what a measure was given ----------------------------------------------------------
-
-
-def as_activations(
-    source: Any,
-    data: Any = None,
-    *,
-    labels: Any = None,
-    min_points: int = 2,
-    classifier: bool | None = None,
-    max_memory: int | None = None,
-    extract_options: Mapping[str, Any] | None = None,
-) -> Activations:
-    """Activations from a measure's `source` (activations, a bare array, or a model with `data`),
-    with `labels` when given; `max_memory` bounds the extraction's RAM when there is one (and
-    is checked either way)."""
-    extract_options = dict(extract_options or {})
-    if max_memory is not None:
-        max_memory = check_count(max_memory, name="max_memory")
-    if isinstance(source, Activations):
-        if data is not None or extract_options:
-            raise InputError(
-                "these are activations already; data and extraction options go with a model "
-                f"(got {', '.join(['data'] * (data is not None) + list(extract_options))}).",
-                parameter="data" if data is not None else next(iter(extract_options)),
-            )
-        return source if labels is None else source.with_labels(_numpy(labels))
-    if isinstance(source, (nn.Module, LoadedModel)):
-        if data is None:
-            raise InputError("a model needs data: measure(model, data).", parameter="data")
-        if max_memory is not None:
-            extract_options.setdefault("max_memory", max_memory)
-        return extract_activations(source, data, classifier=classifier, labels=labels, **extract_options)
-    if data is not None:
-        raise InputError("data goes with a model; for bare points give labels=... instead.", parameter="data")
-    if extract_options:
-        raise InputError(
-            f"extraction options ({', '.join(extract_options)}) go with a model, not with bare points.",
-            parameter=next(iter(extract_options)),
-        )
-    if isinstance(source, (str, Path)):
-        return load_points(source, min_points=min_points) if labels is None else load_points(
-            source, min_points=min_points).with_labels(_numpy(labels))  # fmt: skip
-    return points_activations(source, labels, min_points=min_points)
-
-
-def estimator_device(acts: Activations, device: str | torch.device | None) -> torch.device:
-    """Where the estimators run: `device`, else where the model ran, else the CPU."""
-    if device is not None:
-        return resolve_device(device)
-    if acts.model is not None:
-        return model_device(acts.model.module)
-    return torch.device("cpu")

@@ -18,7 +18,6 @@ import numpy as np
 from ...errors import InputError
 from ...validation import as_class_indices, check_npy_header, existing_file, zip_members
 from . import Parsed
-from .tensors import LABEL_NAMES, TensorImages, as_input_tensor, keyword_arrays
 
 NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK"
 
@@ -97,6 +96,8 @@ def load(path_text: str, split: str) -> Parsed:
         other_labels = as_class_indices(other, len(other), None, name=f"{other_name} in {path}")
         largest = max(largest, other_labels.max())
     num_classes = int(largest) + 1
+    from .tensors import TensorImages, as_input_tensor  # torch: only when images are read
+
     images = as_input_tensor(x, x_name, str(path))
     return Parsed(TensorImages(images, labels), labels, num_classes, tuple(x.shape[1:]))
 
@@ -111,6 +112,8 @@ def _npz_keywords(arrays: dict[str, np.ndarray], path: Path, split: str):
             f"{path} has no test split (arrays named like input_ids_test, y_test); "
             "add them to the archive or use --split train."
         )
+    from .tensors import LABEL_NAMES, keyword_arrays  # torch: only when inputs are read
+
     chosen = test if split == "test" else train
     dataset, labels, num_classes, shape = keyword_arrays(chosen, str(path))
     other = train if split == "test" else test
