@@ -235,7 +235,7 @@ register(Measure(
     table_details=("dim",),
     sweep=SweepSpec(
         options={"n_bootstrap": 200},
-        columns=tuple(
+        columns=(
             *(SweepColumn(key, "summary", key)
               for key in ("curvature_gap", "curvature_gap_scaled", "curvature_sff_gap",
                           "curvature_sff_gap_scaled")),
