@@ -32,8 +32,16 @@ def train_command(
         int, typer.Option("--epochs", help="Training epochs (0: save the untrained network).")
     ] = TrainingConfig.epochs,
     lr: Annotated[
-        float, typer.Option("--lr", help="Peak learning rate (SGD with momentum, cosine schedule).")
+        float, typer.Option("--lr", help="Peak learning rate (SGD with Nesterov momentum).")
     ] = TrainingConfig.lr,
+    lr_schedule: Annotated[
+        str,
+        typer.Option(
+            "--lr-schedule",
+            help="cosine (lr to 0), step (lr/10 at 1/3 and 2/3 of training, Papyan, Han & Donoho 2020) "
+            "or constant.",
+        ),
+    ] = TrainingConfig.lr_schedule,
     weight_decay: Annotated[
         float, typer.Option("--weight-decay", help="L2 weight decay.")
     ] = TrainingConfig.weight_decay,
@@ -90,6 +98,7 @@ def train_command(
         data=data,
         epochs=epochs,
         lr=lr,
+        lr_schedule=lr_schedule,
         weight_decay=weight_decay,
         batch_size=batch_size,
         mixup=mixup,

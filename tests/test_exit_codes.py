@@ -55,6 +55,13 @@ def test_a_projection_too_large_for_memory_names_the_option(tmp_path, capsys):
     assert code == 2 and "project:100000000" in one_line(err)
 
 
+def test_a_projection_above_a_layers_width_names_the_option_and_the_layer(tmp_path, capsys):
+    model = untrained_checkpoint(tmp_path / "cnn.pt")
+    args = ["id", "--model", model, "--n-points", "40", "--reduction", "project:64", "--no-cache"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "--reduction: project:64 would map layer 'block2' (16 features) up" in one_line(err)
+
+
 # --- image sets -------------------------------------------------------------------------
 
 

@@ -373,6 +373,24 @@ def test_projection_in_extract_uses_the_layer_name_and_seed():
     assert acts.info["conv"].reduction == "project:8" and acts["fc"].shape == (12, 8)
 
 
+def test_projection_never_maps_a_layer_up():
+    """project:N above a layer's width is refused, naming the parameter and the layer (the 16-wide
+    fc and the 3 logits of Tricky); a plan keeps such a layer at its own width; N = width is allowed."""
+    model = seeded(Tricky(), 1)
+    x = inputs(12, 1, 4, 4)
+    refused = r"reduction: project:32 would map layer 'fc' \(16 features\) up"
+    with pytest.raises(InputError, match=refused) as caught:
+        extract(model, x, ["conv", "fc"], reduction="project:32", use_cache=False)
+    assert caught.value.parameter == "reduction" and "--reduction fc=none" in str(caught.value)
+    plan = {"default": "project:32", "fc": "none"}
+    acts = extract(model, x, ["conv", "fc"], reduction=plan, use_cache=False)
+    assert acts["conv"].shape == (12, 32) and acts["fc"].shape == (12, 16)
+    assert acts.info["fc"].reduction == "none"
+    assert extract(model, x, ["fc"], reduction="project:16", use_cache=False)["fc"].shape == (12, 16)
+    with pytest.raises(InputError, match="reduction: project:4 would map layer 'logits'"):
+        Reduction("project", 4).for_shape((3,), layer="logits")
+
+
 # ------------------------------------------------------------------ cache -----
 
 

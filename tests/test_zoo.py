@@ -78,7 +78,7 @@ def test_a_micro_zoo_writes_its_index_and_resumes(tmp_path):
     assert noisy == {
         "arch": "digits-cnn", "width": 4, "depth": 1, "epochs": 1, "untrained": False, "weight_decay": 0.0,
         "mixup": 0.2, "label_smoothing": 0.1, "label_noise": 0.2, "train_size": 60, "lr": 0.1,
-        "batch_size": 128, "seed": 1,
+        "lr_schedule": "cosine", "batch_size": 128, "seed": 1,
     }  # fmt: skip
     assert index["models"][0]["settings"]["train_size"] == 1346  # the whole split, counted
     assert [item["settings"]["untrained"] for item in index["models"]] == [False, True, False]
@@ -105,6 +105,13 @@ def test_a_micro_zoo_writes_its_index_and_resumes(tmp_path):
     entries[1].path.unlink()  # a lost checkpoint is the only one trained again
     third = train_zoo(tmp_path / "zoo", MICRO, seed=1)
     assert [entry.trained for entry in third] == [False, True, False]
+
+
+def test_a_zoo_trained_in_two_processes_has_the_same_checkpoints(tmp_path):
+    one = train_zoo(tmp_path / "one", MICRO, seed=1)
+    two = train_zoo(tmp_path / "two", MICRO, seed=1, workers=2)
+    assert [entry.name for entry in two] == [entry.name for entry in one]
+    assert [entry.path.read_bytes() for entry in two] == [entry.path.read_bytes() for entry in one]
 
 
 def test_zoo_command_prints_the_table(tmp_path, capsys, monkeypatch):

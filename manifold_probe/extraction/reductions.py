@@ -28,7 +28,10 @@ A reduction is named by a spec string:
   of a causal language model, wherever its padding is).
 - `project:N`: a Gaussian random projection to N <= `MAX_PROJECTION_DIM` dimensions,
   y = x R with R a (D, N) matrix of i.i.d. N(0, 1/N) entries, so that
-  E ||y||^2 = ||x||^2 (Johnson-Lindenstrauss).
+  E ||y||^2 = ||x||^2 (Johnson-Lindenstrauss). Only N <= D: a layer narrower than N is
+  refused (an InputError about `reduction` naming the layer), never projected up, since the
+  N - D empty directions would change its geometry (they dilute `mapc`); give such a layer its
+  own width in a plan (`{"default": "project:512", "logits": "none"}`).
   R is a function of (seed, layer name, D, N) only: it is generated in blocks of
   `PROJECTION_BLOCK_ROWS` rows, block b from a `torch.Generator` seeded with a hash of
   (seed, layer name, b). When R fits in `max_matrix_bytes` it is built once and kept;
@@ -115,13 +118,23 @@ class Reduction:
         the output kind, a vector's pooling or token choice as `none`; an InputError (one line
         naming the layer) for a reduction that does not fit the kind."""
         kind = output_kind(shape)
+        named = f"layer {layer!r}" if layer else "the layer"
         if self.kind == "auto":
             return Reduction(AUTO_REDUCTIONS[kind])
+        if self.kind == "project" and self.dim > math.prod(shape):
+            width = math.prod(shape)
+            own = f"{{{layer!r}: 'none', ...}}" if layer else "a dict plan"
+            raise InputError(
+                f"{self.spec} would map {named} ({width} features) up to {self.dim} dimensions; a random "
+                "projection may only reduce a layer (the empty directions it adds change the geometry: "
+                f"they dilute mapc); keep the layer's own width with {own} (--reduction "
+                f"{layer or 'LAYER'}=none) or give N of at most {width}.",
+                parameter="reduction",
+            )
         if self.kind == "project" or self.kind in ("none", "flatten"):
             return self
         if kind == VECTOR:
             return Reduction("none")
-        named = f"layer {layer!r}" if layer else "the layer"
         shown = "x".join(str(int(s)) for s in shape)
         if self.kind == "avgpool" and kind == TOKENS:
             raise InputError(

@@ -1,6 +1,6 @@
 """The project's checkpoint format, `manifold-probe/checkpoint@1`.
 
-A checkpoint is a plain dict saved with `torch.save` (through `files.atomic_save`) that
+A checkpoint is a plain dict saved with `torch.save` (in memory, then `files.atomic_write`) that
 `torch.load(weights_only=True)` reads back: only strings, numbers, booleans, None, lists,
 dicts and tensors inside, never a pickled class.
 
@@ -21,6 +21,7 @@ Test metrics are None when the data set has no test split.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ import torch
 
 from .. import __version__
 from ..errors import InputError
-from ..files import atomic_save
+from ..files import atomic_write
 
 FORMAT = "manifold-probe/checkpoint@1"
 FORMAT_PREFIX = "manifold-probe/checkpoint@"
@@ -98,8 +99,16 @@ def make_checkpoint(
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> None:
-    """Write a checkpoint dict (from `make_checkpoint`) atomically with torch.save."""
-    atomic_save(path, lambda tmp: torch.save(checkpoint, tmp))
+    """Write a checkpoint dict (from `make_checkpoint`) atomically with torch.save.
+
+    The archive is built in memory first: torch.save names the zip's top folder after the file
+    it writes, and the temporary file of an atomic write has a random name, so saving to it
+    directly would give two saves of the same checkpoint different bytes.
+    """
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    with atomic_write(path, "wb") as handle:
+        handle.write(buffer.getbuffer())
 
 
 def is_project_checkpoint(obj) -> bool:

@@ -14,13 +14,15 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, TypeVar
 
 from ..errors import InputError
 from .tasks import SweepTask, TaskOutcome, failure, run_task
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
+T = TypeVar("T")
 
 
 PARENT_CHECK_SECONDS = 0.5
@@ -45,27 +47,38 @@ def _watch_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
-def run_local(tasks: list[SweepTask], workers: int) -> Iterator[TaskOutcome]:
-    if workers == 1:
-        for task in tasks:
-            yield run_task(task)
+def process_map(function: Callable[..., T], jobs: Sequence[tuple], workers: int) -> Iterator[tuple[int, Any]]:
+    """`function(*job)` for every job, in `workers` spawned processes (in this one when 1), as
+    (index of the job, result) pairs in the order they finish. A job whose function raised, or
+    whose worker died, gives (index, the exception) instead of its result (so check
+    `isinstance(value, BaseException)`); the other jobs go on. Workers end with their parent
+    (`_watch_parent`)."""
+    if workers == 1 or len(jobs) <= 1:
+        for index, job in enumerate(jobs):
+            try:
+                yield index, function(*job)
+            except Exception as exc:
+                yield index, exc
         return
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)),
-        mp_context=context,
-        initializer=_watch_parent,
+        max_workers=min(workers, len(jobs)), mp_context=context, initializer=_watch_parent,
         initargs=(os.getpid(),),
-    )
+    )  # fmt: skip
     try:
-        futures = {pool.submit(run_task, task): task for task in tasks}
+        futures = {pool.submit(function, *job): index for index, job in enumerate(jobs)}
         for future in as_completed(futures):
             try:
-                yield future.result()
-            except Exception as exc:  # the worker process died (BrokenProcessPool)
-                yield failure(futures[future], exc)
+                yield futures[future], future.result()
+            except Exception as exc:  # the job raised, or its worker process died (BrokenProcessPool)
+                yield futures[future], exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_local(tasks: list[SweepTask], workers: int) -> Iterator[TaskOutcome]:
+    for index, outcome in process_map(run_task, [(task,) for task in tasks], workers):
+        yield failure(tasks[index], outcome) if isinstance(outcome, BaseException) else outcome
 
 
 def run_ray(tasks: list[SweepTask], workers: int | None, address: str | None) -> Iterator[TaskOutcome]:

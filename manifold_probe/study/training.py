@@ -1,16 +1,24 @@
 """Training a classifier from the zoo (or torchvision) on a data spec, and saving the checkpoint.
 
 The recipe: cross-entropy, SGD with Nesterov momentum 0.9 and weight decay on every
-parameter, the learning rate following a cosine from `lr` to 0 over all steps (one step per
-batch), batches drawn by a seeded `torch.randperm` each epoch. The defaults (15 epochs, batch 128,
+parameter, the learning rate following `lr_schedule` over all steps (one step per batch: a
+cosine from `lr` to 0 by default, or Papyan, Han & Donoho's steps, or constant; see
+`TrainingConfig`), batches drawn by a seeded `torch.randperm` each epoch. The defaults (15 epochs, batch 128,
 lr 0.1, weight decay 5e-4) train `digits-cnn` (width 32, depth 3) on `digits` to 98.7-99.6 %
 test accuracy (seeds 0-4) in 2-6 s on one CPU thread.
 
 Reproducibility: the model's initial weights (and dropout, where an architecture has it)
 come from torch's global RNG, so training runs inside `torch.random.fork_rng` after
 `torch.manual_seed(seed)`; the caller's global RNG state is restored afterwards. Batch order
-comes from its own `torch.Generator` seeded with `seed`. On the CPU, the same seed and the
-same number of threads give the same weights bit for bit; CUDA kernels may not.
+comes from its own `torch.Generator` seeded with `seed`. Every run trains with
+`torch.use_deterministic_algorithms(True)` on `TRAINING_THREADS` intra-op CPU thread(s) (both
+restored afterwards), and checkpoints are serialised in memory before they are written, so the
+archive does not carry the temporary file's random name: the same seed, data, torch build and
+CPU instruction set give the same checkpoint byte for byte (`tests/test_training_determinism.py`
+trains twice in fresh processes). What may differ on another machine: float sums in oneDNN/MKL
+kernels chosen for another instruction set (AVX2 against AVX-512) can round differently in the
+last bit, and SGD can grow such differences over many epochs; on CUDA, deterministic kernels
+also need `CUBLAS_WORKSPACE_CONFIG=:4096:8` (without it torch only warns).
 
 `TrainingConfig` holds every hyper-parameter, including the regularisers and data
 perturbations that spread a model zoo's test accuracy (see `TrainingConfig` for the formulas):
@@ -37,6 +45,7 @@ each epoch cost more than the epoch's training on a 2,000-image subset.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -63,6 +72,37 @@ _EVAL_BATCH = 512
 
 FEW_STEPS = 100
 """A run with fewer optimiser steps than this in all gets a `FewStepsWarning`."""
+
+TRAINING_THREADS = 1
+"""Intra-op CPU threads of every training run: a fixed count, so that float sums are split the same
+way on every machine (and these small nets train faster on one thread than on two)."""
+
+
+def learning_rate_factor(schedule: str, step: int, total_steps: int) -> float:
+    """The learning rate at optimiser step `step` (0-based) of `total_steps`, as a fraction of
+    `lr` (the formulas: `TrainingConfig.lr_schedule`)."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+    if schedule == "step":
+        return 0.1 ** sum(3 * step >= k * total_steps for k in (1, 2))
+    return 1.0
+
+
+@contextlib.contextmanager
+def deterministic(device: torch.device, threads: int = TRAINING_THREADS):
+    """Deterministic kernels on a fixed number of intra-op threads for the block; the caller's
+    settings come back afterwards. On CUDA a kernel without a deterministic version warns
+    instead of raising (it also needs CUBLAS_WORKSPACE_CONFIG, which only the caller can set)."""
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    was_threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(was_threads)
+        torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
 
 
 class FewStepsWarning(UserWarning):
@@ -277,7 +317,7 @@ def fit(
     config = replace(config, train_size=train_data.n_points)  # the checkpoint records the number used
     arch_args = _arch_args_for(config, train_data)
     cuda = [torch_device.index or 0] if torch_device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with torch.random.fork_rng(devices=cuda), deterministic(torch_device):
         torch.manual_seed(config.seed)
         module = zoo.build_model(config.arch, **arch_args).to(torch_device)
         optimizer = torch.optim.SGD(
@@ -305,7 +345,7 @@ def fit(
                 stacklevel=3,
             )
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+            optimizer, lambda step: learning_rate_factor(config.lr_schedule, step, total_steps)
         )
         order = torch.Generator().manual_seed(config.seed)
         mix_rng = np.random.default_rng(_streams(config.seed)[1])

@@ -10,6 +10,9 @@ from typing import Any
 
 from ..errors import InputError
 
+LR_SCHEDULES: tuple[str, ...] = ("cosine", "step", "constant")
+"""The learning-rate schedules of a training run (`TrainingConfig.lr_schedule`)."""
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -30,6 +33,12 @@ class TrainingConfig:
     - `train_size`: the number of training points, a stratified subset of the training split
       drawn with `np.random.default_rng(seed)` (`sources.data.stratified_subset`); None: the
       whole split. A finished run's config (and so the checkpoint) records the number used.
+    - `lr_schedule`: the learning rate over the run's S optimiser steps, step s = 0..S-1
+      (`LR_SCHEDULES`): `cosine` lr (1 + cos(pi s / S)) / 2, from lr towards 0; `step` lr, lr/10
+      from s >= S/3 and lr/100 from s >= 2S/3 (Papyan, Han & Donoho 2020, "Prevalence of neural
+      collapse during the terminal phase of deep learning training", PNAS: 350 epochs, the rate
+      divided by 10 at one third and two thirds of training), so the terminal phase runs at a rate
+      that is not near 0; `constant` lr throughout.
     """
 
     arch: str = "digits-cnn"
@@ -44,6 +53,7 @@ class TrainingConfig:
     label_smoothing: float = 0.0
     label_noise: float = 0.0
     train_size: int | None = None
+    lr_schedule: str = "cosine"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +73,11 @@ class TrainingConfig:
         if self.train_size is not None:
             check_positive(self.train_size, name="train_size", integer=True)
         check_seed(self.seed, name="seed")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(
+                f"must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}.",
+                parameter="lr_schedule",
+            )
 
     def as_dict(self) -> dict:
         """The hyper-parameters as plain types."""
