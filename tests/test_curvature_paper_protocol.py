@@ -54,17 +54,17 @@ def test_twonn_protocol_equals_the_fit_at_the_rounded_twonn_dimension():
 
 def test_twonn_protocol_measures_a_layer_the_gap_rule_cannot():
     """A Gaussian in R^20 whose axis scales decay smoothly (0.8^i), like a real layer's
-    spectrum: no clear local gap, so the default rule says uncertain_dimension; the protocol
+    spectrum: no manifold scale window, so the default rule says no_manifold_scale; the protocol
     fits it at round(TwoNN) and says where d came from."""
     blob = np.random.default_rng(3).standard_normal((700, 20)) * 0.8 ** np.arange(20)
     default = _profile({"blob": blob})
-    assert default.layers[0].status == "uncertain_dimension"
+    assert default.layers[0].status == "no_manifold_scale"
     frame = default.to_frame()  # the status travels with the NaN values
     assert frame[frame.metric == "mapc"]["value"].isna().all()
-    assert set(frame["status"]) == {"uncertain_dimension"}
+    assert set(frame["status"]) == {"no_manifold_scale"}
     paper = _profile({"blob": blob}, dim="twonn").layers[0]
     assert paper.details["dim"] == max(1, round(paper.metrics["id_twonn"]))
-    assert paper.status != "uncertain_dimension"
+    assert paper.status == "paper_protocol"
     assert np.isfinite(paper.metrics["mapc"])
 
 

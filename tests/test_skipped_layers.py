@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import manifold_probe as mp
-from cli.main import main
 from manifold_probe.errors import InputError
 from manifold_probe.measures.collapse import collapse_profile
 from manifold_probe.measures.layers import CONSTANT, is_constant, nothing_measured
+from manifold_probe_cli.main import main
 
 COMMON = ["--data", "digits", "--n-points", "300", "--no-cache", "-q"]
 
@@ -109,7 +109,7 @@ def test_an_input_error_on_one_layer_names_it_and_spares_the_others(digits_check
     "command",
     [
         ["id", "--method", "twonn,pca"],
-        ["curvature", "--dim", "2", "--bootstrap", "10"],
+        ["curvature", "--dim", "twonn", "--bootstrap", "10"],  # the paper protocol reads every layer
         ["collapse"],
         ["spectra", "--fisher-points", "60"],
     ],

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from cli.main import main
 from manifold_probe.errors import InputError
 from manifold_probe.study.checkpoints import read_manifest
 from manifold_probe.study.sweep import run_sweep
 from manifold_probe.study.tables import LAYER_COLUMN_TYPES
+from manifold_probe_cli.main import main
 
 torchvision = pytest.importorskip("torchvision")
 

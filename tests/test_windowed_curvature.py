@@ -72,6 +72,18 @@ def test_the_profile_recovers_the_dimension_and_the_bending_directions(name, amb
     assert 1.5 <= np.median(profile.exponents[start : stop + 1, bending[0]]) <= 2.8  # bending like r^2
 
 
+def test_the_profile_is_unchanged_by_rotation_translation_and_scale():
+    x = _sphere(1500, 2, 20, seed=6)
+    rng = np.random.default_rng(7)
+    moved = 5.0 * x @ np.linalg.qr(rng.standard_normal((20, 20)))[0] + rng.standard_normal(20)
+    base, other = multiscale_profile(x), multiscale_profile(moved)
+    assert (other.window.dim, other.window.bending) == (base.window.dim, base.window.bending) == (2, (2,))
+    np.testing.assert_array_equal(other.dims, base.dims)
+    np.testing.assert_allclose(other.radii, 5.0 * base.radii, rtol=1e-9)
+    span = slice(0, 3)  # the sphere spans R^3; beyond it the singular values are rounding
+    np.testing.assert_allclose(other.exponents[:, span], base.exponents[:, span], rtol=1e-6, atol=1e-9)
+
+
 def test_an_isotropic_gaussian_has_no_direction_growing_like_r_squared_and_no_window():
     rng = np.random.default_rng(3)
     profile = multiscale_profile(rng.standard_normal((2000, 6)))

@@ -573,10 +573,10 @@ def _windowed_layer(
     entry = _layer_entry(
         layer, index, n_layers, fit, id_estimate, details, status=found.status, reason=found.reason, null=null
     )
-    if found.flat and found.status == MEASURED:  # flat at these scales: 0 with the fit's upper bound
+    bound = found.interval()
+    if found.flat and bound is not None:  # flat at these scales: 0 with the fit's upper bound
         metrics = {**entry.metrics, "curvature_sff": 0.0, "curvature_sff_scaled": 0.0}
-        intervals = {**entry.intervals, "curvature_sff": found.interval()}
-        entry = replace(entry, metrics=metrics, intervals=intervals)
+        entry = replace(entry, metrics=metrics, intervals={**entry.intervals, "curvature_sff": bound})
     return entry
 
 

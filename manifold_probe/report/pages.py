@@ -89,7 +89,7 @@ def curvature_notes(result: Result) -> str:
         dim_text = f"d = {params['dim']}"
     else:
         dim_text = (
-            ("d = " + ", ".join(map(str, dims)) + " (each layer's spectral gap)") if dims else "d by layer"
+            ("d = " + ", ".join(map(str, dims)) + " (each layer's manifold scale window)") if dims else "d by layer"
         )
     gap = result.summary.get("curvature_gap_definition", "")
     return f"{kind}, tangent dimension {dim_text}; {source_notes(result)}." + (f" {gap}" if gap else "")
