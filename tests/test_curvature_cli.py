@@ -46,7 +46,8 @@ def test_model_profile_with_an_untrained_comparison_on_one_page(tmp_path, capsys
     train_and_save("digits-mlp", {"width": 16, "depth": 2}, out=untrained, epochs=0, seed=0)
     code = main(["curvature", "--model", str(trained), "--compare", str(untrained), "--data", "digits",
                  "--n-points", "400", "--dim", "twonn", "--bootstrap", "20",
-                 "--cache-dir", str(tmp_path / "c"), "--json", str(tmp_path / "c.json"), "--html", str(tmp_path / "c.html"), "-q"])  # fmt: skip
+                 "--cache-dir", str(tmp_path / "c"), "--json", str(tmp_path / "c.json"),
+                 "--html", str(tmp_path / "c.html"), "-q"])  # fmt: skip
     assert code == 0
     result = read_result(tmp_path / "c.json")
     other = read_result(tmp_path / "c.u.json")

@@ -88,9 +88,8 @@ def curvature_notes(result: Result) -> str:
     elif params.get("dim"):
         dim_text = f"d = {params['dim']}"
     else:
-        dim_text = (
-            ("d = " + ", ".join(map(str, dims)) + " (each layer's manifold scale window)") if dims else "d by layer"
-        )
+        window = "d = " + ", ".join(map(str, dims)) + " (each layer's manifold scale window)"
+        dim_text = window if dims else "d by layer"
     gap = result.summary.get("curvature_gap_definition", "")
     return f"{kind}, tangent dimension {dim_text}; {source_notes(result)}." + (f" {gap}" if gap else "")
 
