@@ -38,15 +38,17 @@ measured / predicted. Grid sigma_b^2 = 0.3, sigma_w^2 in {1, 2, 4} (chi1 = 0.56,
 {1, 2, 3, 4, 6}, 3 seeds, 512 values). The length's periodic trapezoidal rule has converged at 256
 values: at sigma_w^2 = 4, layer 20, 256 and 1024 values give lengths 79.75 and 79.73.
 
-(b) Exact vs sampled on real layers. A digits-cnn (width 32, depth 3) trained 15 epochs and the same
-net untrained (`mprobe train --arch digits-cnn --out ckpt.pt`, `--epochs 0`; trained here in a
-temporary folder unless --checkpoint / --untrained are given), the family plane:0,1,2 on `digits`,
-N = 1600 values of theta on a 40 x 40 grid (`--full`: 2500, and rotate-scale:0 too). Per layer: the
-regime, the autodiff curvature_sff (0 for these ReLU/max-pool layers: piecewise linear), the
-finite-difference value at three steps h (0.01, 0.05 and 0.1 of the range: the curvature averaged
-over theta +- h; the sampled estimator's neighbourhoods of K = 30 of 1600 grid points have a radius
-of about 0.08 of the range, sqrt(30 / pi) / 39), and the sampled estimator
-`geometry.curvature(points, dim=2)` on the same points: its value, 95 % interval and status.
+(b) Exact vs sampled on real layers. A digits-cnn (width 32, depth 3) and a small-resnet (width 16,
+depth 2), each trained 15 epochs and untrained (`mprobe train --arch ARCH --epochs 15 --out
+ckpt.pt`, `--epochs 0`; trained here in a temporary folder unless --checkpoint / --untrained give a
+digits-cnn pair), the family plane:0,1,2 on `digits`, N = 1600 values of theta on a 40 x 40 grid
+(`--full`: 2500, and rotate-scale:0 too). Per layer: the regime, the autodiff curvature_sff (0 for
+these ReLU/max-pool layers: piecewise linear), the finite-difference value at three steps h (0.01,
+0.05 and 0.1 of the range: the curvature averaged over theta +- h; the sampled estimator's
+neighbourhoods of K = 30 of 1600 grid points have a radius of about 0.08 of the range,
+sqrt(30 / pi) / 39), and two sampled estimates on the same points: the fit at the family's own
+d = 2 (`geometry.curvature(points, dim=2)`: value, 95 % interval, status) and the default path
+(`mp.curvature(points)`: the manifold scale window chooses d and K, with its null; value and status).
 `length` is the layer's `length_scale` (RMS distance of the image points from their mean): raw
 curvatures are 1/length, so compare layers by curvature x length.
 """
@@ -167,15 +169,21 @@ def run_mean_field(args) -> None:
         )
 
 
+ARCHS = {"digits-cnn": {"width": 32, "depth": 3}, "small-resnet": {"width": 16, "depth": 2}}
+
+
 def checkpoints(args, folder: Path) -> dict[str, str]:
-    """Paths of the trained and untrained digits-cnn: given, or trained here."""
-    paths = {"trained": args.checkpoint, "untrained": args.untrained}
-    for label, epochs in (("trained", 15), ("untrained", 0)):
-        if paths[label] is None:
-            start = time.perf_counter()
-            paths[label] = str(folder / f"{label}.pt")
-            train_and_save("digits-cnn", {"width": 32, "depth": 3}, out=paths[label], epochs=epochs, seed=0)
-            print(f"made the {label} digits-cnn ({epochs} epochs) in {time.perf_counter() - start:.0f} s")
+    """Paths of each architecture trained (15 epochs) and untrained: given, or trained here."""
+    given = {"digits-cnn trained": args.checkpoint, "digits-cnn untrained": args.untrained}
+    paths = {}
+    for arch, arch_args in ARCHS.items():
+        for state, epochs in (("trained", 15), ("untrained", 0)):
+            label = f"{arch} {state}"
+            paths[label] = given.get(label) or str(folder / f"{arch}-{state}.pt")
+            if given.get(label) is None:
+                start = time.perf_counter()
+                train_and_save(arch, arch_args, out=paths[label], epochs=epochs, seed=0)
+                print(f"made the {label} ({epochs} epochs) in {time.perf_counter() - start:.0f} s")
     return paths
 
 
@@ -183,14 +191,15 @@ def run_sampled(args) -> None:
     n_grid = 2500 if args.full else 1600
     families = ("plane:0,1,2", "rotate-scale:0") if args.full else ("plane:0,1,2",)
     steps = (0.01, 0.05, 0.1)
-    print(f"\n(b) exact vs sampled: digits-cnn on digits, N = {n_grid} values of theta per family")
+    print(f"\n(b) exact vs sampled: {', '.join(ARCHS)} on digits, N = {n_grid} values of theta per family")
     with tempfile.TemporaryDirectory() as folder:
         paths = checkpoints(args, Path(folder))
         data = mp.load_data("digits")
         fd_columns = (f"FD h={h:g}" for h in steps)
         columns = ("model", "family", "layer", "D", "length", "regime", "autodiff", *fd_columns)
-        header = " ".join(f"{c:>16}" if c == "regime" else f"{c:>10}" for c in columns)
-        print_header = header + f" {'sampled':>10} {'95% interval':>21} status"
+        widths = {"model": 20, "regime": 16}
+        header = " ".join(f"{c:>{widths.get(c, 10)}}" for c in columns)
+        print_header = header + f" {'d=2 fit':>10} {'95% interval':>21} {'status':>12} {'default':>10} status"
         for label, path in paths.items():
             model = mp.load_model(path)
             for spec in families:
@@ -213,14 +222,16 @@ def run_sampled(args) -> None:
                     fd = [runs[step].layers[index].curvature_sff_fd for step in steps]
                     sampled = curvature(layer.points.astype(np.float64), layer.dim)
                     low, high = sampled.intervals["curvature_sff"]
+                    default = mp.curvature(layer.points, seed=0).layers[0]
                     names = (
-                        f"{label:>10} {spec:>10} {layer.layer:>10} {layer.n_features:>10} "
+                        f"{label:>20} {spec:>10} {layer.layer:>10} {layer.n_features:>10} "
                         f"{layer.length_scale:>10.4g} {layer.regime:>16}"
                     )
                     values = (layer.curvature_sff_autodiff, *fd, sampled.curvature_sff)
                     print(
                         names + " " + " ".join(f"{v:>10.4g}" for v in values)
-                        + f" [{low:>9.4g}, {high:>9.4g}] {sampled.status}"
+                        + f" [{low:>9.4g}, {high:>9.4g}] {sampled.status:>12}"
+                        + f" {default.metrics['curvature_sff']:>10.4g} {default.status}"
                     )  # fmt: skip
 
 

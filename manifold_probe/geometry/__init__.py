@@ -1,4 +1,5 @@
-"""Estimators on arrays only: neighbours, intrinsic dimension, curvature, collapse, spectra.
+"""Estimators on arrays only: neighbours, intrinsic dimension, curvature (fitted, windowed, exact),
+the multiscale profile, collapse, spectra, representation similarity.
 
 Nothing in here knows about nn.Module; every function takes arrays and returns arrays or a
 frozen dataclass. The estimators are public as `mp.geometry.<name>` (the names below shadow
@@ -24,6 +25,9 @@ _WHERE = {
     "measure_dimensions": "id_profile", "mle": "intrinsic_dimension", "twonn": "intrinsic_dimension",
     "linear_dimension": "linear_dimension", "nearest_neighbours": "neighbours",
     "skdim_dimension": "skdim_adapter", "covariance_spectra": "spectra", "fisher_spectra": "spectra",
+    "multiscale_profile": "multiscale", "denoise": "denoise", "windowed_curvature": "windowed_curvature",
+    "matched_null": "matched_null", "second_fundamental_form": "exact_curvature",
+    "representation_similarity": "similarity",
 }  # fmt: skip
 """Where each estimator lives: loaded on first use, so that importing one module of the
 package (the neighbours, the intrinsic dimension) does not import every other (torch, scipy)."""
@@ -31,12 +35,18 @@ package (the neighbours, the intrinsic dimension) does not import every other (t
 if TYPE_CHECKING:
     from .collapse import neural_collapse
     from .curvature import curvature, principal_curvatures
+    from .denoise import denoise
+    from .exact_curvature import second_fundamental_form
     from .id_profile import measure_dimensions
     from .intrinsic_dimension import mle, twonn
     from .linear_dimension import linear_dimension
+    from .matched_null import matched_null
+    from .multiscale import multiscale_profile
     from .neighbours import nearest_neighbours
+    from .similarity import representation_similarity
     from .skdim_adapter import skdim_dimension
     from .spectra import covariance_spectra, fisher_spectra
+    from .windowed_curvature import windowed_curvature
 
 
 class _Estimators(types.ModuleType):
@@ -63,13 +73,19 @@ sys.modules[__name__].__class__ = _Estimators
 __all__ = [
     "covariance_spectra",
     "curvature",
+    "denoise",
     "fisher_spectra",
     "linear_dimension",
+    "matched_null",
     "measure_dimensions",
     "mle",
+    "multiscale_profile",
     "nearest_neighbours",
     "neural_collapse",
     "principal_curvatures",
+    "representation_similarity",
+    "second_fundamental_form",
     "skdim_dimension",
     "twonn",
+    "windowed_curvature",
 ]

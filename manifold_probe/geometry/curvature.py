@@ -109,7 +109,7 @@ of two parts:
   order 0.5 curvature_sff_scaled^2 is what this estimator can vouch for.
 
 Coverage measured with `python benchmarks/curvature_accuracy.py --coverage` (fresh samples
-of manifolds of known ||II||, the share of 95 % intervals that hold the truth): see the README.
+of manifolds of known ||II||, the share of 95 % intervals that hold the truth): docs/methods.md.
 `mapc`'s interval is the bootstrap part alone (the reference's quantity has no truth to be
 biased from).
 """

@@ -1,2 +1,2 @@
-"""Layer profiles: run one geometry estimator over every layer of a `LayerArrays` and
+"""Layer profiles: run one geometry estimator over every layer of an `Activations` and
 collect a `Result` (schema manifold-probe/result@1)."""
