@@ -249,7 +249,12 @@ def load_pretrained(
 
     Example
     -------
-    >>> module = load_pretrained(Path("vit-folder"))  # written by save_pretrained
+    >>> import transformers
+    >>> config = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+    ...                                  num_attention_heads=2, intermediate_size=8)
+    >>> transformers.BertModel(config).save_pretrained("bert-folder")  # config.json, model.safetensors
+    >>> type(load_pretrained(Path("bert-folder"))).__name__
+    'BertModel'
     """
     arch_args = dict(arch_args or {})
     if "num_classes" in arch_args:
