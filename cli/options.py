@@ -189,6 +189,16 @@ Reduction = Annotated[
         show_default="auto",
     ),
 ]
+Layout = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--layout",
+        help="Layout of spatial maps, which decides what avgpool averages: auto (detected per layer, "
+        "shown by `mprobe layers`; timm Swin stages are channels_last, H x W x C), channels_first or "
+        "channels_last; LAYER=LAYOUT (globs allowed) for one layer; repeatable.",
+        show_default="auto",
+    ),
+]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass.")]
 CacheDir = Annotated[
     Path | None,
@@ -278,6 +288,7 @@ class SourceArgs:
     device: str = "auto"
     layers: list[str] | None = None
     reduction: list[str] | None = None
+    layout: list[str] | None = None
     batch_size: int = 256
     cache_dir: Path | None = None
     no_cache: bool = False
@@ -319,6 +330,7 @@ class SourceArgs:
             self.load_data(model),
             layers=split_list(self.layers, parameter="layers"),
             reduction=self.reduction or "auto",
+            layout=self.layout or "auto",
             batch_size=self.batch_size,
             cache=None if self.no_cache else (self.cache_dir or True),
             max_memory=max_memory,
@@ -344,6 +356,7 @@ _SOURCE_OPTIONS = {
     "input_shape": (InputShape, None),
     "layers": (Layers, None),
     "reduction": (Reduction, None),
+    "layout": (Layout, None),
     "batch_size": (BatchSize, 256),
     "cache_dir": (CacheDir, None),
     "no_cache": (NoCache, False),

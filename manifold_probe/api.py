@@ -213,6 +213,7 @@ def extract(
     *,
     layers: str | Sequence[str] | None = None,
     reduction: str | Reduction | Mapping[str, str] | Sequence[str] = "auto",
+    layout: str | Mapping[str, str] | Sequence[str] = "auto",
     batch_size: int = 256,
     cache: str | os.PathLike | bool | None = None,
     data_key: str | None = None,
@@ -238,7 +239,13 @@ def extract(
         with the batch's `attention_mask`), `last` (last real token), `token:I`, `project:N`
         (seeded Gaussian projection), or a dict {layer pattern: spec, "default": spec}; see
         `manifold_probe.extraction.reductions`; a list of command-line style items
-        (`avgpool`, `LAYER=SPEC`) works too.
+        (`avgpool`, `LAYER=SPEC`) works too. `cls` on a sequence whose token 0 is not a class
+        token (DeiT's `patch_embed`, a causal LM) leaves that layer out, with the reason in
+        `Activations.refused` (a measure keeps it as `skipped`); `token:0` reads it anyway.
+    layout : the layout of spatial maps, which decides what `avgpool` averages: `auto` (the
+        default: detected per layer; timm's Swin stages are `channels_last`, H x W x C),
+        `channels_first`, `channels_last`, or a dict {layer pattern: layout, "default": ...};
+        `list_layers` shows each layer's, the result's `source.layouts` records it.
     batch_size : inputs per forward pass (a DataLoader keeps its own batches).
     cache : None keeps everything in memory; a folder (or True for the user cache folder)
         caches each layer on disk, keyed by the weights' digest, the data and the layer.
@@ -262,9 +269,14 @@ def extract(
     >>> acts = mp.extract(model, data, layers="block*", reduction="avgpool")
     >>> acts["block1"].shape  # 300 points, 8 channels
     (300, 8)
+    >>> swin = mp.load_model("timm:swin_tiny_patch4_window7_224", arch_args={"img_size": 56, "embed_dim": 24,
+    ...     "depths": (1, 1), "num_heads": (1, 2), "num_classes": 3})
+    >>> images = torch.randn(20, 3, 56, 56)
+    >>> mp.extract(swin, images, layers="layers.0", reduction="avgpool")["layers.0"].shape  # 14 x 14 x 24
+    (20, 24)
     """
     return extract_activations(
-        model, data, layers=layers, reduction=reduction, batch_size=batch_size, cache=cache,
+        model, data, layers=layers, reduction=reduction, layout=layout, batch_size=batch_size, cache=cache,
         data_key=data_key, max_memory=max_memory, classifier=classifier, labels=labels, seed=seed,
         device=device, progress=progress,
     )  # fmt: skip

@@ -214,8 +214,8 @@ def test_unknown_or_unproduced_layers_are_input_errors():
 def test_list_layers_names_shapes_and_call_index():
     layers = list_layers(seeded(Tricky(), 1), inputs(2, 1, 4, 4))
     assert layers == [
-        LayerInfo("conv", "Conv2d", (4, 4, 4), 1),
-        LayerInfo("relu", "ReLU", (4, 4, 4), 1),
+        LayerInfo("conv", "Conv2d", (4, 4, 4), 1, layout="channels_first"),
+        LayerInfo("relu", "ReLU", (4, 4, 4), 1, layout="channels_first"),
         LayerInfo("fc", "Linear", (16,), 1),
         LayerInfo("shared", "Linear", (16,), 1),
         LayerInfo("relu#2", "ReLU", (16,), 2),

@@ -24,7 +24,9 @@ class LayerRecord:
 
     `shape` is the layer's per-sample output shape before reduction, `reduction` the spec
     applied, `n_features` the array's width; `from_cache` says it was read from a complete
-    cache entry, `on_disk` that the array is a memmap (cache entry or temporary file).
+    cache entry, `on_disk` that the array is a memmap (cache entry or temporary file);
+    `layout` is a spatial map's `channels_first` or `channels_last` ("" for other kinds);
+    `refused` is why the layer could not be reduced as asked (then it has no array).
     """
 
     name: str
@@ -33,6 +35,8 @@ class LayerRecord:
     n_features: int
     from_cache: bool
     on_disk: bool
+    layout: str = ""
+    refused: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,12 @@ class Activations(Mapping):
         """The layers in order, each as a `LayerArray` (name, points, per-sample shape)."""
         return [LayerArray(name, array, tuple(self.info[name].shape)) for name, array in self._arrays.items()]
 
+    @property
+    def refused(self) -> dict[str, str]:
+        """Layers that could not be reduced as asked (no array), each with the reason, in
+        layer order among `info` (`cls` on a sequence that has no class token)."""
+        return {name: record.refused for name, record in self.info.items() if record.refused}
+
     def with_labels(self, labels) -> Activations:
         """A new Activations with these labels (one per point); this one is left as it is."""
         return Activations(
@@ -103,10 +113,12 @@ class Activations(Mapping):
         arrays, records = {}, {}
         on_disk = isinstance(array, np.memmap)
         record = LayerRecord(name, tuple(shape), "none", int(array.shape[1]), False, on_disk)
-        for key, value in self._arrays.items():
+        for key, value in self.info.items():
             if key == before:
                 arrays[name], records[name] = array, record
-            arrays[key], records[key] = value, self.info[key]
+            if key in self._arrays:
+                arrays[key] = self._arrays[key]
+            records[key] = value
         if name not in arrays:
             arrays[name], records[name] = array, record
         return Activations(
@@ -126,6 +138,8 @@ class Activations(Mapping):
     @property
     def n_points(self) -> int:
         """Number of samples (rows of every array)."""
+        if not self._arrays:  # every layer refused: the labels still count the points
+            return 0 if self.labels is None else len(self.labels)
         return len(next(iter(self._arrays.values())))
 
     def __repr__(self) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -43,12 +43,19 @@ class ClassifierHead:
     """A linear classifier: logits = weight @ h + bias.
 
     name: the module path of the Linear (`head`, `fc`) or the file it was read from;
-    weight: (C, p) float64; bias: (C,) float64 or None.
+    weight: (C, p) float64; bias: (C,) float64 or None; `position`: for a head applied to
+    every token (a language model's `lm_head`, a sequence classifier's `score`), the token
+    whose features the logits are read at (`last`: the last real token, or `token:I`), None
+    for a head applied to one vector per sample; `pad_token_id`: set when the model itself
+    pools at the last token that is not this id (Hugging Face's sequence classifiers), which
+    then marks the real tokens instead of the attention mask.
     """
 
     name: str
     weight: np.ndarray
     bias: np.ndarray | None = None
+    position: str | None = None
+    pad_token_id: int | None = None
 
     @property
     def n_classes(self) -> int:
@@ -155,6 +162,8 @@ def find_classifier(model: nn.Module, example: torch.Tensor | None = None) -> Cl
     path, features = calls[-1]
     head = head_of(model, path)
     logits = model_logits(output)
+    if logits is not None and logits.ndim == 3 and features.ndim == 3 and logits.shape[-1] == head.n_classes:
+        return replace(head, position="last")  # a language model: logits at every token
     if logits is None or logits.ndim != 2:
         shape = None if logits is None else tuple(logits.shape)
         raise InputError(
@@ -166,6 +175,8 @@ def find_classifier(model: nn.Module, example: torch.Tensor | None = None) -> Cl
             f"the last nn.Linear {path!r} gives {head.n_classes} outputs but the model gives "
             f"{logits.shape[1]} logits, so it is not the classifier; {CLASSIFIER_HINT}."
         )
+    if features.ndim == 3:
+        return _pooled_head(model, head, example, features, logits)
     if features.ndim != 2:
         raise InputError(
             f"the classifier {path!r} is applied to inputs of shape {tuple(features.shape[1:])} "
@@ -173,3 +184,41 @@ def find_classifier(model: nn.Module, example: torch.Tensor | None = None) -> Cl
             f"{CLASSIFIER_HINT}."
         )
     return head
+
+
+def _pooled_head(model: nn.Module, head: ClassifierHead, example, features, logits) -> ClassifierHead:
+    """The head of a sequence classifier that applies its Linear to every token and pools the
+    logits at one position per sample (Hugging Face's `...ForSequenceClassification` of a
+    decoder: the last token that is not padding). The position is found by a probe: the rule
+    whose token reproduces the model's logits on the example batch, among the last token that
+    is not the config's `pad_token_id`, the last real token of the attention mask, and the
+    final position; none reproducing them is an InputError."""
+    per_token = torch.einsum(
+        "ntp,cp->ntc", features.double(), torch.as_tensor(head.weight, device=features.device)
+    )
+    if head.bias is not None:
+        per_token = per_token + torch.as_tensor(head.bias, device=features.device)
+    target = logits.double()
+    n, t = features.shape[:2]
+    positions = torch.arange(t, device=features.device)
+    candidates: list[tuple[torch.Tensor, dict]] = []  # (position per sample, what the head records)
+    pad = getattr(getattr(model, "config", None), "pad_token_id", None)
+    ids = example.get("input_ids") if isinstance(example, dict) else None
+    if isinstance(pad, int) and isinstance(ids, torch.Tensor) and ids.shape == (n, t):
+        candidates.append(
+            (((ids != pad).long() * positions).argmax(1), {"position": "last", "pad_token_id": pad})
+        )
+    mask = example.get("attention_mask") if isinstance(example, dict) else None
+    if isinstance(mask, torch.Tensor) and mask.shape == (n, t):
+        candidates.append((((mask != 0).long() * positions).argmax(1), {"position": "last"}))
+    candidates.append((torch.full((n,), t - 1, device=features.device), {"position": "token:-1"}))
+    scale = float(target.abs().max().clamp(min=1e-12))
+    for index, extra in candidates:
+        picked = per_token[torch.arange(n, device=features.device), index]
+        if torch.allclose(picked, target, rtol=1e-4, atol=1e-4 * scale):
+            return replace(head, **extra)
+    raise InputError(
+        f"the classifier {head.name!r} is applied to every token (inputs of shape "
+        f"{tuple(features.shape[1:])} per sample) and the model pools its logits at a position mprobe "
+        f"cannot find (not the last real token nor the last one); {CLASSIFIER_HINT}."
+    )

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,12 @@ from .activations import Activations, LayerRecord
 from .cache import ActivationCache, CacheKey, PendingEntry, default_cache_dir
 from .hooks import LayerRecorder, attention_mask, eval_mode, input_name, to_device
 from .reductions import (
+    CHANNELS_LAST,
     DEFAULT_MAX_MATRIX_BYTES,
+    MAP,
     Reduction,
     make_reducer,
+    output_kind,
     parse_reduction,
     resolve_reductions,
 )
@@ -151,6 +154,7 @@ class _LayerWriter:
 
     def _open(self, shape: tuple[int, ...], device: torch.device) -> None:
         self.shape = shape
+        self.layout = self.reduction.layout if output_kind(shape) == MAP else ""
         self.reduction = self.reduction.for_shape(shape, layer=self.name)
         self.reducer = make_reducer(
             self.reduction,
@@ -161,7 +165,12 @@ class _LayerWriter:
             max_matrix_bytes=self.settings.max_matrix_bytes,
         )
         size = (self.settings.n_points, self.reduction.n_features(shape))
-        info = {"layer": self.name, "shape": list(shape), "reduction": self.reduction.spec}
+        info = {
+            "layer": self.name,
+            "shape": list(shape),
+            "reduction": self.reduction.spec,
+            "layout": self.layout,
+        }
         self.array, self.pending, self.on_disk = self.storage.allocate(self.key, size, info)
 
     def finish(self) -> tuple[np.ndarray, LayerRecord]:
@@ -174,7 +183,8 @@ class _LayerWriter:
             array.flush()
         del self.array
         self.staging = None
-        record = LayerRecord(self.name, self.shape, self.reduction.spec, array.shape[1], False, self.on_disk)
+        record = LayerRecord(self.name, self.shape, self.reduction.spec, array.shape[1], False, self.on_disk,
+                             layout=self.layout)  # fmt: skip
         return array, record
 
     def abort(self) -> None:
@@ -271,6 +281,8 @@ def extract(
     labelled: Any = None,
     labels: np.ndarray | None = None,
     classifier: Any = None,
+    layouts: Mapping[str, str] | None = None,
+    refused: Mapping[str, tuple[tuple[int, ...], str]] | None = None,
 ) -> Activations:
     """The activations of `layers` (names from `layers.select_layers`) over `data`.
 
@@ -288,6 +300,11 @@ def extract(
     (to which the reduction of each layer is added as `reductions`), `loaded` (the
     `LoadedModel`), `labelled` (the `LabelledData`), `labels` (else the data's own, if it
     yields any) and `classifier` (the `ClassifierHead` whose input `capture_inputs` names).
+
+    `layouts` gives a layer's spatial-map layout (`channels_last`: what `avgpool` averages;
+    `layouts.resolve_layouts`); `refused` maps a layer that cannot be reduced as asked to its
+    per-sample shape and the reason (`cls` on a sequence without a class token): it is not
+    extracted, and its record carries the reason (`Activations.refused`).
     """
     layers = list(dict.fromkeys(layers))
     if not layers:
@@ -301,8 +318,15 @@ def extract(
         data = torch.from_numpy(data)
     n_points = n_samples(data)
     plan = resolve_reductions(reduction, layers)
+    for name, layout in (layouts or {}).items():
+        if name in plan and layout:
+            plan[name] = replace(plan[name], layout=layout)
+    refused = dict(refused or {})
     inputs_of = {input_name(path): path for path in dict.fromkeys(capture_inputs)}
-    plan.update({name: parse_reduction("none") for name in inputs_of})
+    position = getattr(classifier, "position", None)  # a head applied to every token: read at one
+    plan.update({name: parse_reduction(position or "none") for name in inputs_of})
+    pad = getattr(classifier, "pad_token_id", None)
+    masks = {name: _not_padding(pad) for name in inputs_of} if pad is not None else {}
     layers = layers + [name for name in inputs_of if name not in layers]
     cache = ActivationCache(cache_dir) if use_cache else None
 
@@ -316,24 +340,28 @@ def extract(
     given_labels, labels = labels, None
     has_labels = given_labels is None and _yields_labels(data)
     labels_key = CacheKey("-", data_key or "", LABELS_LAYER, "none", "int64")
+    for name, (shape, reason) in refused.items():
+        if name in plan:
+            records[name] = LayerRecord(name, tuple(shape), plan[name].spec, 0, False, False, refused=reason)
     if cache is not None:
         for name in layers:
-            entry = cache.lookup(key(name))
+            entry = cache.lookup(key(name)) if name not in records else None
             if entry is not None and entry.array.shape[0] == n_points:
                 arrays[name] = entry.array
                 shape = tuple(entry.info.get("shape", ()))
                 spec = entry.info.get("reduction", plan[name].spec)
-                records[name] = LayerRecord(name, shape, spec, entry.array.shape[1], True, True)
+                records[name] = LayerRecord(name, shape, spec, entry.array.shape[1], True, True,
+                                            layout=entry.info.get("layout", ""))  # fmt: skip
         if has_labels and (entry := cache.lookup(labels_key)) is not None:
             labels = np.asarray(entry.array)
 
-    todo = [name for name in layers if name not in arrays]
+    todo = [name for name in layers if name not in records]
     storage = _Storage(cache, Path(cache_dir or default_cache_dir()).expanduser(), max_memory)
     if todo or (has_labels and labels is None):
         settings = _PassSettings(n_points, batch_size, seed, max_matrix_bytes)
         writers = {name: _LayerWriter(name, plan[name], key(name), settings, storage) for name in todo}
         try:
-            label_batches = _run(model, data, writers, n_points, batch_size, device, progress)
+            label_batches = _run(model, data, writers, n_points, batch_size, device, progress, masks)
             for name in todo:
                 arrays[name], records[name] = writers[name].finish()
         except BaseException:
@@ -349,30 +377,45 @@ def extract(
                 pending.array[:] = labels
                 pending.commit()
 
-    ordered = {name: arrays[name] for name in layers if name not in inputs_of}
-    ordered_records = {name: records[name] for name in ordered}
+    ordered_records = {name: records[name] for name in layers if name not in inputs_of}
+    ordered = {name: arrays[name] for name in ordered_records if name in arrays}
     module_inputs = {path: arrays[name] for name, path in inputs_of.items()}
     if source is not None:
         source = {
             **source,
             "reductions": {name: record.reduction for name, record in ordered_records.items()},
         }
+        if any(record.layout == CHANNELS_LAST for record in ordered_records.values()):
+            source["layouts"] = {name: r.layout for name, r in ordered_records.items() if r.layout}
     return Activations(
         ordered, ordered_records, labels if given_labels is None else given_labels, storage.temp_dir,
         source=source, model=loaded, data=labelled, module_inputs=module_inputs, classifier=classifier,
     )  # fmt: skip
 
 
-def _run(model, data, writers, n_points, batch_size, device, progress) -> list:
+def _not_padding(pad_token_id: int):
+    """The mask of the tokens of a dict batch that are not `pad_token_id` (where a Hugging Face
+    sequence classifier pools), from its `input_ids`."""
+
+    def mask_of(inputs) -> torch.Tensor | None:
+        ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else None
+        return (ids != pad_token_id).long() if isinstance(ids, torch.Tensor) else attention_mask(inputs)
+
+    return mask_of
+
+
+def _run(model, data, writers, n_points, batch_size, device, progress, masks=None) -> list:
     """The pass over the data: forward with capture when layers are to be computed, and the
-    labels of every batch (without a forward pass when only labels are missing)."""
+    labels of every batch (without a forward pass when only labels are missing). `masks` gives
+    a layer its own token mask from the batch (else the batch's attention mask)."""
     label_batches = []
     start = 0
-
+    masks = masks or {}
     mask = None
+    own: dict[str, torch.Tensor | None] = {}
 
     def sink(name: str, output: torch.Tensor) -> None:
-        writers[name].write(output, start, mask)
+        writers[name].write(output, start, own[name] if name in own else mask)
 
     batches = track(
         _batches(data, batch_size),
@@ -395,6 +438,7 @@ def _run(model, data, writers, n_points, batch_size, device, progress) -> list:
                 )
             inputs = to_device(inputs, device)
             mask = attention_mask(inputs)
+            own = {name: mask_of(inputs) for name, mask_of in masks.items()}
             recorder.forward(inputs)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -55,7 +55,7 @@ from ..device import model_device
 from ..errors import InputError
 from .hooks import LOGITS, OPAQUE_HINT, LayerRecorder, eval_mode, split_layer_name, to_device
 from .patterns import layer_matches
-from .reductions import output_kind
+from .reductions import CHANNELS_FIRST, CHANNELS_LAST, MAP, output_kind
 
 _PLAIN_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _PASS_THROUGH = (
@@ -91,7 +91,9 @@ class LayerInfo:
 
     `output_shape` is per sample (the batch dimension dropped); `call_index` counts the
     calls of the module within one forward pass from 1 (`name#2` has call_index 2);
-    `default` says whether it is among `default_layers` (set by the API's `list_layers`).
+    `default` says whether it is among `default_layers` (set by the API's `list_layers`);
+    `layout` is a spatial map's `channels_first` (C, H, W) or `channels_last` (H, W, C, as
+    timm's Swin stages give), "" for other kinds (`detect_layouts`).
     """
 
     name: str
@@ -99,6 +101,7 @@ class LayerInfo:
     output_shape: tuple[int, ...]
     call_index: int
     default: bool = False
+    layout: str = ""
 
     @property
     def n_features(self) -> int:
@@ -140,7 +143,55 @@ def _trace(model: nn.Module, example_input: torch.Tensor) -> list[_Traced]:
             "the model's output is not a tensor with one row per sample; "
             "give a classifier that returns logits."
         )
-    return [t for t in traced[:-1] if t.info.name != LOGITS] + [traced[-1]]
+    traced = [t for t in traced[:-1] if t.info.name != LOGITS] + [traced[-1]]
+    layouts = detect_layouts([(t.module, t.info.output_shape) for t in traced])
+    return [
+        replace(t, info=replace(t.info, layout=layout)) for t, layout in zip(traced, layouts, strict=True)
+    ]
+
+
+_POOLS = nn.modules.pooling
+_CHANNELS_FIRST_MODULES = (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.GroupNorm,
+                           _POOLS._MaxPoolNd, _POOLS._AvgPoolNd, _POOLS._AdaptiveAvgPoolNd,
+                           _POOLS._AdaptiveMaxPoolNd)  # fmt: skip
+
+
+def _module_layout(module: nn.Module) -> str | None:
+    """The layout a module's own type fixes for a spatial map it outputs, or None when its
+    type says nothing (an activation, a block): a Linear or a LayerNorm acts on the last axis
+    (channels last) unless it is a `...2d` variant that permutes first; convolutions,
+    batch norms and poolings act on axis 1; timm's patch embedding says its `output_fmt`."""
+    declared = str(getattr(module, "output_fmt", "") or "")
+    if "NHWC" in declared or "NLC" in declared:
+        return CHANNELS_LAST
+    if "NCHW" in declared:
+        return CHANNELS_FIRST
+    if isinstance(module, _CHANNELS_FIRST_MODULES):
+        return CHANNELS_FIRST
+    if isinstance(module, (nn.Linear, nn.LayerNorm, nn.RMSNorm)):
+        return CHANNELS_FIRST if "2d" in type(module).__name__.lower() else CHANNELS_LAST
+    return None
+
+
+def detect_layouts(calls: Sequence[tuple[nn.Module, tuple[int, ...]]]) -> list[str]:
+    """The layout of each (module, per-sample output shape) of one forward pass, in production
+    order: "" for vectors and token sequences; for a spatial map, what the module's type fixes
+    (`_module_layout`), else (a block, an activation: the probe) the layout of the most recent
+    earlier output of the same shape whose layout is known, which for a block is the last
+    module inside it that made a map of its shape (a Swin block's MLP: channels last; a
+    ConvNeXt block's depthwise convolution: channels first); channels first when none is."""
+    layouts: list[str] = []
+    known: list[tuple[tuple[int, ...], str]] = []
+    for module, shape in calls:
+        if output_kind(shape) != MAP:
+            layouts.append("")
+            continue
+        layout = _module_layout(module)
+        if layout is None:
+            layout = next((seen for same, seen in reversed(known) if same == shape), CHANNELS_FIRST)
+        known.append((shape, layout))
+        layouts.append(layout)
+    return layouts
 
 
 def list_layers(model: nn.Module, example_input: torch.Tensor) -> list[LayerInfo]:

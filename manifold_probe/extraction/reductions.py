@@ -17,7 +17,9 @@ A reduction is named by a spec string:
   transformer, with or without a class token, and with padding).
 - `none`, or `flatten`: flatten the per-sample output as it is (features = product of the
   output shape; for a token sequence T * D, padding tokens included).
-- `avgpool`: the spatial mean of a map, (C, H, W) -> its C channel means; a vector stays as
+- `avgpool`: the spatial mean of a map, (C, H, W) -> its C channel means (of a
+  `channels_last` map, (H, W, C) -> its C channel means: the layout, `Reduction.layout`, is
+  detected per layer by `layers.detect_layouts` or given by the caller); a vector stays as
   it is; a token sequence is refused (its mean over the hidden axis is about 0 after a
   LayerNorm, by construction: use `mean`).
 - `cls`: the first token x[0] of a token sequence (the class token of BERT and ViT);
@@ -83,6 +85,11 @@ _SPEC_HELP = (
 VECTOR, TOKENS, MAP = "vector", "token sequence", "spatial map"
 """The output kinds (`output_kind`)."""
 
+CHANNELS_FIRST, CHANNELS_LAST = "channels_first", "channels_last"
+LAYOUTS = (CHANNELS_FIRST, CHANNELS_LAST)
+"""The layouts of a spatial map: channels then space (torch's convolutions), or space then
+channels (timm's Swin stages, the inner norm and MLP of a ConvNeXt block: `NHWC`)."""
+
 AUTO_REDUCTIONS = {VECTOR: "none", TOKENS: "mean", MAP: "none"}
 """What `auto` applies to each output kind."""
 
@@ -103,10 +110,12 @@ def output_kind(shape: Sequence[int]) -> str:
 @dataclass(frozen=True)
 class Reduction:
     """A parsed reduction: `kind` is auto, none, flatten, avgpool, cls, token, mean, last or
-    project; `dim` is N for project:N and I for token:I."""
+    project; `dim` is N for project:N and I for token:I; `layout` is the layout of the spatial
+    map it applies to (`channels_first` or `channels_last`: which axes `avgpool` averages)."""
 
     kind: str
     dim: int | None = None
+    layout: str = CHANNELS_FIRST
 
     @property
     def spec(self) -> str:
@@ -158,8 +167,10 @@ class Reduction:
         concrete = self.for_shape(shape)
         if concrete.kind == "project":
             return int(concrete.dim)
-        if concrete.kind in ("avgpool", *_TOKEN_KINDS):
-            return int(shape[0] if concrete.kind == "avgpool" else shape[1])
+        if concrete.kind == "avgpool":
+            return int(shape[-1] if self.layout == CHANNELS_LAST else shape[0])
+        if concrete.kind in _TOKEN_KINDS:
+            return int(shape[1])
         return math.prod(shape)
 
     def cache_token(self, seed: int) -> str:
@@ -167,6 +178,8 @@ class Reduction:
         the rule for `auto`."""
         if self.kind == "auto":
             return "auto(" + ",".join(f"{k}={v}" for k, v in AUTO_REDUCTIONS.items()) + ")"
+        if self.kind == "avgpool" and self.layout == CHANNELS_LAST:
+            return f"{self.spec} {CHANNELS_LAST}"
         return f"{self.spec} seed={seed}" if self.kind == "project" else self.spec
 
 
@@ -327,7 +340,8 @@ def make_reducer(
     if kind in ("none", "flatten"):
         return lambda batch, mask=None: batch.reshape(batch.shape[0], -1).float()
     if kind == "avgpool":
-        spatial = tuple(range(2, len(shape) + 1))
+        last = reduction.layout == CHANNELS_LAST
+        spatial = tuple(range(1, len(shape))) if last else tuple(range(2, len(shape) + 1))
         return lambda batch, mask=None: batch.float().mean(dim=spatial)
     if kind in ("cls", "token"):
         index = 0 if kind == "cls" else reduction.dim

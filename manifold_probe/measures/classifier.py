@@ -24,7 +24,7 @@ never read whole) with float64 accumulators.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,7 @@ class ClassifierLayer:
             "n_classes": self.head.n_classes,
             "n_features": self.head.n_features,
             "bias": self.head.bias is not None,
+            **({"position": self.head.position} if self.head.position else {}),
         }
 
 
@@ -100,6 +101,8 @@ def model_classifier(arrays: Activations, *, n_check: int = 16) -> tuple[Activat
             "classifier=True (the model needs an nn.Linear head)."
         )
     inputs = arrays.module_inputs[head.name]
+    if head.position is not None:
+        arrays, head = _present_classes(arrays, head)
     rows = np.asarray(inputs[:n_check], dtype=np.float64)
     for layer in reversed(arrays.layers):
         if _same_rows(layer.points[: len(rows)], rows):
@@ -107,6 +110,22 @@ def model_classifier(arrays: Activations, *, n_check: int = 16) -> tuple[Activat
     name = PENULTIMATE if PENULTIMATE not in arrays else f"<input of {head.name}>"
     with_input = arrays.with_layer(name, inputs, (head.n_features,), before="logits")
     return with_input, ClassifierLayer(head, name)
+
+
+def _present_classes(arrays: Activations, head: ClassifierHead) -> tuple[Activations, ClassifierHead]:
+    """A language model's head restricted to the classes (next tokens) the labels hold, and the
+    labels renumbered 0..k-1 in that order: of a vocabulary of thousands a data set holds a few,
+    and neural collapse is measured among the classes present (Wu & Papyan 2024)."""
+    if arrays.labels is None:
+        return arrays, head
+    labels = np.asarray(arrays.labels)
+    if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= head.n_classes:
+        return arrays, head  # as_collapse_labels says what is wrong with them
+    present, renumbered = np.unique(labels, return_inverse=True)
+    if len(present) == head.n_classes:
+        return arrays, head
+    bias = None if head.bias is None else head.bias[present]
+    return arrays.with_labels(renumbered), replace(head, weight=head.weight[present], bias=bias)
 
 
 def classifier_layer(

@@ -101,7 +101,8 @@ def measure_layers(
     """`measure(layer, index, n_layers)` on every layer of `arrays`, each layer's points checked
     once first; a layer whose activations are constant or not finite, or on which `measure`
     raises an InputError, becomes a `skipped_layer` with the reason (the error's message,
-    naming the layer) and the others are still measured.
+    naming the layer) and the others are still measured; so does a layer the extraction
+    refused to reduce as asked (`Activations.refused`: `cls` where there is no class token).
 
     Bare points (`arrays.model` is None) are the user's own array: their InputError is raised,
     as is every InputError with `skip_errors=False` (a measure whose errors come from the
@@ -112,9 +113,18 @@ def measure_layers(
     >>> layers = measure_layers(acts, lambda layer, i, n: layer_result(layer, i, n), description="x")
     """
     from_model = arrays.model is not None
-    n = len(arrays.layers)
+    refused = arrays.refused
+    layers = {layer.name: layer for layer in arrays.layers}
+    names = [name for name in arrays.info if name in layers or name in refused]
+    n = len(names)
     entries = []
-    for index, layer in enumerate(track(arrays.layers, description=description, enabled=progress)):
+    for index, name in enumerate(track(names, description=description, enabled=progress)):
+        if name in refused:  # not extracted: the reduction asked for does not apply (cls, no class token)
+            empty = np.empty((arrays.n_points, 0), dtype=np.float32)
+            entries.append(skipped_layer(LayerArray(name, empty, tuple(arrays.info[name].shape)), index, n,
+                                         refused[name]))  # fmt: skip
+            continue
+        layer = layers[name]
         try:
             if from_model and is_constant(layer.points):
                 entries.append(skipped_layer(layer, index, n, CONSTANT))

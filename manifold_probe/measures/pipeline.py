@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,14 @@ from torch.utils.data import DataLoader
 from ..errors import InputError
 from ..extraction.activations import Activations
 from ..extraction.cache import content_fingerprint
+from ..extraction.class_tokens import class_token_refusals
 from ..extraction.classifier import find_classifier
 from ..extraction.engine import extract, n_samples, split_batch
-from ..extraction.hooks import to_device
-from ..extraction.layers import select_layers
-from ..extraction.reductions import Reduction, parse_reduction_options
+from ..extraction.hooks import LOGITS, to_device
+from ..extraction.layers import list_layers, select_layers
+from ..extraction.layouts import resolve_layouts
+from ..extraction.patterns import layer_matches
+from ..extraction.reductions import Reduction, parse_reduction_options, resolve_reductions
 from ..sources.data import LabelledData, data_location, load_data
 from ..sources.models import LoadedModel, model_info, on_device
 from ..validation import as_labels, check_count, check_seed
@@ -168,6 +172,7 @@ def extract_activations(
     *,
     layers: Sequence[str] | str | None = None,
     reduction: str | Reduction | Mapping[str, str] | Sequence[str] = "auto",
+    layout: str | Mapping[str, str] | Sequence[str] = "auto",
     batch_size: int = 256,
     cache: str | os.PathLike | bool | None = None,
     data_key: str | None = None,
@@ -201,7 +206,8 @@ def extract_activations(
         )
     dataset = data.dataset if isinstance(data, LabelledData) else data
     example = to_device(example_batch(dataset, CLASSIFIER_CHECK_ROWS), dev)
-    names = _select(module, example[:1] if isinstance(example, torch.Tensor) else example, layers)
+    first = example[:1] if isinstance(example, torch.Tensor) else example
+    names = _select(module, first, layers)
     head = None
     if classifier is not False:
         try:
@@ -215,6 +221,9 @@ def extract_activations(
     if labels is not None:
         labels = as_labels(labels, n_points, name="labels")
     plan = _reduction_plan(reduction)
+    if head is not None and head.position is not None and head.pad_token_id is None:
+        plan, head = _read_logits_at(plan, names, head)
+    layouts, refused = _layer_traits(module, first, names, plan, layout)
     source = {**model_source(loaded), **data_source(data, n_points),
               "reduction": plan.spec if isinstance(plan, Reduction) else plan}  # fmt: skip
     if "checkpoint" in source:  # the JSON has always listed the checkpoint last
@@ -225,4 +234,38 @@ def extract_activations(
         use_cache=use_cache, model_key=f"{loaded.description}|{loaded.digest}", data_key=key,
         max_memory=max_memory, seed=seed, progress=progress, source=source, loaded=loaded,
         labelled=data if isinstance(data, LabelledData) else None, labels=labels, classifier=head,
+        layouts=layouts, refused=refused,
     )  # fmt: skip
+
+
+def _read_logits_at(plan, names: list[str], head):
+    """(plan, head) of a language model (a head applied to every token, logits per token): the
+    logits layer reduced at the head's position (`last`, the last real token) unless the plan
+    names a position for it (`last`, `token:I`: then the head reads its input there too)."""
+    if LOGITS not in names:
+        return plan, head
+    plan = {"default": plan} if isinstance(plan, (str, Reduction)) else dict(plan)
+    chosen = resolve_reductions(plan, names)[LOGITS]
+    if chosen.kind in ("last", "token"):
+        return plan, replace(head, position=chosen.spec)
+    if any(key != "default" and layer_matches(LOGITS, key) for key in plan):
+        raise InputError(
+            f"the logits of a language model are read at one token: give logits=last or logits=token:I, "
+            f"not {chosen.spec}.",
+            parameter="reduction",
+        )
+    return {**plan, LOGITS: head.position}, head
+
+
+def _layer_traits(module, example, names: list[str], plan, layout):
+    """(layout of each layer, {layer: (shape, reason)} of the layers where `cls` is refused),
+    from one traced pass on `example` (`layers.detect_layouts`) and, where `cls` is asked of a
+    token sequence, the class-token probe (`class_tokens`)."""
+    infos = {info.name: info for info in list_layers(module, example)}
+    layouts = resolve_layouts(layout, {name: infos[name].layout if name in infos else "" for name in names})
+    reductions = resolve_reductions(plan, names)
+    asked = {
+        name: infos[name].output_shape for name in names if reductions[name].kind == "cls" and name in infos
+    }
+    refusals = class_token_refusals(module, example, asked)
+    return layouts, {name: (infos[name].output_shape, reason) for name, reason in refusals.items()}

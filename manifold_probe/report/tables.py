@@ -212,16 +212,17 @@ def result_tables(result: Result) -> list[Table]:
 
 def layers_table(layers, *, title: str, defaults_only: bool = False) -> Table:
     """The layers of a model (`api.list_layers`): name, module type, output shape, kind
-    (vector, token sequence, spatial map), features, whether it is a default layer."""
+    (vector, token sequence, spatial map), a spatial map's layout (channels_first: C x H x W,
+    channels_last: H x W x C), features, whether it is a default layer."""
     table = Table(title=title, header_style="bold")
     table.add_column("layer", style="cyan", overflow="fold")
-    for column in ("module", "output shape", "kind", "features", "default"):
+    for column in ("module", "output shape", "kind", "layout", "features", "default"):
         table.add_column(column)
     for layer in layers:
         if not defaults_only or layer.default:
             shape = "x".join(str(s) for s in layer.output_shape)
-            table.add_row(layer.name, layer.module_type, shape, layer.kind, str(layer.n_features),
-                          "yes" if layer.default else "")  # fmt: skip
+            table.add_row(layer.name, layer.module_type, shape, layer.kind, getattr(layer, "layout", ""),
+                          str(layer.n_features), "yes" if layer.default else "")  # fmt: skip
     return table
 
 

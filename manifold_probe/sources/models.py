@@ -281,8 +281,19 @@ def _build(arch: str, arch_args: dict, in_channels: int | None) -> tuple[nn.Modu
     return module, full, _describe(arch, full)
 
 
-def _from_arch(arch: str, arch_args: dict, state_dict: Mapping, path: Path,
-               in_channels: int | None = None) -> tuple[nn.Module, dict, str]:  # fmt: skip
+def _from_arch(arch: str, arch_args: dict, state_dict: Mapping | None, path: Path,
+               in_channels: int | None = None, *, trust_checkpoint: bool = False,
+               ) -> tuple[nn.Module, dict, str]:  # fmt: skip
+    """(module with the weights of `state_dict`, its arguments, description). A Hugging Face
+    architecture loads through transformers' own `from_pretrained` (its checkpoint names are
+    converted as transformers converts them); `state_dict` None: the folder's own weights."""
+    if arch.startswith(named_models.HF_PREFIX):
+        if in_channels is not None:
+            raise InputError("--in-channels applies to image models; a Hugging Face config sets its own.")
+        folder = Path(arch[len(named_models.HF_PREFIX) :]).expanduser()
+        module = named_models.load_pretrained(folder, arch_args, state_dict=state_dict,
+                                              trust_checkpoint=trust_checkpoint)  # fmt: skip
+        return module, arch_args, _describe(arch, arch_args) if arch_args else arch
     module, full, description = _build(arch, arch_args, in_channels)
     _fit_state_dict(module, state_dict, path=path, label=description)
     return module, full, description
@@ -425,9 +436,11 @@ def _load_torchscript(path: Path, device: torch.device, trust_checkpoint: bool) 
 
 def _named_source(path) -> str | None:
     """`path` itself when it names an architecture rather than a file (`timm:NAME`, `hf:PATH`,
-    `torchvision:NAME`)."""
+    `torchvision:NAME`); `hf:PATH` for a folder holding a Hugging Face config.json."""
     if isinstance(path, str) and (named_models.is_named(path) or path.startswith(zoo.TORCHVISION_PREFIX)):
         return path
+    if isinstance(path, (str, os.PathLike)) and (Path(path).expanduser() / "config.json").is_file():
+        return f"{named_models.HF_PREFIX}{path}"  # a Hugging Face folder from save_pretrained
     return None
 
 
@@ -465,15 +478,16 @@ def load_model(
             raise InputError(
                 "give a model file, or an architecture (timm:NAME, hf:FOLDER, torchvision:NAME)."
             )
-        module, full, description = _build(arch, given_args, in_channels)
-        kind, weights, source = "named", None, None
+        weights = None
         if arch.startswith(named_models.HF_PREFIX):
             weights = named_models.hf_weights(Path(arch[len(named_models.HF_PREFIX) :]).expanduser())
         if weights is not None:
-            state_dict = _read_state_dict(weights, trust_checkpoint)
-            _fit_state_dict(module, state_dict, path=weights, label=description)
+            module, full, description = _from_arch(arch, given_args, None, weights, in_channels,
+                                                   trust_checkpoint=trust_checkpoint)  # fmt: skip
             kind, description, source = "state_dict", f"{weights} ({description})", str(weights)
         else:
+            module, full, description = _build(arch, given_args, in_channels)
+            kind, source = "named", None
             description = f"{description} (initial weights, seed {named_models.INIT_SEED})"
         return _finish(module, device, kind=kind, description=description, arch=arch, arch_args=full,
                        num_classes=full.get("num_classes"), input_shape=_input_shape(arch, full),
@@ -540,14 +554,6 @@ def _read_weights_file(path: Path, trust_checkpoint: bool):
     if path.suffix == ".safetensors":
         return named_models.read_safetensors(path)
     return _torch_load(path, trust_checkpoint)
-
-
-def _read_state_dict(path: Path, trust_checkpoint: bool) -> Mapping:
-    obj = _read_weights_file(path, trust_checkpoint)
-    state_dict = _unwrap_state_dict(obj) if isinstance(obj, Mapping) else None
-    if state_dict is None:
-        raise InputError(f"{path} holds a {type(obj).__name__}, not a state_dict of tensors.")
-    return state_dict
 
 
 def _finish(module: nn.Module, device, **fields) -> LoadedModel:

@@ -5,10 +5,14 @@ and a torchvision stem for other input channels. Nothing is ever downloaded.
   `num_classes`, `img_size`, `embed_dim`, `depth`, ... as timm's model takes them).
 - `hf:PATH`: a Hugging Face model from a local folder holding `config.json` (or the
   config.json file itself): the class named first in the config's `architectures` (else
-  `AutoModel`), built with `from_config` (`arch_args` override config fields, e.g.
-  `num_labels`), then the folder's `model.safetensors` or `pytorch_model.bin` (read with
-  `weights_only=True`) when there is one. `HF_HUB_OFFLINE` and `TRANSFORMERS_OFFLINE` are set
-  before transformers is imported, and remote code is never trusted.
+  `AutoModel`; `arch_args` override config fields, e.g. `num_labels`). A folder with weights
+  (`model.safetensors`, sharded or not, as `save_pretrained` writes it) loads through that
+  class's own `from_pretrained`, offline (`local_files_only=True`), so the checkpoint's key
+  names are converted as transformers converts them; a folder without weights is built with
+  `from_config`. A pickled `pytorch_model.bin` is refused unless `trust_checkpoint=True`.
+  `HF_HUB_OFFLINE` and `TRANSFORMERS_OFFLINE` are set before transformers is imported, remote
+  code is never trusted (`trust_remote_code=False`), and a config that names code of its own
+  (`auto_map`) is refused.
 
 A model built without weights has random weights drawn from a generator seeded with
 `INIT_SEED` (torch's global RNG is left as it was), so the same name and arguments give the
@@ -22,10 +26,11 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -37,8 +42,11 @@ TIMM_PREFIX, HF_PREFIX = "timm:", "hf:"
 INIT_SEED = 0
 """The seed of a named model's random initial weights."""
 
-HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-"""Weight files read from a Hugging Face model folder, in this order."""
+HF_SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+HF_PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+HF_WEIGHT_FILES = (*HF_SAFE_WEIGHTS, *HF_PICKLED_WEIGHTS)
+"""Weight files of a Hugging Face model folder (a single file or a sharded index), in the
+order they are looked for: safetensors first."""
 
 EXTRA_HINT = "install the optional extra: pip install 'manifold-probe[transformers]'"
 
@@ -148,6 +156,14 @@ def read_config(file: Path) -> dict:
             f"the Hugging Face config {file} holds a JSON {type(fields).__name__}, not an object of "
             'config fields ({"model_type": ..., ...}).'
         )
+    if fields.get("auto_map"):
+        code = fields["auto_map"]
+        named = ", ".join(map(str, code.values())) if isinstance(code, dict) else str(code)
+        raise InputError(
+            f"the Hugging Face config {file} names code of its own (auto_map: {named[:120]}); mprobe "
+            "never runs a model folder's code (remote code is not trusted): save the model with a class that "
+            "transformers ships."
+        )
     return fields
 
 
@@ -172,12 +188,19 @@ def _hf_config(path: Path, arch_args: Mapping):
     return transformers, config
 
 
-def _build_hf(path: Path, arch_args: Mapping) -> nn.Module:
-    transformers, config = _hf_config(path, arch_args)
+def _hf_class(transformers, config):
+    """The model class a config names first in `architectures` (a class transformers ships),
+    else `AutoModel`."""
     names = list(getattr(config, "architectures", None) or [])
     cls = getattr(transformers, names[0], None) if names else None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         cls = transformers.AutoModel
+    return cls
+
+
+def _build_hf(path: Path, arch_args: Mapping) -> nn.Module:
+    transformers, config = _hf_config(path, arch_args)
+    cls = _hf_class(transformers, config)
     label = f"{cls.__name__} from {path}" + (f" with {dict(arch_args)}" if arch_args else "")
     try:
         module = _seeded_build(lambda: cls.from_config(config) if cls is transformers.AutoModel
@@ -196,6 +219,82 @@ def hf_weights(path: Path) -> Path | None:
     if not path.is_dir():
         return None
     return next((path / name for name in HF_WEIGHT_FILES if (path / name).is_file()), None)
+
+
+@contextlib.contextmanager
+def _quiet_transformers(transformers) -> Iterator[None]:
+    """transformers' load report and progress bars kept off the terminal (errors still raise)."""
+    logging = transformers.utils.logging
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def load_pretrained(
+    path: Path, arch_args: Mapping | None = None, *, state_dict: Mapping | None = None,
+    trust_checkpoint: bool = False,
+) -> nn.Module:  # fmt: skip
+    """The Hugging Face model in folder `path`, in eval mode, with its
+    weights, through the model class's own `from_pretrained`: the folder's weights file (or
+    `state_dict`, a checkpoint's tensors under the names `save_pretrained` writes), offline,
+    without remote code. Weights that leave parameters of the model missing, or hold entries
+    or shapes it does not have, are an InputError naming the first few; so is a pickled
+    `pytorch_model.bin` without `trust_checkpoint`.
+
+    Example
+    -------
+    >>> import transformers
+    >>> config = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+    ...                                  num_attention_heads=2, intermediate_size=8)
+    >>> transformers.BertModel(config).save_pretrained("bert-folder")  # config.json, model.safetensors
+    >>> type(load_pretrained(Path("bert-folder"))).__name__
+    'BertModel'
+    """
+    arch_args = dict(arch_args or {})
+    if "num_classes" in arch_args:
+        arch_args["num_labels"] = arch_args.pop("num_classes")
+    weights = hf_weights(path) if state_dict is None else None
+    pickled = weights is not None and weights.name in HF_PICKLED_WEIGHTS
+    if pickled and not trust_checkpoint:
+        raise InputError(
+            f"{weights} is a pickle, which can run code when it is read; only if you trust its source, "
+            "pass --trust-checkpoint (or save the model again with save_pretrained, which writes "
+            "model.safetensors)."
+        )
+    transformers, config = _hf_config(path, arch_args)
+    cls = _hf_class(transformers, config)
+    label = f"{cls.__name__} from {path}" + (f" with {dict(arch_args)}" if arch_args else "")
+    options = {"config": config, "local_files_only": True, "trust_remote_code": False,
+               "use_safetensors": not pickled, "output_loading_info": True}  # fmt: skip
+    if state_dict is not None:
+        options.update(state_dict=dict(state_dict), use_safetensors=None)
+    try:
+        with torch.random.fork_rng(devices=[]), _quiet_transformers(transformers):
+            torch.manual_seed(INIT_SEED)
+            module, loading = cls.from_pretrained(None if state_dict is not None else str(path), **options)
+    except InputError:
+        raise
+    except Exception as exc:  # transformers names what does not fit (sizes, files) in its message
+        parameter = "arch_args" if arch_args else None
+        raise InputError(f"could not load {label}: {summary(exc)}", parameter=parameter) from None
+    problems = [
+        f"{kind} {key}"
+        for kind in ("missing", "unexpected", "mismatched")
+        for key in sorted(map(str, loading.get(f"{kind}_keys") or ()))
+    ]
+    if problems:
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise InputError(
+            f"the weights of {path} do not fit {label} ({'; '.join(problems[:3])}{more}); check the folder's "
+            "config.json and --arch-kwargs."
+        )
+    return module.eval()
 
 
 def build_named(arch: str, arch_args: Mapping | None = None) -> tuple[nn.Module, str]:
