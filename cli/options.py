@@ -139,18 +139,10 @@ InputShape = Annotated[
 
 
 def parse_normalize(text: str | None):
-    """--normalize as `load_data`'s `normalize`: a recipe name, or (means, stds) from 2C numbers."""
-    if text is None or not any(ch.isdigit() for ch in text):
-        return text
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        values = []
-    if not values or len(values) % 2:
-        raise InputError(f"{text!r}: give a recipe name or per-channel means then stds (an even count).",
-                         parameter="normalize")  # fmt: skip
-    half = len(values) // 2
-    return tuple(values[:half]), tuple(values[half:])
+    """--normalize as `load_data`'s `normalize` (`sources.formats.normalize.parse_normalize`)."""
+    from manifold_probe.sources.formats.normalize import parse_normalize as parse
+
+    return parse(text)
 
 
 def _check_seed(value: int) -> int:

@@ -246,11 +246,14 @@ def zoo_table(entries, *, title: str) -> Table:
 
 
 def sweep_table(summary) -> Table:
-    """How many tasks of a sweep (`sweep.SweepSummary`) were done, skipped and failed."""
+    """How many tasks of a sweep (`sweep.SweepSummary`) were done, skipped and failed, and how
+    many manifest rows were not run (when any)."""
     table = Table(title=f"sweep of {summary.checkpoints} checkpoints", header_style="bold")
-    for name in ("done", "skipped", "failed"):
+    rejected = len(getattr(summary, "rejected", ()))
+    for name in ("done", "skipped", "failed", *(["rows not run"] if rejected else [])):
         table.add_column(name, justify="right")
-    table.add_row(str(len(summary.done)), str(summary.skipped), str(len(summary.failed)))
+    counts = [len(summary.done), summary.skipped, len(summary.failed), *([rejected] if rejected else [])]
+    table.add_row(*map(str, counts))
     return table
 
 
