@@ -266,7 +266,16 @@ def _correlation_cell(entry: dict) -> str:
     if entry["p_value"] is not None:
         text += f"\np = {entry['p_value']:.2g}"
     significant = entry["p_value"] is not None and entry["p_value"] < 0.05
-    return f"[green]{escape(text)}[/green]" if significant else escape(text)
+    cell = f"[green]{escape(text)}[/green]" if significant else escape(text)
+    warning = _warning(entry)
+    return cell + (f"\n[yellow]! {escape(warning)}[/yellow]" if warning else "")
+
+
+def _warning(entry: dict) -> str | None:
+    """The entry's warning (`statistics.correlation_warning`), also for reports written before it."""
+    from .statistics import correlation_warning
+
+    return entry.get("warning") or correlation_warning(entry["value"], entry["interval"], entry["n"])
 
 
 def correlation_tables(correlation: dict, *, title: str) -> list[Table]:
@@ -279,7 +288,7 @@ def correlation_tables(correlation: dict, *, title: str) -> list[Table]:
         table = Table(title=f"{title}: against {target}", header_style="bold", show_lines=True)
         table.add_column("measure", style="cyan", no_wrap=True)
         for method in METHODS:
-            table.add_column(method, justify="right", no_wrap=True)
+            table.add_column(method, justify="right", max_width=34)
         for key, entry in correlation.items():
             measure, _, against = key.partition("_vs_")
             if against == target:

@@ -178,8 +178,10 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
     their layers differently), `reduction` (a spec, or `LAYER=SPEC` items, comma-separated),
     `normalize` (a recipe name or per-channel means then stds); `family` (the report's
     grouping; default: the arch), `test_acc` and `train_acc` (or `test_accuracy`,
-    `train_accuracy`; fractions in [0, 1]); any other column is a hyper-parameter and becomes a
-    column of the sweep table.
+    `train_accuracy`; fractions in [0, 1]); `in_report` (true or false: whether the report
+    relates this model; default: trained models only, so `true` keeps an untrained one, e.g.
+    the random-init members of a foreign zoo); any other column is a hyper-parameter and
+    becomes a column of the sweep table (`depth` as `arch_depth`).
 
     Example
     -------
@@ -221,6 +223,15 @@ def _json_object(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InputError(f'{name} must be a JSON object, e.g. {{"image_size": 32}}.')
     return value
+
+
+def _flag(text: str, name: str) -> bool:
+    from ..validation import parse_flag
+
+    try:
+        return parse_flag(text, name=name)
+    except InputError:
+        raise InputError(f"{name} must be true or false, got {text!r}.") from None
 
 
 def _whole(value: Any, name: str) -> int:
@@ -275,6 +286,9 @@ def _manifest_entry(row: dict[str, Any], manifest: Path, where: str) -> Manifest
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise InputError(f"{column} must be a fraction from 0 to 1, got {value!r}.")
         metrics[metric] = float(value)
+    if row.get("in_report") is not None:
+        flag = row["in_report"]
+        row["in_report"] = flag if isinstance(flag, bool) else _flag(str(flag), "in_report")
     family = row.pop("family", None)
     layers = row.pop("layers", None)
     if isinstance(layers, str):
