@@ -377,3 +377,14 @@ def source_options(command=None, *, models: Any = None):
     wrapper.__signature__ = signature.replace(parameters=params)
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     return wrapper
+
+
+Formats = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="What to write of the --html page, comma-separated: html (the interactive page), svg, pdf, "
+        "png (each figure of the page as PATH-stem.EXT, or PATH-stem.N.EXT when it has several; "
+        "through headless Chromium, offline), e.g. html,svg,pdf.",
+    ),
+]
