@@ -69,8 +69,8 @@ def test_sweep_writes_every_result_and_the_table(swept):
         assert read_result(path).command == path.stem
     with open(summary.table_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    # every known column these checkpoints have a value for (none sets train_size or in_report)
-    known = [c for c in COLUMN_TYPES if c not in ("train_size", "in_report")]
+    # every known column these checkpoints have a value for (in_report is a manifest's)
+    known = [c for c in COLUMN_TYPES if c != "in_report"]
     columns = known + [c for p in PROBES for c in measure_columns(p)]
     assert list(rows[0]) == columns
     by_name = {Path(row["checkpoint"]).stem: row for row in rows}

@@ -121,6 +121,12 @@ def test_manifest_rows_carry_their_own_measuring_options(mixed):
         "logits": "none",
     }
     assert gray.data_options == {"normalize": ((0.5,), (0.25,)), "channels": 1}
+    listed = [{"path": "vit.pt", "reduction": {"blocks.*": "cls", "default": "mean"}},
+              {"path": "vit.pt", "reduction": ["avgpool", "logits=none"]}]  # fmt: skip
+    (mixed / "m.json").write_text(json.dumps(listed))
+    first, second = read_manifest(mixed / "m.json")
+    assert first.reduction == {"blocks.*": "cls", "default": "mean"}
+    assert second.reduction == {"default": "avgpool", "logits": "none"}
 
 
 def test_a_sweep_mixing_vit_swin_and_a_grayscale_resnet_runs_every_row_with_its_options(mixed, tmp_path):

@@ -175,7 +175,8 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
     (e.g. `torchvision:resnet18`, `timm:NAME`), `num_classes`, `arch_kwargs` (an object; in CSV
     its JSON text), `in_channels` (1: a grayscale stem, and image folders read as grayscale);
     how to measure it: `layers` (names or globs, comma-separated, since architectures name
-    their layers differently), `reduction` (a spec, or `LAYER=SPEC` items, comma-separated),
+    their layers differently), `reduction` (a spec, or `LAYER=SPEC` items, comma-separated; in
+    JSON also a list of them or an object {layer pattern: spec, "default": spec}),
     `normalize` (a recipe name or per-channel means then stds); `family` (the report's
     grouping; default: the arch), `test_acc` and `train_acc` (or `test_accuracy`,
     `train_accuracy`; fractions in [0, 1]); `in_report` (true or false: whether the report
@@ -277,7 +278,10 @@ def _manifest_entry(row: dict[str, Any], manifest: Path, where: str) -> Manifest
     if options.get("in_channels") is not None:
         data_options["channels"] = options["in_channels"]
     reduction = row.pop("reduction", None)
-    plan = None if reduction is None else parse_reduction_options([str(reduction)])
+    if isinstance(reduction, dict):  # JSON: {"blocks.*": "cls", "default": "avgpool"}
+        reduction = [spec if key == "default" else f"{key}={spec}" for key, spec in reduction.items()]
+    plan = None if reduction is None else parse_reduction_options(
+        [str(item) for item in (reduction if isinstance(reduction, list) else [reduction])])  # fmt: skip
     metrics = {}
     for column, metric in _ACCURACY_COLUMNS.items():
         value = row.pop(column, None)
