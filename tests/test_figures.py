@@ -82,6 +82,13 @@ def test_values_without_a_reading_are_not_drawn_like_measured_ones(two_results):
     assert list(missing.y) == [0.02] and "no_manifold_scale: no window" in missing.hovertext[0]
 
 
+def test_each_legend_entry_shows_once_on_the_first_panel_where_it_has_points(two_results):
+    deep, shallow = two_results
+    fig = plot([deep, shallow], metrics=["mapc", "id_twonn"], x="name", names=["deep", "shallow"])
+    shown = [t.name for t in fig.data if t.showlegend]
+    assert sorted(shown) == ["deep", "deep: value not vouched for", "not measured (no value)", "shallow"]
+
+
 def test_every_panel_names_its_layers_and_size_and_font_are_set(two_results):
     deep, shallow = two_results
     fig = plot([deep, shallow], metrics=["mapc", "id_twonn"], x="name", width=640, height=700, font_size=11)

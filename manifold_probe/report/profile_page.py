@@ -214,7 +214,7 @@ def layer_profile_figure(
     height = max(340, (300 + labels) * rows)
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=metrics,
                         vertical_spacing=min(0.3 / rows, (60 + labels) / height))  # fmt: skip
-    unmeasured_shown = False
+    legend: set[str] = set()  # each entry once, on the first panel where it has points
     for row, metric in enumerate(metrics, start=1):
         drawn, intervals, floors = [], [], []
         for i, (result, name) in enumerate(zip(results, names, strict=True)):
@@ -243,7 +243,8 @@ def layer_profile_figure(
             fig.add_trace(
                 go.Scatter(
                     x=where(measured), y=y, mode="lines+markers", name=name, legendgroup=name,
-                    showlegend=row == 1, line={"color": colour}, marker={"color": colour},
+                    showlegend=_first(legend, name, measured), line={"color": colour},
+                    marker={"color": colour},
                     hovertext=hover, hoverinfo="text",
                     error_y=(
                         {"type": "data", "symmetric": False,
@@ -259,7 +260,7 @@ def layer_profile_figure(
                     go.Scatter(
                         x=where(unvouched), y=[float(layer.metrics[metric]) for layer in unvouched],
                         mode="markers", name=f"{name}: value not vouched for", legendgroup=name,
-                        showlegend=row == 1,
+                        showlegend=_first(legend, f"{name}: value not vouched for", unvouched),
                         marker={"color": colour, "symbol": "circle-open", "size": 10, "line": {"width": 2}},
                         hovertext=[f"<b>{html.escape(layer.name)}</b><br>{metric} = "
                                    f"{float(layer.metrics[metric]):.4g}<br>{_status_text(layer)}"
@@ -279,7 +280,7 @@ def layer_profile_figure(
                 go.Scatter(
                     x=[layer.name if by_name else layer.depth for layer in layers], y=[floor] * len(layers),
                     mode="markers", name="not measured (no value)", legendgroup="not measured",
-                    showlegend=not unmeasured_shown,
+                    showlegend=_first(legend, "not measured (no value)", layers),
                     marker={"color": colour, "symbol": "x-thin-open", "size": 11, "line": {"width": 2}},
                     hovertext=[f"<b>{html.escape(layer.name)}</b> ({html.escape(name)})<br>no {metric}: "
                                f"{_status_text(layer)}" for layer in layers],
@@ -287,7 +288,6 @@ def layer_profile_figure(
                 ),
                 row=row, col=1,
             )  # fmt: skip
-            unmeasured_shown = True
         fig.update_yaxes(
             title_text=axis_title(metric) + (", log scale" if logarithmic else ""),
             **(log_axis([*drawn, *intervals]) if logarithmic else {}),
@@ -303,6 +303,14 @@ def layer_profile_figure(
         fig.update_xaxes(title_text="relative depth (0 = first layer, 1 = last)", row=len(metrics), col=1)
     fig.update_layout(title=title, height=height, template="plotly_white", hovermode="closest")
     return fig
+
+
+def _first(shown: set[str], entry: str, points: list) -> bool:
+    """Whether a trace named `entry` with these `points` is the first to show that legend entry."""
+    if not points or entry in shown:
+        return False
+    shown.add(entry)
+    return True
 
 
 def _number(value) -> float:
