@@ -17,7 +17,7 @@ import typer
 
 from manifold_probe.errors import InputError
 
-from .options import HtmlOut, JsonOut, PlotlyJs, SourceArgs, is_named_arch, source_options
+from .options import Formats, HtmlOut, JsonOut, PlotlyJs, SourceArgs, is_named_arch, source_options
 from .output import err_console, exit_if_nothing_measured, print_result, write_outputs
 
 Models = Annotated[
@@ -112,6 +112,7 @@ def collapse_command(
     json: JsonOut = None,
     html: HtmlOut = None,
     plotlyjs: PlotlyJs = "inline",
+    formats: Formats = "html",
     *,
     source: SourceArgs,
     models: list[str] | None,
@@ -147,7 +148,7 @@ def collapse_command(
                 results.append(mp.collapse(arrays, classifier=True, progress=progress))
         result = collapse_series(results)
     print_result(result)
-    write_outputs(result, json, html, plotlyjs=plotlyjs)
+    write_outputs(result, json, html, plotlyjs=plotlyjs, formats=formats)
     exit_if_nothing_measured(result)
 
 
@@ -163,6 +164,7 @@ def spectra_command(
     json: JsonOut = None,
     html: HtmlOut = None,
     plotlyjs: PlotlyJs = "inline",
+    formats: Formats = "html",
     *,
     source: SourceArgs,
 ) -> None:
@@ -185,7 +187,7 @@ def spectra_command(
             seed=source.seed, progress=not source.quiet, **{k: v for k, v in given.items() if v is not None},
         )  # fmt: skip
     print_result(result)
-    write_outputs(result, json, html, plotlyjs=plotlyjs)
+    write_outputs(result, json, html, plotlyjs=plotlyjs, formats=formats)
     exit_if_nothing_measured(result)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .options import HtmlOut, JsonOut, PlotlyJs, SourceArgs, parse_memory, source_options, split_list
+from .options import Formats, HtmlOut, JsonOut, PlotlyJs, SourceArgs, parse_memory, source_options, split_list
 from .output import console, exit_if_nothing_measured, print_result, write_outputs
 
 NEIGHBOURHOOD_HELP = (
@@ -149,6 +149,7 @@ def curvature_command(
     json: JsonOut = None,
     html: HtmlOut = None,
     plotlyjs: PlotlyJs = "inline",
+    formats: Formats = "html",
     *,
     source: SourceArgs,
 ) -> None:
@@ -179,7 +180,7 @@ def curvature_command(
         options = {"family": family, "n_grid": family_points, "second_derivative": second_derivative,
                    "fd_step": fd_step, "compare_sampled": compare_sampled,
                    "n_bootstrap": n_bootstrap}  # fmt: skip
-        return _family_command(source, compare, options, json, html, plotlyjs)
+        return _family_command(source, compare, options, json, html, plotlyjs, formats)
 
     dim = check_curvature_dim(dim)  # a bad --dim stops before the data loads
     sources = [source] + [dataclasses.replace(source, model=str(path)) for path in compare or []]
@@ -203,14 +204,16 @@ def curvature_command(
             console.print("curvature gap (last - penultimate): " + ", ".join(
                 f"{name} {_gap_text(result.summary[key])}" for name, key in gaps.items()
             ))  # fmt: skip
-    write_outputs(results[0], json, html, results=results, log_scale=log_scale, plotlyjs=plotlyjs)
+    write_outputs(
+        results[0], json, html, results=results, log_scale=log_scale, plotlyjs=plotlyjs, formats=formats
+    )
     if json is not None:
         for src, result in zip(sources[1:], results[1:], strict=True):
             write_outputs(result, json.with_name(f"{json.stem}.{Path(src.model).stem}.json"))
     exit_if_nothing_measured(results[0])
 
 
-def _family_command(source: SourceArgs, compare, options: dict, json, html, plotlyjs) -> None:
+def _family_command(source: SourceArgs, compare, options: dict, json, html, plotlyjs, formats) -> None:
     """`mprobe curvature --family SPEC`: the exact curvature of each model's image of the family."""
     import manifold_probe as mp
 
@@ -230,7 +233,7 @@ def _family_command(source: SourceArgs, compare, options: dict, json, html, plot
         )  # fmt: skip
         results.append(result)
         print_result(result, title=f"exact curvature of {options['family']}: {src.model or src.arch}")
-    write_outputs(results[0], json, html, results=results, plotlyjs=plotlyjs)
+    write_outputs(results[0], json, html, results=results, plotlyjs=plotlyjs, formats=formats)
     if json is not None:
         for src, result in zip(sources[1:], results[1:], strict=True):
             write_outputs(result, json.with_name(f"{json.stem}.{Path(src.model).stem}.json"))

@@ -18,6 +18,7 @@ from .options import (
     Arch,
     Data,
     Device,
+    Formats,
     HtmlOut,
     JsonOut,
     NPoints,
@@ -145,6 +146,7 @@ def cutting_planes_command(
     json: JsonOut = None,
     html: HtmlOut = None,
     plotlyjs: PlotlyJs = "inline",
+    formats: Formats = "html",
     quiet: Quiet = False,
 ) -> None:
     """Dimension of each class manifold by random affine cutting planes (see HELP)."""
@@ -177,7 +179,7 @@ def cutting_planes_command(
         f"(D = {summary['input_dim']}, {len(models)} model{'s' if len(models) > 1 else ''}); {elapsed:.1f} s",
         highlight=False,
     )
-    write_outputs(result, json, html, plotlyjs=plotlyjs)
+    write_outputs(result, json, html, plotlyjs=plotlyjs, formats=formats)
 
 
 def register(app: typer.Typer) -> None:

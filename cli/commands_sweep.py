@@ -15,10 +15,14 @@ from manifold_probe import registry
 from .options import (
     Arch,
     ArchArgs,
+    BatchSize,
     Data,
     Device,
     InChannels,
+    InputShape,
     Layers,
+    MaxMemory,
+    Normalize,
     NPoints,
     NumClasses,
     Quiet,
@@ -27,6 +31,8 @@ from .options import (
     Split,
     TrustCheckpoint,
     parse_arch_args,
+    parse_memory,
+    parse_normalize,
     split_list,
 )
 from .output import console, err_console
@@ -44,7 +50,8 @@ Manifest = Annotated[
     typer.Option(
         "--manifest",
         help="CSV or JSON listing checkpoints the project did not train: path, arch, num_classes, "
-        "arch_args, family, test_acc, train_acc, and any hyper-parameters as further columns.",
+        "arch_kwargs, in_channels, layers, reduction, normalize (each row's own win), family, test_acc, "
+        "train_acc, and any hyper-parameters as further columns. A bad row is reported, the others run.",
         show_default=False,
     ),
 ]
@@ -131,6 +138,10 @@ def sweep_command(
     data: Data = "digits",
     split: Split = "train",
     n_points: NPoints = None,
+    normalize: Normalize = None,
+    input_shape: InputShape = None,
+    batch_size: BatchSize = 256,
+    max_memory: MaxMemory = None,
     seed: Seed = 0,
     device: Device = "cpu",
     executor: Executor = "local",
@@ -144,8 +155,12 @@ def sweep_command(
     only what is missing; results are written atomically. A failing task is recorded in
     results/<run_id>/<measure>.error.txt and the others go on; the command then exits with 1.
     The model options (--arch, --arch-kwargs, --num-classes, --in-channels, --trust-checkpoint,
-    --layers, --reduction) and the data options (--data, --split, --n-points, --seed) are those of
-    the measuring commands; a --manifest row's own arch and num_classes win.
+    --layers, --reduction) and the data options (--data, --split, --n-points, --normalize,
+    --input-shape, --seed, --batch-size, --max-memory) are those of the measuring commands; a
+    --manifest row's own arch, num_classes, arch_kwargs, in_channels, layers, reduction and
+    normalize win for that row. A layer pattern or LAYER=SPEC reduction that names no layer of a
+    checkpoint is left out for it (a note says so); a manifest row that cannot run is reported
+    and the other rows run (exit code 1).
     Writes table.csv (one row per checkpoint) and layers.csv (one row per checkpoint, measure,
     layer and metric).
     """
@@ -170,6 +185,10 @@ def sweep_command(
         data=data,
         split=split,
         n_points=n_points,
+        normalize=parse_normalize(normalize),
+        input_shape=input_shape,
+        batch_size=batch_size,
+        max_memory=parse_memory(max_memory),
         seed=seed,
         device=device,
         executor=executor,
@@ -178,6 +197,12 @@ def sweep_command(
         progress=not quiet,
     )
     console.print(sweep_table(summary))
+    for row in summary.rejected:
+        err_console.print(f"[red]not run:[/red] {row.where}: {row.reason}", highlight=False, soft_wrap=True)
+    for outcome in summary.done:
+        for note in outcome.notes:
+            err_console.print(f"note: {outcome.run_id} {outcome.measure}: {note}", highlight=False,
+                              soft_wrap=True)  # fmt: skip
     for failure in summary.failed:
         err_console.print(
             f"[red]failed:[/red] {failure.run_id} {failure.measure}: {failure.error} (see "
@@ -189,7 +214,7 @@ def sweep_command(
     for path in (summary.table_parquet, summary.layers_csv, summary.layers_parquet):
         if path is not None:
             console.print(f"table: {path}", highlight=False, soft_wrap=True)
-    if summary.failed:
+    if summary.failed or summary.rejected:
         raise typer.Exit(1)
 
 

@@ -32,6 +32,7 @@ from . import (
     commands_cutting_planes,
     commands_demo,
     commands_layers,
+    commands_plot,
     commands_report,
     commands_sweep,
     commands_train,
@@ -79,7 +80,14 @@ def build_app() -> typer.Typer:
     commands_layers.register(app)
     for measure in registry.measures():
         HAND_WRITTEN.get(measure.name, lambda app, m=measure: measure_command.register(app, m))(app)
-    for module in (commands_report, commands_sweep, commands_zoo, commands_demo, commands_claims):
+    for module in (
+        commands_report,
+        commands_sweep,
+        commands_zoo,
+        commands_demo,
+        commands_claims,
+        commands_plot,
+    ):
         module.register(app)
     return app
 

@@ -2,7 +2,7 @@
 
 The command takes the shared source options (`options.source_options`: --model with --data, or
 --points), the measure's own options (`registry.Option`: each becomes a flag with its help),
---json, --html and --plotlyjs, and for a measure that compares two representations
+--json, --html, --plotlyjs and --format, and for a measure that compares two representations
 (`Measure.compares`) a --compare checkpoint (or points file) measured the same way; it calls the
 measure through the Python API, prints its tables, writes its files, and exits with code 3 when
 no layer could be measured.
@@ -19,7 +19,7 @@ import typer
 
 from manifold_probe import registry
 
-from .options import HtmlOut, JsonOut, PlotlyJs, SourceArgs, source_options, split_list
+from .options import Formats, HtmlOut, JsonOut, PlotlyJs, SourceArgs, source_options, split_list
 from .output import exit_if_nothing_measured, print_result, write_outputs
 
 
@@ -39,7 +39,9 @@ def _annotation(option: registry.Option):
 def measure_command(measure: registry.Measure):
     """A Typer command function for `measure` (see the module docstring)."""
 
-    def command(json=None, html=None, plotlyjs="inline", compare=None, *, source: SourceArgs, **own):
+    def command(
+        json=None, html=None, plotlyjs="inline", formats="html", compare=None, *, source: SourceArgs, **own
+    ):
         values = {}
         for option in measure.options:
             value = own[option.parameter]
@@ -56,7 +58,7 @@ def measure_command(measure: registry.Measure):
                 with dataclasses.replace(source, **second).load(min_points=4, classifier=classifier) as other:
                     result = measure(arrays, other=other, **common, **values)
         print_result(result)
-        write_outputs(result, json, html, plotlyjs=plotlyjs)
+        write_outputs(result, json, html, plotlyjs=plotlyjs, formats=formats)
         exit_if_nothing_measured(result)
 
     params = [
@@ -79,6 +81,7 @@ def measure_command(measure: registry.Measure):
         inspect.Parameter("json", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=JsonOut),
         inspect.Parameter("html", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=HtmlOut),
         inspect.Parameter("plotlyjs", inspect.Parameter.KEYWORD_ONLY, default="inline", annotation=PlotlyJs),
+        inspect.Parameter("formats", inspect.Parameter.KEYWORD_ONLY, default="html", annotation=Formats),
         inspect.Parameter("source", inspect.Parameter.KEYWORD_ONLY, annotation=SourceArgs),
     ]
     command.__signature__ = inspect.Signature(params)

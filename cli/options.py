@@ -139,18 +139,10 @@ InputShape = Annotated[
 
 
 def parse_normalize(text: str | None):
-    """--normalize as `load_data`'s `normalize`: a recipe name, or (means, stds) from 2C numbers."""
-    if text is None or not any(ch.isdigit() for ch in text):
-        return text
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        values = []
-    if not values or len(values) % 2:
-        raise InputError(f"{text!r}: give a recipe name or per-channel means then stds (an even count).",
-                         parameter="normalize")  # fmt: skip
-    half = len(values) // 2
-    return tuple(values[:half]), tuple(values[half:])
+    """--normalize as `load_data`'s `normalize` (`sources.formats.normalize.parse_normalize`)."""
+    from manifold_probe.sources.formats.normalize import parse_normalize as parse
+
+    return parse(text)
 
 
 def _check_seed(value: int) -> int:
@@ -398,3 +390,14 @@ def source_options(command=None, *, models: Any = None):
     wrapper.__signature__ = signature.replace(parameters=params)
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     return wrapper
+
+
+Formats = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="What to write of the --html page, comma-separated: html (the interactive page), svg, pdf, "
+        "png (each figure of the page as PATH-stem.EXT, or PATH-stem.N.EXT when it has several; "
+        "through headless Chromium, offline), e.g. html,svg,pdf.",
+    ),
+]

@@ -66,15 +66,33 @@ def write_outputs(
     names: Sequence[str] | None = None,
     log_scale: bool = False,
     plotlyjs: str = "inline",
+    formats: str = "html",
 ) -> None:
     """Write the JSON of `result` and the page of `results` (default: `result` alone, plotly.js
-    `plotlyjs`: inline or directory) if asked for, and say where."""
+    `plotlyjs`: inline or directory) if asked for, in each of `formats` (html: the page; svg,
+    pdf, png: each of its figures beside it, `report.figures.write_figures`), and say where."""
+    from manifold_probe.errors import InputError
+    from manifold_probe.report.figures import check_formats
+
+    chosen = check_formats(formats)
+    if html_path is None and chosen != ("html",):
+        raise InputError("needs --html PATH: the page's name, beside which the figures are written.",
+                         parameter="formats")  # fmt: skip
     if json_path is not None:
         result.write(json_path)
         err_console.print(f"wrote {json_path}")
-    if html_path is not None:
+    if html_path is None:
+        return
+    shown = list(results or [result])
+    if "html" in chosen:
         from manifold_probe.report.pages import write_result_page
 
-        write_result_page(html_path, list(results or [result]), names=names, log_scale=log_scale,
-                          plotlyjs=plotlyjs)  # fmt: skip
+        write_result_page(html_path, shown, names=names, log_scale=log_scale, plotlyjs=plotlyjs)
         err_console.print(f"wrote {html_path}")
+    if any(kind != "html" for kind in chosen):
+        from manifold_probe.report.figures import write_figures
+        from manifold_probe.report.pages import result_figures
+
+        figures, _, _ = result_figures(shown, names=names, log_scale=log_scale)
+        for path in write_figures(figures, html_path, chosen):
+            err_console.print(f"wrote {path}", highlight=False, soft_wrap=True)

@@ -24,7 +24,8 @@ __version__ = "0.2.0"
 """The one place the version is written (pyproject.toml reads it from here)."""
 
 _TYPES = {"Activations": "extraction.activations", "Result": "results", "InputError": "errors",
-          "concat": "results", "read_result": "results", "load_points": "measures.sources"}  # fmt: skip
+          "concat": "results", "read_result": "results", "load_points": "measures.sources",
+          "plot": "report.figures", "write_figure": "report.figures"}  # fmt: skip
 _MODULES = ("geometry",)
 _API = ("extract", "list_layers", "load_data", "load_model", "model_info")  # load_points: no torch
 
@@ -45,9 +46,11 @@ __all__ = [
     "load_model",
     "load_points",
     "model_info",
+    "plot",
     "read_result",
     "registry",
     "spectra",
+    "write_figure",
 ]
 __all__ += [m.api_name for m in registry.measures() if m.api_name not in __all__]  # measures added later
 
@@ -61,6 +64,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from .measures.cutting_planes import cutting_planes
     from .measures.intrinsic_dimension import intrinsic_dimension
     from .measures.spectra import spectra
+    from .report.figures import plot, write_figure
     from .results import Result, concat, read_result
 
 

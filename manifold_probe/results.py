@@ -476,6 +476,20 @@ class Result:
         returns the path. The measure's page comes from the registry (`registry.write_page`)."""
         return importlib.import_module("manifold_probe.registry").write_page(path, [self], **options)
 
+    def plot(self, *others: Result, **options: Any):
+        """A Plotly figure of this result and `others` overlaid on shared axes: one panel per
+        metric, one line per result, x the layer's relative depth or name; values not measured
+        are marked as such (`report.figures.plot` takes `metrics`, `x`, `names`, `log_y`,
+        `title`, `width`, `height`, `font_size`). Save it with `mp.write_figure(fig, "fig.pdf")`.
+
+        Example
+        -------
+        >>> fig = mp.intrinsic_dimension(acts).plot(metrics=["id_twonn"], width=600, font_size=14)
+        >>> fig.layout.width, fig.layout.font.size
+        (600, 14)
+        """
+        return importlib.import_module("manifold_probe.report.figures").plot([self, *others], **options)
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Result:
         if d.get("schema") != SCHEMA:

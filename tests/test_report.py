@@ -14,7 +14,7 @@ from manifold_probe.study.report import MEASURES, build_report, write_report_pag
 from manifold_probe_cli import main as cli
 
 COLUMNS = [
-    "run_id", "checkpoint", "family", "arch", "untrained", "epochs", "width", "depth", "weight_decay",
+    "run_id", "checkpoint", "family", "arch", "untrained", "epochs", "width", "arch_depth", "weight_decay",
     "mixup", "label_smoothing", "label_noise", "train_size", "seed", "train_accuracy", "test_accuracy",
     "generalization_gap", "curvature_gap", "curvature_gap_scaled", "curvature_sff_gap",
     "curvature_sff_gap_scaled", "last_layer_id_twonn", "nc1_penultimate", "mean_manifold_dim",
@@ -49,7 +49,7 @@ def make_sweep(root, *, trained_per_family: int = 6, untrained: int = 2):
             rows.append({
                 "run_id": run_id, "checkpoint": f"zoo/{run_id}.pt", "family": family, "arch": family,
                 "untrained": str(is_untrained), "epochs": "0" if is_untrained else str(5 + i), "width": "16",
-                "depth": "3", "weight_decay": "0.0005", "mixup": "0.2" if i % 2 else "0",
+                "arch_depth": "3", "weight_decay": "0.0005", "mixup": "0.2" if i % 2 else "0",
                 "label_smoothing": "0",
                 "label_noise": "0", "train_size": "1000", "seed": str(i), "train_accuracy": f"{train:.4f}",
                 "test_accuracy": f"{test:.4f}", "generalization_gap": f"{train - test:.4f}",
@@ -103,10 +103,10 @@ def test_json_keys_are_exactly_as_specified(report, tmp_path):
         for entry in table.values():
             assert set(entry) == {"pearson", "spearman", "kendall"}
             for stats in entry.values():
-                assert set(stats) == {"value", "interval", "p_value", "n"}
+                assert set(stats) == {"value", "interval", "p_value", "n", "warning"}
     # the empty measure column is reported as insufficient, not as a number
     empty = raw["summary"]["correlation"]["mean_manifold_dim_vs_test_accuracy"]["pearson"]
-    assert empty == {"value": None, "interval": None, "p_value": None, "n": 0}
+    assert empty == {"value": None, "interval": None, "p_value": None, "n": 0, "warning": None}
     within = families["digits-cnn"]["curvature_gap_vs_test_accuracy"]["spearman"]
     assert within["value"] == pytest.approx(1.0) and within["n"] == 6
     assert raw["params"]["include_untrained"] is False and "trained only" in raw["params"]["models"]

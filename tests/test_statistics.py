@@ -94,7 +94,7 @@ def test_too_few_pairs_or_constant_is_insufficient_not_a_number():
     few = correlations([1.0, 2.0, np.nan], [3.0, 4.0, 5.0])
     for result in few.values():
         assert result.insufficient and result.n == 2
-        assert result.to_dict() == {"value": None, "interval": None, "p_value": None, "n": 2}
+        assert result.to_dict() == {"value": None, "interval": None, "p_value": None, "n": 2, "warning": None}
     constant = correlations([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0])
     assert all(result.insufficient for result in constant.values())
 

@@ -69,13 +69,15 @@ def test_sweep_writes_every_result_and_the_table(swept):
         assert read_result(path).command == path.stem
     with open(summary.table_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    columns = list(COLUMN_TYPES) + [c for p in PROBES for c in measure_columns(p)]
+    # every known column these checkpoints have a value for (in_report is a manifest's)
+    known = [c for c in COLUMN_TYPES if c != "in_report"]
+    columns = known + [c for p in PROBES for c in measure_columns(p)]
     assert list(rows[0]) == columns
     by_name = {Path(row["checkpoint"]).stem: row for row in rows}
     trained, untrained = by_name["trained"], by_name["untrained"]
     assert trained["family"] == "cnn-small" and untrained["family"] == "digits-cnn"
     assert (trained["untrained"], untrained["untrained"]) == ("False", "True")
-    assert (trained["epochs"], trained["width"], trained["depth"]) == ("1", "8", "2")
+    assert (trained["epochs"], trained["width"], trained["arch_depth"]) == ("1", "8", "2")
     assert trained["mixup"] == "0.0" and trained["label_noise"] == "0.0"
     gap = float(trained["train_accuracy"]) - float(trained["test_accuracy"])
     assert float(trained["generalization_gap"]) == pytest.approx(gap)

@@ -244,20 +244,29 @@ def resolve_reductions(
 
 def parse_reduction_options(options: Sequence[str]) -> str | dict[str, str]:
     """Turn repeated command-line options into a plan: `SPEC` sets the default,
-    `PATTERN=SPEC` one layer or pattern.
+    `PATTERN=SPEC` one layer or pattern; one option may hold several, comma-separated (a
+    manifest cell, or `--reduction 'blocks.*=cls,logits=none'`), each split at its first `=`.
 
     `["avgpool", "logits=none"]` -> `{"default": "avgpool", "logits": "none"}`.
+
+    >>> parse_reduction_options(["blocks.*=cls,logits=none", "avgpool"])
+    {'blocks.*': 'cls', 'logits': 'none', 'default': 'avgpool'}
     """
     plan: dict[str, str] = {}
-    for option in options:
-        key, sep, spec = option.rpartition("=")
-        key = key.strip() if sep else "default"
+    items = [item.strip() for option in options for item in str(option).split(",")]
+    for item in items:
+        if not item:
+            continue
+        key, sep, spec = item.partition("=")
+        key, spec = (key.strip(), spec.strip()) if sep else ("default", key.strip())
         if sep and not key:
-            raise InputError(f"reduction option {option!r} has no layer before '='; use LAYER=SPEC.")
+            raise InputError(f"reduction option {item!r} has no layer before '='; use LAYER=SPEC.")
         parse_reduction(spec)
         if key in plan:
             raise InputError(f"reduction for {key!r} is given twice; give it once.")
-        plan[key] = spec.strip()
+        plan[key] = spec
+    if not plan:
+        raise InputError("no reduction given; name one (e.g. avgpool, or LAYER=SPEC).")
     if list(plan) == ["default"]:
         return plan["default"]
     return plan

@@ -49,6 +49,15 @@ def _run(chromium: str, page: Path, extra: list[str], timeout: float) -> str:
     return done.stdout
 
 
+def run_chromium(page: str | os.PathLike, extra: list[str], *, timeout: float = 120.0) -> str:
+    """Run headless Chromium (`find_chromium`) on `page` with the `extra` flags (e.g.
+    `--dump-dom`, `--print-to-pdf=PATH`) and return what it printed."""
+    chromium = find_chromium()
+    if chromium is None:
+        raise RuntimeError("no Chromium found (install chromium, or set MPROBE_CHROMIUM).")
+    return _run(chromium, Path(page), extra, timeout)
+
+
 def render_page(
     page: str | os.PathLike,
     *,

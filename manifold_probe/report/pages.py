@@ -32,6 +32,9 @@ from ..results import Result
 from .profile_page import axis_title, layer_profile_figure, log_axis, model_label
 from .tables import classifier_layer, format_value, target_name
 
+UNSPLIT_DATA = ("npz:", "arrays:", "dict")
+"""Data specs with no train/test split of their own: a page names no split for them."""
+
 
 def source_notes(result: Result) -> str:
     """The source of a result in words: model (or points), data, split and sample count, reduction.
@@ -39,13 +42,18 @@ def source_notes(result: Result) -> str:
     >>> source_notes(Result("id", {"model": "runs/a.pt", "data": "digits", "split": "train",
     ...                           "n_points": 1346}, {}))
     'model a; data digits, train split, 1346 samples'
+    >>> source_notes(Result("id", {"model": "vit/model.safetensors", "data": "npz:x.npz", "split": "train",
+    ...                           "n_points": 60}, {}))
+    'model vit; data npz:x.npz, 60 samples'
     """
     source = result.source
     parts = [f"model {model_label(source)}" if source.get("model") else f"points {model_label(source)}"]
     if source.get("data"):
         where = f"data {source['data']}"
-        if source.get("split"):
-            where += f", {source['split']} split, {source.get('n_points')} samples"
+        if source.get("split") and not str(source["data"]).startswith(UNSPLIT_DATA):
+            where += f", {source['split']} split"
+        if source.get("n_points"):
+            where += f", {source['n_points']} samples"
         parts.append(where)
     if source.get("reduction") not in (None, "none"):
         parts.append(f"reduction {source['reduction']}")

@@ -37,6 +37,9 @@ from ..validation import as_paired, check_resample_counts, check_seed
 
 METHODS = ("pearson", "spearman", "kendall")
 MIN_PAIRS = 3
+MIN_RELIABLE_N = 8
+"""Below this many pairs a coefficient gets a warning: with n = 4 a Spearman of -1 has a
+permutation p of 1/12 and its bootstrap resamples repeat the same few orderings."""
 _KENDALL_CHUNK = 4_000_000  # sign-matrix entries per chunk of rows (memory bound)
 
 
@@ -45,7 +48,9 @@ class Correlation:
     """One coefficient with its bootstrap percentile interval and permutation p-value.
 
     `value`, `interval` and `p_value` are None when the coefficient does not exist
-    (fewer than 3 pairs, or a constant variable): `insufficient` is then True.
+    (fewer than 3 pairs, or a constant variable): `insufficient` is then True. `warning` says
+    why an existing coefficient should not be trusted: fewer than `MIN_RELIABLE_N` pairs, or a
+    degenerate interval (both ends equal, e.g. [-1, -1]: every resample gave the same value).
     """
 
     method: str
@@ -58,13 +63,38 @@ class Correlation:
     def insufficient(self) -> bool:
         return self.value is None
 
+    @property
+    def warning(self) -> str | None:
+        """Why this coefficient should not be trusted, in words; None when nothing is wrong
+        (or when it does not exist: `insufficient` says so).
+
+        >>> Correlation("spearman", -1.0, (-1.0, -1.0), 0.08, 4).warning
+        'n = 4 < 8 models; degenerate interval [-1, -1]: every resample gave the same value'
+        """
+        return correlation_warning(self.value, self.interval, self.n)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "value": self.value,
             "interval": None if self.interval is None else [self.interval[0], self.interval[1]],
             "p_value": self.p_value,
             "n": self.n,
+            "warning": self.warning,
         }
+
+
+def correlation_warning(value: float | None, interval, n: int) -> str | None:
+    """The warning of a coefficient (`Correlation.warning`) from its value, interval and n: also
+    for entries read back from a report's JSON."""
+    if value is None:
+        return None
+    parts = []
+    if n < MIN_RELIABLE_N:
+        parts.append(f"n = {n} < {MIN_RELIABLE_N} models")
+    if interval is not None and interval[0] == interval[1]:
+        parts.append(f"degenerate interval [{interval[0]:.3g}, {interval[1]:.3g}]: every resample gave the "
+                     "same value")  # fmt: skip
+    return "; ".join(parts) or None
 
 
 @dataclass(frozen=True)

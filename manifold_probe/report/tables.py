@@ -247,11 +247,14 @@ def zoo_table(entries, *, title: str) -> Table:
 
 
 def sweep_table(summary) -> Table:
-    """How many tasks of a sweep (`sweep.SweepSummary`) were done, skipped and failed."""
+    """How many tasks of a sweep (`sweep.SweepSummary`) were done, skipped and failed, and how
+    many manifest rows were not run (when any)."""
     table = Table(title=f"sweep of {summary.checkpoints} checkpoints", header_style="bold")
-    for name in ("done", "skipped", "failed"):
+    rejected = len(getattr(summary, "rejected", ()))
+    for name in ("done", "skipped", "failed", *(["rows not run"] if rejected else [])):
         table.add_column(name, justify="right")
-    table.add_row(str(len(summary.done)), str(summary.skipped), str(len(summary.failed)))
+    counts = [len(summary.done), summary.skipped, len(summary.failed), *([rejected] if rejected else [])]
+    table.add_row(*map(str, counts))
     return table
 
 
@@ -264,7 +267,16 @@ def _correlation_cell(entry: dict) -> str:
     if entry["p_value"] is not None:
         text += f"\np = {entry['p_value']:.2g}"
     significant = entry["p_value"] is not None and entry["p_value"] < 0.05
-    return f"[green]{escape(text)}[/green]" if significant else escape(text)
+    cell = f"[green]{escape(text)}[/green]" if significant else escape(text)
+    warning = _warning(entry)
+    return cell + (f"\n[yellow]! {escape(warning)}[/yellow]" if warning else "")
+
+
+def _warning(entry: dict) -> str | None:
+    """The entry's warning (`statistics.correlation_warning`), also for reports written before it."""
+    from .statistics import correlation_warning
+
+    return entry.get("warning") or correlation_warning(entry["value"], entry["interval"], entry["n"])
 
 
 def correlation_tables(correlation: dict, *, title: str) -> list[Table]:
@@ -277,7 +289,7 @@ def correlation_tables(correlation: dict, *, title: str) -> list[Table]:
         table = Table(title=f"{title}: against {target}", header_style="bold", show_lines=True)
         table.add_column("measure", style="cyan", no_wrap=True)
         for method in METHODS:
-            table.add_column(method, justify="right", no_wrap=True)
+            table.add_column(method, justify="right", max_width=34)
         for key, entry in correlation.items():
             measure, _, against = key.partition("_vs_")
             if against == target:

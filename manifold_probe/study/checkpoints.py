@@ -34,7 +34,8 @@ class SweepCheckpoint:
     the number of input features when the model records its input shape; `load_options` the
     `load_model` options it loads with; `metrics` its accuracies from a manifest;
     `hyper_parameters` the manifest's own columns, which become columns of the table;
-    `layers` the manifest's layers for it (None: the sweep's).
+    `layers` the manifest's layers for it (None: the sweep's); `reduction` its reduction (None:
+    the sweep's); `data_options` its own `load_data` options (`normalize`, `channels`).
     """
 
     path: str
@@ -50,6 +51,8 @@ class SweepCheckpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     hyper_parameters: tuple[str, ...] = ()
     layers: tuple[str, ...] | None = None
+    reduction: str | dict[str, str] | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)
 
 
 def read_zoo(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -81,8 +84,9 @@ def read_zoo(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    """One row of a sweep manifest: the checkpoint, how to load it, its family, accuracies and
-    hyper-parameters (every other column)."""
+    """One row of a sweep manifest: the checkpoint, how to load it (`load_options`), how to
+    measure it (`layers`, `reduction`, `data_options`), its family, accuracies and
+    hyper-parameters (every other column). `where` names the row in messages."""
 
     path: str
     load_options: dict[str, Any] = field(default_factory=dict)
@@ -90,6 +94,17 @@ class ManifestEntry:
     metrics: dict[str, float] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     layers: tuple[str, ...] | None = None
+    reduction: str | dict[str, str] | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A manifest row that cannot be run (`where` names it: file and entry number), and why."""
+
+    where: str
+    reason: str
 
 
 _ACCURACY_COLUMNS = {
@@ -146,77 +161,150 @@ def _split_layers(layers: list[str] | None) -> tuple[str, ...] | None:
     return parts or None
 
 
+MANIFEST_OPTIONS = ("arch", "num_classes", "arch_kwargs", "in_channels", "layers", "reduction", "normalize")
+"""The columns of a manifest row that say how to load and measure its checkpoint (they win over
+the sweep's own options for that row); `arch_args` is read as the older name of `arch_kwargs`."""
+
+
 def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
-    """The checkpoints of a sweep manifest, for checkpoints the project did not train.
+    """The checkpoints of a sweep manifest, for checkpoints the project did not train; the
+    first bad row is an InputError naming it (`read_manifest_rows` keeps the good rows).
 
     CSV (a header row) or JSON (a list of objects, or {"checkpoints": [...]}), one entry per
-    checkpoint: `path` (required; relative to the manifest's folder), `arch` (e.g.
-    `torchvision:resnet18`), `num_classes`, `arch_args` (an object; in CSV its JSON text),
-    `family` (the report's grouping; default: the arch), `test_acc` and `train_acc` (or
-    `test_accuracy`, `train_accuracy`; fractions in [0, 1]), `layers` (names or globs,
-    comma-separated: the layers of this checkpoint, since architectures name them
-    differently); any other column is a hyper-parameter and becomes a column of the sweep
-    table. Bad rows are InputErrors naming the row.
+    checkpoint: `path` (required; relative to the manifest's folder); how to load it: `arch`
+    (e.g. `torchvision:resnet18`, `timm:NAME`), `num_classes`, `arch_kwargs` (an object; in CSV
+    its JSON text), `in_channels` (1: a grayscale stem, and image folders read as grayscale);
+    how to measure it: `layers` (names or globs, comma-separated, since architectures name
+    their layers differently), `reduction` (a spec, or `LAYER=SPEC` items, comma-separated; in
+    JSON also a list of them or an object {layer pattern: spec, "default": spec}),
+    `normalize` (a recipe name or per-channel means then stds); `family` (the report's
+    grouping; default: the arch), `test_acc` and `train_acc` (or `test_accuracy`,
+    `train_accuracy`; fractions in [0, 1]); `in_report` (true or false: whether the report
+    relates this model; default: trained models only, so `true` keeps an untrained one, e.g.
+    the random-init members of a foreign zoo); any other column is a hyper-parameter and
+    becomes a column of the sweep table (`depth` as `arch_depth`).
 
     Example
     -------
-    path,arch,num_classes,family,test_acc,train_acc,lr
-    r18-a.pt,torchvision:resnet18,10,resnet,0.61,0.93,0.1
+    path,arch,num_classes,family,test_acc,train_acc,in_channels,reduction,lr
+    r18-a.pt,torchvision:resnet18,10,resnet,0.61,0.93,1,avgpool,0.1
     """
+    entries, rejected = read_manifest_rows(path)
+    if rejected:
+        raise InputError(f"{rejected[0].where}: {rejected[0].reason}")
+    return entries
+
+
+def read_manifest_rows(path: str | os.PathLike) -> tuple[list[ManifestEntry], list[RejectedRow]]:
+    """The good rows of a sweep manifest (`read_manifest` documents the columns) and the bad
+    ones, each with its reason, so a sweep runs the good rows and reports the others. A
+    manifest that cannot be read at all, or that lists nothing, is an InputError."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise InputError(f"manifest not found: {p}.")
-    entries = []
-    for number, row in enumerate(_manifest_rows(p), start=1):
-        where = f"{p} entry {number}"
-        row = {str(k).strip(): v for k, v in row.items()}
-        location = row.pop("path", None)
-        if not isinstance(location, str) or not location.strip():
-            raise InputError(f"{where} has no path; every entry names its checkpoint file in `path`.")
-        target = Path(location).expanduser()
-        target = target if target.is_absolute() else p.parent / target
-        if not target.is_file():
-            raise InputError(f"{where}: checkpoint not found: {target}.")
-        options: dict[str, Any] = {}
-        for key in ("arch", "num_classes", "arch_args"):
-            value = row.pop(key, None)
-            if value is not None:
-                options[key] = value
-        if isinstance(options.get("arch_args"), str):
-            try:
-                options["arch_args"] = json.loads(options["arch_args"])
-            except json.JSONDecodeError:
-                options["arch_args"] = None
-        if "arch_args" in options and not isinstance(options["arch_args"], dict):
-            raise InputError(f'{where}: arch_args must be a JSON object, e.g. {{"image_size": 32}}.')
-        if "num_classes" in options and (isinstance(options["num_classes"], bool)
-                                         or not isinstance(options["num_classes"], int)):  # fmt: skip
-            raise InputError(f"{where}: num_classes must be a whole number, got {options['num_classes']!r}.")
-        metrics = {}
-        for column, metric in _ACCURACY_COLUMNS.items():
-            value = row.pop(column, None)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise InputError(f"{where}: {column} must be a fraction from 0 to 1, got {value!r}.")
-            metrics[metric] = float(value)
-        family = row.pop("family", None)
-        layers = row.pop("layers", None)
-        if isinstance(layers, str):
-            layers = [layers]
-        if layers is not None and not (isinstance(layers, list) and all(isinstance(x, str) for x in layers)):
-            raise InputError(f"{where}: layers must be names or globs, comma-separated, got {layers!r}.")
-        entries.append(
-            ManifestEntry(
-                path=str(target.resolve()), load_options=options,
-                family=None if family is None else str(family), metrics=metrics,
-                settings={k: v for k, v in row.items() if v is not None},
-                layers=_split_layers(layers),
-            )
-        )  # fmt: skip
-    if not entries:
+    entries, rejected = [], []
+    rows = _manifest_rows(p)
+    if not rows:
         raise InputError(f"the manifest {p} lists no checkpoint.")
-    return entries
+    for number, row in enumerate(rows, start=1):
+        where = f"{p} entry {number}"
+        try:
+            entries.append(_manifest_entry({str(k).strip(): v for k, v in row.items()}, p, where))
+        except InputError as exc:
+            rejected.append(RejectedRow(where, str(exc)))
+    return entries, rejected
+
+
+def _json_object(value: Any, name: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+    if not isinstance(value, dict):
+        raise InputError(f'{name} must be a JSON object, e.g. {{"image_size": 32}}.')
+    return value
+
+
+def _flag(text: str, name: str) -> bool:
+    from ..validation import parse_flag
+
+    try:
+        return parse_flag(text, name=name)
+    except InputError:
+        raise InputError(f"{name} must be true or false, got {text!r}.") from None
+
+
+def _whole(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{name} must be a whole number, got {value!r}.")
+    return value
+
+
+def _manifest_entry(row: dict[str, Any], manifest: Path, where: str) -> ManifestEntry:
+    """One manifest row as an entry; a bad cell is an InputError saying which and why."""
+    from ..extraction.reductions import parse_reduction_options
+    from ..sources.formats.normalize import normalization, parse_normalize
+
+    location = row.pop("path", None)
+    if not isinstance(location, str) or not location.strip():
+        raise InputError("has no path; every entry names its checkpoint file in `path`.")
+    target = Path(location).expanduser()
+    target = target if target.is_absolute() else manifest.parent / target
+    if not target.is_file():
+        raise InputError(f"checkpoint not found: {target}.")
+    arch_kwargs, older = row.pop("arch_kwargs", None), row.pop("arch_args", None)
+    if arch_kwargs is not None and older is not None:
+        raise InputError("gives both arch_kwargs and arch_args (its older name); give arch_kwargs once.")
+    arch_kwargs = older if arch_kwargs is None else arch_kwargs
+    options: dict[str, Any] = {}
+    arch = row.pop("arch", None)
+    if arch is not None:
+        options["arch"] = str(arch)
+    if arch_kwargs is not None:
+        options["arch_args"] = _json_object(arch_kwargs, "arch_kwargs")
+    for key in ("num_classes", "in_channels"):
+        value = row.pop(key, None)
+        if value is not None:
+            options[key] = _whole(value, key)
+    if options.get("in_channels", 1) < 1:
+        raise InputError(f"in_channels must be at least 1, got {options['in_channels']}.")
+    data_options: dict[str, Any] = {}
+    normalize = row.pop("normalize", None)
+    if normalize is not None:
+        data_options["normalize"] = parse_normalize(str(normalize))
+        if data_options["normalize"] != "auto":
+            normalization(data_options["normalize"])  # a bad recipe stops this row only
+    if options.get("in_channels") is not None:
+        data_options["channels"] = options["in_channels"]
+    reduction = row.pop("reduction", None)
+    if isinstance(reduction, dict):  # JSON: {"blocks.*": "cls", "default": "avgpool"}
+        reduction = [spec if key == "default" else f"{key}={spec}" for key, spec in reduction.items()]
+    plan = None if reduction is None else parse_reduction_options(
+        [str(item) for item in (reduction if isinstance(reduction, list) else [reduction])])  # fmt: skip
+    metrics = {}
+    for column, metric in _ACCURACY_COLUMNS.items():
+        value = row.pop(column, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise InputError(f"{column} must be a fraction from 0 to 1, got {value!r}.")
+        metrics[metric] = float(value)
+    if row.get("in_report") is not None:
+        flag = row["in_report"]
+        row["in_report"] = flag if isinstance(flag, bool) else _flag(str(flag), "in_report")
+    family = row.pop("family", None)
+    layers = row.pop("layers", None)
+    if isinstance(layers, str):
+        layers = [layers]
+    if layers is not None and not (isinstance(layers, list) and all(isinstance(x, str) for x in layers)):
+        raise InputError(f"layers must be names or globs, comma-separated, got {layers!r}.")
+    return ManifestEntry(
+        path=str(target.resolve()), load_options=options,
+        family=None if family is None else str(family), metrics=metrics,
+        settings={k: v for k, v in row.items() if v is not None},
+        layers=_split_layers(layers), reduction=plan, data_options=data_options, where=where,
+    )  # fmt: skip
 
 
 def checkpoint_paths(items: Sequence[str | os.PathLike]) -> list[str]:
@@ -242,12 +330,14 @@ def describe_checkpoints(
     items: Sequence[str | os.PathLike | SweepCheckpoint | ManifestEntry],
     *,
     load_options: dict[str, Any] | None = None,
+    rejected: list[RejectedRow] | None = None,
 ) -> list[SweepCheckpoint]:
     """Load each checkpoint once (on the CPU) for its run id and metadata, and attach the zoo
     entry from the zoo.json beside it, or the manifest entry it came from. A folder stands for
     every *.pt in it; repeats of the same weights under the same name are dropped.
     `load_options` (`LOAD_OPTIONS`: arch, num_classes, ...) load every checkpoint; a manifest
-    entry's own options take precedence."""
+    entry's own options take precedence. With a `rejected` list, a manifest entry whose model
+    does not load is appended there (a `RejectedRow`) and left out; without, it raises."""
     given = {k: v for k, v in (load_options or {}).items() if k in LOAD_OPTIONS and v not in (None, False)}
     zoos: dict[str, dict[str, dict[str, Any]]] = {}
     described: dict[str, SweepCheckpoint] = {}
@@ -260,7 +350,14 @@ def describe_checkpoints(
     entries += [(Path(entry.path), entry) for entry in listed]
     for path, manifest in entries:
         options = {**given, **(manifest.load_options if manifest else {})}
-        loaded = load_model(path, device="cpu", **options)
+        try:
+            loaded = load_model(path, device="cpu", **options)
+        except Exception as exc:  # a row that cannot load is reported; the other rows run
+            if manifest is None or rejected is None:
+                raise
+            reason = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+            rejected.append(RejectedRow(manifest.where or str(path), f"the model does not load: {reason}"))
+            continue
         if manifest is None:
             folder = str(path.parent)
             if folder not in zoos:
@@ -283,6 +380,8 @@ def describe_checkpoints(
             metrics=dict(manifest.metrics) if manifest else {},
             hyper_parameters=tuple(manifest.settings) if manifest else (),
             layers=manifest.layers if manifest else None,
+            reduction=manifest.reduction if manifest else None,
+            data_options=dict(manifest.data_options) if manifest else {},
         )
         described.setdefault(info.run_id, info)
     return list(described.values())

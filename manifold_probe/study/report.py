@@ -11,7 +11,10 @@ Kaufman & Azencot's (2023): does the curvature gap between the last two layers p
 accuracy?
 
 Untrained models are left out by default: their extreme measures (untrained nets' curvature is
-orders of magnitude off) and chance-level accuracy would make any measure look predictive.
+orders of magnitude off) and chance-level accuracy would make any measure look predictive. A
+manifest says otherwise per model with its `in_report` column (a foreign zoo whose random-init
+members are part of the question). A coefficient from fewer than `statistics.MIN_RELIABLE_N`
+models, or with a degenerate interval, carries a `warning` (JSON, tables and page).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from .. import registry
 from ..errors import InputError
 from ..progress import track
 from ..report.profile_page import write_page
-from ..report.statistics import METHODS, correlations, linear_fit
+from ..report.statistics import METHODS, correlation_warning, correlations, linear_fit
 from ..results import Result, read_result
 from ..validation import parse_flag
 
@@ -49,7 +52,7 @@ MEASURES = measure_columns()
 TARGETS = ("test_accuracy", "generalization_gap")
 REQUIRED_COLUMNS = ("run_id", "family", "untrained", "train_accuracy", "test_accuracy")
 SETTINGS = (
-    "arch", "width", "depth", "epochs", "weight_decay", "mixup", "label_smoothing", "label_noise",
+    "arch", "width", "arch_depth", "epochs", "weight_decay", "mixup", "label_smoothing", "label_noise",
     "train_size", "seed",
 )  # fmt: skip
 PROFILE_MEASURES = ("id", "curvature", "collapse")  # the measures whose per-layer profiles the page draws
@@ -94,6 +97,25 @@ class SweepRow:
         if math.isfinite(size) and size > 0:
             parts.append(f"{size:g} training points")
         return ", ".join(parts) or "trained"
+
+    @property
+    def in_report(self) -> bool | None:
+        """The manifest's say on relating this model (its `in_report` cell), None when it has none."""
+        cell = self.cells.get("in_report", "").strip()
+        return None if not cell else parse_flag(cell, name=f"table.csv {self.run_id}: in_report")
+
+    def related(self, include_untrained: bool) -> bool:
+        """Whether the report relates this model: all with `include_untrained`, else as the
+        manifest says (`in_report`), else the trained ones."""
+        if include_untrained:
+            return True
+        return self.in_report if self.in_report is not None else not self.untrained
+
+    @property
+    def label(self) -> str:
+        """A short name for the model on a figure: its run id without the digest suffix."""
+        stem, _, digest = self.run_id.rpartition("-")
+        return stem if stem and len(digest) == 8 else self.run_id
 
     def number(self, column: str) -> float:
         """The column as a float; NaN when empty or absent. The gap is derived when its cell is empty."""
@@ -161,11 +183,12 @@ def build_report(
     family. Value, interval and p-value are None when fewer than 3 models have both numbers.
     """
     rows, columns = read_sweep_table(sweep_dir)
-    used = [row for row in rows if include_untrained or not row.untrained]
+    used = [row for row in rows if row.related(include_untrained)]
     if not used:
         raise InputError(
             f"the sweep in {sweep_dir} has only untrained models; add --include-untrained to relate them."
         )
+    kept = sum(row.untrained for row in used)
     measures = [m for m in measure_columns() if m in columns]
     families = sorted({row.family for row in used})
     groups = [("all", used)] + [(f, [row for row in used if row.family == f]) for f in families]
@@ -181,7 +204,13 @@ def build_report(
             "n_boot": n_bootstrap,
             "n_perm": n_perm,
             "include_untrained": include_untrained,
-            "models": "trained and untrained" if include_untrained else "trained only (untrained left out)",
+            "models": "trained and untrained"
+            if include_untrained
+            else (
+                f"trained, and {kept} untrained the manifest keeps (in_report)"
+                if kept
+                else "trained only (untrained left out)"
+            ),
             "measures": measures,
             "targets": list(TARGETS),
             "interval": "95 % bootstrap percentile interval, (x, y) pairs resampled",
@@ -189,7 +218,7 @@ def build_report(
         },
         summary={
             "n_models_used": len(used),
-            "n_untrained_left_out": sum(row.untrained for row in rows) if not include_untrained else 0,
+            "n_untrained_left_out": sum(row.untrained and row not in used for row in rows),
             "families": {f: sum(row.family == f for row in used) for f in families},
             "correlation": computed["all"],
             "correlation_by_family": {f: computed[f] for f in families},
@@ -222,7 +251,7 @@ def scatter_figure(result: Result, rows: list[SweepRow], *, target: str = "test_
     line with its 95 % bootstrap band clipped to the target's range (`TARGET_RANGES`: an
     accuracy band stays in [0, 1]); a dropdown picks the measure (the raw curvature gap first)."""
     params = result.params
-    used = [row for row in rows if params["include_untrained"] or not row.untrained]
+    used = [row for row in rows if row.related(params["include_untrained"])]
     families = sorted({row.family for row in rows})
     colour = _colours(families)
     fig = go.Figure()
@@ -237,8 +266,11 @@ def scatter_figure(result: Result, rows: list[SweepRow], *, target: str = "test_
                 go.Scatter(
                     x=[r.number(measure) for r in group],
                     y=[r.number(target) for r in group],
-                    mode="markers",
+                    mode="markers+text",
                     name=family,
+                    text=[r.label for r in group],
+                    textposition="top center",
+                    textfont={"size": 10, "color": "#444"},
                     marker={
                         "color": colour[family],
                         "size": 10,
@@ -271,10 +303,11 @@ def scatter_figure(result: Result, rows: list[SweepRow], *, target: str = "test_
             )  # fmt: skip
         spans.append((start, len(fig.data)))
         rho = result.summary["correlation"][f"{measure}_vs_{target}"]["spearman"]
+        warning = rho.get("warning")
         label = (
             "insufficient data"
             if rho["value"] is None
-            else f"Spearman {rho['value']:.3f}, p {rho['p_value']:.2g}"
+            else f"Spearman {rho['value']:.3f}, p {rho['p_value']:.2g}" + (f"; {warning}" if warning else "")
         )
         buttons.append((measure, f"{measure} against {target} ({label}, n = {rho['n']})"))
     total = len(fig.data)
@@ -398,6 +431,9 @@ def _cell(entry: dict[str, Any]) -> str:
         text += f" [{interval[0]:+.3f}, {interval[1]:+.3f}]"
     if entry["p_value"] is not None:
         text += f"<br><span class='p'>p = {entry['p_value']:.2g}, n = {entry['n']}</span>"
+    warning = entry.get("warning") or correlation_warning(entry["value"], interval, entry["n"])
+    if warning:
+        text += f"<br><span class='warn'>&#9888; {html.escape(warning)}</span>"
     strong = entry["p_value"] is not None and entry["p_value"] < 0.05
     return f"<td{' class=sig' if strong else ''}>{text}</td>"
 
@@ -417,6 +453,7 @@ _STYLE = (
     "table{border-collapse:collapse;margin:1em 0;font-size:14px} caption{text-align:left;font-weight:bold;"
     "padding:.4em 0} td,th{border:1px solid #ccc;padding:.35em .6em;text-align:right} th.row{text-align:left}"
     " td.sig{background:#eef6ee} td.na{color:#999} span.p{color:#555;font-size:12px}"
+    " span.warn{color:#a15c00;font-size:12px}"
 )
 
 

@@ -19,10 +19,12 @@ Layout of a sweep folder SWEEP:
 Checkpoints are files and folders (every *.pt, with the family and settings of a zoo.json
 beside them), or the rows of a manifest (`checkpoints.read_manifest`: CSV or JSON with path,
 arch, family, test and train accuracy and any hyper-parameters) for checkpoints the project
-did not train. The model options of the measuring commands (`arch`, `num_classes`,
-`arch_args`, `in_channels`, `trust_checkpoint`, `layers`, `reduction`) apply to every
-checkpoint; a manifest row's own arch, num_classes, arch_args and layers take precedence for
-that row.
+did not train. The model and data options of the measuring commands (`arch`, `num_classes`,
+`arch_args`, `in_channels`, `trust_checkpoint`, `layers`, `reduction`, `normalize`, ...) apply
+to every checkpoint; a manifest row's own arch, num_classes, arch_kwargs, in_channels, layers,
+reduction and normalize take precedence for that row. A layer pattern (or `LAYER=SPEC`
+reduction) that names no layer of one architecture is left out for that checkpoint with a note
+(`tasks.fit_layers_to_model`); a manifest row that cannot run is reported and the others run.
 
 One task per (checkpoint, measure) (`tasks`). A task whose result file exists and reads back
 as a result of its measure (measured with the sweep's `measure_options`) is skipped, so a
@@ -61,7 +63,7 @@ from ..errors import InputError
 from ..extraction.reductions import parse_reduction
 from ..progress import track
 from ..validation import check_curvature_dim, check_free_space, check_positive, check_sweep_options
-from .checkpoints import ManifestEntry, SweepCheckpoint, describe_checkpoints, read_manifest
+from .checkpoints import ManifestEntry, RejectedRow, SweepCheckpoint, describe_checkpoints, read_manifest_rows
 from .executors import EXECUTORS, run_local, run_ray
 from .tables import collect_layer_table, collect_table, write_layer_table, write_table
 from .tasks import SweepTask, TaskOutcome, result_complete
@@ -73,7 +75,9 @@ fail in turn (each layer's cache entry checks its own size again)."""
 
 @dataclass(frozen=True)
 class SweepSummary:
-    """What a sweep did: tasks done (run now), skipped (already complete), failed; the table."""
+    """What a sweep did: tasks done (run now), skipped (already complete), failed; manifest rows
+    `rejected` (not run, with the reason); the table. Each done task's `notes` say what was left
+    out for its checkpoint (a layer pattern its architecture lacks)."""
 
     out_dir: Path
     checkpoints: int
@@ -84,6 +88,7 @@ class SweepSummary:
     table_parquet: Path | None
     layers_csv: Path | None = None
     layers_parquet: Path | None = None
+    rejected: tuple[RejectedRow, ...] = ()
 
     @property
     def executed(self) -> int:
@@ -108,6 +113,10 @@ def run_sweep(
     arch_args: dict[str, Any] | None = None,
     in_channels: int | None = None,
     trust_checkpoint: bool = False,
+    normalize: str | tuple | None = None,
+    input_shape: Sequence[int] | str | None = None,
+    batch_size: int = 256,
+    max_memory: int | None = None,
     measure_options: Mapping[str, Mapping[str, Any]] | None = None,
     device: str = "cpu",
     executor: str = "local",
@@ -120,15 +129,28 @@ def run_sweep(
     and reported in the summary; the others go on.
 
     checkpoints: files, folders, and with `manifest` (a CSV or JSON file, `read_manifest`)
-    also the manifest's checkpoints. `arch`, `num_classes`, `arch_args`, `in_channels`,
-    `trust_checkpoint` load every checkpoint (a manifest row's own arch, num_classes, arch_args,
-    layers win), as for the measuring commands. `layers` (names or globs; None: the default
-    layers) and `reduction` (a spec of `extraction.reductions`, e.g. `avgpool` or `project:512`,
-    or a dict {layer pattern: spec, "default": spec}) apply to every extracted layer; cutting
-    planes work on the inputs. `data`, `split`, `n_points` and `seed` choose the points every
-    checkpoint is measured on. `measure_options` maps a measure's name to options of its own
-    on top of its registry sweep options, e.g. `{"curvature": {"dim": "twonn", "n_centres": 250}}`;
-    a finished result measured with other values of those options is redone.
+    also the manifest's checkpoints; a manifest row that cannot run (a bad cell, a model that
+    does not load) is reported in `SweepSummary.rejected` and the other rows run. `arch`,
+    `num_classes`, `arch_args`, `in_channels`, `trust_checkpoint` load every checkpoint (a
+    manifest row's own arch, num_classes, arch_kwargs, in_channels, layers, reduction,
+    normalize win for that row), as for the measuring commands. `layers` (names or globs; None:
+    the default layers) and `reduction` (a spec of `extraction.reductions`, e.g. `avgpool` or
+    `project:512`, or a dict {layer pattern: spec, "default": spec}) apply to every extracted
+    layer; a pattern or per-layer reduction that names no layer of one architecture is left
+    out for that checkpoint (the task's `notes` and the result's `source.left_out` say so);
+    cutting planes work on the inputs. `data`, `split`, `n_points`, `seed`, `normalize`,
+    `input_shape` (and `in_channels` for image folders) choose the points every checkpoint is
+    measured on; `batch_size` and `max_memory` bound the extraction, as for the measuring
+    commands. `measure_options` maps a measure's name to options of its own on top of its
+    registry sweep options, e.g. `{"curvature": {"dim": "twonn", "n_centres": 250}}`; a
+    finished result measured with other values of those options is redone.
+
+    Example
+    -------
+    >>> from manifold_probe.study.sweep import run_sweep
+    >>> summary = run_sweep(["ckpt.pt", "untrained.pt"], ["id"], "sweep", n_points=200, workers=1)
+    >>> len(summary.done), len(summary.failed), summary.rejected
+    (2, 0, ())
     """
     chosen = check_sweep_options(measures, executor, workers, known_measures=registry.sweep_measures(),
                                  executors=EXECUTORS)  # fmt: skip
@@ -144,14 +166,27 @@ def run_sweep(
         if own["curvature"].get("n_centres") is not None:
             check_positive(own["curvature"]["n_centres"], name="n_centres", integer=True)
     out = Path(out_dir).expanduser().resolve()
-    items = list(checkpoints) + (read_manifest(manifest) if manifest is not None else [])
-    if not items:
+    check_positive(batch_size, name="batch_size", integer=True)
+    if max_memory is not None:
+        check_positive(max_memory, name="max_memory", integer=True)
+    rejected: list[RejectedRow] = []
+    listed: list[ManifestEntry] = []
+    if manifest is not None:
+        listed, rejected = read_manifest_rows(manifest)
+    items = list(checkpoints) + listed
+    if not items and not rejected:
         raise InputError("give at least one checkpoint (a .pt file or a folder of them) or a manifest.")
     load_options = {"arch": arch, "num_classes": num_classes, "arch_args": arch_args,
                     "in_channels": in_channels, "trust_checkpoint": trust_checkpoint}  # fmt: skip
-    infos = describe_checkpoints(items, load_options=load_options)
+    infos = describe_checkpoints(items, load_options=load_options, rejected=rejected)
     if not infos:
-        raise InputError("give at least one checkpoint (a .pt file or a folder of them).")
+        reasons = "; ".join(f"{row.where}: {row.reason}" for row in rejected[:3])
+        raise InputError(f"no checkpoint can be run ({reasons})." if rejected else
+                         "give at least one checkpoint (a .pt file or a folder of them).")  # fmt: skip
+    folder_data = data.startswith("imagefolder:")
+    extract_options: dict[str, Any] = {"batch_size": batch_size}
+    if max_memory is not None:
+        extract_options["max_memory"] = max_memory
     out.mkdir(parents=True, exist_ok=True)
     check_free_space(out, SWEEP_MIN_FREE, "a sweep", "free some space, or give another --out.")
     if executor == "local":
@@ -168,13 +203,19 @@ def run_sweep(
             if path.exists():
                 warnings.warn(f"{path} is not a complete {name} result; recomputing it.", stacklevel=2)
             path.parent.mkdir(parents=True, exist_ok=True)
+            data_options = {"normalize": normalize, "input_shape": input_shape,
+                            "channels": in_channels, **info.data_options}  # fmt: skip
+            if not folder_data:
+                data_options.pop("channels")
             tasks.append(
                 SweepTask(
                     checkpoint=info.path, run_id=info.run_id, measure=name, result_path=str(path),
                     data=data, split=split, n_points=n_points, seed=seed, device=device,
-                    cache_dir=str(out / "cache"), torch_threads=threads, reduction=reduction,
+                    cache_dir=str(out / "cache"), torch_threads=threads,
+                    reduction=reduction if info.reduction is None else info.reduction,
                     layers=info.layers or (tuple(layers) if layers else None), load_options=info.load_options,
-                    options=own.get(name, {}),
+                    data_options={k: v for k, v in data_options.items() if v is not None},
+                    extract_options=extract_options, options=own.get(name, {}),
                 )
             )  # fmt: skip
     outcomes: list[TaskOutcome] = []
@@ -193,4 +234,5 @@ def run_sweep(
         table_parquet=parquet_path,
         layers_csv=layers_csv,
         layers_parquet=layers_parquet,
+        rejected=tuple(rejected),
     )

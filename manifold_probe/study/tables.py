@@ -59,7 +59,7 @@ COLUMN_TYPES: dict[str, str] = {
     "untrained": "bool",
     "epochs": "int",
     "width": "int",
-    "depth": "int",
+    "arch_depth": "int",
     "weight_decay": "float",
     "mixup": "float",
     "label_smoothing": "float",
@@ -69,8 +69,16 @@ COLUMN_TYPES: dict[str, str] = {
     "train_accuracy": "float",
     "test_accuracy": "float",
     "generalization_gap": "float",
+    "in_report": "bool",
 }
-"""The table's fixed columns, in order, and their types."""
+"""The table's known columns, in order, and their types. `arch_depth` is the architecture's
+depth setting (blocks or hidden layers; `depth` in layers.csv and the results is a layer's
+relative position); `in_report` a manifest's say on whether the report relates the model. A
+column no checkpoint has a value for is left out of the table (`REQUIRED_COLUMNS` excepted)."""
+
+REQUIRED_COLUMNS = ("run_id", "checkpoint", "family", "arch", "untrained", "train_accuracy", "test_accuracy",
+                    "generalization_gap")  # fmt: skip
+"""The columns every sweep table has, even empty (the report reads them)."""
 
 
 def measure_columns(name: str) -> tuple[str, ...]:
@@ -122,7 +130,8 @@ def _row(info: SweepCheckpoint, measures: dict[str, dict[str, float | None]]) ->
     meta = info.metadata or {}
     training = dict(meta.get("training") or {})
     arch_args = dict(meta.get("arch_args") or info.arch_args or {})
-    settings = {**SETTING_DEFAULTS, **info.settings, **{k: v for k, v in training.items() if v is not None}}
+    defaults = SETTING_DEFAULTS if "training" in meta else {}  # only mprobe's own training has these settings
+    settings = {**defaults, **info.settings, **{k: v for k, v in training.items() if v is not None}}
     metrics = meta.get("metrics") or info.metrics
     epoch = meta.get("epoch", settings.get("epochs"))
     arch = _arch(info)
@@ -135,7 +144,7 @@ def _row(info: SweepCheckpoint, measures: dict[str, dict[str, float | None]]) ->
         "untrained": None if epoch is None else int(epoch) == 0,
         "epochs": epoch,
         "width": arch_args.get("width", settings.get("width")),
-        "depth": arch_args.get("depth", settings.get("depth")),
+        "arch_depth": arch_args.get("depth", settings.get("depth")),
         "weight_decay": settings.get("weight_decay"),
         "mixup": settings.get("mixup"),
         "label_smoothing": settings.get("label_smoothing"),
@@ -145,8 +154,10 @@ def _row(info: SweepCheckpoint, measures: dict[str, dict[str, float | None]]) ->
         "train_accuracy": train_acc,
         "test_accuracy": test_acc,
         "generalization_gap": None if train_acc is None or test_acc is None else train_acc - test_acc,
+        "in_report": info.settings.get("in_report"),
     }
     row.update({name: info.settings.get(name) for name in info.hyper_parameters if name not in row})
+    row.pop("depth", None)  # a manifest's `depth` column is the architecture's: arch_depth
     for values in measures.values():
         row.update(values)
     return row
@@ -168,16 +179,20 @@ def collect_table(
     sweep_dir: str | os.PathLike, checkpoints: Sequence[str | os.PathLike | SweepCheckpoint]
 ) -> list[dict[str, Any]]:
     """One row per checkpoint: its settings and metrics, and the measure columns of every measure
-    that has a result for some checkpoint (None where a checkpoint lacks it). Columns: `COLUMN_TYPES`,
-    the manifest's own hyper-parameter columns, then each measure's columns (`measure_columns`)
-    in the registry's order."""
+    that has a result for some checkpoint (None where a checkpoint lacks it). Columns: those of
+    `COLUMN_TYPES` some checkpoint has (all of `REQUIRED_COLUMNS`), the manifest's own
+    hyper-parameter columns, then each measure's columns (`measure_columns`) in the registry's
+    order. Training settings default (`SETTING_DEFAULTS`: mixup 0, ...) only for mprobe's own
+    checkpoints; a manifest's checkpoint has the settings its row gives."""
     results = Path(sweep_dir).expanduser() / "results"
     infos = describe_checkpoints(checkpoints)
     measured = [_measures(results / info.run_id) for info in infos]
     names = [m for m in registry.sweep_measures() if any(m in found for found in measured)]
-    extra = list(dict.fromkeys(h for info in infos for h in info.hyper_parameters if h not in COLUMN_TYPES))
-    columns = list(COLUMN_TYPES) + extra + [c for m in names for c in measure_columns(m)]
+    extra = list(dict.fromkeys(h for info in infos for h in info.hyper_parameters
+                               if h not in COLUMN_TYPES and h != "depth"))  # fmt: skip
     raw = [_row(info, measures) for info, measures in zip(infos, measured, strict=True)]
+    known = [c for c in COLUMN_TYPES if c in REQUIRED_COLUMNS or any(row.get(c) is not None for row in raw)]
+    columns = known + extra + [c for m in names for c in measure_columns(m)]
     types = {**{c: _column_type([row.get(c) for row in raw]) for c in extra}, **COLUMN_TYPES}
     return [{c: _typed(row.get(c), types.get(c, "float")) for c in columns} for row in raw]
 

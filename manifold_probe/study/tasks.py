@@ -28,7 +28,9 @@ from ..results import Result, read_result
 class SweepTask:
     """One measure on one checkpoint: everything a worker process needs, as plain values.
     `measure` is the measure's registry name; `options` the sweep's own options for it
-    (`run_sweep(measure_options=...)`), on top of its registry sweep options."""
+    (`run_sweep(measure_options=...)`), on top of its registry sweep options; `data_options`
+    go to `load_data` (normalize, input_shape, channels), `extract_options` to the measure of a
+    measure that reads layers (batch_size, max_memory)."""
 
     checkpoint: str
     run_id: str
@@ -45,6 +47,7 @@ class SweepTask:
     layers: tuple[str, ...] | None = None
     load_options: dict[str, Any] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)
+    extract_options: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -55,8 +58,9 @@ class SweepTask:
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """What became of a task: status `done` or `failed` (with the error's last line), and the
-    process that ran it (0 when its worker died)."""
+    """What became of a task: status `done` or `failed` (with the error's last line), the
+    process that ran it (0 when its worker died), and `notes`: what was left out for this
+    checkpoint and why (a layer pattern or a per-layer reduction that names none of its layers)."""
 
     run_id: str
     measure: str
@@ -64,12 +68,49 @@ class TaskOutcome:
     seconds: float = 0.0
     error: str | None = None
     worker_pid: int = 0
+    notes: tuple[str, ...] = ()
 
 
-def _measure(task: SweepTask) -> Result:
+def fit_layers_to_model(
+    model: Any, data: Any, layers: tuple[str, ...] | None, reduction: str | dict[str, str]
+) -> tuple[tuple[str, ...] | None, str | dict[str, str], tuple[str, ...]]:
+    """The sweep's layer patterns and per-layer reductions that apply to this model, and a note
+    for each one left out: a sweep over several architectures names layers each of them lacks
+    (`blocks.*` in a ViT, `layer*` in a ResNet). Patterns that match nothing are dropped (an
+    InputError when none is left); a `LAYER=SPEC` reduction whose key matches none of the
+    chosen layers is dropped."""
+    from .. import api
+    from ..extraction.patterns import layer_matches
+
+    infos = api.list_layers(model, data)
+    names = [info.name for info in infos]
+    notes = []
+    chosen = [info.name for info in infos if info.default]
+    if layers:
+        kept = tuple(p for p in layers if any(layer_matches(name, p) for name in names))
+        if not kept:
+            raise InputError(
+                f"none of the layer patterns {', '.join(layers)} matches a layer of this model "
+                f"(it has {', '.join(names[:6])}{', ...' if len(names) > 6 else ''})."
+            )
+        notes += [f"layer pattern {p!r} matches no layer of this model: left out for this checkpoint"
+                  for p in layers if p not in kept]  # fmt: skip
+        layers = kept
+        chosen = [name for name in names if any(layer_matches(name, p) for p in kept)]
+    if isinstance(reduction, dict):
+        unused = [k for k in reduction if k != "default" and not any(layer_matches(n, k) for n in chosen)]
+        notes += [f"reduction {k}={reduction[k]} matches none of this model's chosen layers: left out "
+                  "for this checkpoint" for k in unused]  # fmt: skip
+        plan = {k: v for k, v in reduction.items() if k not in unused}
+        reduction = plan.get("default", "auto") if set(plan) <= {"default"} else plan
+    return layers, reduction, tuple(notes)
+
+
+def _measure(task: SweepTask) -> tuple[Result, tuple[str, ...]]:
     """The measure of `task` through the registry, with its sweep options (`SweepSpec.options`),
     the sweep's options for it (`task.options`) and, for measures that read layers, the
-    sweep's layers, reduction, cache and seed, on the split's seeded subset."""
+    sweep's layers and reduction (those that apply to this model: `fit_layers_to_model`),
+    cache and seed, on the split's seeded subset; and the notes on what was left out."""
     from .. import api
 
     measure = registry.get(task.measure)
@@ -77,14 +118,20 @@ def _measure(task: SweepTask) -> Result:
     data = api.load_data(task.data, split=task.split, n_points=task.n_points, seed=task.seed,
                          model=model, **task.data_options)  # fmt: skip
     options = {**measure.sweep.options, **task.options}
+    notes: tuple[str, ...] = ()
     if measure.sweep.extracts:
-        options.update(cache=task.cache_dir or True, reduction=task.reduction, seed=task.seed)
-        if task.layers:
-            options["layers"] = list(task.layers)
+        layers, reduction, notes = fit_layers_to_model(model, data, task.layers, task.reduction)
+        options.update(cache=task.cache_dir or True, reduction=reduction, seed=task.seed)
+        options.update(task.extract_options)
+        if layers:
+            options["layers"] = list(layers)
     accepted = inspect.signature(registry.resolve(measure.function)).parameters
     if "seed" not in accepted and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         options.pop("seed", None)
-    return measure(model, data, **options)
+    result = measure(model, data, **options)
+    if notes:
+        result = result.with_source(left_out=list(notes))
+    return result, notes
 
 
 def _remove_temporaries(path: Path) -> None:
@@ -116,14 +163,16 @@ def run_task(task: SweepTask) -> TaskOutcome:
     path = Path(task.result_path)
     _remove_temporaries(path)
     try:
-        _measure(task).with_source(run_id=task.run_id).write(path)
+        result, notes = _measure(task)
+        result.with_source(run_id=task.run_id).write(path)
     except Exception:
         text = traceback.format_exc()
         _write_error(task, text)
         seconds = time.perf_counter() - start
         return TaskOutcome(task.run_id, task.measure, "failed", seconds, _last_line(text), os.getpid())
     task.error_path.unlink(missing_ok=True)
-    return TaskOutcome(task.run_id, task.measure, "done", time.perf_counter() - start, worker_pid=os.getpid())
+    seconds = time.perf_counter() - start
+    return TaskOutcome(task.run_id, task.measure, "done", seconds, worker_pid=os.getpid(), notes=notes)
 
 
 def failure(task: SweepTask, exc: BaseException) -> TaskOutcome:

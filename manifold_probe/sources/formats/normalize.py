@@ -39,6 +39,26 @@ def normalization(normalize) -> tuple[tuple[float, ...], tuple[float, ...]] | No
     return mean, std
 
 
+def parse_normalize(text: str | None):
+    """`normalize` written as text (a command-line option, a manifest cell) as `load_data` takes
+    it: None, a recipe name (or `auto`) as it is, or 2C numbers as (means, stds).
+
+    >>> parse_normalize("0.286,0.353")
+    ((0.286,), (0.353,))
+    """
+    if text is None or not any(ch.isdigit() for ch in str(text)):
+        return text
+    try:
+        values = [float(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or len(values) % 2:
+        raise InputError(f"{text!r}: give a recipe name or per-channel means then stds (an even count).",
+                         parameter="normalize")  # fmt: skip
+    half = len(values) // 2
+    return tuple(values[:half]), tuple(values[half:])
+
+
 def check_channels(norm, channels: int, spec: str) -> None:
     """Refuse a normalisation with other than 1 or `channels` values per statistic."""
     if norm is not None and len(norm[0]) not in (1, channels):
