@@ -21,6 +21,7 @@ from .options import (
     InChannels,
     InputShape,
     Layers,
+    Layout,
     MaxMemory,
     Normalize,
     NPoints,
@@ -133,6 +134,7 @@ def sweep_command(
     trust_checkpoint: TrustCheckpoint = False,
     layers: Layers = None,
     reduction: Reduction = None,
+    layout: Layout = None,
     curvature_dim: CurvatureDim = None,
     curvature_centres: CurvatureCentres = None,
     data: Data = "digits",
@@ -155,7 +157,7 @@ def sweep_command(
     only what is missing; results are written atomically. A failing task is recorded in
     results/<run_id>/<measure>.error.txt and the others go on; the command then exits with 1.
     The model options (--arch, --arch-kwargs, --num-classes, --in-channels, --trust-checkpoint,
-    --layers, --reduction) and the data options (--data, --split, --n-points, --normalize,
+    --layers, --reduction, --layout) and the data options (--data, --split, --n-points, --normalize,
     --input-shape, --seed, --batch-size, --max-memory) are those of the measuring commands; a
     --manifest row's own arch, num_classes, arch_kwargs, in_channels, layers, reduction and
     normalize win for that row. A layer pattern or LAYER=SPEC reduction that names no layer of a
@@ -164,6 +166,7 @@ def sweep_command(
     Writes table.csv (one row per checkpoint) and layers.csv (one row per checkpoint, measure,
     layer and metric).
     """
+    from manifold_probe.extraction.layouts import parse_layout_options
     from manifold_probe.extraction.reductions import parse_reduction_options
     from manifold_probe.report.tables import sweep_table
     from manifold_probe.study.sweep import run_sweep
@@ -181,6 +184,7 @@ def sweep_command(
         trust_checkpoint=trust_checkpoint,
         layers=split_list(layers, parameter="layers"),
         reduction=parse_reduction_options(reduction or ["auto"]),
+        layout=parse_layout_options(layout or ["auto"]),
         measure_options={"curvature": curvature},
         data=data,
         split=split,

@@ -155,6 +155,23 @@ def test_a_sweep_mixing_vit_swin_and_a_grayscale_resnet_runs_every_row_with_its_
     assert "0.25" in gray.source["preprocessing"]  # its own normalisation, one channel
 
 
+def test_a_sweep_reads_and_overrides_the_layout_of_every_checkpoint(mixed, tmp_path):
+    """Swin's stages (8 x 8 x 16, 4 x 4 x 32) are channels-last maps: avgpool keeps their 16 and
+    32 channels; --layout channels_first in the sweep (the measuring commands' option) averages
+    the last two axes instead, leaving 8 and 4 features."""
+    options = {"arch": "timm:swin_tiny_patch4_window7_224", "arch_args": SWIN, "layers": ["layers.*"],
+               "reduction": "avgpool", "data": f"imagefolder:{mixed / 'images'}", "workers": 1}  # fmt: skip
+    dims = {}
+    for layout in ("auto", "channels_first"):
+        summary = run_sweep([mixed / "swin.pt"], ["id"], tmp_path / layout, layout=layout, **options)
+        assert not summary.failed, summary.failed
+        (result,) = [read_result(p) for p in (tmp_path / layout / "results").glob("*/id.json")]
+        dims[layout] = [layer.ambient_dim for layer in result.layers]
+    assert dims == {"auto": [16, 32], "channels_first": [8, 4]}
+    with pytest.raises(InputError, match="unknown layout"):
+        run_sweep([mixed / "swin.pt"], ["id"], tmp_path / "other", layout="sideways")
+
+
 def _sweep(manifest, mixed, out, *extra):
     """`mprobe sweep` of the id measure over `manifest` on the image folder, in this process."""
     data = f"imagefolder:{mixed / 'images'}"

@@ -60,6 +60,7 @@ from typing import Any
 
 from .. import registry
 from ..errors import InputError
+from ..extraction.layouts import parse_layout
 from ..extraction.reductions import parse_reduction
 from ..progress import track
 from ..validation import check_curvature_dim, check_free_space, check_positive, check_sweep_options
@@ -107,6 +108,7 @@ def run_sweep(
     n_points: int | None = None,
     seed: int = 0,
     reduction: str | dict[str, str] = "auto",
+    layout: str | dict[str, str] = "auto",
     layers: Sequence[str] | None = None,
     arch: str | None = None,
     num_classes: int | None = None,
@@ -135,8 +137,9 @@ def run_sweep(
     manifest row's own arch, num_classes, arch_kwargs, in_channels, layers, reduction,
     normalize win for that row), as for the measuring commands. `layers` (names or globs; None:
     the default layers) and `reduction` (a spec of `extraction.reductions`, e.g. `avgpool` or
-    `project:512`, or a dict {layer pattern: spec, "default": spec}) apply to every extracted
-    layer; a pattern or per-layer reduction that names no layer of one architecture is left
+    `project:512`, or a dict {layer pattern: spec, "default": spec}) and `layout` (`auto`,
+    `channels_first`, `channels_last`, or such a dict: what `avgpool` averages) apply to every
+    extracted layer; a pattern or per-layer reduction that names no layer of one architecture is left
     out for that checkpoint (the task's `notes` and the result's `source.left_out` say so);
     cutting planes work on the inputs. `data`, `split`, `n_points`, `seed`, `normalize`,
     `input_shape` (and `in_channels` for image folders) choose the points every checkpoint is
@@ -156,6 +159,8 @@ def run_sweep(
                                  executors=EXECUTORS)  # fmt: skip
     for spec in reduction.values() if isinstance(reduction, dict) else [reduction]:
         parse_reduction(spec)  # a bad spec stops here, not in every task
+    for value in layout.values() if isinstance(layout, dict) else [layout]:
+        parse_layout(value)
     if split not in ("train", "test"):
         raise InputError(f"must be train or test, got {split!r}.", parameter="split")
     own = {name: dict(options) for name, options in (measure_options or {}).items()}
@@ -212,7 +217,7 @@ def run_sweep(
                     checkpoint=info.path, run_id=info.run_id, measure=name, result_path=str(path),
                     data=data, split=split, n_points=n_points, seed=seed, device=device,
                     cache_dir=str(out / "cache"), torch_threads=threads,
-                    reduction=reduction if info.reduction is None else info.reduction,
+                    reduction=reduction if info.reduction is None else info.reduction, layout=layout,
                     layers=info.layers or (tuple(layers) if layers else None), load_options=info.load_options,
                     data_options={k: v for k, v in data_options.items() if v is not None},
                     extract_options=extract_options, options=own.get(name, {}),

@@ -44,6 +44,7 @@ class SweepTask:
     cache_dir: str | None = None
     torch_threads: int | None = None
     reduction: str | dict[str, str] = "auto"
+    layout: str | dict[str, str] = "auto"
     layers: tuple[str, ...] | None = None
     load_options: dict[str, Any] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)
@@ -109,7 +110,7 @@ def fit_layers_to_model(
 def _measure(task: SweepTask) -> tuple[Result, tuple[str, ...]]:
     """The measure of `task` through the registry, with its sweep options (`SweepSpec.options`),
     the sweep's options for it (`task.options`) and, for measures that read layers, the
-    sweep's layers and reduction (those that apply to this model: `fit_layers_to_model`),
+    sweep's layers and reduction (those that apply to this model: `fit_layers_to_model`), layout,
     cache and seed, on the split's seeded subset; and the notes on what was left out."""
     from .. import api
 
@@ -122,6 +123,8 @@ def _measure(task: SweepTask) -> tuple[Result, tuple[str, ...]]:
     if measure.sweep.extracts:
         layers, reduction, notes = fit_layers_to_model(model, data, task.layers, task.reduction)
         options.update(cache=task.cache_dir or True, reduction=reduction, seed=task.seed)
+        if task.layout != "auto":
+            options["layout"] = task.layout
         options.update(task.extract_options)
         if layers:
             options["layers"] = list(layers)
