@@ -13,6 +13,8 @@ import typer
 
 from manifold_probe.errors import InputError
 
+from .output import err_console
+
 if TYPE_CHECKING:  # the library (torch) loads only when a command runs
     from manifold_probe.extraction.activations import Activations
 
@@ -286,6 +288,9 @@ class SourceArgs:
     no_cache: bool = False
     max_memory: str | None = None
     quiet: bool = False
+    default_points: int | None = None
+    """A command's own cap when --n-points is not given: a seeded subset of at most this many
+    samples (not an option: curvature sets it, since its cost grows as N^2 D)."""
 
     def load_model(self, path: str | None = None):
         """The model of --model (or `path`), through the Python API."""
@@ -301,9 +306,16 @@ class SourceArgs:
         import manifold_probe as mp
 
         channels = self.in_channels if self.data.startswith("imagefolder:") else None
-        return mp.load_data(self.data, split=self.split, n_points=self.n_points, seed=self.seed,
-                            normalize=parse_normalize(self.normalize), channels=channels, model=model,
-                            input_shape=self.input_shape)  # fmt: skip
+        options = {"split": self.split, "seed": self.seed, "normalize": parse_normalize(self.normalize),
+                   "channels": channels, "model": model, "input_shape": self.input_shape}  # fmt: skip
+        data = mp.load_data(self.data, n_points=self.n_points, **options)
+        cap = self.default_points
+        if self.n_points is None and cap is not None and len(data) > cap:
+            if not self.quiet:
+                err_console.print(f"note: a seeded subset of {cap} of the {len(data)} samples of "
+                                  f"{self.data} ({self.split}); --n-points changes it")  # fmt: skip
+            data = mp.load_data(self.data, n_points=cap, **options)
+        return data
 
     def load(self, *, min_points: int = 2, classifier: bool = False) -> Activations:
         """Either --model (with --data) or --points: the layers a command measures (with
