@@ -101,14 +101,16 @@ def test_perturb_reads_each_layers_dimension_from_its_spectral_gap(tmp_path, cap
             assert layer.reason and layer.metrics["mapc"] is None  # NaN in JSON: null
 
 
-def test_without_n_points_a_large_data_set_is_capped_with_a_note(tmp_path, capsys, monkeypatch, digits_checkpoint):
+def test_without_n_points_a_large_data_set_is_capped_with_a_note(tmp_path, capsys, monkeypatch,
+                                                                 digits_checkpoint):  # fmt: skip
     """The command's own cap (5,000; 300 here on digits' 1,346 training images): a seeded subset
     and one note saying so; --n-points still wins."""
     from manifold_probe_cli import commands_curvature
 
     monkeypatch.setattr(commands_curvature, "DEFAULT_POINTS", 300)
     common = ["curvature", "--model", str(digits_checkpoint), "--layers", "pool", "--dim", "twonn",
-              "--bootstrap", "10", "--null-draws", "0", "--no-cache", "--json", str(tmp_path / "c.json")]  # fmt: skip
+              "--bootstrap", "10", "--null-draws", "0", "--no-cache",
+              "--json", str(tmp_path / "c.json")]  # fmt: skip
     assert main(common) == 0
     assert "a seeded subset of 300 of the 1346 samples" in capsys.readouterr().err
     assert read_result(tmp_path / "c.json").layers[0].n_points == 300
