@@ -84,6 +84,18 @@ def test_the_profile_is_unchanged_by_rotation_translation_and_scale():
     np.testing.assert_allclose(other.exponents[:, span], base.exponents[:, span], rtol=1e-6, atol=1e-9)
 
 
+def test_more_directions_than_the_profile_keeps_is_no_dimension():
+    """A 60-d Gaussian in R^128: at K >= 53 its neighbourhoods span more than the 40 singular
+    values kept per scale; the end of the kept values is not a gap (a Fashion-MNIST pool layer
+    got a 'window' at d = 40, the cap), so d(r) reads >= 40 and there is no window."""
+    rng = np.random.default_rng(8)
+    x = np.zeros((3000, 128))
+    x[:, :60] = rng.standard_normal((3000, 60))
+    profile = multiscale_profile(x + 0.01 * rng.standard_normal(x.shape))
+    assert profile.window is None
+    assert ">=40 at K=400" in profile.reason and not profile.gaps[-1]
+
+
 def test_an_isotropic_gaussian_has_no_direction_growing_like_r_squared_and_no_window():
     rng = np.random.default_rng(3)
     profile = multiscale_profile(rng.standard_normal((2000, 6)))

@@ -202,11 +202,15 @@ def _exponents(singular: np.ndarray, radii: np.ndarray) -> np.ndarray:
     return out
 
 
-def _dimension(singular: np.ndarray, floor: float) -> tuple[int, bool]:
+def _dimension(singular: np.ndarray, floor: float, truncated: bool = False) -> tuple[int, bool]:
     """(d, clear): the directions before the first clear gap among those above the floor, or,
-    without a clear gap, every direction above the floor."""
+    without a clear gap, every direction above the floor. `truncated`: the neighbourhood spans
+    more directions than the `singular` kept, so the end of the array is not a gap (d is then
+    at least len(singular), and not clear)."""
     above = int(np.sum(singular > floor))
     for j in range(1, above + 1):
+        if j == len(singular) and truncated:
+            break
         after = singular[j] if j < len(singular) else 0.0
         if after == 0 or singular[j - 1] / after >= GAP:
             return j, True
@@ -219,7 +223,7 @@ def _block_exponent(singular: np.ndarray, radii: np.ndarray, d: int, a: int, b: 
     return float(np.polyfit(np.log(radii[a : b + 1]), np.log(extent), 1)[0])
 
 
-def _window(ks, radii, singular, exponents, floors, dims, gaps, bending_sets, spans):
+def _window(ks, radii, singular, exponents, floors, dims, gaps, bending_sets, spans, capped):
     runs = []
     start = 0
     for i in range(1, len(ks) + 1):
@@ -247,7 +251,7 @@ def _window(ks, radii, singular, exponents, floors, dims, gaps, bending_sets, sp
         bent = [s for s in range(a, b + 1) if bending_sets[s]]
         good.append((len(bent) >= 2, b - a, a, b, d, bent))
     if not good:
-        return None, _no_window(dims, gaps, spans, ks)
+        return None, _no_window(dims, gaps, spans, ks, capped)
     curved, _, a, b, d, bent = max(good)
     directions = tuple(sorted({i for s in bent for i in bending_sets[s]}))
     window = ScaleWindow(
@@ -257,10 +261,12 @@ def _window(ks, radii, singular, exponents, floors, dims, gaps, bending_sets, sp
     return window, ""
 
 
-def _no_window(dims, gaps, spans, ks) -> str:
-    """Why the profile has no manifold scale window, in words."""
+def _no_window(dims, gaps, spans, ks, capped) -> str:
+    """Why the profile has no manifold scale window, in words (`capped`: d is at least the number
+    of singular values kept, written >= d)."""
     pairs = ", ".join(
-        f"{int(d)}{'' if g else '?'} at K={int(k)}" for d, g, k in zip(dims, gaps, ks, strict=True)
+        f"{'>=' if c else ''}{int(d)}{'' if g or c else '?'} at K={int(k)}"
+        for d, g, k, c in zip(dims, gaps, ks, capped, strict=True)
     )
     if not any(gaps):
         return (
@@ -340,15 +346,17 @@ def multiscale_profile(
     gaps = np.zeros(len(ladder), dtype=bool)
     bending_sets: list[tuple[int, ...]] = []
     floors = np.maximum(floors, RELATIVE_FLOOR * np.nan_to_num(singular[:, 0]))
+    truncated = np.minimum(ladder - 1, ambient) > width  # more directions than the `kept` values
     for s in range(len(ladder)):
         values = np.nan_to_num(singular[s])
-        dims[s], gaps[s] = _dimension(values, floors[s])
+        dims[s], gaps[s] = _dimension(values, floors[s], truncated=bool(truncated[s]))
         bending_sets.append(
             tuple(i for i in range(dims[s], width)
                   if values[i] > floors[s] and BENDING[0] <= exponents[s, i] < BENDING[1])
         )  # fmt: skip
     bending = np.array([len(b) for b in bending_sets])
-    window, reason = _window(ladder, radii, singular, exponents, floors, dims, gaps, bending_sets, spans)
+    window, reason = _window(ladder, radii, singular, exponents, floors, dims, gaps, bending_sets, spans,
+                             capped=truncated & (dims >= width))  # fmt: skip
     return MultiscaleProfile(
         ks=ladder, radii=radii, singular_values=singular, noise_floor=floors, exponents=exponents, dims=dims,
         gaps=gaps, bending=bending, class_agreement=agreement, window=window, reason=reason,
