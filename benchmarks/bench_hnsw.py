@@ -28,6 +28,7 @@ import numpy as np
 from bench_knn import manifold_layer
 from timing import report_ratio
 
+from manifold_probe.geometry.approximate_neighbours import hnsw_neighbours
 from manifold_probe.geometry.intrinsic_dimension import mle, twonn
 from manifold_probe.geometry.neighbours import nearest_neighbours
 
@@ -40,7 +41,7 @@ def estimates(x: np.ndarray, method: str) -> tuple[float, float, float | None, f
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = nearest_neighbours(x, K, method=method)
+        graph = hnsw_neighbours(x, K) if method == "hnsw" else nearest_neighbours(x, K)
         values = twonn(graph=graph).dimension, mle(graph=graph, k=K).dimension
     return (*values, graph.recall, time.perf_counter() - start)
 

@@ -214,7 +214,7 @@ def sample(name: str, n: int, ambient: int | None = None, noise: float = 0.0, se
 def measure(name, n, ambient, noise, seed, dim=None):
     """One run: (sample, Curvature or None, dict of the layer's entry) with the default d."""
     from manifold_probe.measures.curvature import curvature_profile
-    from manifold_probe.measures.pipeline import points_activations
+    from manifold_probe.measures.sources import points_activations
 
     drawn = sample(name, n, ambient, noise, seed)
     arrays = points_activations(drawn.points, source={"points": name})

@@ -94,7 +94,7 @@ def _check_points_options(source: SourceArgs, classifier: Path | None, bias: Pat
 
 def _points_classifier(classifier: Path | None, bias: Path | None):
     """(W, b) arrays of --classifier and --bias (None, None without them)."""
-    from manifold_probe.measures.pipeline import load_array  # the arrays of --classifier and --bias
+    from manifold_probe.measures.sources import load_array  # the arrays of --classifier and --bias
 
     if classifier is None:
         return None, None

@@ -200,6 +200,13 @@ def write_page(path, results: Sequence, *, names: Sequence[str] | None = None, l
     return write(path, figures, title=title, notes=notes, plotlyjs=plotlyjs)
 
 
+def plot(results: Sequence, **options):
+    """The overlay figure of `results` (`report.figures.plot`): what `Result.plot` draws, bound
+    here late so that `results` never imports the report package."""
+    draw: Callable = resolve("manifold_probe.report.figures:plot")
+    return draw(results, **options)
+
+
 # --- the measures --------------------------------------------------------------------------
 
 register(Measure(

@@ -479,8 +479,9 @@ class Result:
     def plot(self, *others: Result, **options: Any):
         """A Plotly figure of this result and `others` overlaid on shared axes: one panel per
         metric, one line per result, x the layer's relative depth or name; values not measured
-        are marked as such (`report.figures.plot` takes `metrics`, `x`, `names`, `log_y`,
-        `title`, `width`, `height`, `font_size`). Save it with `mp.write_figure(fig, "fig.pdf")`.
+        are marked as such (drawn through `registry.plot`, as `to_html`; `report.figures.plot`
+        takes `metrics`, `x`, `names`, `log_y`, `title`, `width`, `height`, `font_size`). Save it
+        with `mp.write_figure(fig, "fig.pdf")`.
 
         Example
         -------
@@ -488,7 +489,7 @@ class Result:
         >>> fig.layout.width, fig.layout.font.size
         (600, 14)
         """
-        return importlib.import_module("manifold_probe.report.figures").plot([self, *others], **options)
+        return importlib.import_module("manifold_probe.registry").plot([self, *others], **options)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Result:

@@ -8,6 +8,7 @@ import pytest
 import manifold_probe as mp
 from manifold_probe.errors import InputError
 from manifold_probe.geometry import approximate_neighbours
+from manifold_probe.geometry.approximate_neighbours import hnsw_neighbours
 from manifold_probe.geometry.intrinsic_dimension import mle, twonn
 from manifold_probe.geometry.neighbours import _prepare, exact_neighbours_of, nearest_neighbours
 
@@ -23,7 +24,7 @@ def _manifold(n: int, seed: int = 0) -> np.ndarray:
 def test_hnsw_graph_has_exact_distances_a_measured_recall_and_the_same_estimates():
     x = _manifold(3000)
     exact = nearest_neighbours(x, 20)
-    approx = nearest_neighbours(x, 20, method="hnsw", seed=1)
+    approx = hnsw_neighbours(x, 20, seed=1)
     assert exact.recall is None and approx.recall is not None and approx.recall >= 0.99
     rows = np.arange(len(x))[:, None]
     direct = np.linalg.norm(x[approx.indices].astype(np.float64) - x[rows].astype(np.float64), axis=2)
@@ -55,7 +56,7 @@ def test_recall_counts_the_true_neighbours_found_and_warns_below_the_threshold(m
     assert approximate_neighbours.measure_recall(prep, indices, distances, 500, 0) == pytest.approx(0.8)
     monkeypatch.setattr(approximate_neighbours, "RECALL_WARNING", 1.01)  # any recall now warns
     with pytest.warns(UserWarning, match="true 10 nearest"):
-        nearest_neighbours(x, 10, method="hnsw")
+        hnsw_neighbours(x, 10)
 
 
 def test_intrinsic_dimension_reports_the_recall_beside_the_estimates(tmp_path):
@@ -87,4 +88,4 @@ def test_command_line_neighbours_hnsw_prints_and_writes_the_recall(tmp_path):
 def test_hnsw_without_faiss_is_an_input_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)
     with pytest.raises(InputError, match="faiss"):
-        nearest_neighbours(_manifold(100), 5, method="hnsw")
+        hnsw_neighbours(_manifold(100), 5)

@@ -18,7 +18,7 @@ from manifold_probe.extraction.engine import extract
 from manifold_probe.geometry.collapse import neural_collapse
 from manifold_probe.measures.classifier import classifier_from_arrays, points_classifier
 from manifold_probe.measures.collapse import collapse_profile, collapse_series
-from manifold_probe.measures.pipeline import points_activations
+from manifold_probe.measures.sources import points_activations
 from manifold_probe.metric_names import CLASSIFIER_METRICS, COLLAPSE_METRICS, FISHER_METRICS, SPECTRA_METRICS
 from manifold_probe.results import SCHEMA, read_result
 from manifold_probe.study.training import train_and_save
@@ -93,7 +93,8 @@ def test_the_classifier_is_the_last_linear_called_and_its_input_is_captured():
 
 
 def test_a_linear_that_is_not_the_classifier_is_refused():
-    with pytest.raises(InputError, match="one feature vector"):
+    # a mean over tokens is no position the model pools at (a decoder classifier's would be found)
+    with pytest.raises(InputError, match="applied to every token .* a position mprobe cannot find"):
         find_classifier(TokenHead().eval(), torch.randn(2, 1, 4, 4))
     not_logits = nn.Sequential(nn.Flatten(), nn.Linear(16, 5), nn.ReLU(), nn.Unflatten(1, (5, 1)))
     with pytest.raises(InputError, match="not .batch, classes. logits"):

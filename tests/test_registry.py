@@ -15,7 +15,7 @@ import pytest
 import manifold_probe as mp
 from manifold_probe import registry
 from manifold_probe.measures.layers import layer_result, measure_layers
-from manifold_probe.measures.pipeline import as_activations
+from manifold_probe.measures.sources import as_activations
 from manifold_probe.results import Result
 
 

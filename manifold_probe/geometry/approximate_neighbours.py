@@ -25,7 +25,8 @@ import warnings
 import numpy as np
 
 from ..errors import InputError
-from .neighbours import NeighbourGraph, _exact_distances, _prepare, exact_neighbours_of
+from ..validation import as_points, to_numpy
+from .neighbours import NeighbourGraph, _exact_distances, _prepare, check_k, exact_neighbours_of
 
 RECALL_WARNING = 0.99
 """Below this recall@k a warning is given."""
@@ -35,10 +36,12 @@ HNSW_LINKS = 32
 
 
 def hnsw_neighbours(
-    x: np.ndarray, k: int, *, recall_sample: int = 1000, seed: int = 0, ef_search: int | None = None
+    points, k: int, *, recall_sample: int = 1000, seed: int = 0, ef_search: int | None = None
 ) -> NeighbourGraph:
-    """The approximate kNN graph of the checked points `x` (N, D) from faiss's HNSW index on the
-    centred, scaled float32 points; exact distances for the neighbours found; `recall` set.
+    """The approximate kNN graph of `points` (N, D), excluding each point itself, from faiss's
+    HNSW index on the centred, scaled float32 points (`pip install manifold-probe[faiss]`);
+    exact distances for the neighbours found; `recall` measured on `recall_sample` rows drawn
+    with `seed` against an exact search of those rows (a warning below `RECALL_WARNING`).
     ef_search: the search's breadth (default max(64, 4 k)); higher is slower and more exact."""
     try:
         import faiss
@@ -46,6 +49,8 @@ def hnsw_neighbours(
         raise InputError(
             "the hnsw neighbour search needs faiss: pip install 'manifold-probe[faiss]'.", parameter="method"
         ) from None
+    x = as_points(to_numpy(points), min_points=2)
+    k = check_k(k, len(x))
     n, dim = x.shape
     prep = _prepare(x)
     data = np.ascontiguousarray(prep.y[:, :dim] * np.float32(-0.5))  # x~, exactly

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..validation import as_points
+from .approximate_neighbours import hnsw_neighbours
 from .intrinsic_dimension import MLE_NEIGHBOURS, distinct_points, mle, twonn
 from .linear_dimension import linear_dimension
 from .neighbours import nearest_neighbours
@@ -79,7 +80,10 @@ def measure_dimensions(
                 f"{k_needed} distinct points, or methods that need fewer neighbours (twonn and pca "
                 "work from 4 points)."
             )
-        graph = nearest_neighbours(x, k_needed, device=device, backend=backend, method=neighbours, seed=seed)
+        if neighbours == "hnsw":
+            graph = hnsw_neighbours(x, k_needed, seed=seed)
+        else:
+            graph = nearest_neighbours(x, k_needed, device=device, backend=backend)
 
     metrics: dict[str, float] = {}
     intervals: dict[str, list[float]] = {}

@@ -59,9 +59,9 @@ class NeighbourGraph:
     """k nearest neighbours of every point, nearest first, the point itself excluded.
 
     indices: (N, k) int64; distances: (N, k) float64, computed directly as ||x - y||.
-    recall: None for an exact graph; for an approximate one (`method="hnsw"`), the share of
-    the true k nearest that it found, measured against an exact search on a seeded sample of
-    its rows.
+    recall: None for an exact graph; for an approximate one (`approximate_neighbours.
+    hnsw_neighbours`), the share of the true k nearest that it found, measured against an exact
+    search on a seeded sample of its rows.
     """
 
     indices: np.ndarray
@@ -80,7 +80,6 @@ class NeighbourGraph:
 
 
 BACKENDS = ("torch", "faiss")
-METHODS = ("exact", "hnsw")
 
 PRODUCT_SLICE = 4096
 """Features per float32 product that is summed in one go (`_product`): a product of length L
@@ -114,19 +113,12 @@ def nearest_neighbours(
     *,
     device="cpu",
     backend: str = "torch",
-    method: str = "exact",
     chunk_size: int | None = None,
     spare: int | None = None,
-    recall_sample: int = 1000,
-    seed: int = 0,
 ) -> NeighbourGraph:
-    """The kNN graph of `points` (N, D), excluding each point itself.
+    """The exact kNN graph of `points` (N, D), excluding each point itself (the module's
+    docstring); for an approximate graph at large N, `approximate_neighbours.hnsw_neighbours`.
 
-    method: "exact" (the default; see the module's docstring) or "hnsw", an approximate
-    graph for large N from faiss's HNSW index (`pip install manifold-probe[faiss]`), its
-    distances still computed exactly for the neighbours it finds, and its recall measured
-    on `recall_sample` rows drawn with `seed` against an exact search of those rows
-    (`NeighbourGraph.recall`; a warning below `RECALL_WARNING`).
     backend: "torch" (the built-in search: numpy on a CPU, torch on a GPU) or "faiss" (faiss's
     exact flat index finds the candidates; optional, `pip install manifold-probe[faiss]`);
     the exact distances and the certificate are the same.
@@ -138,17 +130,10 @@ def nearest_neighbours(
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown neighbour backend {backend!r}; use one of {', '.join(BACKENDS)}.")
-    if method not in METHODS:
-        raise InputError(f"unknown neighbour search {method!r}; use one of {', '.join(METHODS)}.",
-                         parameter="method")  # fmt: skip
     x = as_points(to_numpy(points), min_points=2)
     n, dim = x.shape
     k = check_k(k, n)
     spare = max(8, k // 4) if spare is None else spare
-    if method == "hnsw":
-        from .approximate_neighbours import hnsw_neighbours
-
-        return hnsw_neighbours(x, k, recall_sample=recall_sample, seed=seed)
     n_cand = min(n, k + 1 + spare)
     workers = 1 if n * n < _SMALL_SEARCH else _cpu_count()
     prep = _prepare(x, workers)

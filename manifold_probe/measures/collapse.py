@@ -29,7 +29,7 @@ from ..results import Result
 from ..validation import check_seed, check_widths
 from .classifier import ClassifierLayer, class_summary, classifier_layer, labels_for, layer_statistics, slices
 from .layers import layer_result, measure_layers
-from .pipeline import as_activations
+from .sources import as_activations
 
 COLLAPSE_MAX_FEATURES = 16384
 """Widest layer for collapse: the pooled within-class scatter is p x p float64 (2 GiB here)."""

@@ -76,7 +76,7 @@ from ..results import (
 from ..sources.data import LabelledData
 from ..validation import check_count, check_curvature_dim, check_seed, check_tangent_dim
 from .layers import distinct_labels, layer_result, measure_layers
-from .pipeline import as_activations, estimator_device
+from .sources import as_activations, estimator_device
 
 NEIGHBOURHOODS = ("knn", "perturb")
 WITH_NUMBERS = (MEASURED, PAPER_PROTOCOL)

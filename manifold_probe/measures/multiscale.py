@@ -23,7 +23,7 @@ from ..geometry.windowed_curvature import working_points
 from ..results import Result
 from ..validation import check_count, check_seed
 from .layers import distinct_labels, layer_result, measure_layers
-from .pipeline import as_activations, estimator_device
+from .sources import as_activations, estimator_device
 
 
 def multiscale(

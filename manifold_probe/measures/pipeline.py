@@ -2,7 +2,7 @@
 and the sweep get their per-layer arrays, validated once.
 
 A measure's first argument (`source`) is activations (from `mp.extract`), a bare (N, D)
-array or tensor (one layer named `points`), or a model (with its `data`). `as_activations`
+array or tensor (one layer named `points`), or a model (with its `data`). `sources.as_activations`
 turns any of these into `Activations`:
 
 - a model and data: `extract_activations` picks layers on an example batch, finds the
@@ -43,11 +43,9 @@ from ..extraction.patterns import layer_matches
 from ..extraction.reductions import Reduction, parse_reduction_options, resolve_reductions
 from ..sources.data import LabelledData, data_location, load_data
 from ..sources.models import LoadedModel, model_info, on_device
-from ..validation import as_labels, check_count, check_seed
-from .sources import _numpy, as_activations, estimator_device, load_array, load_points, points_activations
+from ..validation import as_labels, check_count, check_seed, to_numpy
 
-__all__ = ["as_activations", "estimator_device", "extract_activations", "load_array", "load_points",
-           "points_activations"]  # fmt: skip
+__all__ = ["extract_activations"]
 
 CLASSIFIER_CHECK_ROWS = 16
 """Samples of the example batch on which the classifier is found and its input compared."""
@@ -68,7 +66,7 @@ def as_data(data: Any) -> tuple[Any, Any]:
     if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (int, float)):
         inputs, labels = data
         inputs = torch.from_numpy(np.asarray(inputs)) if not isinstance(inputs, torch.Tensor) else inputs
-        return inputs, np.asarray(_numpy(labels))
+        return inputs, np.asarray(to_numpy(labels))
     if isinstance(data, np.ndarray):
         return torch.from_numpy(data), None
     return data, None
@@ -190,7 +188,7 @@ def extract_activations(
     module, dev = on_device(model.module if isinstance(model, LoadedModel) else model, device)
     loaded = model_info(module)
     data, pair_labels = as_data(data)
-    labels = pair_labels if labels is None else _numpy(labels)
+    labels = pair_labels if labels is None else to_numpy(labels)
     if layers is not None:
         layers = [layers] if isinstance(layers, str) else list(layers)
         if not layers or not all(isinstance(p, str) and p.strip() for p in layers):

@@ -30,7 +30,7 @@ from ..progress import track
 from ..results import Result
 from ..validation import check_positive, check_seed
 from .layers import layer_result
-from .pipeline import as_activations
+from .sources import as_activations
 
 DEFAULT_METHODS = ("linear_cka", "linear_cka_debiased", "rbf_cka", "procrustes", "svcca")
 LEVEL = 0.95

@@ -19,8 +19,6 @@ from ..errors import InputError
 from ..extraction.activations import Activations, LayerRecord
 from ..validation import as_labels, as_points, check_count, existing_file, to_numpy
 
-_numpy = to_numpy
-
 
 def load_array(path: str | os.PathLike, what: str) -> np.ndarray:
     """A numeric array from a `.npy` file or a one-array `.npz` (never a pickle; anything else
@@ -46,7 +44,7 @@ def points_activations(
     """A bare point cloud (N, D) as Activations with one layer named `points` (the validated
     array is used as is, never copied); `source` (default: an array) gains `n_points`."""
     x = as_points(to_numpy(points), name=name, min_points=min_points, parameter=parameter)
-    y = None if labels is None else as_labels(_numpy(labels), len(x), name="labels")
+    y = None if labels is None else as_labels(to_numpy(labels), len(x), name="labels")
     record = LayerRecord("points", (x.shape[1],), "none", x.shape[1], False, False)
     source = {**(source or {"points": "array", "labels": None}), "n_points": len(x)}
     return Activations({"points": x}, {"points": record}, y, source=source)
@@ -98,7 +96,7 @@ def as_activations(
                 f"(got {', '.join(['data'] * (data is not None) + list(extract_options))}).",
                 parameter="data" if data is not None else next(iter(extract_options)),
             )
-        return source if labels is None else source.with_labels(_numpy(labels))
+        return source if labels is None else source.with_labels(to_numpy(labels))
     if _is_model(source):
         from .pipeline import extract_activations
 
@@ -116,7 +114,7 @@ def as_activations(
         )
     if isinstance(source, (str, Path)):
         return load_points(source, min_points=min_points) if labels is None else load_points(
-            source, min_points=min_points).with_labels(_numpy(labels))  # fmt: skip
+            source, min_points=min_points).with_labels(to_numpy(labels))  # fmt: skip
     return points_activations(source, labels, min_points=min_points)
 
 
