@@ -135,7 +135,8 @@ def rank_correlation(
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
+    order = np.lexsort((y[ok], x[ok]))  # the same pairs in any order give the same Monte Carlo p
+    x, y = x[ok][order], y[ok][order]
     n = len(x)
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         raise ValueError(f"a rank correlation needs three or more pairs and two varying variables, got {n}")
