@@ -202,3 +202,14 @@ def test_holm_keeps_the_family_wise_error_rate_over_claims_with_no_effect():
     unadjusted = np.mean([np.any([location(rng.normal(size=8)).p_value < ALPHA for _ in range(claims)])
                           for _ in range(300)])  # fmt: skip
     assert unadjusted > 2 * ALPHA
+
+
+def test_rank_correlation_does_not_depend_on_the_order_of_the_runs():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=14), rng.normal(size=14)
+    order = rng.permutation(14)
+    first = rank_correlation(x, y, n_permutations=499)
+    again = rank_correlation(x[order], y[order], n_permutations=499)
+    assert (first.value, first.p_value, *first.interval) == pytest.approx(
+        (again.value, again.p_value, *again.interval)
+    )
