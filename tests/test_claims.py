@@ -331,7 +331,13 @@ def test_robustness_lists_the_designs_that_change_what_a_claim_reads(findings):
         set(findings["fort-width"].designs) == {"primary"} and findings["fort-width"].robustness == "untested"
     )
     for f in findings.values():
-        decided = set(f.designs.values())
+        decided = {d["verdict"] for d in f.designs.values()}
+        assert f.designs["primary"] == {
+            "verdict": f.verdict,
+            "value": f.value,
+            "n": f.n,
+            "interval": None if f.interval is None else list(f.interval),
+        }
         assert f.robustness == (
             "untested" if len(f.designs) < 2 else "robust" if len(decided) == 1 else "not robust"
         )

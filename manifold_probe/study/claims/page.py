@@ -55,8 +55,10 @@ def _table(findings: list[dict]) -> str:
     for f in findings:
         colour = _COLOURS[f["verdict"]]
         designs = "<br>".join(
-            f"{html.escape(name)}: <span style='color:{_COLOURS[v]}'>{html.escape(v)}</span>"
-            for name, v in f["designs"].items()
+            f"{html.escape(name)}: <span style='color:{_COLOURS[d['verdict']]}'>"
+            f"{html.escape(d['verdict'])}</span>"
+            f" {_number(d['value'])} {_interval(d['interval'])}"
+            for name, d in f["designs"].items()
         )
         rows.append(
             "<tr>"

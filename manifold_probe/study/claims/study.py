@@ -243,7 +243,13 @@ def points_statement(plan: ClaimsDesign, seed: int) -> dict[str, str]:
         "subset it was trained on, clean labels)",
         "id, curvature-knn, collapse-test, spectra-test": shared,
         "curvature": f"the same {plan.perturb_images} test images for every model (seed {seed}), each with "
-        f"{plan.perturb_copies or 1023} perturbed copies (Kaufman & Azencot's neighbourhoods)",
+        + (
+            f"{plan.perturb_copies} of its perturbed copies"
+            if plan.perturb_copies
+            else "all its perturbed copies "
+            "(1,023 on 28x28 images; fewer singular values to switch on smaller ones)"
+        )
+        + " (Kaufman & Azencot's neighbourhoods)",
         "input layer": "the same points as each curvature design, through no model",
         "cutting-planes": f"start points from {shared}",
     }
