@@ -14,9 +14,10 @@ SIZES = ZooSizes(seeds=6, variant_seeds=2, cnn_width=32, resnet_width=8, mlp_wid
                  epochs=30, resnet_epochs=10, mlp_epochs=30, save_every=10, mlp_save_every=10,
                  label_noise=(0.3,), train_sizes=(500,), train_size=1000)  # fmt: skip
 PLAN = replace(design("small"), preset="small-reduced",
-               purpose="a reduced small preset (30 epochs, 1,000 training images, fewer variants): six runs "
-               "per condition", models=tuple(zoo_models(SIZES)), n_points=500, perturb_images=8,
-               curvature_centres=100, plane_runs=3)  # fmt: skip
+               purpose="a reduced small preset (30 epochs, 1,000 training images, fewer variants; collapse "
+               "and spectra on the own training images only): six runs per condition",
+               models=tuple(zoo_models(SIZES)), n_points=300, perturb_images=6, curvature_centres=60,
+               plane_runs=3, test_point_design=False)  # fmt: skip
 
 if __name__ == "__main__":
     outcome = run_claims(sys.argv[1], data="fashion-mnist", plan=PLAN, progress=False)

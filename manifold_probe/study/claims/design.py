@@ -24,8 +24,10 @@ Presets:
 
 - `tiny`: a pipeline check on any data (tests use `digits`): few seeds and epochs, every
   claim runs and most are inconclusive by design; the result says so (`ClaimsDesign.purpose`).
-- `small`: six seeds per condition on a 2,000-image training subset (Fashion-MNIST): what
-  `mprobe claims --data fashion-mnist --preset small` runs (README: its time on 2 cores).
+- `small`: six seeds per condition on a 2,000-image training subset (Fashion-MNIST), CNNs of
+  width 32 trained 40 epochs (lr/10 from epoch 14, lr/100 from 27, saved every 8): what
+  `mprobe claims --data fashion-mnist --preset small` runs; sized from a timed reduced run to
+  fit 90 minutes on 2 cores (README).
 - `full`: ten seeds per condition, wider nets and more epochs on 10,000 images: a GPU or a night.
 """
 
@@ -45,7 +47,7 @@ SMALL_PLANE_STEPS = 300
 the cost estimate and what the cap leaves out)."""
 
 
-SMALL_PERTURB_IMAGES = 50
+SMALL_PERTURB_IMAGES = 20
 """Test images whose 1,023 perturbed copies give the small preset's curvature (Kaufman & Azencot
 used 5,000 training images; the cost is one forward pass and one fit per copy set and layer)."""
 
@@ -74,7 +76,8 @@ class ClaimsDesign:
     `curvature_centres`: the kNN curvature's seeded sample of fit centres (None: every point);
     `plane_classes`, `plane_dims`, `plane_options`: the cutting planes (classes, log-spaced
     dimensions from 1 to D, options over `PLANES`); `plane_runs`: how many MLP runs get cutting
-    planes at every saved epoch.
+    planes at every saved epoch; `test_point_design`: measure collapse and spectra on the shared
+    test points too (a second design for the robustness row; it doubles their cost).
     """
 
     preset: str
@@ -89,6 +92,7 @@ class ClaimsDesign:
     plane_dims: int = PLANE_DIMS
     plane_options: tuple[tuple[str, object], ...] = ()
     plane_runs: int | None = None
+    test_point_design: bool = True
 
     @property
     def planes(self) -> dict:
@@ -156,8 +160,8 @@ def design(preset: str) -> ClaimsDesign:
         )  # fmt: skip
     if preset == "small":
         sizes = ZooSizes(seeds=6, variant_seeds=3, cnn_width=32, resnet_width=8, mlp_width=256,
-                         mlp_widths=(64, 1024), epochs=60, resnet_epochs=30, mlp_epochs=60,
-                         save_every=10, mlp_save_every=20, label_noise=(0.2, 0.4), train_sizes=(500,),
+                         mlp_widths=(64, 1024), epochs=40, resnet_epochs=20, mlp_epochs=40,
+                         save_every=8, mlp_save_every=10, label_noise=(0.2, 0.4), train_sizes=(500,),
                          train_size=2000)  # fmt: skip
         return ClaimsDesign(
             "small", "a test of the claims on small nets: six runs per condition", tuple(zoo_models(sizes)),

@@ -116,9 +116,9 @@ def _sweeps(infos: list[SweepCheckpoint], root: Path, data: str, plan: ClaimsDes
     test = {"split": "test", "seed": seed, **common}
     run_sweep([i.path for i in conv_finals], TEST_MEASURES, root / "sweep-test", n_points=plan.n_points,
               measure_options=knn, **test)  # fmt: skip
-    run_sweep(
-        [i.path for i in train_set], TRAIN_MEASURES, root / "sweep-test", n_points=plan.n_points, **test
-    )
+    if plan.test_point_design:
+        run_sweep([i.path for i in train_set], TRAIN_MEASURES, root / "sweep-test", n_points=plan.n_points,
+                  **test)  # fmt: skip
     perturb = {"curvature": {"neighbourhood": "perturb", "dim": plan.curvature_dim,
                              "n_copies": plan.perturb_copies,
                              **CURVATURE_OPTIONS}}  # fmt: skip
