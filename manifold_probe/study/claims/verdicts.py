@@ -615,12 +615,11 @@ def evaluate_claims(
     others = {design.name: (design, decide_all(study, context, design, seed=seed)) for design in designs}
     findings = []
     for index, (claim, (inf, reason, p_adj, outcome, item)) in enumerate(zip(CLAIMS, primary, strict=True)):
-        verdicts = {PRIMARY.name: outcome}
         readings = {PRIMARY.name: _reading(inf, outcome)}
         for name, (design, decided) in others.items():
             if design.varies & claim.reads:
-                verdicts[name] = decided[index][3]
                 readings[name] = _reading(decided[index][0], decided[index][3])
+        decided_by = {k: d["verdict"] for k, d in readings.items() if d["n"] or k == PRIMARY.name}
         findings.append(
             Finding(
                 claim=claim.claim, paper=claim.paper, statement=claim.statement, statistic=claim.statistic,
@@ -630,7 +629,8 @@ def evaluate_claims(
                 p_value=None if inf is None else inf.p_value, p_adjusted=p_adj,
                 n=0 if inf is None else inf.n, verdict=outcome,
                 reason=_reason(claim, inf, p_adj, outcome, reason),
-                method="" if inf is None else inf.method, robustness=robustness(verdicts), designs=readings,
+                method="" if inf is None else inf.method, robustness=robustness(decided_by),
+                designs=readings,
                 details={**item.details, "per_run": list(item.values) if item.values is not None else
                          [list(item.x or ()), list(item.y or ())]},
             )
