@@ -397,7 +397,7 @@ def test_claims_tiny_on_digits_end_to_end(tmp_path):
         assert f["verdict"] in ("equivalent to no effect", "supported", "contradicted", "inconclusive")
         assert f["interval"] is not None or f["reason"], f["claim"]
     page = (out / "index.html").read_text()
-    assert "ka-gap-accuracy" in page and "effect / margin" in page
+    assert "ka-gap-accuracy" in page and "in units of its margin" in page  # the forest plot
     indexes = ("claims.json", "zoo.json")
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.json") if p.name not in indexes}
     assert main(["claims", "--data", "digits", "--preset", "tiny", "--out", str(out), "--quiet"]) == 0

@@ -119,9 +119,11 @@ def _sweeps(infos: list[SweepCheckpoint], root: Path, data: str, plan: ClaimsDes
     if plan.test_point_design:
         run_sweep([i.path for i in train_set], TRAIN_MEASURES, root / "sweep-test", n_points=plan.n_points,
                   **test)  # fmt: skip
+    # only options the perturb result records (it has no null; n_copies only when set), so a finished
+    # result is recognised and reused on the next run
+    copies = {"n_copies": plan.perturb_copies} if plan.perturb_copies else {}
     perturb = {"curvature": {"neighbourhood": "perturb", "dim": plan.curvature_dim,
-                             "n_copies": plan.perturb_copies,
-                             **CURVATURE_OPTIONS}}  # fmt: skip
+                             "n_bootstrap": CURVATURE_OPTIONS["n_bootstrap"], **copies}}  # fmt: skip
     run_sweep([i.path for i in conv_finals], ("curvature",), root / "sweep-perturb",
               n_points=plan.perturb_images,
               measure_options=perturb, **test)  # fmt: skip
