@@ -24,9 +24,13 @@ def claims_command(
     ] = Path("claims-out"),
     workers: Annotated[
         int | None,
-        typer.Option("--workers", help="Sweep processes (default: up to 2).", min=1, show_default=False),
+        typer.Option(
+            "--workers", help="Training and sweep processes (default: 2).", min=1, show_default=False
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of training, subsets, planes, bootstraps.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of training, test points, planes, permutations.")
+    ] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -34,8 +38,9 @@ def claims_command(
 
     Trains the preset's zoo (baselines, seeds, untrained and mixup twins, label noise,
     training-set sizes, saved epochs, one-hidden-layer MLPs), runs every probe on every
-    checkpoint and tests each claim with a statistic, its 95 % bootstrap interval and a
-    verdict (supported / not supported / inconclusive). Writes --out/claims.json and
+    checkpoint on its points and tests each claim over training runs (exact tests, Holm's
+    correction): effect, 95 % interval, verdict (equivalent to no effect / supported /
+    contradicted / inconclusive) and robustness across designs. Writes --out/claims.json and
     --out/index.html; every stage is resumable. See docs/claims.md.
     """
     from manifold_probe.device import resolve_device
@@ -48,13 +53,15 @@ def claims_command(
     from rich.table import Table
 
     table = Table(title=f"claims on {data} (preset {preset})")
-    for column in ("claim", "value", "95 % interval", "n", "verdict"):
+    for column in ("claim", "effect", "95 % interval", "runs", "verdict", "robustness"):
         table.add_column(column)
     for f in outcome.findings:
         interval = "-" if f.interval is None else f"[{f.interval[0]:.3g}, {f.interval[1]:.3g}]"
         value = "-" if f.value is None else f"{f.value:.3g}"
-        table.add_row(f.claim, value, interval, str(f.n), f.verdict + (f": {f.reason}" if f.reason else ""))
+        verdict = f.verdict + (f": {f.reason}" if f.reason else "")
+        table.add_row(f.claim, value, interval, str(f.n), verdict, f.robustness)
     console.print(table)
+    err_console.print(f"preset {preset}: {outcome.result.source['purpose']}")
     err_console.print(f"wrote {outcome.json_path} and {outcome.page_path}")
 
 

@@ -1,33 +1,34 @@
 """The model zoo of a claims study: which models each claim needs, for each preset.
 
-Every claim compares models that differ in one thing, so the zoo is built from one baseline
-(an architecture, width, depth, epochs and batch size that fit the data set) and its
-variations; `evidence.py` finds the comparisons again from the checkpoints' own settings:
+The training run is the unit of every claim (`verdicts.py`), so each condition is trained with
+several seeds (six or more: the sign-flip test's 95 % interval needs six runs). Every claim
+compares runs that differ in one thing; `evidence.py` finds the comparisons again from the
+checkpoints' own settings:
 
-- seeds of the baseline: the ensembles (Fort et al.), the terminal-phase runs (their epochs
-  are saved every `save_every`; Papyan, Han & Donoho) and the deep nets (E & Wojtowytsch);
-- untrained twins (epochs 0, same seed and shape): Kaufman & Azencot's untrained profile;
-- mixup twins (same seed): Kaufman & Azencot's mixup claim;
-- label noise levels and training-set sizes: Fort et al.'s label randomisation and data
-  size; with short runs they also spread test accuracy for the curvature-gap correlation;
-- one-hidden-layer MLPs of several widths: E & Wojtowytsch's shallow nets.
+- CNN baselines (digits-cnn, a penultimate layer of `width` channels, several times the number
+  of classes): trained with Papyan, Han & Donoho's step schedule (lr/10 at 1/3 and 2/3 of the
+  run) for many epochs past zero training error, epochs saved every `save_every`: the
+  terminal-phase claims, Papyan's spectra, Kaufman & Azencot's profile;
+- their untrained twins (epochs 0, same seed) and mixup twins (same seed): Kaufman & Azencot;
+- CNN runs with label noise and a smaller training set (a few seeds): a spread of test
+  accuracy for the curvature-gap and Fisher-ratio correlations across runs;
+- small-resnet baselines: a second architecture for Kaufman & Azencot's profile;
+- MLPs (digits-mlp) with one and with three hidden layers of the same width and seeds:
+  E & Wojtowytsch's shallow-against-deep comparison (their setting is a fully connected net);
+  the deep MLPs also carry Fort et al.'s cutting planes (widths, label noise, training-set
+  sizes, saved epochs, and disjoint seed pairs as ensembles), because a plane costs one
+  forward and backward pass per step and an MLP's are the cheapest (Fort et al. used CNNs
+  and ResNets: docs/claims.md notes the departure).
 
 Presets:
 
-- `tiny`: digits, digits-cnn width 16 and depth 2, cutting planes on 3 classes: a few
-  minutes on 2 cores; checks the pipeline end to end (its intervals are wide: few models).
-- `small`: a real data set (e.g. Fashion-MNIST) on a 2,000-image training subset,
-  digits-cnn width 16, 40 epochs, epochs saved every 8: long enough for the baselines to
-  pass into the terminal phase (training error 0.3 % at epoch 32 and 0.05 % at 40 for seed 0;
-  at 16 epochs no run got below 4 %, and every terminal-phase claim was inconclusive). Its
-  cutting planes are cut to what the claims read (docs/claims.md for the cost estimate):
-  3 classes (0, 1, 6: T-shirt/top, Trouser and Shirt on Fashion-MNIST), at most
-  `SMALL_PLANE_STEPS` Adam steps per plane, per-epoch planes on one training run, and nested
-  ensembles (seeds {0, 1} and {0, 1, 2}): 14 plane jobs instead of 22. The cutting
-  dimensions stay log-spaced from 1 (a weakly trained net's Shirt class is hit at every
-  d >= 50 of 784: a grid from D/8 would lose its reading).
-- `full`: `small` with more seeds, widths and levels, small-resnet beside digits-cnn: a GPU
-  or a night.
+- `tiny`: a pipeline check on any data (tests use `digits`): few seeds and epochs, every
+  claim runs and most are inconclusive by design; the result says so (`ClaimsDesign.purpose`).
+- `small`: six seeds per condition on a 2,000-image training subset (Fashion-MNIST), CNNs of
+  width 32 trained 40 epochs (lr/10 from epoch 14, lr/100 from 27, saved every 8): what
+  `mprobe claims --data fashion-mnist --preset small` runs; sized from a timed reduced run to
+  fit 90 minutes on 2 cores (README).
+- `full`: ten seeds per condition, wider nets and more epochs on 10,000 images: a GPU or a night.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ SMALL_PLANE_STEPS = 300
 the cost estimate and what the cap leaves out)."""
 
 
+SMALL_PERTURB_IMAGES = 20
+"""Test images whose 1,023 perturbed copies give the small preset's curvature (Kaufman & Azencot
+used 5,000 training images; the cost is one forward pass and one fit per copy set and layer)."""
+
 STOP_AT_HIT = (("stop_at_hit", True),)
 """Every preset stops a plane at its first hit: a hit is final, so no reading changes, and the
 planes that hit (most of them, on trained nets) no longer run to the step cap."""
@@ -62,35 +67,32 @@ PLANE_DIMS = 7
 class ClaimsDesign:
     """A study's zoo and how it is measured.
 
-    `n_points`: training points measured per model (a seeded stratified subset);
-    `reduction`: applied to every layer before the geometry (`extract.reductions`);
-    `curvature_dim`: the curvature measure's d, "twonn" (Kaufman & Azencot's own protocol: each
-    layer's rounded TwoNN) by default, since the claims are about the paper's quantity and real
-    layers rarely show the clear local spectral gap the default rule needs;
-    `curvature_centres`: curvature fitted at a seeded sample of this many of the measured points
-    (neighbours from all of them; None: every point): the fits at TwoNN's d = 10-15 cost
-    K = 200-400 neighbours per point;
-    `plane_classes`: the classes whose manifolds the cutting planes measure ("all" or a tuple),
-    on the models Fort et al.'s claims compare (runs, baselines and their ensembles, the
-    label-noise and training-size series);
-    `plane_dims`: how many log-spaced cutting dimensions from 1 to D;
-    `plane_options`: options of `api.cutting_planes` over `PLANES` (e.g. a smaller step cap);
-    `plane_runs`: how many training runs get cutting planes at every saved epoch (None: all);
-    `nested_ensembles`: ensembles of the first 2, 3, ... baseline seeds only, instead of every
-    combination of two or more.
+    `purpose`: what the preset's verdicts are good for (`tiny` is a pipeline check, said in
+    the result); `n_points`: the shared test points every model is compared on (id, kNN
+    curvature, collapse and spectra as a second design, the start points of the cutting planes);
+    collapse and spectra are measured on each model's own training images (its whole subset);
+    `perturb_images`: test images whose perturbation neighbourhoods (Kaufman & Azencot)
+    give the primary curvature, `perturb_copies` of their 1,023 copies (None: all);
+    `curvature_centres`: the kNN curvature's seeded sample of fit centres (None: every point);
+    `plane_classes`, `plane_dims`, `plane_options`: the cutting planes (classes, log-spaced
+    dimensions from 1 to D, options over `PLANES`); `plane_runs`: how many MLP runs get cutting
+    planes at every saved epoch; `test_point_design`: measure collapse and spectra on the shared
+    test points too (a second design for the robustness row; it doubles their cost).
     """
 
     preset: str
+    purpose: str
     models: tuple[ZooModel, ...]
     n_points: int
-    reduction: str = "none"
+    perturb_images: int
+    perturb_copies: int | None = None
     curvature_dim: int | str | None = "twonn"
     curvature_centres: int | None = None
     plane_classes: str | tuple[int, ...] = "all"
     plane_dims: int = PLANE_DIMS
     plane_options: tuple[tuple[str, object], ...] = ()
     plane_runs: int | None = None
-    nested_ensembles: bool = False
+    test_point_design: bool = True
 
     @property
     def planes(self) -> dict:
@@ -98,87 +100,83 @@ class ClaimsDesign:
         return {**PLANES, **dict(self.plane_options)}
 
 
-def _variations(
-    arch: str,
-    width: int,
-    depth: int,
-    epochs: int,
-    *,
-    seeds: tuple[int, ...],
-    untrained_seeds: tuple[int, ...],
-    mixup_seeds: tuple[int, ...],
-    label_noise: tuple[float, ...],
-    train_sizes: tuple[int, ...],
-    short_epochs: tuple[int, ...],
-    save_every: int,
-    train_size: int | None = None,
-    batch_size: int = 128,
-) -> list[ZooModel]:
-    def model(**changes) -> ZooModel:
-        settings = dict(
-            arch=arch, width=width, depth=depth, epochs=epochs, train_size=train_size, batch_size=batch_size
-        )
-        settings.update(changes)
-        return ZooModel(**settings)
+@dataclass(frozen=True)
+class ZooSizes:
+    """The sizes of a preset's zoo (`zoo_models`): seeds per condition (`variant_seeds` for the CNN
+    label-noise and training-size variants), widths, epochs, saved-epoch intervals, the series'
+    levels, the training subset and the batch size."""
 
-    models = [model(seed=seed, save_every=save_every) for seed in seeds]
-    models += [model(epochs=0, seed=seed) for seed in untrained_seeds]
-    models += [model(mixup=0.4, seed=seed) for seed in mixup_seeds]
-    models += [model(label_noise=level, seed=seeds[0]) for level in label_noise]
-    models += [model(train_size=size, seed=seeds[0]) for size in train_sizes]
-    models += [model(epochs=short, seed=seeds[0]) for short in short_epochs]
+    seeds: int
+    variant_seeds: int
+    cnn_width: int
+    resnet_width: int
+    mlp_width: int
+    mlp_widths: tuple[int, ...]
+    epochs: int
+    resnet_epochs: int
+    mlp_epochs: int
+    save_every: int
+    mlp_save_every: int
+    label_noise: tuple[float, ...]
+    train_sizes: tuple[int, ...]
+    train_size: int
+    batch_size: int = 64
+
+
+def zoo_models(z: ZooSizes) -> list[ZooModel]:
+    """The models of one preset (module docstring): CNN baselines with saved epochs, their
+    untrained and mixup twins and variants, small-resnet baselines, one- and three-hidden-layer
+    MLPs (twice the seeds for the deep ones: the ensembles' disjoint pairs) and the MLP series."""
+    seeds = tuple(range(z.seeds))
+    common = {"train_size": z.train_size, "batch_size": z.batch_size, "lr_schedule": "step"}
+    cnn = {"arch": "digits-cnn", "width": z.cnn_width, "depth": 3, "epochs": z.epochs, **common}
+    mlp = {"arch": "digits-mlp", "width": z.mlp_width, "depth": 3, "epochs": z.mlp_epochs, **common}
+    models = [ZooModel(**cnn, seed=s, save_every=z.save_every) for s in seeds]
+    models += [ZooModel(**{**cnn, "epochs": 0}, seed=s) for s in seeds]
+    models += [ZooModel(**cnn, mixup=0.4, seed=s) for s in seeds]
+    variants = seeds[: z.variant_seeds]
+    models += [ZooModel(**cnn, label_noise=level, seed=s) for level in z.label_noise for s in variants]
+    models += [ZooModel(**{**cnn, "train_size": n}, seed=s) for n in z.train_sizes for s in variants]
+    models += [ZooModel("small-resnet", z.resnet_width, 2, z.resnet_epochs, seed=s, **common) for s in seeds]
+    models += [ZooModel(**{**mlp, "depth": 1}, seed=s) for s in seeds]
+    models += [ZooModel(**mlp, seed=s, save_every=z.mlp_save_every) for s in range(2 * z.seeds)]
+    models += [ZooModel(**{**mlp, "width": w}, seed=s) for w in z.mlp_widths for s in seeds]
+    models += [ZooModel(**mlp, label_noise=level, seed=s) for level in z.label_noise for s in seeds]
+    models += [ZooModel(**{**mlp, "train_size": n}, seed=s) for n in z.train_sizes for s in seeds]
     return models
-
-
-def _shallow(widths: tuple[int, ...], epochs: int, *, seed: int, **common) -> list[ZooModel]:
-    return [ZooModel("digits-mlp", width, 1, epochs, seed=seed, **common) for width in widths]
 
 
 def design(preset: str) -> ClaimsDesign:
     """The zoo and measuring settings of `preset` (see the module docstring)."""
     if preset == "tiny":
-        models = _variations(
-            "digits-cnn", 16, 2, 10,
-            seeds=(0, 1), untrained_seeds=(0, 1), mixup_seeds=(0, 1),
-            label_noise=(0.5,), train_sizes=(200,), short_epochs=(1,), save_every=3,
-        )  # fmt: skip
-        models += _shallow((32, 64), 10, seed=0)
+        sizes = ZooSizes(seeds=2, variant_seeds=1, cnn_width=16, resnet_width=4, mlp_width=32,
+                         mlp_widths=(64,), epochs=6, resnet_epochs=2, mlp_epochs=6, save_every=2,
+                         mlp_save_every=3, label_noise=(0.5,), train_sizes=(300,),
+                         train_size=600)  # fmt: skip
         return ClaimsDesign(
-            "tiny", tuple(models), n_points=150, plane_classes=(0, 1, 2), plane_options=STOP_AT_HIT
-        )
+            "tiny", "a pipeline check: two seeds per condition cannot decide a claim (six are needed)",
+            tuple(zoo_models(sizes)), n_points=150, perturb_images=4, plane_classes=(0, 1),
+            plane_dims=4, plane_options=(("steps", 100), *STOP_AT_HIT), plane_runs=1,
+        )  # fmt: skip
     if preset == "small":
-        common = {"train_size": 2000, "batch_size": 64}
-        models = _variations(
-            "digits-cnn", 16, 3, 40,
-            seeds=(0, 1, 2), untrained_seeds=(0, 1, 2), mixup_seeds=(0, 1, 2),
-            label_noise=(0.1, 0.3, 0.5), train_sizes=(250, 1000), short_epochs=(1, 3),
-            save_every=8, **common,
-        )  # fmt: skip
-        models += _shallow((64, 256, 1024), 40, seed=0, **common)
+        sizes = ZooSizes(seeds=6, variant_seeds=3, cnn_width=32, resnet_width=8, mlp_width=256,
+                         mlp_widths=(64, 1024), epochs=40, resnet_epochs=20, mlp_epochs=40,
+                         save_every=8, mlp_save_every=10, label_noise=(0.2, 0.4), train_sizes=(500,),
+                         train_size=2000)  # fmt: skip
         return ClaimsDesign(
-            "small", tuple(models), n_points=1000, reduction="project:512", curvature_centres=250,
-            plane_classes=(0, 1, 6),
-            plane_options=(("steps", SMALL_PLANE_STEPS), *STOP_AT_HIT), plane_runs=1, nested_ensembles=True,
+            "small", "a test of the claims on small nets: six runs per condition", tuple(zoo_models(sizes)),
+            n_points=1000, perturb_images=SMALL_PERTURB_IMAGES, curvature_centres=250,
+            plane_classes=(0, 1, 6), plane_options=(("steps", SMALL_PLANE_STEPS), *STOP_AT_HIT), plane_runs=6,
         )  # fmt: skip
     if preset == "full":
-        common = {"train_size": 10000, "batch_size": 64}
-        models = []
-        for arch, width in (("digits-cnn", 32), ("small-resnet", 16)):
-            models += _variations(
-                arch, width, 3, 30,
-                seeds=(0, 1, 2, 3, 4), untrained_seeds=(0, 1, 2, 3, 4), mixup_seeds=(0, 1, 2, 3, 4),
-                label_noise=(0.1, 0.2, 0.3, 0.5, 0.7), train_sizes=(250, 500, 1000, 2500, 5000),
-                short_epochs=(1, 2, 4, 8), save_every=4, **common,
-            )  # fmt: skip
-        models += _shallow((64, 256, 1024, 4096), 30, seed=0, **common)
+        sizes = ZooSizes(seeds=10, variant_seeds=5, cnn_width=64, resnet_width=16, mlp_width=512,
+                         mlp_widths=(128, 2048), epochs=150, resnet_epochs=60, mlp_epochs=150,
+                         save_every=10, mlp_save_every=30, label_noise=(0.1, 0.2, 0.4),
+                         train_sizes=(1000, 3000), train_size=10000)  # fmt: skip
         return ClaimsDesign(
-            "full",
-            tuple(models),
-            n_points=5000,
-            reduction="project:512",
-            curvature_centres=1000,
-            plane_options=STOP_AT_HIT,
-        )
+            "full", "a test of the claims: ten runs per condition", tuple(zoo_models(sizes)), n_points=5000,
+            perturb_images=200, curvature_centres=1000, plane_options=STOP_AT_HIT, plane_runs=10,
+        )  # fmt: skip
     close = difflib.get_close_matches(preset, PRESETS, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise InputError(f"unknown claims preset {preset!r}{hint}: use one of {', '.join(PRESETS)}.")
