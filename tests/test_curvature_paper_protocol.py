@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import manifold_probe as mp
 from manifold_probe.errors import InputError
 from manifold_probe.extraction.activations import Activations, LayerRecord
 from manifold_probe.measures.curvature import curvature_profile
@@ -152,3 +153,17 @@ def test_sweep_and_profile_record_the_centres(tmp_path):
     result.write(path)
     assert result_complete(path, "curvature", {"dim": "twonn", "n_centres": 200})
     assert not result_complete(path, "curvature", {"dim": "twonn", "n_centres": None})
+
+
+def test_the_protocol_with_perturbation_neighbourhoods_reports_mapc_marked(digits_checkpoint):
+    """Kaufman & Azencot's own construction (perturbed copies, d = rounded TwoNN): every layer the
+    copies can fit is `paper_protocol` with its MAPC, whatever the guards of the fit alone say."""
+    model = mp.load_model(digits_checkpoint)
+    data = mp.load_data("digits", n_points=30, seed=0)
+    result = mp.curvature(model, data, neighbourhood="perturb", dim="twonn", n_top=8, n_toggle=7,
+                          n_bootstrap=10, layers=["block1", "pool"])  # fmt: skip
+    for layer in result.layers:
+        assert layer.status == "paper_protocol", layer.reason
+        assert layer.details["dim"] == max(1, round(layer.metrics["id_twonn"]))
+        assert np.isfinite(layer.metrics["mapc"]) and layer.metrics["mapc"] > 0
+        assert "the fit alone says" in layer.reason
