@@ -700,13 +700,14 @@ def perturbation_curvature_profile(
             reason = str(error).rstrip(".")
             layers.append(_unmeasured_entry(layer, index, n_layers, id_estimate, reason, details))
             continue
-        protocol = {}
+        status = reason = None
         if dim == "twonn":  # the paper's own construction: MAPC reported, marked, whatever the guards say
-            protocol = {"status": PAPER_PROTOCOL, "reason": (
+            status, reason = PAPER_PROTOCOL, (
                 f"the paper's protocol: d = {details.get('dim')} from the rounded TwoNN, not read from the "
                 f"layer's scales; the fit alone says {measured.status}"
                 + (f" ({measured.reason})" if measured.reason else "")
-                + "; perturbation neighbourhoods have no Gaussian null")}  # fmt: skip
-        layers.append(_layer_entry(layer, index, n_layers, measured, id_estimate, details, **protocol))
+                + "; perturbation neighbourhoods have no Gaussian null")  # fmt: skip
+        layers.append(_layer_entry(layer, index, n_layers, measured, id_estimate, details, status=status,
+                                   reason=reason))  # fmt: skip
     return Result(command="curvature", source=arrays.source, params=params, layers=layers,
                   summary=_gap_summary(layers))  # fmt: skip
