@@ -137,3 +137,11 @@ def test_no_layer_measured_writes_the_result_and_exits_3(all_constant, tmp_path,
     assert "no layer could be measured" in err
     layers = json.loads(out.read_text())["layers"]
     assert layers and all(layer["status"] == "skipped" for layer in layers)
+
+
+def test_a_warning_from_one_layer_names_the_layer_once():
+    x = np.random.default_rng(0).standard_normal((200, 5))
+    with pytest.warns(UserWarning) as caught:
+        mp.intrinsic_dimension(np.vstack([x, x[:10]]), methods=("twonn", "mle"))
+    messages = [str(w.message) for w in caught if "duplicate" in str(w.message)]
+    assert messages == ["layer 'points': removed 10 duplicate points before estimating the dimension."]

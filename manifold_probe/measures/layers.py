@@ -15,6 +15,7 @@ activation cache is never loaded whole or copied) and the estimators then run un
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -130,8 +131,12 @@ def measure_layers(
                 entries.append(skipped_layer(layer, index, n, CONSTANT))
                 continue
             check_points_finite(layer.points, name=f"layer {layer.name!r}")
-            with assume_finite():
+            with assume_finite(), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 entries.append(measure(layer, index, n))
+            for seen in {(str(w.message), w.category): w for w in caught}.values():  # once each, named
+                warnings.warn_explicit(f"layer {name!r}: {seen.message}", seen.category, seen.filename,
+                                       seen.lineno)  # fmt: skip
         except InputError as error:
             if not (from_model and skip_errors):
                 raise
