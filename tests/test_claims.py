@@ -16,6 +16,7 @@ from manifold_probe.study.claims.evidence import Study, record_from_checkpoint
 from manifold_probe.study.claims.inference import holm, location, rank_correlation, verdict
 from manifold_probe.study.claims.verdicts import (
     CLAIMS,
+    PRIMARY_CLAIMS,
     TPT_ERROR,
     StudyContext,
     ensemble_pairs,
@@ -301,13 +302,16 @@ def test_each_claims_evidence_equals_a_hand_computation(study, findings):
         assert found.n == (len(expected[0]) if isinstance(expected, tuple) else len(expected)), claim
 
 
-def test_verdicts_use_holm_across_the_claims_and_the_claims_margins(study, findings):
+def test_verdicts_use_holm_within_each_family_and_the_claims_margins(study, findings):
     hand = _hand(study)
     inferred = {
         claim: rank_correlation(*expected) if isinstance(expected, tuple) else location(expected)
         for claim, expected in hand.items()
     }
-    adjusted = dict(zip(hand, holm([inferred[c].p_value for c in hand]), strict=True))
+    adjusted = {}
+    for members in ([c for c in hand if c in PRIMARY_CLAIMS], [c for c in hand if c not in PRIMARY_CLAIMS]):
+        adjusted |= dict(zip(members, holm([inferred[c].p_value for c in members]), strict=True))
+    assert 1 <= len(PRIMARY_CLAIMS) <= 6 and set(PRIMARY_CLAIMS) <= set(hand)
     for claim in CLAIMS:
         found, inf = findings[claim.claim], inferred[claim.claim]
         assert found.p_value == pytest.approx(inf.p_value), claim.claim
@@ -318,6 +322,7 @@ def test_verdicts_use_holm_across_the_claims_and_the_claims_margins(study, findi
         )
         assert found.verdict == expected, claim.claim
         assert found.margin_source
+        assert found.family == ("primary" if claim.claim in PRIMARY_CLAIMS else "secondary")
 
 
 def test_robustness_lists_the_designs_that_change_what_a_claim_reads(findings):
@@ -369,10 +374,12 @@ def test_missing_models_give_inconclusive_with_a_reason(study):
     assert "six or more" in found["ka-final-rise"].reason  # two runs give no interval
 
 
-def test_presets_train_six_or_more_seeds_per_condition_and_tiny_says_it_is_a_check():
+def test_presets_train_eight_or_more_seeds_per_condition_and_tiny_says_it_is_a_check():
     with pytest.raises(InputError, match="did you mean tiny"):
         design("tinny")
-    for preset, seeds in (("small", 6), ("full", 10)):
+    # eight runs is the fewest whose smallest sign-flip p passes Holm's first step over the primary claims
+    assert 2 / 2**8 < 0.05 / len(PRIMARY_CLAIMS) and not 2 / 2**7 < 0.05 / len(PRIMARY_CLAIMS)
+    for preset, seeds in (("small", 8), ("full", 10)):
         plan = design(preset)
         names = [m.name(0) for m in plan.models]
         assert len(names) == len(set(names))

@@ -20,7 +20,7 @@ runs and no resampling of dependent units enters an interval.
   Interval: Fisher's z with the variance (1 + rho^2 / 2) / (n - 3) of Bonett & Wright (2000,
   "Sample size requirements for estimating Pearson, Kendall and Spearman correlations",
   Psychometrika 65): tanh(atanh(rho) +- z_(1-a/2) sqrt((1 + rho^2/2) / (n - 3))).
-- `holm`: Holm's (1979) step-down adjustment across the claims: sort p ascending,
+- `holm`: Holm's (1979) step-down adjustment across a family of claims: sort p ascending,
   p_adj(i) = max_{j <= i} min(1, (m - j + 1) p_(j)); it controls the family-wise error rate
   at the nominal level for any dependence between the tests.
 - `verdict`: the four outcomes, decided in this order (docs/claims.md): *equivalent to no

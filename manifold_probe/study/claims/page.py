@@ -62,7 +62,8 @@ def _table(findings: list[dict]) -> str:
         )
         rows.append(
             "<tr>"
-            f"<td>{html.escape(f['paper'])}</td><td><b>{html.escape(f['claim'])}</b><br>"
+            f"<td>{html.escape(f['paper'])}</td><td><b>{html.escape(f['claim'])}</b> "
+            f"<small>({html.escape(f.get('family', ''))})</small><br>"
             f"{html.escape(f['statement'])}</td><td>{html.escape(f['statistic'])}</td>"
             f"<td>{html.escape(f['prediction'])}<br><small>{html.escape(f['margin_source'])}</small></td>"
             f"<td>{_number(f['value'])}</td><td>{_interval(f['interval'])}</td>"
@@ -356,7 +357,8 @@ def write_findings_page(
         f"Preset {source['preset']}: {source['purpose']}. {source['n_models']} models "
         f"({source['n_checkpoints']} checkpoints with saved epochs), seed {source['seed']}. "
         f"Points: {points}. Verdicts: {counts}. Each claim is decided over training runs (sign-flip or "
-        "permutation tests, Holm's correction across the claims): equivalent to no effect when the 90 % "
+        "permutation tests, Holm's correction within each family: the six pre-registered primary claims, "
+        "and the secondary ones): equivalent to no effect when the 90 % "
         "interval lies inside the margin, supported or contradicted when the Holm-adjusted p is below "
         "0.05, inconclusive otherwise; "
         f"not robust when another reasonable design decides differently (docs/claims.md). {export}"

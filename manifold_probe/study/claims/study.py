@@ -45,6 +45,7 @@ from .verdicts import (
     ALTERNATIVES,
     MLP,
     PRIMARY,
+    PRIMARY_CLAIMS,
     Finding,
     StudyContext,
     ensemble_pairs,
@@ -282,7 +283,8 @@ def findings_result(
                 "curvature_dim": plan.curvature_dim, "curvature_centres": plan.curvature_centres,
                 "curvature_options": CURVATURE_OPTIONS, "plane_classes": plan.plane_classes,
                 "planes": plan.planes, "plane_dims": plan.plane_dims, "plane_runs": plan.plane_runs,
-                "alpha": ALPHA, "multiplicity": "Holm over every claim with a p-value",
+                "alpha": ALPHA, "multiplicity": "Holm within each family (primary: the pre-registered "
+                f"{', '.join(PRIMARY_CLAIMS)}; secondary: the others) over its claims with a p-value",
                 "designs": [PRIMARY.name, *(d.name for d in ALTERNATIVES)],
                 "models": [asdict(m) for m in plan.models]},
         summary={"verdicts": counts, "findings": [f.to_dict() for f in findings], "models": models},
