@@ -411,3 +411,15 @@ def test_claims_tiny_on_digits_end_to_end(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # a second run reuses everything
     assert json.loads((out / "claims.json").read_text())["summary"]["findings"] == findings
     assert math.isfinite(written["summary"]["input_mapc"]["curvature-knn"])
+
+
+def test_the_forest_plot_is_written_as_svg_and_pdf_beside_the_page(findings, tmp_path):
+    from manifold_probe.report.browser import find_chromium
+    from manifold_probe.study.claims.page import forest_figure, write_forest_files
+
+    if find_chromium() is None:
+        pytest.skip("SVG and PDF export needs Chromium")
+    paths = write_forest_files(forest_figure([f.to_dict() for f in findings.values()]), tmp_path)
+    assert [p.name for p in paths] == ["forest.svg", "forest.pdf"]
+    assert b"<svg" in paths[0].read_bytes()[:500] and b"ka-final-rise" in paths[0].read_bytes()
+    assert paths[1].read_bytes().startswith(b"%PDF")

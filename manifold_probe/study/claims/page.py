@@ -2,14 +2,14 @@
 claim's per-run evidence with its interval, the robustness row, and the curves behind them.
 
 Opens offline: plotly.js in one shared plotly.min.js beside the page (or inline), written atomically.
-The forest plot is also written as SVG and PDF beside the page when kaleido imports
-(`FOREST_FILES`); without it the page says so.
+The forest plot is also written as SVG and PDF beside the page (`FOREST_FILES`, drawn by plotly.js
+in headless Chromium: `report.figures.write_figure`) when Chromium is found; without it the page
+says so.
 """
 
 from __future__ import annotations
 
 import html
-import importlib.util
 import math
 import os
 from pathlib import Path
@@ -316,13 +316,13 @@ def _training_figure(study: Study) -> go.Figure:
 
 
 def write_forest_files(fig: go.Figure, folder: Path) -> list[Path]:
-    """The forest plot as SVG and PDF beside the page when kaleido imports (else nothing)."""
-    if importlib.util.find_spec("kaleido") is None:
+    """The forest plot as SVG and PDF beside the page when Chromium is found (else nothing)."""
+    from ...report.browser import find_chromium
+    from ...report.figures import write_figure
+
+    if find_chromium() is None:
         return []
-    paths = [folder / name for name in FOREST_FILES]
-    for path in paths:
-        fig.write_image(path)
-    return paths
+    return [write_figure(fig, folder / name) for name in FOREST_FILES]
 
 
 def write_findings_page(
@@ -351,7 +351,8 @@ def write_findings_page(
     export = (
         f"The forest plot is also in {', '.join(p.name for p in exported)}."
         if exported
-        else "SVG/PDF export of the forest plot needs kaleido, which is not installed here."
+        else "SVG/PDF export of the forest plot needs Chromium (install chromium, or set MPROBE_CHROMIUM), "
+        "which was not found here."
     )
     notes = (
         f"Preset {source['preset']}: {source['purpose']}. {source['n_models']} models "
