@@ -1,7 +1,8 @@
 """The model zoo of a claims study: which models each claim needs, for each preset.
 
 The training run is the unit of every claim (`verdicts.py`), so each condition is trained with
-several seeds (six or more: the sign-flip test's 95 % interval needs six runs). Every claim
+several seeds (six or more: the sign-flip test's 95 % interval needs six runs; eight for the
+primary claims to pass Holm's correction). Every claim
 compares runs that differ in one thing; `evidence.py` finds the comparisons again from the
 checkpoints' own settings:
 
@@ -167,7 +168,7 @@ def design(preset: str) -> ClaimsDesign:
                          mlp_save_every=3, label_noise=(0.5,), train_sizes=(300,),
                          train_size=600)  # fmt: skip
         return ClaimsDesign(
-            "tiny", "a pipeline check: two seeds per condition cannot decide a claim (six are needed)",
+            "tiny", "a pipeline check: two seeds per condition cannot decide a claim (eight are needed)",
             tuple(zoo_models(sizes)), n_points=150, perturb_images=4, plane_classes=(0, 1),
             plane_dims=4, plane_options=(("steps", 100), *STOP_AT_HIT), plane_runs=1,
         )  # fmt: skip
