@@ -330,7 +330,7 @@ def test_robustness_lists_the_designs_that_change_what_a_claim_reads(findings):
     assert set(findings["phd-nc1"].designs) == {
         "primary",
         "collapse and spectra: test points",
-        "terminal phase one saved epoch shorter",
+        "training one saved epoch shorter",
     }
     assert (
         set(findings["fort-width"].designs) == {"primary"} and findings["fort-width"].robustness == "untested"
@@ -423,3 +423,18 @@ def test_the_forest_plot_is_written_as_svg_and_pdf_beside_the_page(findings, tmp
     assert [p.name for p in paths] == ["forest.svg", "forest.pdf"]
     assert b"<svg" in paths[0].read_bytes()[:500] and b"ka-final-rise" in paths[0].read_bytes()
     assert paths[1].read_bytes().startswith(b"%PDF")
+
+
+def test_shorter_training_reads_the_spectra_claims_one_saved_epoch_earlier(study, findings):
+    # the fixture's CNN runs save epochs 3, 6, 9 and end at 10: one saved epoch shorter is epoch 9
+    earlier = [
+        next(r for r in study.records if r.name == f"cnn-s{seed}-epoch009").classifier_metric(
+            "spectra", "n_outliers"
+        )
+        - 9.5
+        for seed in SEEDS
+    ]
+    shorter = findings["papyan-outliers"].designs["training one saved epoch shorter"]
+    assert shorter["n"] == len(SEEDS) and shorter["value"] == pytest.approx(np.mean(earlier))
+    assert findings["papyan-outliers"].value != pytest.approx(np.mean(earlier))
+    assert "training one saved epoch shorter" not in findings["papyan-fisher"].designs  # finals only
