@@ -11,6 +11,7 @@ Every shape is embedded by a random isometry (orthonormal columns) plus a transl
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,16 @@ def test_seed_reproducible(small_sphere):
     assert a.metrics() == b.metrics() and a.intervals == b.intervals
     assert a.quantiles == b.quantiles
     assert a.intervals != c.intervals
+
+
+def test_read_only_points_give_the_same_fit_and_no_warning(small_sphere):
+    # a sweep's cached activations are read-only arrays; torch warns on a view of one
+    frozen = small_sphere.copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = curvature(frozen, 2, seed=3, n_bootstrap=10)
+    assert a.metrics() == curvature(small_sphere, 2, seed=3, n_bootstrap=10).metrics()
 
 
 def test_chunking_changes_nothing(small_sphere):

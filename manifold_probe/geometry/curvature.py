@@ -126,7 +126,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..device import resolve_device, torch_threads
+from ..device import resolve_device, tensor_view, torch_threads
 from ..errors import InputError
 from ..progress import track
 from ..validation import as_neighbourhoods, as_points, check_k, check_positive, check_tangent_dim
@@ -374,7 +374,7 @@ def curvature(
             raise InputError(f"the neighbour graph holds {graph.k} neighbours, fewer than k={k}.")
         graph = graph.first(k)
     dev = resolve_device(device)
-    xt = torch.from_numpy(x).to(dev)
+    xt = tensor_view(x).to(dev)  # read-only layers (cached activations) included: nothing writes to xt
     rows = centre_rows(n, n_centres, seed)
 
     buffers = threading.local()  # each worker thread's gather and difference buffers
