@@ -438,3 +438,17 @@ def test_shorter_training_reads_the_spectra_claims_one_saved_epoch_earlier(study
     assert shorter["n"] == len(SEEDS) and shorter["value"] == pytest.approx(np.mean(earlier))
     assert findings["papyan-outliers"].value != pytest.approx(np.mean(earlier))
     assert "training one saved epoch shorter" not in findings["papyan-fisher"].designs  # finals only
+
+
+def test_an_mlp_series_is_found_when_the_cnns_have_a_longer_one(study):
+    # the small preset's CNN and MLP label-noise series are the same size; the CNN's must not take
+    # the MLP's place in fort-label-noise
+    rng = np.random.default_rng(1)
+    extra = [_record(f"cnn-ln-more-s{s}", rng, seed=s, label_noise=0.5) for s in SEEDS]
+    longer = Study(study.records + tuple(extra))
+    assert len([r for r in longer.series("label_noise") if r.arch == "digits-cnn"]) > 0
+    found = {f.claim: f for f in evaluate_claims(longer, StudyContext(10, (), GAINS), seed=0)}
+    x, y = _hand(study)["fort-label-noise"]
+    assert found["fort-label-noise"].n == len(x) and found["fort-label-noise"].value == pytest.approx(
+        spearmanr(x, y).statistic
+    )

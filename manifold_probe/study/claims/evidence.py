@@ -187,13 +187,16 @@ class Study:
                 out[base.name] = [by_epoch[e] for e in sorted(by_epoch)]
         return out
 
-    def series(self, attribute: str) -> list[ModelRecord]:
+    def series(self, attribute: str, arch: str | None = None) -> list[ModelRecord]:
         """Baselines and the final models that differ from their baseline only in `attribute`
-        (`label_noise` or `train_size`), all of the shape with most such models."""
+        (`label_noise` or `train_size`), all of the shape with most such models (of `arch`, when
+        given: the architecture is chosen before the shape, so that another architecture's series
+        of as many models cannot take its place)."""
         variants = [
             record
             for record in self.finals
             if record.trained
+            and (arch is None or record.arch == arch)
             and (base := self.baseline_of(record)) is not None
             and _differs_only_in(record, base, attribute)
         ]

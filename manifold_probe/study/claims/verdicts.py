@@ -285,7 +285,7 @@ def twin_differences(study: Study, select, quantity, arch: str = CNN) -> Evidenc
 
 
 def series(study: Study, attribute: str, arch: str) -> list[ModelRecord]:
-    return [r for r in study.series(attribute) if r.arch == arch]
+    return study.series(attribute, arch)
 
 
 # --- the claims ---------------------------------------------------------------------------
