@@ -203,7 +203,7 @@ class Study:
         if not variants:
             return []
         shapes = [r.shape for r in variants]
-        shape = max(set(shapes), key=shapes.count)
+        shape = max(sorted(set(shapes), key=str), key=shapes.count)  # a tie: the same shape in every process
         return [r for r in self.baselines() if r.shape == shape] + [r for r in variants if r.shape == shape]
 
 
