@@ -284,10 +284,6 @@ def twin_differences(study: Study, select, quantity, arch: str = CNN) -> Evidenc
     return _values([quantity(t) - quantity(b) for b, t in pairs], pairs=[[b.name, t.name] for b, t in pairs])
 
 
-def series(study: Study, attribute: str, arch: str) -> list[ModelRecord]:
-    return study.series(attribute, arch)
-
-
 # --- the claims ---------------------------------------------------------------------------
 
 
@@ -448,7 +444,7 @@ def _fort_ensembles(_study: Study, _design: Design, context: StudyContext) -> Ev
 
 def _fort_series(attribute: str, predictor: Callable[[ModelRecord], float] | None = None):
     def evidence(study: Study, design: Design, _context: StudyContext) -> Evidence:
-        runs = [r for r in series(study, attribute, MLP) if np.isfinite(manifold_dim(r, design))]
+        runs = [r for r in study.series(attribute, MLP) if np.isfinite(manifold_dim(r, design))]
         read = predictor or (lambda r: float(getattr(r, attribute)))
         return _pairs(
             [read(r) for r in runs], [manifold_dim(r, design) for r in runs], runs=[r.name for r in runs]
