@@ -310,7 +310,10 @@ def run_claims(
     data : a data spec (`digits`, `fashion-mnist`, ...), used for training and measuring.
     preset : `tiny`, `small` or `full` (see `claims.design`).
     seed : seeds the zoo, the shared test points, the planes and the permutations.
-    workers : training and sweep worker processes (default: up to 2).
+    workers : training and sweep worker processes (default: up to 2). They are spawned, so a
+        script that calls `run_claims` with workers > 1 needs `if __name__ == "__main__":` around
+        the call (without it each worker runs the script again and the pool breaks with
+        `BrokenProcessPool`); or pass `workers=1`.
     plan : a design of your own (`design.ClaimsDesign`, e.g. a preset's with fewer models) instead
         of the preset's; its `preset` names it in the result.
 
